@@ -1,0 +1,58 @@
+package cli_test
+
+import (
+	"bytes"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kubernaut/datastorage/internal/cli"
+)
+
+func TestFlagSet_CommandLineBeatsEnvironmentBeatsDefault(t *testing.T) {
+	t.Setenv("X_LISTEN", ":9999")
+	t.Setenv("X_RATE", "2.5")
+	fs := cli.NewFlagSet("x", io.Discard)
+	listen := fs.String("listen", "X_LISTEN", ":8080", "address")
+	rate := fs.Float64("rate", "X_RATE", 100, "rate")
+	burst := fs.Int("burst", "X_BURST", 1000, "burst")
+	grace := fs.Duration("grace", "X_GRACE", time.Second, "grace")
+	require.NoError(t, fs.Parse([]string{"--rate", "7"}))
+	assert.Equal(t, ":9999", *listen, "environment over default")
+	assert.Equal(t, 7.0, *rate, "command line over environment")
+	assert.Equal(t, 1000, *burst, "default when neither is set")
+	assert.Equal(t, time.Second, *grace)
+}
+
+func TestFlagSet_RejectsUnparsableEnvironmentNamingTheVariable(t *testing.T) {
+	t.Setenv("X_BURST", "lots")
+	fs := cli.NewFlagSet("x", io.Discard)
+	fs.Int("burst", "X_BURST", 1000, "burst")
+	require.ErrorContains(t, fs.Parse(nil), "X_BURST")
+}
+
+func TestFlagSet_RejectsStrayArguments(t *testing.T) {
+	fs := cli.NewFlagSet("x", io.Discard)
+	require.ErrorContains(t, fs.Parse([]string{"extra"}), "unexpected arguments: extra")
+}
+
+func TestFlagSet_HelpNamesEachVariable(t *testing.T) {
+	var out bytes.Buffer
+	fs := cli.NewFlagSet("x", &out)
+	fs.Bool("insecure", "X_INSECURE", false, "allow http")
+	fs.PrintDefaults()
+	assert.Contains(t, out.String(), "allow http (env X_INSECURE)")
+}
+
+func TestNewLogger_RejectsUnknownLevelAndFormat(t *testing.T) {
+	_, err := cli.NewLogger(io.Discard, "loud", "json", "x")
+	require.Error(t, err)
+	_, err = cli.NewLogger(io.Discard, "info", "xml", "x")
+	require.Error(t, err)
+	log, err := cli.NewLogger(io.Discard, "info", "console", "x")
+	require.NoError(t, err)
+	log.Info().Msg("works")
+}
