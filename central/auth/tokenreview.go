@@ -1,0 +1,310 @@
+package auth
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/sync/singleflight"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Defaults for the zero fields of TokenReviewConfig.
+const (
+	DefaultCacheTTL    = 2 * time.Minute
+	DefaultNegativeTTL = 10 * time.Second
+	DefaultCacheSize   = 10000
+	DefaultTimeout     = 5 * time.Second
+)
+
+// TokenReviewConfig configures NewTokenReview. Every zero value but Client and
+// Audience means the documented default.
+type TokenReviewConfig struct {
+	// Client reaches the API server; cmd builds it with NewClientset. Required.
+	Client kubernetes.Interface
+	// Audience is this service's audience. Required. It is sent in
+	// spec.audiences, and status.audiences must contain it: an empty
+	// status.audiences means the API server's default audience, which is not
+	// ours, so the token is rejected.
+	Audience string
+	// CacheTTL bounds how long a positive answer is reused; 0 means
+	// DefaultCacheTTL. Never beyond the token's own expiry when the token is a
+	// JWT with an "exp" claim.
+	CacheTTL time.Duration
+	// NegativeTTL bounds how long a failed authentication is reused; 0 means
+	// DefaultNegativeTTL. Unavailability (ErrUnavailable) is never cached.
+	NegativeTTL time.Duration
+	// CacheSize is the maximum number of cached answers, least recently used
+	// evicted first; 0 means DefaultCacheSize.
+	CacheSize int
+	// Timeout bounds each TokenReview call; 0 means DefaultTimeout.
+	Timeout time.Duration
+	// Metrics receives auth_cache_hits_total, auth_cache_misses_total,
+	// auth_cache_entries, auth_tokenreview_requests_total{result=...} and
+	// auth_tokenreview_duration_seconds. nil means a private set nobody reads.
+	Metrics *metrics.Set
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (c TokenReviewConfig) withDefaults() TokenReviewConfig {
+	if c.CacheTTL == 0 {
+		c.CacheTTL = DefaultCacheTTL
+	}
+	if c.NegativeTTL == 0 {
+		c.NegativeTTL = DefaultNegativeTTL
+	}
+	if c.CacheSize == 0 {
+		c.CacheSize = DefaultCacheSize
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.NewSet()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Validate reports the first invalid field, after defaults are applied.
+func (c TokenReviewConfig) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.Client == nil:
+		return errors.New("auth: TokenReviewConfig.Client is required")
+	case strings.TrimSpace(c.Audience) == "":
+		return errors.New("auth: TokenReviewConfig.Audience is required")
+	case c.CacheTTL < 0:
+		return fmt.Errorf("auth: TokenReviewConfig.CacheTTL must not be negative, got %s", c.CacheTTL)
+	case c.NegativeTTL < 0:
+		return fmt.Errorf("auth: TokenReviewConfig.NegativeTTL must not be negative, got %s", c.NegativeTTL)
+	case c.CacheSize < 0:
+		return fmt.Errorf("auth: TokenReviewConfig.CacheSize must not be negative, got %d", c.CacheSize)
+	case c.Timeout < 0:
+		return fmt.Errorf("auth: TokenReviewConfig.Timeout must not be negative, got %s", c.Timeout)
+	}
+	return nil
+}
+
+// TokenReview authenticates bearer tokens with the Kubernetes TokenReview API
+// and caches the answers. It is safe for concurrent use and owns no
+// goroutines, so it needs no Close.
+type TokenReview struct {
+	cfg     TokenReviewConfig
+	hmacKey []byte
+	cache   *resultCache
+	flight  singleflight.Group
+
+	hits, misses                  *metrics.Counter
+	authenticated, rejected, errs *metrics.Counter
+	latency                       *metrics.Histogram
+}
+
+// NewTokenReview validates cfg and returns a TokenReview.
+func NewTokenReview(cfg TokenReviewConfig) (*TokenReview, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("auth: cache key: %w", err)
+	}
+	t := &TokenReview{
+		cfg:           cfg,
+		hmacKey:       key,
+		cache:         newResultCache(cfg.CacheSize),
+		hits:          cfg.Metrics.GetOrCreateCounter("auth_cache_hits_total"),
+		misses:        cfg.Metrics.GetOrCreateCounter("auth_cache_misses_total"),
+		authenticated: cfg.Metrics.GetOrCreateCounter(`auth_tokenreview_requests_total{result="authenticated"}`),
+		rejected:      cfg.Metrics.GetOrCreateCounter(`auth_tokenreview_requests_total{result="unauthenticated"}`),
+		errs:          cfg.Metrics.GetOrCreateCounter(`auth_tokenreview_requests_total{result="error"}`),
+		latency:       cfg.Metrics.GetOrCreateHistogram("auth_tokenreview_duration_seconds"),
+	}
+	cache := t.cache
+	cfg.Metrics.GetOrCreateGauge("auth_cache_entries", func() float64 { return float64(cache.len()) })
+	return t, nil
+}
+
+// Audience is the audience tokens must carry.
+func (t *TokenReview) Audience() string { return t.cfg.Audience }
+
+// Authenticate returns the identity of token. Answers are cached (positive for
+// CacheTTL, negative for NegativeTTL); concurrent calls for one token share
+// one TokenReview. The returned error wraps ErrUnauthenticated or
+// ErrUnavailable and never contains the token.
+func (t *TokenReview) Authenticate(ctx context.Context, token string) (Identity, error) {
+	if token == "" {
+		return Identity{}, fmt.Errorf("%w: empty token", ErrUnauthenticated)
+	}
+	key := t.key(token)
+	if e, ok := t.cache.get(key, t.cfg.Now()); ok {
+		t.hits.Inc()
+		return e.id.clone(), e.err
+	}
+	t.misses.Inc()
+	if err := ctx.Err(); err != nil {
+		return Identity{}, fmt.Errorf("%w: %w", ErrUnavailable, context.Cause(ctx))
+	}
+
+	ch := t.flight.DoChan(string(key[:]), func() (any, error) {
+		// Re-check: a call for this token may have finished between our
+		// cache miss and joining the flight.
+		if e, ok := t.cache.get(key, t.cfg.Now()); ok {
+			return e, nil
+		}
+		e, err := t.review(token)
+		if err != nil {
+			return nil, err // unavailable: not cached
+		}
+		e.key = key
+		if e.expires.After(t.cfg.Now()) {
+			t.cache.put(e)
+		}
+		return e, nil
+	})
+	select {
+	case <-ctx.Done():
+		return Identity{}, fmt.Errorf("%w: waiting for TokenReview: %w", ErrUnavailable, context.Cause(ctx))
+	case res := <-ch:
+		if res.Err != nil {
+			return Identity{}, res.Err
+		}
+		e := res.Val.(cacheEntry)
+		return e.id.clone(), e.err
+	}
+}
+
+// review makes one TokenReview call and turns its answer into a cache entry
+// (an identity, or an error wrapping ErrUnauthenticated, with its expiry), or
+// returns an error wrapping ErrUnavailable.
+//
+// The call runs under its own timeout, detached from any caller's context:
+// callers that join it through singleflight must not see it cancelled because
+// the first caller went away, and the caller's context may be a request
+// context (fasthttp's) that is recycled once its handler returns.
+func (t *TokenReview) review(token string) (cacheEntry, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.Timeout)
+	defer cancel()
+
+	start := time.Now()
+	tr, err := t.cfg.Client.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{
+		Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: []string{t.cfg.Audience}},
+	}, metav1.CreateOptions{})
+	t.latency.UpdateDuration(start)
+	if err != nil {
+		t.errs.Inc()
+		// Any failure of the call itself (unreachable, timeout, 5xx, or a 4xx
+		// such as the central lacking RBAC to create TokenReviews) says
+		// nothing about the token: the caller should retry, not give up.
+		return cacheEntry{}, fmt.Errorf("%w: %w", ErrUnavailable, redactError(err, token))
+	}
+
+	now := t.cfg.Now()
+	st := tr.Status
+	reject := func(reason string) (cacheEntry, error) {
+		t.rejected.Inc()
+		return cacheEntry{
+			err:     fmt.Errorf("%w: %s", ErrUnauthenticated, redact(reason, token)),
+			expires: now.Add(t.cfg.NegativeTTL),
+		}, nil
+	}
+	switch {
+	case !st.Authenticated:
+		reason := "rejected by the API server"
+		if st.Error != "" {
+			reason += ": " + st.Error
+		}
+		return reject(reason)
+	case len(st.Audiences) == 0:
+		return reject(fmt.Sprintf("token is for the API server's default audience, not %q", t.cfg.Audience))
+	case !slices.Contains(st.Audiences, t.cfg.Audience):
+		return reject(fmt.Sprintf("token audiences %q do not include %q", st.Audiences, t.cfg.Audience))
+	case st.User.Username == "":
+		return reject("the API server authenticated the token without a username")
+	}
+
+	t.authenticated.Inc()
+	expires := now.Add(t.cfg.CacheTTL)
+	if exp, ok := jwtExpiry(token); ok && exp.Before(expires) {
+		expires = exp
+	}
+	return cacheEntry{
+		id:      NewIdentity(st.User.Username, st.User.UID, st.User.Groups),
+		expires: expires,
+	}, nil
+}
+
+// key is the cache key of token: an HMAC with a per-process random key, so
+// that neither the cache nor a heap dump yields a usable token or a hash that
+// can be checked against guesses offline.
+func (t *TokenReview) key(token string) cacheKey {
+	m := hmac.New(sha256.New, t.hmacKey)
+	m.Write([]byte(token))
+	m.Write([]byte{0})
+	m.Write([]byte(t.cfg.Audience))
+	var k cacheKey
+	m.Sum(k[:0])
+	return k
+}
+
+// jwtExpiry reads the "exp" claim of a JWT without verifying it. It is only
+// used after the API server has accepted the token (and so its signature), to
+// stop the cache outliving the token.
+func jwtExpiry(token string) (time.Time, bool) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return time.Time{}, false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return time.Time{}, false
+	}
+	var claims struct {
+		Exp *json.Number `json:"exp"`
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil || claims.Exp == nil {
+		return time.Time{}, false
+	}
+	sec, err := claims.Exp.Float64()
+	if err != nil || sec <= 0 || sec > 1<<40 {
+		return time.Time{}, false
+	}
+	return time.Unix(int64(sec), 0), true
+}
+
+// redactedError keeps err's chain for errors.Is/As but never prints the token.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+func redactError(err error, token string) error {
+	return &redactedError{msg: redact(err.Error(), token), err: err}
+}
+
+// redact removes the token from a message that is about to leave the package,
+// in case a server or transport echoed it.
+func redact(msg, token string) string {
+	if token == "" {
+		return msg
+	}
+	return strings.ReplaceAll(msg, token, "[redacted]")
+}

@@ -1,0 +1,163 @@
+package ratelimit
+
+import (
+	"container/list"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Defaults for the zero fields of Config.
+const (
+	DefaultRate    = 100   // records per second per key
+	DefaultBurst   = 1000  // records
+	DefaultMaxKeys = 10000 // keys tracked at once
+)
+
+// ErrTooLarge refuses a request of more records than the burst: it could
+// never pass, however long the caller waited. The HTTP edge answers 413.
+var ErrTooLarge = errors.New("ratelimit: request larger than burst")
+
+// Config sizes a Limiter. Every zero field means its default.
+type Config struct {
+	// Rate is the sustained number of records per second per key; 0 means
+	// DefaultRate.
+	Rate float64
+	// Burst is the bucket size in records: the most a key may write at once
+	// after being idle, and the largest request that can ever pass; 0 means
+	// DefaultBurst.
+	Burst int
+	// MaxKeys bounds the number of keys tracked; the least recently used is
+	// forgotten beyond it (and starts again with a full bucket); 0 means
+	// DefaultMaxKeys.
+	MaxKeys int
+}
+
+func (c Config) withDefaults() Config {
+	if c.Rate == 0 {
+		c.Rate = DefaultRate
+	}
+	if c.Burst == 0 {
+		c.Burst = DefaultBurst
+	}
+	if c.MaxKeys == 0 {
+		c.MaxKeys = DefaultMaxKeys
+	}
+	return c
+}
+
+// Validate reports the first invalid field. Zero fields are valid: they mean
+// the defaults.
+func (c Config) Validate() error {
+	switch {
+	case math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) || c.Rate < 0:
+		return fmt.Errorf("ratelimit: Rate must be a positive number of records per second (0 for %d), got %v", DefaultRate, c.Rate)
+	case c.Burst < 0:
+		return fmt.Errorf("ratelimit: Burst must be positive (0 for %d), got %d", DefaultBurst, c.Burst)
+	case c.MaxKeys < 0:
+		return fmt.Errorf("ratelimit: MaxKeys must be positive (0 for %d), got %d", DefaultMaxKeys, c.MaxKeys)
+	}
+	return nil
+}
+
+// Limiter is a set of per-key token buckets, bounded by an LRU. It is safe for
+// concurrent use.
+type Limiter struct {
+	cfg Config
+
+	mu    sync.Mutex
+	order *list.List // of *bucket, most recently used first
+	keys  map[string]*list.Element
+}
+
+type bucket struct {
+	key string
+	lim *rate.Limiter
+}
+
+// New returns a Limiter for cfg, its zero fields set to the defaults. It
+// panics if cfg.Validate fails: callers validate configuration first, where
+// they can report it (cmd does).
+func New(cfg Config) *Limiter {
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
+	cfg = cfg.withDefaults()
+	return &Limiter{cfg: cfg, order: list.New(), keys: make(map[string]*list.Element)}
+}
+
+// Config is the effective configuration, defaults filled in.
+func (l *Limiter) Config() Config { return l.cfg }
+
+// Allow takes n tokens from key's bucket at now. ok=false leaves the bucket
+// untouched and retryAfter says when n tokens will be there (rounding up to
+// whole seconds for a Retry-After header is the caller's job). n > Burst
+// returns ErrTooLarge, since such a request could never pass; n <= 0 takes
+// nothing and is allowed.
+func (l *Limiter) Allow(now time.Time, key string, n int) (ok bool, retryAfter time.Duration, err error) {
+	if n > l.cfg.Burst {
+		return false, 0, fmt.Errorf("%w: %d records, burst is %d", ErrTooLarge, n, l.cfg.Burst)
+	}
+	if n <= 0 {
+		return true, 0, nil
+	}
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lim := l.bucketLocked(key)
+	// Under l.mu nobody else touches lim between the look and the take, so a
+	// refusal never has to give tokens back.
+	have := lim.TokensAt(now)
+	if have >= float64(n) {
+		if !lim.AllowN(now, n) {
+			// Cannot happen: TokensAt and AllowN see the same state.
+			return false, 0, fmt.Errorf("ratelimit: bucket %q refused %d records with %.3f available", key, n, have)
+		}
+		return true, 0, nil
+	}
+	return false, l.waitLocked(lim, now, have, n), nil
+}
+
+// waitLocked is how long until lim holds n tokens, rounded up so that a retry
+// at now+wait passes.
+func (l *Limiter) waitLocked(lim *rate.Limiter, now time.Time, have float64, n int) time.Duration {
+	ns := math.Ceil((float64(n) - have) / l.cfg.Rate * float64(time.Second))
+	if ns >= math.MaxInt64/2 {
+		return rate.InfDuration // a rate so low the wait is centuries
+	}
+	wait := time.Duration(ns)
+	// Float rounding in the bucket's own arithmetic can leave it a hair short
+	// at exactly now+wait; step forward until it is not.
+	for i := 0; i < 1000 && lim.TokensAt(now.Add(wait)) < float64(n); i++ {
+		wait += time.Microsecond
+	}
+	return wait
+}
+
+// bucketLocked returns key's limiter, creating it with a full bucket and
+// evicting the least recently used key beyond MaxKeys.
+func (l *Limiter) bucketLocked(key string) *rate.Limiter {
+	if el, ok := l.keys[key]; ok {
+		l.order.MoveToFront(el)
+		return el.Value.(*bucket).lim
+	}
+	for l.order.Len() >= l.cfg.MaxKeys {
+		old := l.order.Back()
+		delete(l.keys, old.Value.(*bucket).key)
+		l.order.Remove(old)
+	}
+	b := &bucket{key: key, lim: rate.NewLimiter(rate.Limit(l.cfg.Rate), l.cfg.Burst)}
+	l.keys[key] = l.order.PushFront(b)
+	return b.lim
+}
+
+// Len is the number of keys tracked, at most MaxKeys.
+func (l *Limiter) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.order.Len()
+}
