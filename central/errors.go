@@ -1,0 +1,160 @@
+package central
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"github.com/kubernaut/datastorage/central/auth"
+	"github.com/kubernaut/datastorage/central/ratelimit"
+	"github.com/kubernaut/datastorage/storage"
+	"github.com/kubernaut/datastorage/wire"
+)
+
+// forbiddenError is a caller that authenticated but may not write kind.
+type forbiddenError struct {
+	caller string
+	kind   wire.Kind
+}
+
+func (e *forbiddenError) Error() string {
+	return fmt.Sprintf("%s may not write %s audits", e.caller, e.kind)
+}
+
+func forbidden(id auth.Identity, kind wire.Kind) error {
+	return &forbiddenError{caller: id.Key(), kind: kind}
+}
+
+// rateLimitedError is a caller over its records-per-second budget.
+type rateLimitedError struct {
+	caller     string
+	retryAfter time.Duration
+}
+
+func (e *rateLimitedError) Error() string {
+	return fmt.Sprintf("%s is over its rate limit; retry after %s", e.caller, e.retryAfter)
+}
+
+// batchTooLargeError is a batch with more records than the caller's burst:
+// waiting would never let it pass, so the sender must split it.
+type batchTooLargeError struct {
+	records, burst int
+}
+
+func (e *batchTooLargeError) Error() string {
+	return fmt.Sprintf("batch of %d records exceeds the rate-limit burst of %d records per service account; send smaller batches", e.records, e.burst)
+}
+
+// allow charges n records to the caller's rate limit.
+func (s *Server) allow(now time.Time, id auth.Identity, n int) error {
+	ok, retryAfter, err := s.cfg.Limiter.Allow(now, id.Key(), n)
+	if errors.Is(err, ratelimit.ErrTooLarge) {
+		return &batchTooLargeError{records: n, burst: s.cfg.Limiter.Config().Burst}
+	}
+	if err != nil {
+		return err
+	}
+	if !ok {
+		s.metrics.rateLimited(id.Key())
+		return &rateLimitedError{caller: id.Key(), retryAfter: retryAfter}
+	}
+	return nil
+}
+
+// fail is the one place where an error becomes a status and a body. The
+// client gets a safe message; the detail is logged once, with a correlation
+// ID that a 500's body carries too.
+func (s *Server) fail(ctx *fasthttp.RequestCtx, err error) {
+	status, body, retryAfter := s.classify(err)
+	correlationID := newCorrelationID()
+	if status == fasthttp.StatusInternalServerError {
+		body = wire.InternalError(correlationID)
+	}
+	if retryAfter > 0 {
+		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(int(math.Ceil(retryAfter.Seconds()))))
+	}
+	ctx.Response.Header.Set("X-Correlation-ID", correlationID)
+	writeError(ctx, status, body)
+
+	level := zerolog.InfoLevel
+	if status >= 500 {
+		level = zerolog.ErrorLevel
+	}
+	s.log.WithLevel(level).
+		Str("correlation_id", correlationID).
+		Str("method", string(ctx.Method())).
+		Str("path", string(ctx.Path())).
+		Int("status", status).
+		Str("remote", ctx.RemoteIP().String()).
+		Err(err).
+		Msg("request failed")
+}
+
+func (s *Server) classify(err error) (status int, body *wire.ErrorBody, retryAfter time.Duration) {
+	var (
+		ve        *wire.ValidationError
+		forbidden *forbiddenError
+		limited   *rateLimitedError
+		tooMany   *batchTooLargeError
+	)
+	switch {
+	case errors.As(err, &ve):
+		return fasthttp.StatusBadRequest, ve.Body(), 0
+	case errors.Is(err, errBadEncoding):
+		return fasthttp.StatusBadRequest, wire.ValidationFailed("", "request body is not valid for its Content-Encoding"), 0
+	case errors.Is(err, errMissingToken), errors.Is(err, auth.ErrUnauthenticated):
+		return fasthttp.StatusUnauthorized, wire.AuthenticationFailed(), 0
+	case errors.Is(err, auth.ErrUnavailable):
+		return fasthttp.StatusServiceUnavailable, wire.ServiceUnavailable("Token review is unavailable"), time.Second
+	case errors.As(err, &forbidden):
+		return fasthttp.StatusForbidden, wire.AuthorizationFailed(), 0
+	case errors.As(err, &tooMany):
+		return fasthttp.StatusRequestEntityTooLarge, wire.PayloadTooLarge(tooMany.Error()), 0
+	case errors.Is(err, errBodyTooLarge):
+		return fasthttp.StatusRequestEntityTooLarge, wire.PayloadTooLarge(err.Error()), 0
+	case errors.As(err, &limited):
+		return fasthttp.StatusTooManyRequests, wire.RateLimitExceeded(s.cfg.Limiter.Config().Rate), limited.retryAfter
+	case errors.Is(err, errUnsupportedMedia):
+		return fasthttp.StatusUnsupportedMediaType, wire.UnsupportedMediaType(err.Error()), 0
+	case errors.Is(err, errMethodNotAllowed):
+		return fasthttp.StatusMethodNotAllowed, wire.MethodNotAllowed(), 0
+	case errors.Is(err, errNotFound):
+		return fasthttp.StatusNotFound, wire.NotFound(), 0
+	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		return fasthttp.StatusServiceUnavailable, wire.ServiceUnavailable("PostgreSQL connection failed"), time.Second
+	default:
+		return fasthttp.StatusInternalServerError, nil, 0
+	}
+}
+
+func writeError(ctx *fasthttp.RequestCtx, status int, body *wire.ErrorBody) {
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(body.Marshal())
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil { // our own response types always marshal
+		writeError(ctx, fasthttp.StatusInternalServerError, wire.InternalError(newCorrelationID()))
+		return
+	}
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
+}
+
+func newCorrelationID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand never fails on Linux
+	return "req-" + hex.EncodeToString(b[:])
+}

@@ -1,0 +1,95 @@
+package central_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kubernaut/datastorage/central/auth"
+)
+
+func TestFailure_InternalErrorCarriesTheLoggedCorrelationID(t *testing.T) {
+	h := newHarness(t, options{})
+	// A schema the central does not expect: a failure that is not the
+	// database being down, so it must be a 500.
+	_, err := h.pool.Exec(context.Background(), "ALTER TABLE workflow_audit RENAME TO workflow_audit_gone")
+	require.NoError(t, err)
+
+	r := h.post(t, "/api/v1/audit/workflow", tokenOf("workflowexecution-controller-sa"),
+		[]byte(`{"workflowID":"wf-1","stepName":"s","stepStatus":"completed"}`))
+	require.Equal(t, 500, r.status, r.body)
+	var body map[string]string
+	require.NoError(t, json.Unmarshal([]byte(r.body), &body))
+	assert.Equal(t, "internal_error", body["error"])
+	assert.Equal(t, "Failed to persist audit trail", body["message"])
+	require.Regexp(t, `^req-[0-9a-f]{16}$`, body["correlation_id"])
+	assert.Equal(t, body["correlation_id"], r.header.Get("X-Correlation-ID"))
+	assert.Contains(t, h.logs.String(), `"correlation_id":"`+body["correlation_id"]+`"`, "the log line carries the same ID")
+	assert.NotContains(t, h.logs.String(), tokenOf("workflowexecution-controller-sa"), "tokens are never logged")
+}
+
+func TestFailure_DatabaseGoneIs503ThenRecoversWithoutRestart(t *testing.T) {
+	h := newHarness(t, options{viaProxy: true, storeTime: 3 * time.Second})
+	gw := tokenOf("gateway-sa")
+	body := []byte(`{"remediationRequestID":"rr-1"}`)
+	decodeWrite(t, h.post(t, "/api/v1/audit/remediation", gw, body))
+
+	h.proxy.SetDown(true)
+	r := h.post(t, "/api/v1/audit/remediation", gw, body)
+	require.Equal(t, 503, r.status, r.body)
+	assert.JSONEq(t, `{"error":"service_unavailable","message":"PostgreSQL connection failed"}`, r.body)
+	assert.Equal(t, "1", r.header.Get("Retry-After"))
+	resp, err := http.Get(h.url + "/readyz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 503, resp.StatusCode, "not ready while the database is gone")
+
+	h.proxy.SetDown(false)
+	require.Eventually(t, func() bool {
+		return h.post(t, "/api/v1/audit/remediation", gw, body).status == 201
+	}, 10*time.Second, 100*time.Millisecond)
+	resp, err = http.Get(h.url + "/readyz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, 2, h.rows(t, "remediation_audit"))
+}
+
+// downAuthenticator stands for a TokenReview API that cannot be reached;
+// the TokenReview client itself is tested against a real clientset in auth.
+type downAuthenticator struct{}
+
+func (downAuthenticator) Authenticate(context.Context, string) (auth.Identity, error) {
+	return auth.Identity{}, auth.ErrUnavailable
+}
+
+func TestFailure_TokenReviewUnreachableIs503Not401(t *testing.T) {
+	h := newHarness(t, options{authn: downAuthenticator{}})
+	r := h.post(t, "/api/v1/audit/remediation", "some-token", []byte(`{"remediationRequestID":"rr-1"}`))
+	require.Equal(t, 503, r.status, r.body)
+	assertErrorShape(t, r.body)
+	assert.NotEmpty(t, r.header.Get("Retry-After"))
+}
+
+func TestMetrics_CountRecordsByKindAndOutcome(t *testing.T) {
+	h := newHarness(t, options{})
+	decodeWrite(t, h.post(t, "/api/v1/audit/remediation", tokenOf("gateway-sa"), []byte(`{"remediationRequestID":"rr-1"}`)))
+	h.post(t, "/api/v1/audit/remediation", tokenOf("gateway-sa"), []byte(`{}`))
+
+	resp, err := http.Get(h.metricsURL)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	text := string(b)
+	assert.Contains(t, text, `datastorage_records_total{kind="remediation",outcome="persisted"} 1`)
+	assert.Contains(t, text, `datastorage_records_total{kind="remediation",outcome="rejected"} 1`)
+	assert.Contains(t, text, `datastorage_http_requests_total{endpoint="remediation",code="201"} 1`)
+	assert.Contains(t, text, `datastorage_http_requests_total{endpoint="remediation",code="400"} 1`)
+}

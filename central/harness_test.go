@@ -1,0 +1,191 @@
+package central_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kubernaut/datastorage/central"
+	"github.com/kubernaut/datastorage/central/auth"
+	"github.com/kubernaut/datastorage/central/authz"
+	"github.com/kubernaut/datastorage/central/ratelimit"
+	"github.com/kubernaut/datastorage/internal/faultproxy"
+	"github.com/kubernaut/datastorage/internal/pgtest"
+	"github.com/kubernaut/datastorage/storage"
+)
+
+// The spec's four writers, as static tokens.
+var writers = []string{"gateway-sa", "aianalysis-controller-sa", "kubernetes-executor-sa", "workflowexecution-controller-sa"}
+
+func tokenOf(sa string) string { return "token-" + sa }
+
+const (
+	ns            = "kubernaut-system"
+	outsiderToken = "token-outsider"
+)
+
+type options struct {
+	rate      float64
+	burst     int
+	viaProxy  bool // put a faultproxy between the central and PostgreSQL
+	authn     auth.Authenticator
+	storeTime time.Duration
+}
+
+// harness is a real central on a loopback port, writing to a fresh database.
+type harness struct {
+	url        string
+	metricsURL string
+	pool       *pgxpool.Pool // direct access, for assertions
+	proxy      *faultproxy.Proxy
+	logs       *syncBuffer
+}
+
+func newHarness(t *testing.T, opt options) *harness {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	dsn := pgtest.NewDatabase(t)
+	require.NoError(t, storage.Migrate(ctx, dsn))
+
+	h := &harness{logs: &syncBuffer{}}
+	storeDSN := dsn
+	if opt.viaProxy {
+		cfg, err := pgxpool.ParseConfig(dsn)
+		require.NoError(t, err)
+		h.proxy, err = faultproxy.Start(fmt.Sprintf("%s:%d", cfg.ConnConfig.Host, cfg.ConnConfig.Port))
+		require.NoError(t, err)
+		host, port, _ := net.SplitHostPort(h.proxy.Addr())
+		storeDSN = strings.Replace(dsn, fmt.Sprintf("%s:%d", cfg.ConnConfig.Host, cfg.ConnConfig.Port), host+":"+port, 1)
+	}
+	db, err := storage.Open(ctx, storage.Config{DatabaseURL: storeDSN, ConnectTimeout: 2 * time.Second})
+	require.NoError(t, err)
+	h.pool, err = pgxpool.New(ctx, dsn)
+	require.NoError(t, err)
+
+	authn := opt.authn
+	if authn == nil {
+		var csv strings.Builder
+		for _, sa := range writers {
+			fmt.Fprintf(&csv, "%s,system:serviceaccount:%s:%s,uid-%s,\"system:serviceaccounts\"\n", tokenOf(sa), ns, sa, sa)
+		}
+		fmt.Fprintf(&csv, "%s,system:serviceaccount:%s:outsider,uid-outsider\n", outsiderToken, ns)
+		authn, err = auth.ParseStaticTokens(strings.NewReader(csv.String()))
+		require.NoError(t, err)
+	}
+	limits := ratelimit.Config{Rate: opt.rate, Burst: opt.burst}
+	if limits.Rate == 0 {
+		limits.Rate = 10000
+	}
+	if limits.Burst == 0 {
+		limits.Burst = 10000
+	}
+	srv, err := central.New(central.Config{
+		Authenticator: authn,
+		Authorizer:    authz.Default(ns),
+		Limiter:       ratelimit.New(limits),
+		Store:         db,
+		Logger:        zerolog.New(h.logs),
+		Metrics:       metrics.NewSet(),
+		StoreTimeout:  opt.storeTime,
+	})
+	require.NoError(t, err)
+	api, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ml, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	h.url = "http://" + api.Addr().String()
+	h.metricsURL = "http://" + ml.Addr().String() + "/metrics"
+
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, api, ml) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+		db.Close()
+		h.pool.Close()
+		if h.proxy != nil {
+			h.proxy.Close()
+		}
+	})
+	return h
+}
+
+type response struct {
+	status int
+	body   string
+	header http.Header
+}
+
+// post sends body with the writer's token ("" sends none) and extra headers.
+func (h *harness) post(t *testing.T, path, token string, body []byte, headers ...string) response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, h.url+path, bytes.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	return h.do(t, req)
+}
+
+func (h *harness) do(t *testing.T, req *http.Request) response {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return response{status: resp.StatusCode, body: string(b), header: resp.Header}
+}
+
+// count returns how many rows of table have id.
+func (h *harness) count(t *testing.T, table, id string) int {
+	t.Helper()
+	var n int
+	require.NoError(t, h.pool.QueryRow(context.Background(),
+		"SELECT count(*) FROM "+table+" WHERE id = $1", id).Scan(&n))
+	return n
+}
+
+func (h *harness) rows(t *testing.T, table string) int {
+	t.Helper()
+	var n int
+	require.NoError(t, h.pool.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&n))
+	return n
+}
+
+// syncBuffer collects log lines from concurrent request goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+var errUnreachable = errors.New("token review down")

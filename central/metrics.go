@@ -1,0 +1,57 @@
+package central
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+
+	"github.com/kubernaut/datastorage/wire"
+)
+
+// serverMetrics are the central's own series; auth, storage pool and rate
+// limiter series are registered on the same set by their owners and cmd.
+type serverMetrics struct {
+	set           *metrics.Set
+	writeDuration *metrics.Histogram
+	batchSize     *metrics.Histogram
+}
+
+func newServerMetrics(set *metrics.Set) *serverMetrics {
+	return &serverMetrics{
+		set:           set,
+		writeDuration: set.NewHistogram(`datastorage_write_duration_seconds`),
+		batchSize:     set.NewHistogram(`datastorage_batch_records`),
+	}
+}
+
+func (m *serverMetrics) observeRequest(endpoint string, status int, d time.Duration) {
+	m.set.GetOrCreateCounter(fmt.Sprintf(`datastorage_http_requests_total{endpoint=%q,code="%s"}`,
+		endpoint, strconv.Itoa(status))).Inc()
+	m.set.GetOrCreateHistogram(fmt.Sprintf(`datastorage_http_request_duration_seconds{endpoint=%q}`, endpoint)).Update(d.Seconds())
+}
+
+// records counts records by kind and outcome (persisted, duplicate, rejected).
+func (m *serverMetrics) records(kind wire.Kind, outcome string, n int) {
+	if kind != wire.KindRemediation && kind != wire.KindWorkflow {
+		kind = "unknown" // never a client-chosen label value
+	}
+	m.set.GetOrCreateCounter(fmt.Sprintf(`datastorage_records_total{kind=%q,outcome=%q}`, kind, outcome)).Add(n)
+}
+
+// rateLimited counts refusals by service account; the label set is bounded
+// by the authorized service accounts, since only they reach the limiter.
+func (m *serverMetrics) rateLimited(serviceAccount string) {
+	m.set.GetOrCreateCounter(fmt.Sprintf(`datastorage_ratelimit_rejections_total{service_account=%q}`, serviceAccount)).Inc()
+}
+
+func (s *Server) metricsHandler(ctx *fasthttp.RequestCtx) {
+	if string(ctx.Path()) != "/metrics" {
+		writeError(ctx, fasthttp.StatusNotFound, wire.NotFound())
+		return
+	}
+	ctx.SetContentType("text/plain; version=0.0.4")
+	s.cfg.Metrics.WritePrometheus(ctx)
+}

@@ -1,0 +1,190 @@
+package central
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kubernaut/datastorage/central/auth"
+	"github.com/kubernaut/datastorage/central/authz"
+	"github.com/kubernaut/datastorage/central/ratelimit"
+	"github.com/kubernaut/datastorage/wire"
+)
+
+// Defaults for Config's zero values.
+const (
+	DefaultReadTimeout     = 10 * time.Second
+	DefaultWriteTimeout    = 10 * time.Second
+	DefaultIdleTimeout     = 90 * time.Second
+	DefaultStoreTimeout    = 8 * time.Second
+	DefaultShutdownTimeout = 25 * time.Second
+	DefaultMaxHeaderBytes  = 16 << 10
+)
+
+// Store persists validated records; *storage.DB implements it.
+type Store interface {
+	WriteBatch(ctx context.Context, serviceAccount string, records []wire.Record) ([]wire.ItemStatus, error)
+	Ping(ctx context.Context) error
+}
+
+// Config wires the server. Authenticator, Authorizer, Limiter and Store are
+// required; every other zero value means the Default above.
+type Config struct {
+	Authenticator auth.Authenticator
+	Authorizer    *authz.Authorizer
+	Limiter       *ratelimit.Limiter
+	Store         Store
+
+	Logger  zerolog.Logger
+	Metrics *metrics.Set     // nil: a private set
+	Now     func() time.Time // nil: time.Now
+
+	ReadTimeout     time.Duration // whole request, headers and body: bounds slow clients
+	WriteTimeout    time.Duration
+	IdleTimeout     time.Duration // keep-alive connections
+	StoreTimeout    time.Duration // one database write
+	ShutdownTimeout time.Duration // in-flight requests get this long to finish
+	MaxHeaderBytes  int
+
+	// TLS, when set, serves the API over TLS (the metrics listener stays
+	// plain HTTP for in-cluster scraping). Built by internal/tlsconfig, which
+	// reloads rotated certificates.
+	TLS *tls.Config
+}
+
+// Validate reports the first missing dependency.
+func (c Config) Validate() error {
+	switch {
+	case c.Authenticator == nil:
+		return errors.New("central: Config.Authenticator is required")
+	case c.Authorizer == nil:
+		return errors.New("central: Config.Authorizer is required")
+	case c.Limiter == nil:
+		return errors.New("central: Config.Limiter is required")
+	case c.Store == nil:
+		return errors.New("central: Config.Store is required")
+	}
+	return nil
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.ReadTimeout, DefaultReadTimeout)
+	def(&c.WriteTimeout, DefaultWriteTimeout)
+	def(&c.IdleTimeout, DefaultIdleTimeout)
+	def(&c.StoreTimeout, DefaultStoreTimeout)
+	def(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.NewSet()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Server is the central's HTTP edge.
+type Server struct {
+	cfg     Config
+	log     zerolog.Logger
+	body    *bodyDecoder
+	metrics *serverMetrics
+}
+
+// New validates cfg and builds a server; Serve runs it.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	body, err := newBodyDecoder(wire.MaxBatchBytes)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		body:    body,
+		metrics: newServerMetrics(cfg.Metrics),
+	}, nil
+}
+
+// Serve answers the API on api and Prometheus metrics on metricsLn until ctx
+// is cancelled, then stops accepting and waits up to ShutdownTimeout for
+// in-flight requests (and so their database writes) to finish.
+func (s *Server) Serve(ctx context.Context, api, metricsLn net.Listener) error {
+	if s.cfg.TLS != nil {
+		api = tls.NewListener(api, s.cfg.TLS)
+	}
+	apiSrv := s.newHTTPServer("api", s.Handler())
+	metricsSrv := s.newHTTPServer("metrics", s.metricsHandler)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return serveUntil(gctx, apiSrv, api, s.cfg.ShutdownTimeout) })
+	g.Go(func() error { return serveUntil(gctx, metricsSrv, metricsLn, s.cfg.ShutdownTimeout) })
+	err := g.Wait()
+	s.body.close()
+	return err
+}
+
+func (s *Server) newHTTPServer(name string, h fasthttp.RequestHandler) *fasthttp.Server {
+	return &fasthttp.Server{
+		Name:                          "datastorage-central",
+		Handler:                       h,
+		ReadTimeout:                   s.cfg.ReadTimeout,
+		WriteTimeout:                  s.cfg.WriteTimeout,
+		IdleTimeout:                   s.cfg.IdleTimeout,
+		ReadBufferSize:                s.cfg.MaxHeaderBytes,
+		MaxRequestBodySize:            wire.MaxBatchBytes,
+		DisablePreParseMultipartForm:  true,
+		NoDefaultServerHeader:         true,
+		NoDefaultContentType:          true,
+		DisableHeaderNamesNormalizing: false,
+		Logger:                        fasthttpLogger{log: s.log.With().Str("listener", name).Logger()},
+		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
+			// Requests fasthttp could not parse: too large, headers too big, timeouts.
+			if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+				writeError(ctx, fasthttp.StatusRequestEntityTooLarge, wire.PayloadTooLarge("request body exceeds the server's limit"))
+				return
+			}
+			writeError(ctx, fasthttp.StatusBadRequest, wire.ValidationFailed("", "malformed HTTP request"))
+		},
+	}
+}
+
+func serveUntil(ctx context.Context, srv *fasthttp.Server, ln net.Listener, grace time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := srv.ShutdownWithContext(sctx); err != nil {
+		return fmt.Errorf("shutdown %s: %w", ln.Addr(), err)
+	}
+	return nil
+}
+
+// fasthttpLogger routes fasthttp's own messages into zerolog.
+type fasthttpLogger struct{ log zerolog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Warn().Msgf(format, args...)
+}

@@ -1,0 +1,313 @@
+package central_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kubernaut/datastorage/wire"
+)
+
+var auditIDPattern = regexp.MustCompile(`^audit-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+func decodeWrite(t *testing.T, r response) wire.WriteResponse {
+	t.Helper()
+	require.Equal(t, http.StatusCreated, r.status, r.body)
+	var w wire.WriteResponse
+	require.NoError(t, json.Unmarshal([]byte(r.body), &w))
+	assert.Equal(t, "persisted", w.Status)
+	assert.Regexp(t, auditIDPattern, w.AuditID)
+	return w
+}
+
+func TestWrite_SpecExamplesArePersisted(t *testing.T) {
+	h := newHarness(t, options{})
+	ctx := context.Background()
+
+	t.Run("gateway, as in the spec's data flow", func(t *testing.T) {
+		r := h.post(t, "/api/v1/audit/remediation", tokenOf("gateway-sa"), []byte(`{
+			"remediationRequestID": "rr-abc123",
+			"alertName": "HighMemoryUsage",
+			"namespace": "production",
+			"cluster": "us-west-2",
+			"priority": "P0"
+		}`))
+		w := decodeWrite(t, r)
+		var alert, cluster, priority, sa string
+		var status *string
+		require.NoError(t, h.pool.QueryRow(ctx, `SELECT alert_name, cluster, priority, status, service_account
+			FROM remediation_audit WHERE id = $1`, w.AuditID).Scan(&alert, &cluster, &priority, &status, &sa))
+		assert.Equal(t, "HighMemoryUsage", alert)
+		assert.Equal(t, "us-west-2", cluster)
+		assert.Equal(t, "P0", priority)
+		assert.Nil(t, status, "the gateway sends no status: stored as NULL")
+		assert.Equal(t, ns+"/gateway-sa", sa)
+	})
+
+	t.Run("ai analysis decision, marshalled by the spec's Go client", func(t *testing.T) {
+		r := h.post(t, "/api/v1/audit/remediation", tokenOf("aianalysis-controller-sa"), []byte(`{
+			"remediationRequestID":"rr-abc123","alertName":"HighMemoryUsage","namespace":"production",
+			"cluster":"us-west-2","priority":"","actionType":"restart-pod","confidence":0.87,
+			"reasoning":"Memory grew linearly for 40 minutes; a restart cleared the same pattern twice before.",
+			"targetResource":"","status":"","duration":0,"errorMessage":"",
+			"createdAt":"2025-10-06T10:00:00Z","executedAt":"0001-01-01T00:00:00Z"}`))
+		w := decodeWrite(t, r)
+		var conf float64
+		var created time.Time
+		var executed *time.Time
+		require.NoError(t, h.pool.QueryRow(ctx, `SELECT confidence, created_at, executed_at
+			FROM remediation_audit WHERE id = $1`, w.AuditID).Scan(&conf, &created, &executed))
+		assert.InDelta(t, 0.87, conf, 1e-9)
+		assert.True(t, created.Equal(time.Date(2025, 10, 6, 10, 0, 0, 0, time.UTC)), created)
+		assert.Nil(t, executed, "Go's zero time means not sent")
+	})
+
+	t.Run("kubernetes executor action with a duration in nanoseconds", func(t *testing.T) {
+		r := h.post(t, "/api/v1/audit/remediation", tokenOf("kubernetes-executor-sa"), []byte(`{
+			"remediationRequestID":"rr-abc123","actionType":"restart-pod",
+			"targetResource":"production/Deployment/web","status":"failed",
+			"duration":2500000000,"errorMessage":"pods \"web-1\" is forbidden",
+			"executedAt":"2025-10-06T10:01:00Z"}`))
+		w := decodeWrite(t, r)
+		var ms int64
+		var target, errMsg string
+		require.NoError(t, h.pool.QueryRow(ctx, `SELECT duration_ms, target_resource, error_message
+			FROM remediation_audit WHERE id = $1`, w.AuditID).Scan(&ms, &target, &errMsg))
+		assert.Equal(t, int64(2500), ms)
+		assert.Equal(t, "production/Deployment/web", target)
+		assert.Equal(t, `pods "web-1" is forbidden`, errMsg)
+	})
+
+	t.Run("workflow step", func(t *testing.T) {
+		r := h.post(t, "/api/v1/audit/workflow", tokenOf("workflowexecution-controller-sa"), []byte(`{
+			"workflowID":"wf-42","stepName":"scale-up","stepStatus":"completed",
+			"duration":1200000000,"errorMessage":"","executedAt":"2025-10-06T10:02:00Z"}`))
+		w := decodeWrite(t, r)
+		var step string
+		var ms int64
+		require.NoError(t, h.pool.QueryRow(ctx, `SELECT step_name, duration_ms FROM workflow_audit WHERE id = $1`,
+			w.AuditID).Scan(&step, &ms))
+		assert.Equal(t, "scale-up", step)
+		assert.Equal(t, int64(1200), ms)
+	})
+}
+
+func TestWrite_ErrorsHaveTheSpecBodies(t *testing.T) {
+	h := newHarness(t, options{})
+	valid := []byte(`{"remediationRequestID":"rr-1"}`)
+	gw := tokenOf("gateway-sa")
+
+	cases := []struct {
+		name   string
+		send   func() response
+		status int
+		body   string
+	}{
+		{"missing remediationRequestID is 400 naming the field", func() response {
+			return h.post(t, "/api/v1/audit/remediation", gw, []byte(`{"alertName":"x"}`))
+		}, 400, `{"error":"validation_failed","message":"RemediationRequestID is required","field":"remediationRequestID"}`},
+		{"no token is 401", func() response {
+			return h.post(t, "/api/v1/audit/remediation", "", valid)
+		}, 401, `{"error":"authentication_failed","message":"Token validation failed"}`},
+		{"an unknown token is 401", func() response {
+			return h.post(t, "/api/v1/audit/remediation", "not-a-token", valid)
+		}, 401, `{"error":"authentication_failed","message":"Token validation failed"}`},
+		{"a service account outside the allow-list is 403", func() response {
+			return h.post(t, "/api/v1/audit/remediation", outsiderToken, valid)
+		}, 403, `{"error":"authorization_failed","message":"Service account not authorized for write operations"}`},
+		{"the workflow writer may not write remediation audits", func() response {
+			return h.post(t, "/api/v1/audit/remediation", tokenOf("workflowexecution-controller-sa"), valid)
+		}, 403, `{"error":"authorization_failed","message":"Service account not authorized for write operations"}`},
+		{"a wrong content type is 415", func() response {
+			return h.post(t, "/api/v1/audit/remediation", gw, valid, "Content-Type", "text/plain")
+		}, 415, ""},
+		{"an unknown path is 404", func() response {
+			return h.post(t, "/api/v1/audit/other", gw, valid)
+		}, 404, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := c.send()
+			require.Equal(t, c.status, r.status, r.body)
+			assert.Equal(t, "application/json", r.header.Get("Content-Type"))
+			if c.body != "" {
+				assert.JSONEq(t, c.body, r.body)
+			} else {
+				assertErrorShape(t, r.body)
+			}
+		})
+	}
+
+	t.Run("GET on a write endpoint is 405 with Allow", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodGet, h.url+"/api/v1/audit/remediation", nil)
+		r := h.do(t, req)
+		require.Equal(t, 405, r.status)
+		assert.Equal(t, "POST", r.header.Get("Allow"))
+		assertErrorShape(t, r.body)
+	})
+
+	t.Run("a record larger than 64 KiB is 413", func(t *testing.T) {
+		big := fmt.Sprintf(`{"remediationRequestID":"rr-1","reasoning":%q}`, strings.Repeat("x", wire.MaxRecordBytes))
+		r := h.post(t, "/api/v1/audit/remediation", gw, []byte(big))
+		require.Equal(t, 413, r.status, r.body)
+		assertErrorShape(t, r.body)
+	})
+
+	assert.Zero(t, h.rows(t, "remediation_audit"), "nothing refused may be stored")
+}
+
+// assertErrorShape checks the spec's error body: error and message, nothing unknown.
+func assertErrorShape(t *testing.T, body string) {
+	t.Helper()
+	var m map[string]any
+	require.NoError(t, json.Unmarshal([]byte(body), &m), body)
+	assert.NotEmpty(t, m["error"], body)
+	assert.NotEmpty(t, m["message"], body)
+	for k := range m {
+		assert.Contains(t, []string{"error", "message", "field", "correlation_id"}, k)
+	}
+}
+
+func TestWrite_RateLimitIsPerServiceAccountAndCountsRecords(t *testing.T) {
+	h := newHarness(t, options{rate: 0.001, burst: 3})
+	gw := tokenOf("gateway-sa")
+	for i := 0; i < 3; i++ {
+		decodeWrite(t, h.post(t, "/api/v1/audit/remediation", gw, []byte(`{"remediationRequestID":"rr-1"}`)))
+	}
+	r := h.post(t, "/api/v1/audit/remediation", gw, []byte(`{"remediationRequestID":"rr-1"}`))
+	require.Equal(t, 429, r.status, r.body)
+	assert.JSONEq(t, `{"error":"rate_limit_exceeded","message":"Too many requests. Limit: 0.001 records/s per service account"}`, r.body)
+	assert.NotEmpty(t, r.header.Get("Retry-After"))
+
+	// Another service account has its own budget.
+	decodeWrite(t, h.post(t, "/api/v1/audit/remediation", tokenOf("aianalysis-controller-sa"), []byte(`{"remediationRequestID":"rr-1"}`)))
+
+	// A batch larger than the burst could never pass: 413, saying the limit.
+	r = h.post(t, "/api/v1/audit/batch", tokenOf("kubernetes-executor-sa"), batchBody(t, 4, "remediation"))
+	require.Equal(t, 413, r.status, r.body)
+	assert.Contains(t, r.body, "burst of 3 records")
+	assert.Equal(t, 4, h.rows(t, "remediation_audit"))
+}
+
+func TestWrite_IdempotencyKeyGivesOneRecord(t *testing.T) {
+	h := newHarness(t, options{})
+	body := []byte(`{"remediationRequestID":"rr-1","alertName":"A"}`)
+	first := decodeWrite(t, h.post(t, "/api/v1/audit/remediation", tokenOf("gateway-sa"), body, "Idempotency-Key", "k-1"))
+	again := decodeWrite(t, h.post(t, "/api/v1/audit/remediation", tokenOf("gateway-sa"), body, "Idempotency-Key", "k-1"))
+	assert.Equal(t, first.AuditID, again.AuditID)
+	assert.Equal(t, 1, h.rows(t, "remediation_audit"))
+
+	other := decodeWrite(t, h.post(t, "/api/v1/audit/remediation", tokenOf("aianalysis-controller-sa"), body, "Idempotency-Key", "k-1"))
+	assert.NotEqual(t, first.AuditID, other.AuditID, "keys are scoped by service account")
+	assert.Equal(t, 2, h.rows(t, "remediation_audit"))
+}
+
+// batchBody builds a batch of n valid records of kind, IDs left to the central.
+func batchBody(t *testing.T, n int, kind wire.Kind) []byte {
+	t.Helper()
+	var items []string
+	for i := 0; i < n; i++ {
+		rec := fmt.Sprintf(`{"remediationRequestID":"rr-%d"}`, i)
+		if kind == wire.KindWorkflow {
+			rec = fmt.Sprintf(`{"workflowID":"wf-%d","stepName":"s","stepStatus":"completed","duration":1000000}`, i)
+		}
+		items = append(items, fmt.Sprintf(`{"kind":%q,"record":%s}`, kind, rec))
+	}
+	return []byte(`{"records":[` + strings.Join(items, ",") + `]}`)
+}
+
+func TestBatch_OutcomesPerRecordAndRetriesAreDuplicates(t *testing.T) {
+	h := newHarness(t, options{})
+	recs := []wire.Record{
+		{ID: wire.NewID(), Kind: wire.KindRemediation, ReceivedAt: time.Now().UTC().Truncate(time.Microsecond),
+			Remediation: &wire.RemediationAudit{RemediationRequestID: "rr-1", AlertName: "HighCPU"}},
+		{ID: wire.NewID(), Kind: wire.KindWorkflow, ReceivedAt: time.Now().UTC().Truncate(time.Microsecond),
+			Workflow: &wire.WorkflowAudit{WorkflowID: "wf-1", StepName: "drain", StepStatus: "completed"}},
+	}
+	body, err := wire.EncodeBatch(recs)
+	require.NoError(t, err)
+	// The agent forwards under its pod's service account; allow both kinds by
+	// sending each kind from its writer.
+	send := func(token string, b []byte, headers ...string) wire.BatchResponse {
+		r := h.post(t, "/api/v1/audit/batch", token, b, headers...)
+		require.Equal(t, 200, r.status, r.body)
+		var resp wire.BatchResponse
+		require.NoError(t, json.Unmarshal([]byte(r.body), &resp))
+		return resp
+	}
+	rem, err := wire.EncodeBatch(recs[:1])
+	require.NoError(t, err)
+	wf, err := wire.EncodeBatch(recs[1:])
+	require.NoError(t, err)
+
+	got := send(tokenOf("gateway-sa"), rem)
+	assert.Equal(t, wire.BatchResponse{Results: []wire.ItemResult{{ID: recs[0].ID, Status: wire.StatusPersisted}}, Persisted: 1}, got)
+	got = send(tokenOf("gateway-sa"), rem)
+	assert.Equal(t, wire.BatchResponse{Results: []wire.ItemResult{{ID: recs[0].ID, Status: wire.StatusDuplicate}}, Duplicates: 1}, got)
+	got = send(tokenOf("workflowexecution-controller-sa"), wf)
+	assert.Equal(t, 1, got.Persisted)
+	assert.Equal(t, 1, h.count(t, "remediation_audit", recs[0].ID))
+	assert.Equal(t, 1, h.count(t, "workflow_audit", recs[1].ID))
+
+	t.Run("a batch with a kind the caller may not write is 403 and writes nothing", func(t *testing.T) {
+		r := h.post(t, "/api/v1/audit/batch", tokenOf("gateway-sa"), body)
+		require.Equal(t, 403, r.status, r.body)
+	})
+
+	t.Run("invalid items are rejected alone, with the reason", func(t *testing.T) {
+		b := []byte(`{"records":[
+			{"kind":"remediation","record":{"remediationRequestID":"rr-ok"}},
+			{"kind":"remediation","record":{"alertName":"no id"}},
+			{"kind":"remediation","record":{"remediationRequestID":"rr-2","confidence":7}}]}`)
+		got := send(tokenOf("gateway-sa"), b)
+		require.Len(t, got.Results, 3)
+		assert.Equal(t, wire.StatusPersisted, got.Results[0].Status)
+		assert.Regexp(t, auditIDPattern, got.Results[0].ID, "the central assigns IDs the sender left out")
+		assert.Equal(t, wire.StatusRejected, got.Results[1].Status)
+		assert.Equal(t, "validation_failed", got.Results[1].Error.Error)
+		assert.Contains(t, got.Results[1].Error.Field, "remediationRequestID")
+		assert.Equal(t, wire.StatusRejected, got.Results[2].Status)
+		assert.Contains(t, got.Results[2].Error.Field, "confidence")
+		assert.Equal(t, 1, got.Persisted)
+		assert.Equal(t, 2, got.Rejected)
+	})
+
+	t.Run("gzip and zstd bodies", func(t *testing.T) {
+		var gz bytes.Buffer
+		zw := gzip.NewWriter(&gz)
+		_, _ = zw.Write(batchBody(t, 3, wire.KindRemediation))
+		require.NoError(t, zw.Close())
+		assert.Equal(t, 3, send(tokenOf("gateway-sa"), gz.Bytes(), "Content-Encoding", "gzip").Persisted)
+
+		enc, err := zstd.NewWriter(nil)
+		require.NoError(t, err)
+		zs := enc.EncodeAll(batchBody(t, 5, wire.KindRemediation), nil)
+		assert.Equal(t, 5, send(tokenOf("gateway-sa"), zs, "Content-Encoding", "zstd").Persisted)
+	})
+
+	t.Run("a decompression bomb is 413", func(t *testing.T) {
+		enc, err := zstd.NewWriter(nil)
+		require.NoError(t, err)
+		bomb := enc.EncodeAll(bytes.Repeat([]byte(" "), wire.MaxBatchBytes+1), nil)
+		require.Less(t, len(bomb), 64<<10)
+		r := h.post(t, "/api/v1/audit/batch", tokenOf("gateway-sa"), bomb, "Content-Encoding", "zstd")
+		require.Equal(t, 413, r.status, r.body)
+	})
+
+	t.Run("a malformed envelope is 400", func(t *testing.T) {
+		r := h.post(t, "/api/v1/audit/batch", tokenOf("gateway-sa"), []byte(`{"records":[`))
+		require.Equal(t, 400, r.status, r.body)
+		assertErrorShape(t, r.body)
+	})
+}

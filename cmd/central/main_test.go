@@ -1,0 +1,262 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kubernaut/datastorage/internal/pgtest"
+	"github.com/kubernaut/datastorage/internal/testcerts"
+)
+
+func TestHelp_ListsEveryContractFlagWithItsEnvironmentVariable(t *testing.T) {
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"--help"}, io.Discard, &stderr)
+	require.True(t, errors.Is(err, flag.ErrHelp), err)
+	for flagName, env := range map[string]string{
+		"listen": "DATASTORAGE_LISTEN", "metrics-listen": "DATASTORAGE_METRICS_LISTEN",
+		"database-url": "DATABASE_URL", "auth": "DATASTORAGE_AUTH", "token-file": "DATASTORAGE_TOKEN_FILE",
+		"token-audience": "DATASTORAGE_TOKEN_AUDIENCE", "namespace": "DATASTORAGE_NAMESPACE",
+		"authz-file": "DATASTORAGE_AUTHZ_FILE", "rate-limit": "DATASTORAGE_RATE_LIMIT", "rate-burst": "DATASTORAGE_RATE_BURST",
+	} {
+		assert.Regexp(t, `(?s)-`+flagName+` .*?\(env `+env+`\)`, stderr.String())
+	}
+}
+
+func TestRun_RefusesBadConfiguration(t *testing.T) {
+	t.Setenv("DATABASE_URL", "")
+	err := run(context.Background(), nil, io.Discard, io.Discard)
+	require.ErrorContains(t, err, "--database-url (or DATABASE_URL) is required")
+
+	t.Setenv("DATASTORAGE_RATE_LIMIT", "fast")
+	err = run(context.Background(), nil, io.Discard, io.Discard)
+	require.ErrorContains(t, err, "DATASTORAGE_RATE_LIMIT")
+}
+
+func TestMigrate_AppliesTheSchemaAndExits(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"migrate", "--database-url", dsn}, &out, io.Discard))
+	require.NoError(t, run(context.Background(), []string{"migrate", "--database-url", dsn}, &out, io.Discard), "idempotent")
+
+	conn, err := pgx.Connect(context.Background(), dsn)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	for _, table := range []string{"remediation_audit", "workflow_audit"} {
+		var exists bool
+		require.NoError(t, conn.QueryRow(context.Background(), "SELECT to_regclass($1) IS NOT NULL", table).Scan(&exists))
+		assert.True(t, exists, table)
+	}
+}
+
+var centralBin struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// TestMain removes the binary built for the process tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if centralBin.path != "" {
+		os.RemoveAll(filepath.Dir(centralBin.path))
+	}
+	os.Exit(code)
+}
+
+// buildCentral builds this command once per test binary.
+func buildCentral(t *testing.T) string {
+	t.Helper()
+	centralBin.once.Do(func() {
+		dir, err := os.MkdirTemp("", "central-bin-")
+		if err != nil {
+			centralBin.err = err
+			return
+		}
+		centralBin.path = filepath.Join(dir, "central")
+		out, err := exec.Command("go", "build", "-o", centralBin.path, ".").CombinedOutput()
+		if err != nil {
+			centralBin.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	require.NoError(t, centralBin.err)
+	return centralBin.path
+}
+
+// process is a central running as a child process.
+type process struct {
+	cmd          *exec.Cmd
+	api, metrics string
+	logs         *syncBuffer
+}
+
+// startCentral runs the built binary with a gateway-sa static token "t-gw"
+// and a fresh database; extra args are appended.
+func startCentral(t *testing.T, extra ...string) *process {
+	t.Helper()
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens.csv")
+	require.NoError(t, os.WriteFile(tokens,
+		[]byte("t-gw,system:serviceaccount:kubernaut-system:gateway-sa,uid-1,\"system:serviceaccounts\"\n"), 0o600))
+	p := &process{api: freeAddr(t), metrics: freeAddr(t), logs: &syncBuffer{}}
+	args := append([]string{"serve", "--listen", p.api, "--metrics-listen", p.metrics,
+		"--auth", "static", "--token-file", tokens}, extra...)
+	p.cmd = exec.Command(buildCentral(t), args...)
+	p.cmd.Env = append(os.Environ(), "DATABASE_URL="+pgtest.NewDatabase(t))
+	p.cmd.Stderr = p.logs
+	require.NoError(t, p.cmd.Start())
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+	})
+	return p
+}
+
+// waitReady polls /readyz through client until the central answers 200.
+func (p *process) waitReady(t *testing.T, client *http.Client, url string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		resp, err := client.Get(url + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, 30*time.Second, 100*time.Millisecond, "central never became ready: %s", p.logs)
+}
+
+func writeAudit(client *http.Client, url string) (int, string, error) {
+	req, _ := http.NewRequest(http.MethodPost, url+"/api/v1/audit/remediation",
+		strings.NewReader(`{"remediationRequestID":"rr-1","alertName":"HighMemoryUsage"}`))
+	req.Header.Set("Authorization", "Bearer t-gw")
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), nil
+}
+
+// TestServe_RealBinary runs the built central as a process: static tokens, a
+// write, metrics, and a graceful exit on SIGTERM.
+func TestServe_RealBinary(t *testing.T) {
+	p := startCentral(t)
+	url := "http://" + p.api
+	p.waitReady(t, http.DefaultClient, url)
+
+	status, body, err := writeAudit(http.DefaultClient, url)
+	require.NoError(t, err)
+	require.Equal(t, 201, status, body)
+
+	resp, err := http.Get("http://" + p.metrics + "/metrics")
+	require.NoError(t, err)
+	metricsText, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Contains(t, string(metricsText), "datastorage_db_pool_max_conns")
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		require.NoError(t, err, "exit after SIGTERM: %s", p.logs)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("central did not stop on SIGTERM: %s", p.logs)
+	}
+	assert.NotContains(t, p.logs.String(), "t-gw", "tokens are never logged")
+}
+
+// TestServe_TLSWithClientCertificatesAndRotation serves the API over TLS
+// with certificates made in the test, requires client certificates, and
+// picks up a rotated server certificate without a restart.
+func TestServe_TLSWithClientCertificatesAndRotation(t *testing.T) {
+	dir := t.TempDir()
+	serverCA, clientCA := testcerts.NewCA(t, "server-ca"), testcerts.NewCA(t, "client-ca")
+	certFile, keyFile := serverCA.Server(t).WriteFiles(t, dir, "tls")
+	clientCAFile := filepath.Join(dir, "client-ca.crt")
+	require.NoError(t, os.WriteFile(clientCAFile, clientCA.CertPEM, 0o600))
+	p := startCentral(t, "--tls-cert-file", certFile, "--tls-key-file", keyFile, "--client-ca-file", clientCAFile)
+	url := "https://" + p.api
+
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(serverCA.CertPEM)
+	clientLeaf := clientCA.Client(t, "gateway")
+	clientCert, err := tls.X509KeyPair(clientLeaf.CertPEM, clientLeaf.KeyPEM)
+	require.NoError(t, err)
+	client := func(cfg *tls.Config) *http.Client {
+		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
+	}
+	trusted := client(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{clientCert}})
+	p.waitReady(t, trusted, url)
+
+	status, body, err := writeAudit(trusted, url)
+	require.NoError(t, err)
+	require.Equal(t, 201, status, body)
+
+	_, _, err = writeAudit(client(&tls.Config{Certificates: []tls.Certificate{clientCert}}), url)
+	require.Error(t, err, "a client that does not trust the server's CA is refused")
+	assert.Contains(t, err.Error(), "certificate")
+
+	_, _, err = writeAudit(client(&tls.Config{RootCAs: roots}), url)
+	require.Error(t, err, "a client without a certificate is refused")
+
+	_, _, err = writeAudit(http.DefaultClient, "http://"+p.api)
+	require.Error(t, err, "plain HTTP is not served on the TLS port")
+
+	rotated := serverCA.Server(t)
+	rotated.WriteFiles(t, dir, "tls")
+	require.Eventually(t, func() bool {
+		conn, err := tls.Dial("tcp", p.api, &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{clientCert}})
+		if err != nil {
+			return false
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.Cmp(rotated.Serial) == 0
+	}, 10*time.Second, 100*time.Millisecond, "the rotated certificate is served without a restart")
+}
+
+// syncBuffer collects a child's stderr while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return fmt.Sprintf("127.0.0.1:%d", ln.Addr().(*net.TCPAddr).Port)
+}

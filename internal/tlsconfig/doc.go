@@ -1,0 +1,10 @@
+// Package tlsconfig builds the *tls.Config of the central's listener and of
+// the agent's client from PEM files, and reloads the server's certificate,
+// key and client CA when the files change (cert-manager renewals, Kubernetes
+// Secret volume updates) without a restart.
+//
+// It owns nothing but TLS set-up: it imports only the standard library and
+// must not import any package of this module (agent, central, storage, wire),
+// nor log or register metrics itself; errors reach the caller through
+// returned values and the OnError callback.
+package tlsconfig

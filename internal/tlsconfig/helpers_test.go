@@ -1,0 +1,266 @@
+package tlsconfig_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/valyala/fasthttp"
+)
+
+// ca is a test certificate authority.
+type ca struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+}
+
+// leaf is a certificate with its key, PEM-encoded.
+type leaf struct {
+	serial  *big.Int
+	certPEM []byte
+	keyPEM  []byte
+}
+
+func newCA(t *testing.T, name string) *ca {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber:          randomSerial(t),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	cert, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	return &ca{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+// serverCert issues a certificate for 127.0.0.1 and localhost.
+func (c *ca) serverCert(t *testing.T) leaf {
+	t.Helper()
+	return c.issue(t, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "datastorage-central"},
+		DNSNames:    []string{"localhost"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	})
+}
+
+// clientCert issues a client-authentication certificate.
+func (c *ca) clientCert(t *testing.T) leaf {
+	t.Helper()
+	return c.issue(t, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "datastorage-agent"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+}
+
+func (c *ca) issue(t *testing.T, tmpl *x509.Certificate) leaf {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl.SerialNumber = randomSerial(t)
+	tmpl.NotBefore = time.Now().Add(-time.Hour)
+	tmpl.NotAfter = time.Now().Add(24 * time.Hour)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, &key.PublicKey, c.key)
+	require.NoError(t, err)
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	return leaf{
+		serial:  tmpl.SerialNumber,
+		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+	}
+}
+
+func randomSerial(t *testing.T) *big.Int {
+	t.Helper()
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	require.NoError(t, err)
+	return n
+}
+
+// secretDir mimics a Kubernetes Secret volume: the files are symlinks to
+// ..data/<name>, and ..data is a symlink to a timestamped directory that an
+// update replaces by renaming a new symlink over ..data.
+type secretDir struct {
+	t   *testing.T
+	dir string
+	gen int
+}
+
+func newSecretDir(t *testing.T, content map[string][]byte) *secretDir {
+	t.Helper()
+	s := &secretDir{t: t, dir: t.TempDir()}
+	s.update(content)
+	for name := range content {
+		require.NoError(t, os.Symlink(filepath.Join("..data", name), filepath.Join(s.dir, name)))
+	}
+	return s
+}
+
+func (s *secretDir) path(name string) string { return filepath.Join(s.dir, name) }
+
+// update writes content into a new timestamped directory and swaps ..data.
+func (s *secretDir) update(content map[string][]byte) {
+	s.t.Helper()
+	s.gen++
+	ts := fmt.Sprintf("..2025_01_01_00_00_%02d.%d", s.gen, s.gen)
+	require.NoError(s.t, os.Mkdir(filepath.Join(s.dir, ts), 0o755))
+	for name, b := range content {
+		require.NoError(s.t, os.WriteFile(filepath.Join(s.dir, ts, name), b, 0o600))
+	}
+	tmp := filepath.Join(s.dir, "..data_tmp")
+	require.NoError(s.t, os.Symlink(ts, tmp))
+	require.NoError(s.t, os.Rename(tmp, filepath.Join(s.dir, "..data")))
+}
+
+// clock is a manual clock for ServerConfig.Now.
+type clock struct{ ns atomic.Int64 }
+
+func newClock() *clock {
+	c := &clock{}
+	c.ns.Store(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	return c
+}
+
+func (c *clock) Now() time.Time              { return time.Unix(0, c.ns.Load()) }
+func (c *clock) Advance(d time.Duration)     { c.ns.Add(int64(d)) }
+func (c *clock) AdvancePast(d time.Duration) { c.Advance(d + time.Nanosecond) }
+
+// errorSink collects OnError reports.
+type errorSink struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (e *errorSink) add(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.errs = append(e.errs, err)
+}
+
+func (e *errorSink) all() []error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]error(nil), e.errs...)
+}
+
+// server is one kind of HTTPS server under test.
+type server struct {
+	name  string
+	serve func(t *testing.T, cfg *tls.Config) string // returns the base URL
+}
+
+var servers = []server{
+	{name: "net/http", serve: serveNetHTTP},
+	{name: "fasthttp", serve: serveFastHTTP},
+}
+
+func serveNetHTTP(t *testing.T, cfg *tls.Config) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = w.Write([]byte("ok"))
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          nil,
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(tls.NewListener(ln, cfg))
+	}()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		<-done
+	})
+	return "https://" + ln.Addr().String()
+}
+
+func serveFastHTTP(t *testing.T, cfg *tls.Config) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &fasthttp.Server{
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			if !ctx.IsTLS() {
+				ctx.SetStatusCode(fasthttp.StatusInternalServerError)
+				return
+			}
+			ctx.SetBodyString("ok")
+		},
+		ReadTimeout: 5 * time.Second,
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(tls.NewListener(ln, cfg))
+	}()
+	t.Cleanup(func() {
+		_ = srv.Shutdown()
+		<-done
+	})
+	return "https://" + ln.Addr().String()
+}
+
+// get makes one request on a fresh connection (no keep-alive, no session
+// resumption) and returns the serial of the certificate the server presented.
+func get(t *testing.T, url string, cfg *tls.Config) (*big.Int, error) {
+	t.Helper()
+	tr := &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	resp, err := client.Get(url + "/")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return resp.TLS.PeerCertificates[0].SerialNumber, nil
+}
+
+// mustGet is get that fails the test on error.
+func mustGet(t *testing.T, url string, cfg *tls.Config) *big.Int {
+	t.Helper()
+	serial, err := get(t, url, cfg)
+	require.NoError(t, err)
+	return serial
+}
+
+// writeFile writes b into a new file in dir and returns its path.
+func writeFile(t *testing.T, dir, name string, b []byte) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	require.NoError(t, os.WriteFile(p, b, 0o600))
+	return p
+}
+
+func removeFile(p string) error { return os.Remove(p) }

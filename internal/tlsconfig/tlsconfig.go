@@ -1,0 +1,180 @@
+package tlsconfig
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// DefaultCheckInterval is how often, at most, the server's files are re-read.
+const DefaultCheckInterval = time.Second
+
+// ErrNoCertificates is returned when a CA file holds no PEM certificate.
+var ErrNoCertificates = errors.New("no PEM certificate found")
+
+// cipherSuites are the TLS 1.2 suites offered: ECDHE key exchange with AEAD
+// ciphers only. TLS 1.3 suites are not configurable in Go and are all modern.
+var cipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
+// ServerConfig configures NewServer. Every field documents its zero value.
+type ServerConfig struct {
+	// CertFile and KeyFile are the PEM certificate (chain) and private key.
+	// Required.
+	CertFile string
+	KeyFile  string
+	// ClientCAFile, when set, makes client certificates required and verified
+	// against the PEM CA bundle it holds (tls.RequireAndVerifyClientCert).
+	// Empty: client certificates are neither requested nor checked.
+	ClientCAFile string
+	// CheckInterval is the least time between two looks at the files; the
+	// look happens inside a TLS handshake, so an idle server reads nothing.
+	// Zero means DefaultCheckInterval.
+	CheckInterval time.Duration
+	// OnError receives each failed reload (a half-written file, a key that
+	// does not match its certificate); the previous certificate stays in use.
+	// The same failing file contents are reported once. Nil: ignored.
+	OnError func(error)
+	// OnReload receives the leaf certificate after each successful reload
+	// (not the initial load). Nil: ignored.
+	OnReload func(leaf *x509.Certificate)
+	// Now is the clock. Nil: time.Now.
+	Now func() time.Time
+}
+
+func (c ServerConfig) withDefaults() ServerConfig {
+	if c.CheckInterval == 0 {
+		c.CheckInterval = DefaultCheckInterval
+	}
+	if c.OnError == nil {
+		c.OnError = func(error) {}
+	}
+	if c.OnReload == nil {
+		c.OnReload = func(*x509.Certificate) {}
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Validate reports the first invalid field, after defaults are applied.
+func (c ServerConfig) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.CertFile == "":
+		return errors.New("tls server config: CertFile is required")
+	case c.KeyFile == "":
+		return errors.New("tls server config: KeyFile is required")
+	case c.CheckInterval < 0:
+		return fmt.Errorf("tls server config: CheckInterval %s must be positive", c.CheckInterval)
+	}
+	return nil
+}
+
+// Server returns a *tls.Config (TLS 1.2 minimum, modern cipher suites) whose
+// certificate is re-read from certFile/keyFile, at most once a second, when
+// their contents change. If clientCAFile != "", client certificates are
+// required and verified against it, and it is reloaded too. A reload that
+// fails keeps the previous certificate and reports the error through onError.
+// Reloading stops when ctx is done; the last loaded certificate stays in use.
+func Server(ctx context.Context, certFile, keyFile, clientCAFile string, onError func(error)) (*tls.Config, error) {
+	return NewServer(ctx, ServerConfig{CertFile: certFile, KeyFile: keyFile, ClientCAFile: clientCAFile, OnError: onError})
+}
+
+// NewServer is Server with every setting. The initial load must succeed.
+//
+// The returned config answers each handshake through GetConfigForClient with
+// an immutable snapshot holding the current certificate and client CA pool,
+// so the standard library does the client verification. Files are compared by
+// content, not name or inotify events: a Kubernetes Secret volume replaces
+// its files by swapping the ..data symlink, which os.ReadFile follows. The
+// snapshot sets no NextProtos, so connections speak HTTP/1.1 (what fasthttp
+// serves). Session tickets use the returned config's automatic keys; a
+// resumed session does not see a new certificate until it does a full
+// handshake.
+func NewServer(ctx context.Context, cfg ServerConfig) (*tls.Config, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	r := &reloader{ctx: ctx, cfg: cfg}
+	f, err := r.read()
+	if err != nil {
+		return nil, fmt.Errorf("tls server: %w", err)
+	}
+	snap, _, err := r.build(f)
+	if err != nil {
+		return nil, fmt.Errorf("tls server: %w", err)
+	}
+	r.last = f
+	r.current.Store(snap)
+	r.nextCheck.Store(cfg.Now().Add(cfg.CheckInterval).UnixNano())
+
+	outer := baseConfig()
+	outer.ClientAuth = snap.ClientAuth
+	outer.ClientCAs = snap.ClientCAs
+	outer.GetConfigForClient = r.configForClient
+	// Used only if a caller replaces GetConfigForClient.
+	outer.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		r.maybeReload()
+		return &r.current.Load().Certificates[0], nil
+	}
+	return outer, nil
+}
+
+// Client returns a *tls.Config (TLS 1.2 minimum, modern cipher suites)
+// trusting the PEM CA bundle in caFile (the system roots when ""), presenting
+// the client certificate in certFile/keyFile when both are set. The files are
+// read once.
+func Client(caFile, certFile, keyFile string) (*tls.Config, error) {
+	cfg := baseConfig()
+	if caFile != "" {
+		b, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls client: read CA: %w", err)
+		}
+		pool, err := certPool(caFile, b)
+		if err != nil {
+			return nil, fmt.Errorf("tls client: %w", err)
+		}
+		cfg.RootCAs = pool
+	}
+	switch {
+	case certFile == "" && keyFile == "":
+	case certFile == "" || keyFile == "":
+		return nil, errors.New("tls client: a client certificate needs both a certificate and a key file")
+	default:
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls client: load client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+func baseConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		CipherSuites: append([]uint16(nil), cipherSuites...),
+	}
+}
+
+func certPool(name string, pemBytes []byte) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemBytes) {
+		return nil, fmt.Errorf("CA file %s: %w", name, ErrNoCertificates)
+	}
+	return pool, nil
+}
