@@ -1,0 +1,236 @@
+// Package agenttest holds test helpers for the agent. Central is an in-process stand-in for the central's
+// POST /api/v1/audit/batch, faithful to the contract the forwarder is built
+// against: zstd or gzip bodies, wire.DecodeBatch, one result per record
+// (persisted, duplicate by ID, rejected with the validation error), bearer
+// token check, a record-count limit (413), and scripted failures. For tests only.
+package agenttest
+
+import (
+	"compress/gzip"
+	"encoding/pem"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/kubernaut/datastorage/wire"
+)
+
+// Reply is a scripted answer to one request.
+type Reply struct {
+	Status     int
+	RetryAfter string
+}
+
+// Central records what it stored.
+type Central struct {
+	*httptest.Server
+
+	mu       sync.Mutex
+	token    string
+	maxBatch int
+	script   []Reply
+	reject   func(wire.Record) *wire.ErrorBody
+	stored   map[string]wire.Record
+	order    []string
+	requests []Request
+}
+
+// Request is what one POST carried.
+type Request struct {
+	At     time.Time
+	Token  string
+	IDs    []string
+	Status int
+}
+
+// NewCentral starts a fake central. token "" accepts any caller.
+func NewCentral(token string) *Central {
+	c := &Central{token: token, stored: map[string]wire.Record{}}
+	c.Server = httptest.NewServer(http.HandlerFunc(c.handle))
+	return c
+}
+
+// NewTLSCentral starts a fake central over https with httptest's
+// self-signed certificate (valid for 127.0.0.1); WriteCAFile saves it as PEM.
+func NewTLSCentral(token string) *Central {
+	c := &Central{token: token, stored: map[string]wire.Record{}}
+	c.Server = httptest.NewTLSServer(http.HandlerFunc(c.handle))
+	return c
+}
+
+// WriteCAFile writes the server's certificate as a PEM file (the CA bundle a
+// client must trust for a TLS central) and returns its path.
+func (c *Central) WriteCAFile(dir string) (string, error) {
+	path := filepath.Join(dir, "central-ca.pem")
+	cert := c.Certificate()
+	if cert == nil {
+		return "", errors.New("agenttest: central is not TLS")
+	}
+	return path, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o600)
+}
+
+// SetToken changes the accepted token.
+func (c *Central) SetToken(tok string) { c.mu.Lock(); c.token = tok; c.mu.Unlock() }
+
+// SetMaxBatch makes batches with more records answer 413 (0: no limit).
+func (c *Central) SetMaxBatch(n int) { c.mu.Lock(); c.maxBatch = n; c.mu.Unlock() }
+
+// Script queues answers for the next requests (before any processing).
+func (c *Central) Script(r ...Reply) { c.mu.Lock(); c.script = append(c.script, r...); c.mu.Unlock() }
+
+// Reject makes records for which fn returns a body rejected.
+func (c *Central) Reject(fn func(wire.Record) *wire.ErrorBody) {
+	c.mu.Lock()
+	c.reject = fn
+	c.mu.Unlock()
+}
+
+// Stored is the stored IDs in arrival order.
+func (c *Central) Stored() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.order...)
+}
+
+// Has reports whether id was stored.
+func (c *Central) Has(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.stored[id]
+	return ok
+}
+
+// Requests is every request received.
+func (c *Central) Requests() []Request {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Request(nil), c.requests...)
+}
+
+func (c *Central) handle(w http.ResponseWriter, r *http.Request) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	req := Request{At: time.Now()}
+	tok, _ := cutBearer(r.Header.Get("Authorization"))
+	req.Token = tok
+	status := c.serve(w, r, &req)
+	req.Status = status
+	c.requests = append(c.requests, req)
+}
+
+func cutBearer(h string) (string, bool) {
+	const p = "Bearer "
+	if len(h) > len(p) && h[:len(p)] == p {
+		return h[len(p):], true
+	}
+	return "", false
+}
+
+func (c *Central) serve(w http.ResponseWriter, r *http.Request, req *Request) int {
+	if r.Method != http.MethodPost || r.URL.Path != "/api/v1/audit/batch" {
+		return writeErr(w, wire.NotFound())
+	}
+	var body io.Reader = r.Body
+	switch r.Header.Get("Content-Encoding") {
+	case "zstd":
+		d, err := zstd.NewReader(r.Body)
+		if err != nil {
+			return writeErr(w, wire.ValidationFailed("", err.Error()))
+		}
+		defer d.Close()
+		body = d
+	case "gzip":
+		g, err := gzip.NewReader(r.Body)
+		if err != nil {
+			return writeErr(w, wire.ValidationFailed("", err.Error()))
+		}
+		body = g
+	}
+	raw, err := io.ReadAll(io.LimitReader(body, wire.MaxBatchBytes+1))
+	if err != nil {
+		return writeErr(w, wire.ValidationFailed("", err.Error()))
+	}
+	batch, derr := wire.DecodeBatch(raw)
+	if batch != nil {
+		for _, it := range batch.Records {
+			req.IDs = append(req.IDs, it.ID)
+		}
+	}
+	if len(c.script) > 0 {
+		s := c.script[0]
+		c.script = c.script[1:]
+		if s.RetryAfter != "" {
+			w.Header().Set("Retry-After", s.RetryAfter)
+		}
+		body := wire.InternalError("scripted")
+		switch s.Status {
+		case 401:
+			body = wire.AuthenticationFailed()
+		case 429:
+			body = wire.RateLimitExceeded(100)
+		case 503:
+			body = wire.ServiceUnavailable("scripted")
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(s.Status)
+		_, _ = w.Write(body.Marshal())
+		return s.Status
+	}
+	if c.token != "" && req.Token != c.token {
+		return writeErr(w, wire.AuthenticationFailed())
+	}
+	if derr != nil {
+		if verr, ok := derr.(*wire.ValidationError); ok {
+			return writeErr(w, verr.Body())
+		}
+		return writeErr(w, wire.ValidationFailed("", derr.Error()))
+	}
+	if c.maxBatch > 0 && len(batch.Records) > c.maxBatch {
+		return writeErr(w, wire.PayloadTooLarge("Batch of "+strconv.Itoa(len(batch.Records))+" records exceeds the burst"))
+	}
+	var resp wire.BatchResponse
+	for _, it := range batch.Records {
+		rec, err := it.Decode(time.Now())
+		res := wire.ItemResult{ID: it.ID}
+		switch {
+		case err != nil:
+			res.Status, res.Error = wire.StatusRejected, err.(*wire.ValidationError).Body()
+		case c.reject != nil && c.reject(rec) != nil:
+			res.Status, res.Error = wire.StatusRejected, c.reject(rec)
+		default:
+			if _, dup := c.stored[rec.ID]; dup {
+				res.Status = wire.StatusDuplicate
+				resp.Duplicates++
+			} else {
+				c.stored[rec.ID] = rec
+				c.order = append(c.order, rec.ID)
+				res.Status = wire.StatusPersisted
+				resp.Persisted++
+			}
+		}
+		if res.Status == wire.StatusRejected {
+			resp.Rejected++
+		}
+		resp.Results = append(resp.Results, res)
+	}
+	b, _ := json.Marshal(resp)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+	return http.StatusOK
+}
+
+func writeErr(w http.ResponseWriter, b *wire.ErrorBody) int {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(b.HTTPStatus())
+	_, _ = w.Write(b.Marshal())
+	return b.HTTPStatus()
+}

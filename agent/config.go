@@ -1,0 +1,82 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/rs/zerolog"
+)
+
+// Defaults for Config's zero fields.
+const (
+	DefaultListen        = "127.0.0.1:18080"
+	DefaultMetricsListen = ":19090"
+	DefaultRetryAfter    = 2 * time.Second
+	DefaultAppendTimeout = 10 * time.Second
+)
+
+// Config configures a Server. Every field documents its zero value.
+type Config struct {
+	// Listen is the API address. Zero: DefaultListen (loopback only).
+	Listen string
+	// MetricsListen serves /metrics, /healthz and /readyz. Zero:
+	// DefaultMetricsListen. "-" disables it.
+	MetricsListen string
+	// ServiceAccount ("namespace/name") scopes Idempotency-Key IDs, as the
+	// central does for the same caller. Zero: "".
+	ServiceAccount string
+	// RetryAfter is sent with 503 when the buffer is full. Zero: DefaultRetryAfter.
+	RetryAfter time.Duration
+	// AppendTimeout bounds the wait for the fsync. Zero: DefaultAppendTimeout.
+	AppendTimeout time.Duration
+	// Logger: zero value disabled. Metrics: nil means a private set.
+	Logger  zerolog.Logger
+	Metrics *metrics.Set
+	// Now is the clock. Nil: time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.MetricsListen == "" {
+		c.MetricsListen = DefaultMetricsListen
+	}
+	if c.RetryAfter == 0 {
+		c.RetryAfter = DefaultRetryAfter
+	}
+	if c.AppendTimeout == 0 {
+		c.AppendTimeout = DefaultAppendTimeout
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.NewSet()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Validate reports the first invalid field, after defaults are applied.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("agent config: Listen %q: %w", c.Listen, err)
+	}
+	if c.MetricsListen != "-" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return fmt.Errorf("agent config: MetricsListen %q: %w", c.MetricsListen, err)
+		}
+	}
+	if c.RetryAfter < time.Second {
+		return errors.New("agent config: RetryAfter must be at least 1s (it is sent in whole seconds)")
+	}
+	if c.AppendTimeout < 0 {
+		return errors.New("agent config: AppendTimeout must be positive")
+	}
+	return nil
+}

@@ -1,0 +1,69 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"strconv"
+
+	"github.com/google/uuid"
+	"github.com/valyala/fasthttp"
+
+	"github.com/kubernaut/datastorage/agent/queue"
+	"github.com/kubernaut/datastorage/wire"
+)
+
+// Conditions the HTTP edge detects itself.
+var (
+	errNotFound             = errors.New("not found")
+	errMethodNotAllowed     = errors.New("method not allowed")
+	errUnsupportedMediaType = errors.New("unsupported media type")
+	errBodyTooLarge         = errors.New("body too large")
+)
+
+// writeError is the one place that maps an error to a status and a JSON
+// body; it logs what the client is not told.
+func (s *Server) writeError(ctx *fasthttp.RequestCtx, err error) {
+	var (
+		body *wire.ErrorBody
+		verr *wire.ValidationError
+	)
+	switch {
+	case errors.As(err, &verr):
+		body = verr.Body()
+	case errors.Is(err, errNotFound):
+		body = wire.NotFound()
+	case errors.Is(err, errMethodNotAllowed):
+		body = wire.MethodNotAllowed()
+	case errors.Is(err, errUnsupportedMediaType):
+		body = wire.UnsupportedMediaType("Content-Type must be application/json")
+	case errors.Is(err, errBodyTooLarge):
+		body = wire.PayloadTooLarge("Request body is larger than " + strconv.Itoa(wire.MaxRecordBytes) + " bytes")
+	case errors.Is(err, queue.ErrFull):
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(int(s.cfg.RetryAfter.Seconds())))
+		body = wire.ServiceUnavailable("Audit buffer is full; retry later")
+	case errors.Is(err, queue.ErrClosed):
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(int(s.cfg.RetryAfter.Seconds())))
+		body = wire.ServiceUnavailable("Agent is shutting down")
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(int(s.cfg.RetryAfter.Seconds())))
+		body = wire.ServiceUnavailable("Audit buffer is too slow; retry later")
+		s.log.Warn().Err(err).Msg("append timed out")
+	default:
+		id := uuid.NewString()
+		s.log.Error().Err(err).Str("correlation_id", id).Msg("request failed")
+		body = wire.InternalError(id)
+	}
+	ctx.SetStatusCode(body.HTTPStatus())
+	ctx.SetContentType("application/json")
+	ctx.SetBody(body.Marshal())
+}
+
+// handleParseError answers requests fasthttp could not read.
+func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		ctx.SetConnectionClose()
+		s.writeError(ctx, errBodyTooLarge)
+		return
+	}
+	s.writeError(ctx, &wire.ValidationError{Message: "Malformed HTTP request"})
+}

@@ -1,0 +1,146 @@
+package forward
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/rs/zerolog"
+
+	"github.com/kubernaut/datastorage/wire"
+)
+
+// Defaults for Config's zero fields.
+const (
+	DefaultBatchMaxRecords = 500
+	DefaultBatchMaxBytes   = 4 << 20
+	DefaultLinger          = 200 * time.Millisecond
+	DefaultRequestTimeout  = 15 * time.Second
+	DefaultMinBackoff      = 250 * time.Millisecond
+	DefaultMaxBackoff      = 30 * time.Second
+	// MaxRetryAfter caps a central's Retry-After.
+	MaxRetryAfter = 5 * time.Minute
+)
+
+// ErrPlainHTTP is returned by Validate for an http:// CentralURL without
+// Insecure: the bearer token would cross the network in clear text.
+var ErrPlainHTTP = errors.New("plain http would send the bearer token unencrypted; use https or allow it explicitly (Insecure)")
+
+// Config configures a Forwarder. Every field documents its zero value.
+type Config struct {
+	// CentralURL is the central's base URL ("https://datastorage:8080"). Required.
+	CentralURL string
+	// TokenFile holds the bearer token (a projected service-account token);
+	// it is re-read when it changes and after a 401. Empty: no Authorization.
+	TokenFile string
+	// BatchMaxRecords, BatchMaxBytes bound one batch (bytes as stored).
+	// Zero: DefaultBatchMaxRecords (500), DefaultBatchMaxBytes (4 MiB).
+	BatchMaxRecords int
+	BatchMaxBytes   int
+	// Linger is how long a batch below its limits waits for more records.
+	// Zero: DefaultLinger. Negative: no waiting.
+	Linger time.Duration
+	// Insecure allows a plain http:// CentralURL. Zero (false): an http URL
+	// is refused with ErrPlainHTTP, so the bearer token never crosses the
+	// network unencrypted by default.
+	Insecure bool
+	// CAFile is a PEM bundle of the CAs trusted for an https CentralURL. It
+	// is read by New and used only when Client is nil. Zero: system roots.
+	CAFile string
+	// RequestTimeout bounds one POST. Zero: DefaultRequestTimeout.
+	RequestTimeout time.Duration
+	// MinBackoff, MaxBackoff bound the exponential backoff. Zero: defaults.
+	MinBackoff, MaxBackoff time.Duration
+	// Client sends the requests. Nil: a client with its own transport that
+	// trusts CAFile (Insecure and CAFile still govern the URL check).
+	Client *http.Client
+	// Logger: zero value disabled. Metrics: nil means a private set.
+	Logger  zerolog.Logger
+	Metrics *metrics.Set
+	// Now is the clock. Nil: time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.BatchMaxRecords == 0 {
+		c.BatchMaxRecords = DefaultBatchMaxRecords
+	}
+	if c.BatchMaxBytes == 0 {
+		c.BatchMaxBytes = DefaultBatchMaxBytes
+	}
+	if c.Linger == 0 {
+		c.Linger = DefaultLinger
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.MinBackoff == 0 {
+		c.MinBackoff = DefaultMinBackoff
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = DefaultMaxBackoff
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.NewSet()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// newClient is the default client: its own transport, trusting CAFile (or
+// the system roots) for https.
+func (c Config) newClient() (*http.Client, error) {
+	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s: no PEM certificate in it", c.CAFile)
+		}
+		tlsConfig.RootCAs = pool
+	}
+	return &http.Client{Transport: &http.Transport{
+		TLSClientConfig:     tlsConfig,
+		TLSHandshakeTimeout: 10 * time.Second,
+		MaxIdleConnsPerHost: 2,
+		IdleConnTimeout:     90 * time.Second,
+		ForceAttemptHTTP2:   true,
+	}}, nil
+}
+
+// Validate reports the first invalid field, after defaults are applied.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	if c.CentralURL == "" {
+		return errors.New("forward config: CentralURL is required")
+	}
+	u, err := url.Parse(c.CentralURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("forward config: CentralURL %q must be an http(s) URL", c.CentralURL)
+	}
+	if u.Scheme == "http" && !c.Insecure {
+		return fmt.Errorf("forward config: CentralURL %q: %w", c.CentralURL, ErrPlainHTTP)
+	}
+	switch {
+	case c.BatchMaxRecords < 1 || c.BatchMaxRecords > wire.MaxBatchRecords:
+		return fmt.Errorf("forward config: BatchMaxRecords %d must be in [1, %d]", c.BatchMaxRecords, wire.MaxBatchRecords)
+	case c.BatchMaxBytes < 1 || c.BatchMaxBytes > wire.MaxBatchBytes/2:
+		return fmt.Errorf("forward config: BatchMaxBytes %d must be in [1, %d]", c.BatchMaxBytes, wire.MaxBatchBytes/2)
+	case c.RequestTimeout < 0:
+		return fmt.Errorf("forward config: RequestTimeout %v must be positive", c.RequestTimeout)
+	case c.MinBackoff < 0 || c.MaxBackoff < c.MinBackoff:
+		return fmt.Errorf("forward config: backoff [%v, %v] must be positive and ordered", c.MinBackoff, c.MaxBackoff)
+	}
+	return nil
+}

@@ -1,0 +1,275 @@
+package forward_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	fakecentral "github.com/kubernaut/datastorage/agent/agenttest"
+	"github.com/kubernaut/datastorage/agent/forward"
+	"github.com/kubernaut/datastorage/agent/queue"
+	"github.com/kubernaut/datastorage/wire"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"))
+}
+
+type harness struct {
+	q       *queue.Queue
+	central *fakecentral.Central
+	token   string // path of the token file
+}
+
+func setup(t *testing.T, cfg forward.Config) (*harness, *forward.Forwarder) {
+	t.Helper()
+	h := &harness{central: fakecentral.NewCentral("tok-1"), token: filepath.Join(t.TempDir(), "token")}
+	t.Cleanup(h.central.Close)
+	require.NoError(t, os.WriteFile(h.token, []byte("tok-1\n"), 0o600))
+	q, err := queue.Open(queue.Config{Dir: t.TempDir()})
+	require.NoError(t, err)
+	h.q = q
+	cfg.CentralURL = h.central.URL
+	cfg.Insecure = true // the fake central is plain http
+	cfg.TokenFile = h.token
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff, cfg.MaxBackoff = 10*time.Millisecond, 50*time.Millisecond
+	}
+	if cfg.Linger == 0 {
+		cfg.Linger = 5 * time.Millisecond
+	}
+	f, err := forward.New(cfg, q)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		require.NoError(t, f.Close(ctx))
+		require.NoError(t, q.Close(ctx))
+	})
+	return h, f
+}
+
+var seq atomic.Int64
+
+func records(t *testing.T, n int) []wire.Record {
+	t.Helper()
+	out := make([]wire.Record, n)
+	for i := range out {
+		out[i] = wire.Record{
+			ID: wire.NewID(), Kind: wire.KindRemediation, ReceivedAt: time.Now().UTC(),
+			Remediation: &wire.RemediationAudit{RemediationRequestID: fmt.Sprintf("rr-%d", seq.Add(1))},
+		}
+	}
+	return out
+}
+
+func idsOf(recs []wire.Record) []string {
+	out := make([]string, len(recs))
+	for i, r := range recs {
+		out[i] = r.ID
+	}
+	return out
+}
+
+// drained waits until the queue is empty and returns the central's stored IDs.
+func (h *harness) drained(t *testing.T) []string {
+	t.Helper()
+	require.Eventually(t, func() bool { return h.q.Depth().Records == 0 }, 10*time.Second, 5*time.Millisecond,
+		"queue not drained; depth %+v", h.q.Depth())
+	return h.central.Stored()
+}
+
+func TestForwarder_DeliversInOrderAndEmptiesTheQueue(t *testing.T) {
+	h, _ := setup(t, forward.Config{BatchMaxRecords: 7})
+	recs := records(t, 30)
+	require.NoError(t, h.q.Append(context.Background(), recs))
+	assert.Equal(t, idsOf(recs), h.drained(t))
+	for _, r := range h.central.Requests() {
+		assert.LessOrEqual(t, len(r.IDs), 7, "batches respect the record limit")
+		assert.Equal(t, "tok-1", r.Token)
+	}
+}
+
+func TestForwarder_HonoursRetryAfterOn429And503(t *testing.T) {
+	for _, status := range []int{429, 503} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			h, _ := setup(t, forward.Config{})
+			h.central.Script(fakecentral.Reply{Status: status, RetryAfter: "1"})
+			recs := records(t, 3)
+			require.NoError(t, h.q.Append(context.Background(), recs))
+			assert.Equal(t, idsOf(recs), h.drained(t))
+			reqs := h.central.Requests()
+			require.Len(t, reqs, 2)
+			assert.Equal(t, reqs[0].IDs, reqs[1].IDs, "the same batch is resent")
+			assert.GreaterOrEqual(t, reqs[1].At.Sub(reqs[0].At), 950*time.Millisecond, "Retry-After: 1 was not honoured")
+		})
+	}
+}
+
+func TestForwarder_SplitsABatchRefusedAsTooLarge(t *testing.T) {
+	h, _ := setup(t, forward.Config{BatchMaxRecords: 20})
+	h.central.SetMaxBatch(6)
+	recs := records(t, 20)
+	require.NoError(t, h.q.Append(context.Background(), recs))
+	assert.Equal(t, idsOf(recs), h.drained(t), "every record arrives once, in order")
+	var sawTooLarge bool
+	for _, r := range h.central.Requests() {
+		if r.Status == 413 {
+			sawTooLarge = true
+		} else {
+			assert.LessOrEqual(t, len(r.IDs), 6)
+		}
+	}
+	assert.True(t, sawTooLarge)
+	assert.EqualValues(t, 0, h.q.DeadLetters())
+}
+
+func TestForwarder_DeadLettersRejectedRecordsWithTheReason(t *testing.T) {
+	h, _ := setup(t, forward.Config{})
+	recs := records(t, 5)
+	bad := recs[2].ID
+	h.central.Reject(func(r wire.Record) *wire.ErrorBody {
+		if r.ID == bad {
+			return wire.ValidationFailed("confidence", "Confidence must be between 0 and 1")
+		}
+		return nil
+	})
+	require.NoError(t, h.q.Append(context.Background(), recs))
+	want := append(idsOf(recs[:2]), idsOf(recs[3:])...)
+	assert.Equal(t, want, h.drained(t))
+
+	dead, err := h.q.ListDeadLetters(context.Background(), 0)
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	assert.Equal(t, bad, dead[0].ID)
+	assert.Equal(t, "validation_failed: Confidence must be between 0 and 1 (field confidence)", dead[0].Reason)
+	assert.Len(t, h.central.Requests(), 1, "a rejected record is not retried")
+}
+
+func TestForwarder_BacksOffOnServerErrorsAndResendsTheSameIDs(t *testing.T) {
+	h, _ := setup(t, forward.Config{})
+	h.central.Script(fakecentral.Reply{Status: 500}, fakecentral.Reply{Status: 502}, fakecentral.Reply{Status: 500})
+	recs := records(t, 4)
+	require.NoError(t, h.q.Append(context.Background(), recs))
+	assert.Equal(t, idsOf(recs), h.drained(t))
+	reqs := h.central.Requests()
+	require.Len(t, reqs, 4)
+	for _, r := range reqs {
+		assert.Equal(t, idsOf(recs), r.IDs)
+	}
+	assert.Greater(t, reqs[3].At.Sub(reqs[2].At), reqs[1].At.Sub(reqs[0].At)/2, "backoff grows (with jitter)")
+}
+
+func TestForwarder_RetriesAfter401AndPicksUpARotatedToken(t *testing.T) {
+	h, _ := setup(t, forward.Config{})
+	recs := records(t, 2)
+	require.NoError(t, h.q.Append(context.Background(), recs))
+	assert.Equal(t, idsOf(recs), h.drained(t))
+
+	// The central now wants a new token; the kubelet rotates the file a bit later.
+	h.central.SetToken("tok-2")
+	more := records(t, 2)
+	require.NoError(t, h.q.Append(context.Background(), more))
+	require.Eventually(t, func() bool {
+		reqs := h.central.Requests()
+		return reqs[len(reqs)-1].Status == 401
+	}, 5*time.Second, 5*time.Millisecond)
+	assert.EqualValues(t, 2, h.q.Depth().Records, "a 401 never drops or dead-letters")
+	tmp := h.token + ".new"
+	require.NoError(t, os.WriteFile(tmp, []byte("tok-2"), 0o600))
+	require.NoError(t, os.Rename(tmp, h.token))
+
+	assert.Equal(t, append(idsOf(recs), idsOf(more)...), h.drained(t))
+	reqs := h.central.Requests()
+	assert.Equal(t, "tok-2", reqs[len(reqs)-1].Token)
+	assert.EqualValues(t, 0, h.q.DeadLetters())
+}
+
+func TestForwarder_CloseFlushesWithinTheGracePeriod(t *testing.T) {
+	h, f := setup(t, forward.Config{Linger: time.Hour, BatchMaxRecords: 1000})
+	recs := records(t, 10)
+	require.NoError(t, h.q.Append(context.Background(), recs))
+	time.Sleep(20 * time.Millisecond)
+	assert.Empty(t, h.central.Stored(), "lingering below the batch limits")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, f.Close(ctx))
+	assert.Equal(t, idsOf(recs), h.central.Stored())
+}
+
+func TestForwarder_CloseLeavesUnsentRecordsOnDisk(t *testing.T) {
+	h, f := setup(t, forward.Config{})
+	h.central.Script(fakecentral.Reply{Status: 503, RetryAfter: "60"})
+	recs := records(t, 3)
+	require.NoError(t, h.q.Append(context.Background(), recs))
+	require.Eventually(t, func() bool { return len(h.central.Requests()) == 1 }, 5*time.Second, 5*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	require.NoError(t, f.Close(ctx))
+	assert.EqualValues(t, 3, h.q.Depth().Records)
+}
+
+func TestConfig_ValidateNamesTheField(t *testing.T) {
+	for _, c := range []struct {
+		cfg  forward.Config
+		want string
+	}{
+		{forward.Config{}, "CentralURL"},
+		{forward.Config{CentralURL: "ftp://x"}, "CentralURL"},
+		{forward.Config{CentralURL: "http://x", Insecure: true, BatchMaxRecords: wire.MaxBatchRecords + 1}, "BatchMaxRecords"},
+		{forward.Config{CentralURL: "http://x"}, "CentralURL"},
+	} {
+		err := c.cfg.Validate()
+		require.Error(t, err)
+		assert.True(t, strings.Contains(err.Error(), c.want), err.Error())
+	}
+}
+
+func TestForwarder_DeliversOverTLSTrustingTheCAFile(t *testing.T) {
+	central := fakecentral.NewTLSCentral("")
+	t.Cleanup(central.Close)
+	ca, err := central.WriteCAFile(t.TempDir())
+	require.NoError(t, err)
+	q, err := queue.Open(queue.Config{Dir: t.TempDir()})
+	require.NoError(t, err)
+	f, err := forward.New(forward.Config{CentralURL: central.URL, CAFile: ca, Linger: time.Millisecond}, q)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		require.NoError(t, f.Close(ctx))
+		require.NoError(t, q.Close(ctx))
+	})
+	recs := records(t, 3)
+	require.NoError(t, q.Append(context.Background(), recs))
+	require.Eventually(t, func() bool { return len(central.Stored()) == 3 }, 5*time.Second, 5*time.Millisecond)
+	assert.ElementsMatch(t, idsOf(recs), central.Stored())
+}
+
+func TestNew_RefusesPlainHTTPUnlessInsecureAndABadCAFile(t *testing.T) {
+	q, err := queue.Open(queue.Config{Dir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, q.Close(context.Background())) })
+
+	_, err = forward.New(forward.Config{CentralURL: "http://central:8080"}, q)
+	require.ErrorIs(t, err, forward.ErrPlainHTTP)
+
+	notPEM := filepath.Join(t.TempDir(), "ca.pem")
+	require.NoError(t, os.WriteFile(notPEM, []byte("not a certificate"), 0o600))
+	_, err = forward.New(forward.Config{CentralURL: "https://central:8080", CAFile: notPEM}, q)
+	require.ErrorContains(t, err, "no PEM certificate")
+	_, err = forward.New(forward.Config{CentralURL: "https://central:8080", CAFile: filepath.Join(t.TempDir(), "missing")}, q)
+	require.ErrorContains(t, err, "CA file")
+}

@@ -1,0 +1,90 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/rs/zerolog"
+)
+
+// Defaults for Config's zero fields.
+const (
+	DefaultMaxBytes        = 256 << 20
+	DefaultMaxGroupBytes   = 512 << 10
+	DefaultMaxGroupRecords = 2000
+	DefaultMemTableSize    = 8 << 20
+	DefaultReclaimInterval = 30 * time.Second
+)
+
+// Config configures a Queue. Every field documents its zero value.
+type Config struct {
+	// Dir holds the Badger files. Required.
+	Dir string
+	// MaxBytes bounds the buffered records (value bytes); Append answers
+	// ErrFull beyond it. Zero means DefaultMaxBytes. Dead letters do not count.
+	MaxBytes int64
+	// MaxGroupBytes and MaxGroupRecords bound what one commit (one fsync)
+	// merges. Zero means the defaults.
+	MaxGroupBytes   int
+	MaxGroupRecords int
+	// MemTableSize is Badger's memtable (and WAL) size; the transaction size
+	// limit is 15% of it. Zero means DefaultMemTableSize (8 MiB); minimum 4 MiB.
+	MemTableSize int64
+	// ReclaimInterval is how often space is reclaimed (value-log GC, and a
+	// drop of the record prefix when the queue is empty). Zero means
+	// DefaultReclaimInterval.
+	ReclaimInterval time.Duration
+	// Logger receives the queue's and Badger's warnings. Zero value: disabled.
+	Logger zerolog.Logger
+	// Metrics receives the queue's metrics. Nil: a private set.
+	Metrics *metrics.Set
+	// Now is the clock. Nil: time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxBytes == 0 {
+		c.MaxBytes = DefaultMaxBytes
+	}
+	if c.MaxGroupBytes == 0 {
+		c.MaxGroupBytes = DefaultMaxGroupBytes
+	}
+	if c.MaxGroupRecords == 0 {
+		c.MaxGroupRecords = DefaultMaxGroupRecords
+	}
+	if c.MemTableSize == 0 {
+		c.MemTableSize = DefaultMemTableSize
+	}
+	if c.ReclaimInterval == 0 {
+		c.ReclaimInterval = DefaultReclaimInterval
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.NewSet()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Validate reports the first invalid field, after defaults are applied.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.Dir == "":
+		return errors.New("queue config: Dir is required")
+	case c.MaxBytes < 0:
+		return fmt.Errorf("queue config: MaxBytes %d must be positive", c.MaxBytes)
+	case c.MemTableSize < 4<<20:
+		return fmt.Errorf("queue config: MemTableSize %d must be at least 4 MiB", c.MemTableSize)
+	case c.MaxGroupBytes < 0 || int64(c.MaxGroupBytes) > c.MemTableSize/10:
+		return fmt.Errorf("queue config: MaxGroupBytes %d must be in (0, MemTableSize/10]", c.MaxGroupBytes)
+	case c.MaxGroupRecords < 0:
+		return fmt.Errorf("queue config: MaxGroupRecords %d must be positive", c.MaxGroupRecords)
+	case c.ReclaimInterval < 0:
+		return fmt.Errorf("queue config: ReclaimInterval %v must be positive", c.ReclaimInterval)
+	}
+	return nil
+}

@@ -1,0 +1,120 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/go-json-experiment/json"
+
+	"github.com/kubernaut/datastorage/wire"
+)
+
+// ReasonCorrupt is the dead-letter reason of an entry that could not be
+// decoded (bad version, checksum or JSON).
+const ReasonCorrupt = "corrupt"
+
+// DeadLetter is a record that will not be forwarded again, with the reason.
+// Record is nil when the entry was corrupt; Raw then holds its stored bytes.
+type DeadLetter struct {
+	Key        Key          `json:"seq"`
+	ID         string       `json:"id,omitempty"`
+	Kind       wire.Kind    `json:"kind,omitempty"`
+	Reason     string       `json:"reason"`
+	At         time.Time    `json:"deadLetteredAt"`
+	Record     *wire.Record `json:"record,omitempty"`
+	Raw        []byte       `json:"raw,omitempty"`
+	ReceivedAt time.Time    `json:"receivedAt,omitzero"`
+}
+
+func newDeadLetter(k Key, rec *wire.Record, raw []byte, reason string, at time.Time) DeadLetter {
+	d := DeadLetter{Key: k, Reason: reason, At: at.UTC(), Raw: raw}
+	if rec != nil {
+		d.Record, d.ID, d.Kind, d.ReceivedAt, d.Raw = rec, rec.ID, rec.Kind, rec.ReceivedAt, nil
+	}
+	return d
+}
+
+// DeadLetter moves entries out of the buffer into the dead-letter area with
+// the given reason, in one durable transaction. Moving an entry that is
+// already gone (acknowledged, or dead-lettered before) only rewrites its dead
+// letter.
+func (q *Queue) DeadLetter(ctx context.Context, entries []Entry, reason string) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	now := q.cfg.Now()
+	dead := make([]DeadLetter, len(entries))
+	for i := range entries {
+		dead[i] = newDeadLetter(entries[i].Key, &entries[i].Record, nil, reason, now)
+	}
+	return q.do(ctx, func() error { return q.moveToDead(dead) })
+}
+
+// moveToDead runs on the writer.
+func (q *Queue) moveToDead(dead []DeadLetter) error {
+	txn := q.db.NewTransaction(true)
+	defer txn.Discard()
+	var gone, goneBytes int64
+	for _, d := range dead {
+		v, err := json.Marshal(d)
+		if err != nil {
+			return fmt.Errorf("encode dead letter: %w", err)
+		}
+		k := d.Key.bytes(recordPrefix)
+		item, err := txn.Get(k)
+		switch {
+		case err == nil:
+			gone++
+			goneBytes += item.ValueSize()
+			if err := txn.Delete(k); err != nil {
+				return fmt.Errorf("dead letter: %w", err)
+			}
+		case err != badger.ErrKeyNotFound:
+			return fmt.Errorf("dead letter: %w", err)
+		}
+		if err := txn.Set(d.Key.bytes(deadPrefix), v); err != nil {
+			return fmt.Errorf("dead letter: %w", err)
+		}
+	}
+	if err := txn.Commit(); err != nil {
+		return fmt.Errorf("dead letter commit: %w", err)
+	}
+	q.records.Add(-gone)
+	q.bytes.Add(-goneBytes)
+	q.deleted += gone
+	q.deadRecords.Add(gone)
+	for _, d := range dead {
+		q.metricDead(d.Reason).Inc()
+		q.log.Warn().Uint64("seq", uint64(d.Key)).Str("id", d.ID).Str("reason", d.Reason).Msg("record dead-lettered")
+	}
+	return q.refreshOldest()
+}
+
+// ListDeadLetters returns up to limit dead letters, oldest first (limit <= 0: all).
+func (q *Queue) ListDeadLetters(ctx context.Context, limit int) ([]DeadLetter, error) {
+	var out []DeadLetter
+	err := q.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: deadPrefix, PrefetchValues: false})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if limit > 0 && len(out) >= limit {
+				return nil
+			}
+			var d DeadLetter
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &d) }); err != nil {
+				return fmt.Errorf("dead letter %x: %w", it.Item().Key(), err)
+			}
+			out = append(out, d)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list dead letters: %w", err)
+	}
+	return out, nil
+}

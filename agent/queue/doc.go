@@ -1,0 +1,41 @@
+// Package queue is the agent's durable buffer: an append-only, time-ordered
+// queue of wire.Record over Badger v4, with group commit, a persisted read
+// cursor, a dead-letter area and space reclamation.
+//
+// Durability. Badger runs with SyncWrites=true: every transaction commit
+// ends in an fsync of the memtable's write-ahead log (db.writeToLSM calls
+// memTable.SyncWAL) and of the current value-log file (valueLog.write), and
+// only then returns (badger v4.9.6, db.go and value.go). One goroutine, the
+// writer, owns every write: it merges the Append calls that are waiting
+// into one transaction, so concurrent appenders share one fsync. Append
+// returns only after that commit, so an acknowledged record is on disk.
+// Values stay below Badger's ValueThreshold (1 MiB; a record is at most
+// wire.MaxRecordBytes), so they live in the WAL and SSTs, not the value log.
+//
+// On-disk layout (keys):
+//
+//	"q" + uint64 big-endian sequence   a buffered record
+//	"d" + uint64 big-endian sequence   a dead letter (JSON: reason, time, entry)
+//	"m/cursor"                         the sequence of the last acknowledged record
+//
+// The sequence is the receive time in Unix nanoseconds, forced strictly
+// increasing, so keys are time-ordered and the oldest buffered record's age
+// is read from its key. A record value is: version byte (1), CRC32C
+// (Castagnoli, big-endian) of the payload, payload (the record's JSON, with
+// ID, kind and receive time). An entry whose version, checksum or JSON is bad
+// is moved to the dead-letter area with reason "corrupt", counted, logged and
+// skipped; it never stops the queue.
+//
+// Reading starts after the persisted cursor, so it never scans tombstones of
+// acknowledged records. Ack deletes the acknowledged keys and moves the
+// cursor in one transaction. Space: deleted keys are reclaimed by Badger's
+// compaction under load; when the queue is empty, the writer periodically
+// drops the record prefix (flushing the memtable and deleting tables), and
+// runs value-log GC.
+//
+// Byte accounting (for the buffer limit) counts value bytes of buffered
+// records and is recomputed on Open by a key-only scan.
+//
+// This package must not import net/http, fasthttp, pgx or client-go: it
+// knows nothing of the network.
+package queue

@@ -1,0 +1,320 @@
+package queue_test
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/kubernaut/datastorage/agent/queue"
+	"github.com/kubernaut/datastorage/wire"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/golang/glog.(*fileSink).flushDaemon"))
+}
+
+func openQueue(t *testing.T, cfg queue.Config) *queue.Queue {
+	t.Helper()
+	if cfg.Dir == "" {
+		cfg.Dir = t.TempDir()
+	}
+	q, err := queue.Open(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, q.Close(context.Background())) })
+	return q
+}
+
+var seqs atomic.Int64
+
+func record(t *testing.T, reasoningBytes int) wire.Record {
+	t.Helper()
+	seq := seqs.Add(1)
+	reasoning := make([]byte, reasoningBytes)
+	for i := range reasoning {
+		reasoning[i] = 'a' + byte(i%26)
+	}
+	return wire.Record{
+		ID:         fmt.Sprintf("audit-test-%06d", seq),
+		Kind:       wire.KindRemediation,
+		ReceivedAt: time.Now().UTC().Truncate(time.Microsecond),
+		Remediation: &wire.RemediationAudit{
+			RemediationRequestID: fmt.Sprintf("rr-%d", seq),
+			Reasoning:            string(reasoning),
+		},
+	}
+}
+
+func ids(entries []queue.Entry) []string {
+	out := make([]string, len(entries))
+	for i, e := range entries {
+		out[i] = e.Record.ID
+	}
+	return out
+}
+
+func recordIDs(records []wire.Record) []string {
+	out := make([]string, len(records))
+	for i, r := range records {
+		out[i] = r.ID
+	}
+	return out
+}
+
+func TestQueue_AppendReadAck(t *testing.T) {
+	ctx := context.Background()
+	q := openQueue(t, queue.Config{})
+	recs := []wire.Record{record(t, 10), record(t, 10), record(t, 10)}
+	require.NoError(t, q.Append(ctx, recs))
+
+	d := q.Depth()
+	assert.EqualValues(t, 3, d.Records)
+	assert.Positive(t, d.Bytes)
+	assert.WithinDuration(t, time.Now(), d.Oldest, 5*time.Second)
+
+	t.Run("read returns records in order with all their fields", func(t *testing.T) {
+		got, err := q.Read(ctx, 10, 1<<20)
+		require.NoError(t, err)
+		require.Len(t, got, 3)
+		for i := range recs {
+			assert.Equal(t, recs[i].ID, got[i].Record.ID)
+			assert.Equal(t, recs[i].Kind, got[i].Record.Kind)
+			assert.True(t, recs[i].ReceivedAt.Equal(got[i].Record.ReceivedAt))
+			assert.Equal(t, *recs[i].Remediation, *got[i].Record.Remediation)
+		}
+		assert.Less(t, got[0].Key, got[1].Key)
+	})
+	t.Run("read honours the record limit and the byte limit", func(t *testing.T) {
+		got, err := q.Read(ctx, 2, 1<<20)
+		require.NoError(t, err)
+		assert.Len(t, got, 2)
+		got, err = q.Read(ctx, 10, 1)
+		require.NoError(t, err)
+		assert.Len(t, got, 1, "at least one entry even above the byte limit")
+	})
+	t.Run("ack removes up to the key and moves the cursor", func(t *testing.T) {
+		got, err := q.Read(ctx, 2, 1<<20)
+		require.NoError(t, err)
+		require.NoError(t, q.Ack(ctx, got[1].Key))
+		rest, err := q.Read(ctx, 10, 1<<20)
+		require.NoError(t, err)
+		assert.Equal(t, []string{recs[2].ID}, ids(rest))
+		assert.EqualValues(t, 1, q.Depth().Records)
+		assert.Equal(t, int64(rest[0].Size), q.Depth().Bytes)
+	})
+}
+
+func TestQueue_ReopenAfterCloseKeepsEverything(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	q, err := queue.Open(queue.Config{Dir: dir})
+	require.NoError(t, err)
+	var recs []wire.Record
+	for range 50 {
+		recs = append(recs, record(t, 100))
+	}
+	require.NoError(t, q.Append(ctx, recs))
+	first, err := q.Read(ctx, 20, 1<<20)
+	require.NoError(t, err)
+	require.NoError(t, q.Ack(ctx, first[19].Key))
+	before := q.Depth()
+	require.NoError(t, q.Close(ctx))
+	require.NoError(t, q.Close(ctx), "Close is idempotent")
+	assert.ErrorIs(t, q.Append(ctx, recs[:1]), queue.ErrClosed)
+
+	q = openQueue(t, queue.Config{Dir: dir})
+	assert.Equal(t, before, q.Depth(), "depth is recomputed on open")
+	got, err := q.Read(ctx, 100, 1<<20)
+	require.NoError(t, err)
+	assert.Equal(t, recordIDs(recs[20:]), ids(got), "the cursor survived: acknowledged records stay gone")
+
+	more := []wire.Record{record(t, 10)}
+	require.NoError(t, q.Append(ctx, more))
+	got, err = q.Read(ctx, 100, 1<<20)
+	require.NoError(t, err)
+	assert.Equal(t, more[0].ID, got[len(got)-1].Record.ID, "new keys sort after the old ones")
+}
+
+func TestQueue_GroupCommitSharesFsyncs(t *testing.T) {
+	ctx := context.Background()
+	q := openQueue(t, queue.Config{})
+	const appenders, each = 64, 20
+	var wg sync.WaitGroup
+	errs := make(chan error, appenders*each)
+	for range appenders {
+		wg.Go(func() {
+			for range each {
+				errs <- q.Append(ctx, []wire.Record{record(t, 200)})
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	commits := q.Commits()
+	t.Logf("%d appends in %d commits (%.1f records per fsync)", appenders*each, commits, float64(appenders*each)/float64(commits))
+	assert.EqualValues(t, appenders*each, q.Depth().Records)
+	assert.LessOrEqual(t, commits*4, uint64(appenders*each), "concurrent appends must share commits")
+}
+
+func TestQueue_FullRefusesThenRecoversAfterAck(t *testing.T) {
+	ctx := context.Background()
+	q := openQueue(t, queue.Config{MaxBytes: 4 << 10})
+	var n int
+	for {
+		err := q.Append(ctx, []wire.Record{record(t, 500)})
+		if err != nil {
+			require.ErrorIs(t, err, queue.ErrFull)
+			break
+		}
+		n++
+		require.Less(t, n, 100, "the limit is never reached")
+	}
+	d := q.Depth()
+	assert.LessOrEqual(t, d.Bytes, int64(4<<10))
+	assert.EqualValues(t, n, d.Records, "a refused append stores nothing and evicts nothing")
+
+	got, err := q.Read(ctx, 100, 1<<20)
+	require.NoError(t, err)
+	require.NoError(t, q.Ack(ctx, got[len(got)-1].Key))
+	require.NoError(t, q.Append(ctx, []wire.Record{record(t, 500)}))
+}
+
+func TestQueue_CorruptEntryIsDeadLetteredAndSkipped(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	q, err := queue.Open(queue.Config{Dir: dir})
+	require.NoError(t, err)
+	recs := []wire.Record{record(t, 50), record(t, 50), record(t, 50), record(t, 50)}
+	require.NoError(t, q.Append(ctx, recs))
+	entries, err := q.Read(ctx, 10, 1<<20)
+	require.NoError(t, err)
+	require.NoError(t, q.Close(ctx))
+
+	// Damage two entries behind the queue's back: one truncated, one with a flipped byte.
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+	require.NoError(t, err)
+	require.NoError(t, db.Update(func(txn *badger.Txn) error {
+		for i, damage := range map[int]func([]byte) []byte{
+			1: func(v []byte) []byte { return v[:len(v)/2] },
+			2: func(v []byte) []byte { v[len(v)-3] ^= 0x20; return v },
+		} {
+			k := queue.RecordKey(entries[i].Key)
+			item, err := txn.Get(k)
+			if err != nil {
+				return err
+			}
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			if err := txn.Set(k, damage(v)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	require.NoError(t, db.Close())
+
+	q = openQueue(t, queue.Config{Dir: dir})
+	got, err := q.Read(ctx, 10, 1<<20)
+	require.NoError(t, err)
+	assert.Equal(t, []string{recs[0].ID, recs[3].ID}, ids(got))
+	assert.EqualValues(t, 2, q.DeadLetters())
+	assert.EqualValues(t, 2, q.Depth().Records)
+
+	dead, err := q.ListDeadLetters(ctx, 0)
+	require.NoError(t, err)
+	require.Len(t, dead, 2)
+	for i, d := range dead {
+		assert.Equal(t, queue.ReasonCorrupt, d.Reason)
+		assert.Equal(t, entries[i+1].Key, d.Key)
+		assert.NotEmpty(t, d.Raw, "the damaged bytes are kept for inspection")
+	}
+	require.NoError(t, q.Ack(ctx, got[1].Key))
+	assert.EqualValues(t, 0, q.Depth().Records)
+}
+
+func TestQueue_DeadLetterKeepsRecordAndReason(t *testing.T) {
+	ctx := context.Background()
+	q := openQueue(t, queue.Config{})
+	recs := []wire.Record{record(t, 10), record(t, 10)}
+	require.NoError(t, q.Append(ctx, recs))
+	got, err := q.Read(ctx, 10, 1<<20)
+	require.NoError(t, err)
+	require.NoError(t, q.DeadLetter(ctx, got[:1], "validation_failed: confidence out of range"))
+	require.NoError(t, q.Ack(ctx, got[1].Key))
+
+	assert.EqualValues(t, 0, q.Depth().Records)
+	dead, err := q.ListDeadLetters(ctx, 10)
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	assert.Equal(t, recs[0].ID, dead[0].ID)
+	assert.Equal(t, "validation_failed: confidence out of range", dead[0].Reason)
+	require.NotNil(t, dead[0].Record)
+	assert.Equal(t, *recs[0].Remediation, *dead[0].Record.Remediation)
+}
+
+// diskUse is the space the directory's files occupy (allocated blocks, so
+// Badger's sparse preallocated files count for what they hold).
+func diskUse(t *testing.T, dir string) int64 {
+	t.Helper()
+	var total int64
+	require.NoError(t, filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		total += info.Sys().(*syscall.Stat_t).Blocks * 512
+		return nil
+	}))
+	return total
+}
+
+func TestQueue_DiskUseReturnsNearEmptyAfterDrain(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	q := openQueue(t, queue.Config{Dir: dir, ReclaimInterval: 50 * time.Millisecond})
+	empty := diskUse(t, dir)
+
+	const total = 24 << 20
+	var batch []wire.Record
+	for written := 0; written < total; written += 4 << 10 {
+		batch = append(batch, record(t, 4<<10))
+		if len(batch) == 100 {
+			require.NoError(t, q.Append(ctx, batch))
+			batch = batch[:0]
+		}
+	}
+	full := diskUse(t, dir)
+	for {
+		got, err := q.Read(ctx, 500, 4<<20)
+		require.NoError(t, err)
+		if len(got) == 0 {
+			break
+		}
+		require.NoError(t, q.Ack(ctx, got[len(got)-1].Key))
+	}
+	var drained int64
+	require.Eventually(t, func() bool {
+		drained = diskUse(t, dir)
+		return drained < empty+4<<20
+	}, 10*time.Second, 50*time.Millisecond, "disk use stays high after a drain")
+	t.Logf("disk use: empty %d KiB, full %d KiB, drained %d KiB", empty>>10, full>>10, drained>>10)
+	assert.Greater(t, full, int64(total/2), "the data was on disk")
+}

@@ -1,0 +1,303 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/go-json-experiment/json"
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"github.com/kubernaut/datastorage/agent/queue"
+	"github.com/kubernaut/datastorage/wire"
+)
+
+// Server is the agent's HTTP edge. Start binds and serves; Close stops.
+type Server struct {
+	cfg Config
+	q   *queue.Queue
+	log zerolog.Logger
+
+	api, metricsSrv *fasthttp.Server
+	apiLn, metricLn net.Listener
+	wg              sync.WaitGroup
+	closeOnce       sync.Once
+	closeErr        error
+
+	mDuration *metrics.Histogram
+}
+
+// NewServer validates cfg; the queue must be open.
+func NewServer(cfg Config, q *queue.Queue) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if q == nil {
+		return nil, errors.New("agent server: queue is required")
+	}
+	cfg = cfg.withDefaults()
+	s := &Server{
+		cfg:       cfg,
+		q:         q,
+		log:       cfg.Logger.With().Str("component", "server").Logger(),
+		mDuration: cfg.Metrics.NewHistogram("agent_http_request_duration_seconds"),
+	}
+	s.api = &fasthttp.Server{
+		Handler:              s.handleAPI,
+		ErrorHandler:         s.handleParseError,
+		Name:                 "kubernaut-agent",
+		MaxRequestBodySize:   wire.MaxRecordBytes + 1,
+		ReadTimeout:          30 * time.Second,
+		WriteTimeout:         30 * time.Second,
+		IdleTimeout:          2 * time.Minute,
+		NoDefaultDate:        true,
+		NoDefaultContentType: true,
+		Logger:               fasthttpLogger{s.log},
+	}
+	s.metricsSrv = &fasthttp.Server{Handler: s.handleMetrics, Name: "kubernaut-agent", ReadTimeout: 10 * time.Second,
+		Logger: fasthttpLogger{s.log}}
+	return s, nil
+}
+
+// Start binds the listeners and serves in the background.
+func (s *Server) Start() error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
+	}
+	s.apiLn = ln
+	if s.cfg.MetricsListen != "-" {
+		mln, err := net.Listen("tcp", s.cfg.MetricsListen)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("listen %s: %w", s.cfg.MetricsListen, err)
+		}
+		s.metricLn = mln
+		s.serve(s.metricsSrv, mln)
+	}
+	s.serve(s.api, ln)
+	s.log.Info().Str("listen", ln.Addr().String()).Str("metrics", s.MetricsAddr()).Msg("agent listening")
+	return nil
+}
+
+func (s *Server) serve(srv *fasthttp.Server, ln net.Listener) {
+	s.wg.Go(func() {
+		if err := srv.Serve(ln); err != nil {
+			s.log.Error().Err(err).Msg("server stopped")
+		}
+	})
+}
+
+// Addr is the API listener's address (after Start).
+func (s *Server) Addr() string { return s.apiLn.Addr().String() }
+
+// MetricsAddr is the metrics listener's address, "" when disabled.
+func (s *Server) MetricsAddr() string {
+	if s.metricLn == nil {
+		return ""
+	}
+	return s.metricLn.Addr().String()
+}
+
+// Close stops accepting, lets requests in flight finish until ctx ends, and
+// waits for the serving goroutines. It is idempotent.
+func (s *Server) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() {
+		var errs []error
+		if s.apiLn != nil {
+			errs = append(errs, s.api.ShutdownWithContext(ctx))
+		}
+		if s.metricLn != nil {
+			errs = append(errs, s.metricsSrv.ShutdownWithContext(ctx))
+		}
+		s.wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			s.closeErr = fmt.Errorf("close server: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+// handleAPI routes the API listener.
+func (s *Server) handleAPI(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	switch path := string(ctx.Path()); path {
+	case "/api/v1/audit/remediation":
+		s.handleWrite(ctx, wire.KindRemediation)
+	case "/api/v1/audit/workflow":
+		s.handleWrite(ctx, wire.KindWorkflow)
+	case "/api/v1/deadletter":
+		s.handleDeadLetters(ctx)
+	case "/healthz", "/readyz":
+		s.handleHealth(ctx, path)
+	default:
+		s.writeError(ctx, errNotFound)
+	}
+	s.mDuration.UpdateDuration(start)
+	s.cfg.Metrics.GetOrCreateCounter(`agent_http_requests_total{code="` + strconv.Itoa(ctx.Response.StatusCode()) + `"}`).Inc()
+}
+
+// handleMetrics routes the metrics listener.
+func (s *Server) handleMetrics(ctx *fasthttp.RequestCtx) {
+	switch path := string(ctx.Path()); path {
+	case "/metrics":
+		ctx.SetContentType("text/plain; version=0.0.4")
+		s.cfg.Metrics.WritePrometheus(ctx)
+		metrics.WriteProcessMetrics(ctx)
+	case "/healthz", "/readyz":
+		s.handleHealth(ctx, path)
+	default:
+		s.writeError(ctx, errNotFound)
+	}
+}
+
+// handleWrite is POST /api/v1/audit/{kind}: validate, assign the ID, append
+// (returns once fsynced), answer 201.
+func (s *Server) handleWrite(ctx *fasthttp.RequestCtx, kind wire.Kind) {
+	if !ctx.IsPost() {
+		ctx.Response.Header.Set("Allow", "POST")
+		s.writeError(ctx, errMethodNotAllowed)
+		return
+	}
+	if ct := ctx.Request.Header.ContentType(); len(ct) > 0 && !isJSON(ct) {
+		s.writeError(ctx, errUnsupportedMediaType)
+		return
+	}
+	body := ctx.PostBody()
+	if len(body) > wire.MaxRecordBytes {
+		s.writeError(ctx, errBodyTooLarge)
+		return
+	}
+	now := s.cfg.Now()
+	// DecodeAudit copies what it keeps, and Append encodes the record before
+	// this handler returns: nothing aliases fasthttp's buffers afterwards.
+	rec, err := wire.DecodeAudit(kind, body, now)
+	if err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	rec.ID = wire.NewID()
+	if key := ctx.Request.Header.Peek("Idempotency-Key"); key != nil {
+		if err := wire.ValidateIdempotencyKey(string(key)); err != nil {
+			s.writeError(ctx, err)
+			return
+		}
+		rec.ID = wire.IDForKey(s.cfg.ServiceAccount, kind, string(key))
+	}
+	rec.ReceivedAt = now.UTC()
+
+	actx, cancel := context.WithTimeout(ctx, s.cfg.AppendTimeout)
+	defer cancel()
+	if err := s.q.Append(actx, []wire.Record{rec}); err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	s.cfg.Metrics.GetOrCreateCounter(`agent_records_accepted_total{kind="` + string(kind) + `"}`).Inc()
+	s.writeJSON(ctx, fasthttp.StatusCreated, wire.WriteResponse{AuditID: rec.ID, Status: "buffered"})
+}
+
+// handleHealth: /healthz is liveness; /readyz is the buffer open and below
+// its limit, with headroom: 5% of it, at most wire.MaxRecordBytes.
+func (s *Server) handleHealth(ctx *fasthttp.RequestCtx, path string) {
+	if path == "/readyz" {
+		headroom := min(s.q.MaxBytes()/20, wire.MaxRecordBytes)
+		if d := s.q.Depth(); s.q.MaxBytes()-d.Bytes < headroom {
+			s.writeError(ctx, fmt.Errorf("readyz: %w", queue.ErrFull))
+			return
+		}
+		if s.q.Closed() {
+			s.writeError(ctx, fmt.Errorf("readyz: %w", queue.ErrClosed))
+			return
+		}
+	}
+	ctx.SetContentType("text/plain; charset=utf-8")
+	ctx.SetBodyString("ok\n")
+}
+
+// handleDeadLetters lists the dead letters to loopback callers only.
+func (s *Server) handleDeadLetters(ctx *fasthttp.RequestCtx) {
+	if !ctx.RemoteIP().IsLoopback() {
+		s.writeError(ctx, errNotFound)
+		return
+	}
+	if !ctx.IsGet() {
+		ctx.Response.Header.Set("Allow", "GET")
+		s.writeError(ctx, errMethodNotAllowed)
+		return
+	}
+	limit := 1000
+	if v := ctx.QueryArgs().Peek("limit"); v != nil {
+		n, err := strconv.Atoi(string(v))
+		if err != nil || n < 1 {
+			s.writeError(ctx, &wire.ValidationError{Field: "limit", Message: "limit must be a positive integer"})
+			return
+		}
+		limit = n
+	}
+	dead, err := s.q.ListDeadLetters(ctx, limit)
+	if err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	s.writeJSON(ctx, fasthttp.StatusOK, DeadLetterList{Count: s.q.DeadLetters(), DeadLetters: dead})
+}
+
+// DeadLetterList is the body of GET /api/v1/deadletter.
+type DeadLetterList struct {
+	// Count is the total held; DeadLetters at most the requested limit.
+	Count       int64              `json:"count"`
+	DeadLetters []queue.DeadLetter `json:"deadLetters"`
+}
+
+func (s *Server) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		s.writeError(ctx, fmt.Errorf("encode answer: %w", err))
+		return
+	}
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
+}
+
+func isJSON(ct []byte) bool {
+	for i, c := range ct {
+		if c == ';' {
+			ct = ct[:i]
+			break
+		}
+	}
+	s := string(ct)
+	for len(s) > 0 && s[len(s)-1] == ' ' {
+		s = s[:len(s)-1]
+	}
+	return equalFold(s, "application/json")
+}
+
+func equalFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range len(a) {
+		ca, cb := a[i], b[i]
+		if 'A' <= ca && ca <= 'Z' {
+			ca += 'a' - 'A'
+		}
+		if ca != cb {
+			return false
+		}
+	}
+	return true
+}
+
+// fasthttpLogger sends fasthttp's connection errors to zerolog at debug
+// level: they are the client's problem, already answered.
+type fasthttpLogger struct{ log zerolog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) { l.log.Debug().Msgf(format, args...) }

@@ -1,0 +1,197 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/base64"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kubernaut/datastorage/agent"
+	"github.com/kubernaut/datastorage/agent/queue"
+	"github.com/kubernaut/datastorage/wire"
+)
+
+func start(t *testing.T, qcfg queue.Config) (*queue.Queue, string) {
+	t.Helper()
+	if qcfg.Dir == "" {
+		qcfg.Dir = t.TempDir()
+	}
+	q, err := queue.Open(qcfg)
+	require.NoError(t, err)
+	srv, err := agent.NewServer(agent.Config{Listen: "127.0.0.1:0", MetricsListen: "-", ServiceAccount: "ns/gateway-sa", RetryAfter: 3 * time.Second}, q)
+	require.NoError(t, err)
+	require.NoError(t, srv.Start())
+	t.Cleanup(func() {
+		require.NoError(t, srv.Close(context.Background()))
+		require.NoError(t, q.Close(context.Background()))
+	})
+	return q, "http://" + srv.Addr()
+}
+
+func post(t *testing.T, url, body string, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, b
+}
+
+const remediation = `{"remediationRequestID":"rr-abc123","alertName":"HighMemoryUsage","namespace":"production","cluster":"us-west-2","priority":"P0"}`
+
+func TestServer_AcceptsAWriteOnlyOnceItIsStored(t *testing.T) {
+	q, base := start(t, queue.Config{})
+	resp, body := post(t, base+"/api/v1/audit/remediation", remediation)
+	require.Equal(t, http.StatusCreated, resp.StatusCode, string(body))
+	var wr wire.WriteResponse
+	require.NoError(t, json.Unmarshal(body, &wr))
+	assert.Equal(t, "buffered", wr.Status)
+	assert.NoError(t, wire.ValidateID(wr.AuditID))
+
+	got, err := q.Read(context.Background(), 10, 1<<20)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.Equal(t, wr.AuditID, got[0].Record.ID)
+	assert.Equal(t, "HighMemoryUsage", got[0].Record.Remediation.AlertName)
+	assert.WithinDuration(t, time.Now(), got[0].Record.ReceivedAt, 5*time.Second)
+
+	resp, body = post(t, base+"/api/v1/audit/workflow", `{"workflowID":"wf-1","stepName":"scale","stepStatus":"completed"}`)
+	assert.Equal(t, http.StatusCreated, resp.StatusCode, string(body))
+}
+
+func TestServer_AnswersErrorsWithTheSpecBodies(t *testing.T) {
+	_, base := start(t, queue.Config{})
+	for _, c := range []struct {
+		name, path, body string
+		status           int
+		want             string
+	}{
+		{"missing required field", "/api/v1/audit/remediation", `{"alertName":"x"}`, 400,
+			`{"error":"validation_failed","message":"RemediationRequestID is required","field":"remediationRequestID"}`},
+		{"unknown path", "/api/v1/audit/other", `{}`, 404, `"error":"not_found"`},
+		{"oversized body", "/api/v1/audit/remediation", `{"reasoning":"` + strings.Repeat("x", wire.MaxRecordBytes) + `"}`, 413, `"error":"payload_too_large"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			resp, body := post(t, base+c.path, c.body)
+			assert.Equal(t, c.status, resp.StatusCode)
+			assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+			assert.Contains(t, string(body), c.want)
+		})
+	}
+	t.Run("wrong method", func(t *testing.T) {
+		resp, err := http.Get(base + "/api/v1/audit/remediation")
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
+	})
+	t.Run("wrong content type", func(t *testing.T) {
+		resp, body := post(t, base+"/api/v1/audit/remediation", remediation, "Content-Type", "text/plain")
+		assert.Equal(t, http.StatusUnsupportedMediaType, resp.StatusCode)
+		assert.Contains(t, string(body), `"unsupported_media_type"`)
+	})
+}
+
+func TestServer_IdempotencyKeyGivesTheSameID(t *testing.T) {
+	_, base := start(t, queue.Config{})
+	id := func(key string) string {
+		resp, body := post(t, base+"/api/v1/audit/remediation", remediation, "Idempotency-Key", key)
+		require.Equal(t, http.StatusCreated, resp.StatusCode, string(body))
+		var wr wire.WriteResponse
+		require.NoError(t, json.Unmarshal(body, &wr))
+		return wr.AuditID
+	}
+	a := id("key-1")
+	assert.Equal(t, a, id("key-1"))
+	assert.Equal(t, wire.IDForKey("ns/gateway-sa", wire.KindRemediation, "key-1"), a, "same ID as the central would give")
+	assert.NotEqual(t, a, id("key-2"))
+}
+
+func TestServer_FullBufferAnswers503ThenRecoversAfterADrain(t *testing.T) {
+	q, base := start(t, queue.Config{MaxBytes: 2 << 10})
+	var resp *http.Response
+	var body []byte
+	for range 100 {
+		resp, body = post(t, base+"/api/v1/audit/remediation", remediation)
+		if resp.StatusCode != http.StatusCreated {
+			break
+		}
+	}
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.Equal(t, "3", resp.Header.Get("Retry-After"))
+	assert.Contains(t, string(body), `"error":"service_unavailable"`)
+
+	got, err := q.Read(context.Background(), 1000, 1<<20)
+	require.NoError(t, err)
+	require.NoError(t, q.Ack(context.Background(), got[len(got)-1].Key))
+	resp, body = post(t, base+"/api/v1/audit/remediation", remediation)
+	assert.Equal(t, http.StatusCreated, resp.StatusCode, string(body))
+}
+
+func TestServer_ListsDeadLetters(t *testing.T) {
+	q, base := start(t, queue.Config{})
+	resp, _ := post(t, base+"/api/v1/audit/remediation", remediation)
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	got, err := q.Read(context.Background(), 10, 1<<20)
+	require.NoError(t, err)
+	require.NoError(t, q.DeadLetter(context.Background(), got, "validation_failed: nope"))
+
+	r, err := http.Get(base + "/api/v1/deadletter")
+	require.NoError(t, err)
+	defer r.Body.Close()
+	require.Equal(t, http.StatusOK, r.StatusCode)
+	var list agent.DeadLetterList
+	b, _ := io.ReadAll(r.Body)
+	require.NoError(t, json.Unmarshal(b, &list), string(b))
+	assert.EqualValues(t, 1, list.Count)
+	require.Len(t, list.DeadLetters, 1)
+	assert.Equal(t, got[0].Record.ID, list.DeadLetters[0].ID)
+	assert.Equal(t, "validation_failed: nope", list.DeadLetters[0].Reason)
+}
+
+func TestServer_ReadyzFailsNearTheBufferLimit(t *testing.T) {
+	q, base := start(t, queue.Config{MaxBytes: 1 << 20})
+	status := func() int {
+		r, err := http.Get(base + "/readyz")
+		require.NoError(t, err)
+		r.Body.Close()
+		return r.StatusCode
+	}
+	require.Equal(t, http.StatusOK, status())
+	for {
+		rec := wire.Record{ID: wire.NewID(), Kind: wire.KindRemediation, ReceivedAt: time.Now().UTC(),
+			Remediation: &wire.RemediationAudit{RemediationRequestID: "rr", Reasoning: strings.Repeat("x", 4<<10)}}
+		if err := q.Append(context.Background(), []wire.Record{rec}); err != nil {
+			require.ErrorIs(t, err, queue.ErrFull)
+			break
+		}
+	}
+	assert.Equal(t, http.StatusServiceUnavailable, status())
+	got, err := q.Read(context.Background(), 100, 1<<20)
+	require.NoError(t, err)
+	require.NoError(t, q.Ack(context.Background(), got[len(got)-1].Key))
+	assert.Equal(t, http.StatusOK, status())
+}
+
+func TestServiceAccountFromToken(t *testing.T) {
+	jwt := func(payload string) string {
+		return "eyJhbGciOiJSUzI1NiJ9." + base64.RawURLEncoding.EncodeToString([]byte(payload)) + ".sig"
+	}
+	assert.Equal(t, "kubernaut/gateway-sa", agent.ServiceAccountFromToken(jwt(`{"sub":"system:serviceaccount:kubernaut:gateway-sa","aud":["x"]}`)+"\n"))
+	assert.Equal(t, "", agent.ServiceAccountFromToken(jwt(`{"sub":"alice"}`)))
+	assert.Equal(t, "", agent.ServiceAccountFromToken("not-a-jwt"))
+	assert.Equal(t, "", agent.ServiceAccountFromToken(jwt(`not json`)))
+}

@@ -1,0 +1,163 @@
+// Command agent is the audit-trail sidecar: it accepts the central's
+// single-record API on a loopback port, stores each record durably before
+// answering 201, and forwards the records to the central in batches.
+// Flags and wiring only; the behaviour lives in package agent and below.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/kubernaut/datastorage/agent"
+	"github.com/kubernaut/datastorage/agent/forward"
+	"github.com/kubernaut/datastorage/agent/queue"
+	"github.com/kubernaut/datastorage/internal/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	m := Main{Stdout: os.Stdout, Stderr: os.Stderr}
+	if err := m.Run(ctx, os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "agent:", err)
+		os.Exit(1)
+	}
+}
+
+// Main runs the agent; its fields make it testable. Flags fall back to
+// AGENT_* environment variables (internal/cli).
+type Main struct {
+	Stdout, Stderr io.Writer
+}
+
+type options struct {
+	listen, metricsListen, centralURL, tokenFile, dataDir string
+	centralCAFile, logLevel, logFormat                    string
+	insecure                                              bool
+	maxBufferBytes                                        int64
+	batchMaxRecords, batchMaxBytes                        int
+	linger, shutdownGrace                                 time.Duration
+}
+
+// parse reads flags, each defaulting to its environment variable, and
+// checks what the packages' own Validate cannot phrase in flag terms.
+func (m *Main) parse(args []string) (options, error) {
+	fs := cli.NewFlagSet("agent", m.Stderr)
+	listen := fs.String("listen", "AGENT_LISTEN", agent.DefaultListen, "API address (loopback: the pod shares it with the controller)")
+	metricsListen := fs.String("metrics-listen", "AGENT_METRICS_LISTEN", agent.DefaultMetricsListen, `address of /metrics, /healthz, /readyz ("-": off)`)
+	centralURL := fs.String("central-url", "AGENT_CENTRAL_URL", "", "base URL of the central data storage service, https unless --insecure (required)")
+	centralCA := fs.String("central-ca-file", "AGENT_CENTRAL_CA_FILE", "", "PEM bundle of the CAs trusted for an https central (empty: system roots)")
+	insecure := fs.Bool("insecure", "AGENT_INSECURE", false, "allow a plain http:// --central-url (the bearer token then crosses the network unencrypted)")
+	tokenFile := fs.String("token-file", "AGENT_TOKEN_FILE", "", "projected service-account token, re-read when rotated (empty: no Authorization)")
+	dataDir := fs.String("data-dir", "AGENT_DATA_DIR", "", "directory of the durable buffer (required)")
+	maxBuf := fs.Int64("max-buffer-bytes", "AGENT_MAX_BUFFER_BYTES", queue.DefaultMaxBytes, "buffer limit in bytes; beyond it writes get 503")
+	batchRecs := fs.Int("batch-max-records", "AGENT_BATCH_MAX_RECORDS", forward.DefaultBatchMaxRecords, "records per forwarded batch")
+	batchBytes := fs.Int("batch-max-bytes", "AGENT_BATCH_MAX_BYTES", forward.DefaultBatchMaxBytes, "bytes per forwarded batch (before compression)")
+	linger := fs.Duration("linger", "AGENT_LINGER", forward.DefaultLinger, "how long a partial batch waits for more records")
+	grace := fs.Duration("shutdown-grace", "AGENT_SHUTDOWN_GRACE", 10*time.Second, "on SIGTERM, how long to keep forwarding before exiting")
+	logLevel := fs.String("log-level", "AGENT_LOG_LEVEL", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "AGENT_LOG_FORMAT", "json", "json or console")
+	if err := fs.Parse(args); err != nil {
+		return options{}, err
+	}
+	o := options{
+		listen: *listen, metricsListen: *metricsListen, centralURL: *centralURL, centralCAFile: *centralCA,
+		insecure: *insecure, tokenFile: *tokenFile, dataDir: *dataDir, maxBufferBytes: *maxBuf,
+		batchMaxRecords: *batchRecs, batchMaxBytes: *batchBytes, linger: *linger, shutdownGrace: *grace,
+		logLevel: *logLevel, logFormat: *logFormat,
+	}
+	flagErr := func(name, msg string) error { return fmt.Errorf("--%s (or %s) %s", name, fs.Env(name), msg) }
+	switch {
+	case o.centralURL == "":
+		return o, flagErr("central-url", "is required")
+	case o.dataDir == "":
+		return o, flagErr("data-dir", "is required")
+	case o.maxBufferBytes <= 0:
+		return o, flagErr("max-buffer-bytes", "must be positive")
+	case o.shutdownGrace < 0:
+		return o, flagErr("shutdown-grace", "must not be negative")
+	}
+	u, err := url.Parse(o.centralURL)
+	if err != nil {
+		return o, flagErr("central-url", fmt.Sprintf("%q is not a URL", o.centralURL))
+	}
+	if u.Scheme == "http" && !o.insecure {
+		return o, fmt.Errorf("--central-url %s is plain http: the bearer token would cross the network unencrypted; "+
+			"use an https URL (with --central-ca-file if its CA is private) or pass --insecure (%s=true)",
+			o.centralURL, fs.Env("insecure"))
+	}
+	return o, nil
+}
+
+// Run starts the agent and blocks until ctx ends, then shuts down: stop
+// accepting, forward what it can within the grace period, close the buffer.
+func (m *Main) Run(ctx context.Context, args []string) error {
+	o, err := m.parse(args)
+	if err != nil {
+		return err
+	}
+	log, err := cli.NewLogger(m.Stderr, o.logLevel, o.logFormat, "agent")
+	if err != nil {
+		return err
+	}
+	set := metrics.NewSet()
+
+	serviceAccount := ""
+	if o.tokenFile != "" {
+		if tok, err := os.ReadFile(o.tokenFile); err != nil {
+			log.Warn().Err(err).Msg("token file unreadable at start: Idempotency-Key IDs use no service account")
+		} else {
+			serviceAccount = agent.ServiceAccountFromToken(string(tok))
+		}
+	}
+
+	q, err := queue.Open(queue.Config{Dir: o.dataDir, MaxBytes: o.maxBufferBytes, Logger: log, Metrics: set})
+	if err != nil {
+		return err
+	}
+	srv, err := agent.NewServer(agent.Config{
+		Listen: o.listen, MetricsListen: o.metricsListen, ServiceAccount: serviceAccount,
+		Logger: log, Metrics: set,
+	}, q)
+	if err != nil {
+		return errors.Join(err, q.Close(context.Background()))
+	}
+	fwd, err := forward.New(forward.Config{
+		CentralURL: o.centralURL, Insecure: o.insecure, CAFile: o.centralCAFile, TokenFile: o.tokenFile,
+		BatchMaxRecords: o.batchMaxRecords, BatchMaxBytes: o.batchMaxBytes, Linger: o.linger,
+		Logger: log, Metrics: set,
+	}, q)
+	if err != nil {
+		return errors.Join(err, q.Close(context.Background()))
+	}
+	if err := srv.Start(); err != nil {
+		return errors.Join(err, fwd.Close(context.Background()), q.Close(context.Background()))
+	}
+	log.Info().Str("service_account", serviceAccount).Str("data_dir", o.dataDir).Msg("agent started")
+
+	<-ctx.Done()
+	log.Info().Dur("grace", o.shutdownGrace).Msg("shutting down")
+	grace, cancel := context.WithTimeout(context.Background(), o.shutdownGrace)
+	defer cancel()
+	errSrv := srv.Close(grace)
+	errFwd := fwd.Close(grace)
+	closeCtx, cancelClose := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelClose()
+	errQ := q.Close(closeCtx)
+	d := q.Depth()
+	log.Info().Int64("records_left", d.Records).Int64("bytes_left", d.Bytes).Msg("agent stopped")
+	return errors.Join(errSrv, errFwd, errQ)
+}

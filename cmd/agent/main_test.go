@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kubernaut/datastorage/agent/agenttest"
+)
+
+func TestHelp_ListsEveryFlagWithItsEnvironmentVariable(t *testing.T) {
+	var stderr bytes.Buffer
+	m := Main{Stdout: io.Discard, Stderr: &stderr}
+	err := m.Run(context.Background(), []string{"--help"})
+	require.True(t, errors.Is(err, flag.ErrHelp), err)
+	for name, env := range map[string]string{
+		"listen": "AGENT_LISTEN", "metrics-listen": "AGENT_METRICS_LISTEN", "central-url": "AGENT_CENTRAL_URL",
+		"central-ca-file": "AGENT_CENTRAL_CA_FILE", "insecure": "AGENT_INSECURE", "token-file": "AGENT_TOKEN_FILE",
+		"data-dir": "AGENT_DATA_DIR", "max-buffer-bytes": "AGENT_MAX_BUFFER_BYTES",
+		"batch-max-records": "AGENT_BATCH_MAX_RECORDS", "batch-max-bytes": "AGENT_BATCH_MAX_BYTES",
+		"linger": "AGENT_LINGER", "shutdown-grace": "AGENT_SHUTDOWN_GRACE", "log-level": "AGENT_LOG_LEVEL",
+		"log-format": "AGENT_LOG_FORMAT",
+	} {
+		assert.Regexp(t, `(?s)-`+name+` .*?\(env `+env+`\)`, stderr.String())
+	}
+}
+
+func TestRun_RefusesBadConfigurationNamingTheFlagAndVariable(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"missing central", nil, []string{"--data-dir", dir}, "--central-url (or AGENT_CENTRAL_URL) is required"},
+		{"missing data dir", nil, []string{"--central-url", "https://central"}, "--data-dir (or AGENT_DATA_DIR) is required"},
+		{"bad typed env", map[string]string{"AGENT_MAX_BUFFER_BYTES": "lots"}, []string{"--central-url", "https://c", "--data-dir", dir}, "AGENT_MAX_BUFFER_BYTES"},
+		{"bad duration env", map[string]string{"AGENT_LINGER": "soon"}, []string{"--central-url", "https://c", "--data-dir", dir}, "AGENT_LINGER"},
+		{"bad log format", nil, []string{"--central-url", "https://c", "--data-dir", dir, "--log-format", "xml"}, "log format"},
+		{"plain http", nil, []string{"--central-url", "http://central:8080", "--data-dir", dir}, "--insecure"},
+		{"plain http from env", map[string]string{"AGENT_CENTRAL_URL": "http://central:8080", "AGENT_DATA_DIR": dir}, nil, "plain http"},
+		{"bad CA file", nil, []string{"--central-url", "https://c", "--data-dir", dir, "--listen", freeAddr(t),
+			"--metrics-listen", "-", "--central-ca-file", filepath.Join(dir, "missing.pem")}, "CA file"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for k, v := range c.env {
+				t.Setenv(k, v)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			m := Main{Stdout: io.Discard, Stderr: io.Discard}
+			err := m.Run(ctx, c.args)
+			require.Error(t, err, "Run must fail at start, not serve")
+			assert.Contains(t, err.Error(), c.want)
+		})
+	}
+}
+
+// runAgent runs Main.Run in the background and waits for /readyz; the
+// returned function stops it and returns Run's error.
+func runAgent(t *testing.T, args ...string) (addr string, stop func() error) {
+	t.Helper()
+	addr = freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	logs := &syncBuffer{}
+	m := Main{Stdout: io.Discard, Stderr: logs}
+	go func() {
+		done <- m.Run(ctx, append([]string{"--listen", addr, "--metrics-listen", "-", "--data-dir", t.TempDir(),
+			"--linger", "5ms", "--log-level", "warn"}, args...))
+	}()
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() { cancel(); runErr = <-done })
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	require.Eventually(t, func() bool {
+		select {
+		case err := <-done:
+			done <- err
+			return true
+		default:
+		}
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 10*time.Second, 10*time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("agent exited at start: %v\n%s", err, logs)
+	default:
+	}
+	return addr, stop
+}
+
+func postRecord(t *testing.T, addr string) {
+	t.Helper()
+	resp, err := http.Post("http://"+addr+"/api/v1/audit/workflow", "application/json",
+		strings.NewReader(`{"workflowID":"wf-1","stepName":"scale","stepStatus":"completed"}`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+}
+
+func TestRun_ForwardsToAPlainHTTPCentralOnlyWithInsecure(t *testing.T) {
+	central := agenttest.NewCentral("")
+	t.Cleanup(central.Close)
+	t.Setenv("AGENT_INSECURE", "true") // the environment works as well as the flag
+	addr, stop := runAgent(t, "--central-url", central.URL, "--log-format", "console")
+	postRecord(t, addr)
+	require.Eventually(t, func() bool { return len(central.Stored()) == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.NoError(t, stop())
+}
+
+func TestRun_ForwardsOverTLSTrustingTheCentralCAFile(t *testing.T) {
+	central := agenttest.NewTLSCentral("")
+	t.Cleanup(central.Close)
+	ca, err := central.WriteCAFile(t.TempDir())
+	require.NoError(t, err)
+	addr, stop := runAgent(t, "--central-url", central.URL, "--central-ca-file", ca)
+	postRecord(t, addr)
+	require.Eventually(t, func() bool { return len(central.Stored()) == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.NoError(t, stop())
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
