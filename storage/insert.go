@@ -9,36 +9,24 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// The write path: one INSERT … SELECT FROM unnest(…) ON CONFLICT (id) DO
-// NOTHING RETURNING id per kind, each column sent as one binary array
-// parameter, pipelined with BEGIN and COMMIT in a single round trip.
+// The fallback path, for batches the COPY fast path (copy.go) refused
+// because some of their IDs are already stored: one INSERT … SELECT FROM
+// unnest(…) ON CONFLICT (id) DO NOTHING RETURNING id per kind, each column
+// sent as one binary array parameter, pipelined with BEGIN and COMMIT in a
+// single round trip. RETURNING tells new records from duplicates.
 //
-// Chosen by measurement. Candidates interleaved batch by batch in one run,
-// same database, 100 batches of 500 mixed records each (3/4 remediation, 1/4
-// workflow), 3 runs, on the shared 2-core development machine (load average
-// 3–5 from other builds), rates relative to a direct binary COPY of the same
-// rows (BEGIN, COPY ×2, COMMIT):
+// Measured on the shared 2-core machine, 500-record batches (3/4
+// remediation, 1/4 workflow), rates relative to a direct binary COPY of the
+// same rows in the same run:
 //
-//	direct COPY                                      51–62k records/s   1.00
-//	(b) unnest INSERT … ON CONFLICT, pipelined       36–42k records/s   0.68–0.70  ← kept
-//	(a) COPY to temp staging + INSERT … SELECT       30–35k records/s   0.57–0.59
+//	COPY fast path, then this fallback on conflict   0.88–0.94   ← WriteBatch
+//	this path alone (unnest, ON CONFLICT, pipelined)  0.68–0.70
+//	COPY to temp staging + INSERT … SELECT            0.57–0.59
+//	precheck of existing IDs + COPY                   0.55–0.66
+//	anti-join (WHERE NOT EXISTS)                      0.35–0.46
 //
-// (a) pays a COPY round trip per kind plus a second pass over the rows, and
-// per-row speculative insertion like (b). The remaining gap to COPY is on the
-// server: INSERT inserts row by row with speculative insertion (for ON
-// CONFLICT), COPY uses heap multi-insert; plus about 1 ms of client CPU per
-// batch encoding the arrays. Two more variants were measured and dropped: an
-// anti-join (WHERE NOT EXISTS, no ON CONFLICT) at 0.35–0.46, and a precheck
-// of existing IDs followed by a COPY straight into the audit tables at
-// 0.55–0.66. Either would also need a fallback for concurrent writers.
-// Pipelining BEGIN and COMMIT with the inserts (rather than separate round
-// trips) took (b) from about 0.63–0.67 to 0.68–0.70.
-//
-// `go test -run '^$' -bench . -benchtime 20x ./storage/` (load average 6–9):
-// BenchmarkWriteBatchVsCopy writebatch/copy 0.59–0.71 (0.69 at -benchtime
-// 100x); the separate BenchmarkWriteBatch and BenchmarkCopyDirect rates vary
-// by 2× from run to run on this machine, so compare them only in one run.
-// The issue's target (≥ 0.80) is not met here.
+// `go test -run '^$' -bench WriteBatchVsCopy -benchtime 100x -count 3 ./storage/`
+// reports the first ratio as writebatch/copy.
 
 const insertRemediation = `
 INSERT INTO remediation_audit (

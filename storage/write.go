@@ -20,6 +20,9 @@ import (
 // kind, zero ReceivedAt, a duration beyond int4 milliseconds) fails the whole
 // batch before the database is touched.
 //
+// New IDs go in by COPY (copy.go); a batch with stored IDs among them falls
+// back to INSERT … ON CONFLICT DO NOTHING (insert.go).
+//
 // Errors caused by the database being unreachable wrap ErrUnavailable; the
 // batch is then either wholly committed or not at all, and retrying it is
 // safe (its records come back as duplicates if the commit had landed).
@@ -69,14 +72,22 @@ func (db *DB) WriteBatch(ctx context.Context, serviceAccount string, records []w
 		}
 	}
 
-	var remInserted, wfInserted map[string]struct{}
+	var (
+		allNew                  bool // the COPY fast path stored every row
+		remInserted, wfInserted map[string]struct{}
+	)
 	for attempt := 0; ; attempt++ {
 		conn, err := db.pool.Acquire(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", op, acquireErr(err))
 		}
 		var began bool
-		remInserted, wfInserted, began, err = insertRows(ctx, conn.Conn(), serviceAccount, &rem, &wf)
+		began, err = copyRows(ctx, conn.Conn(), serviceAccount, &rem, &wf)
+		if err == nil {
+			allNew = true
+		} else if errors.Is(err, errAlreadyStored) {
+			remInserted, wfInserted, began, err = insertRows(ctx, conn.Conn(), serviceAccount, &rem, &wf)
+		}
 		conn.Release()
 		if err == nil {
 			break
@@ -91,14 +102,14 @@ func (db *DB) WriteBatch(ctx context.Context, serviceAccount string, records []w
 		}
 	}
 
-	markStatuses(statuses, rem.index, rem.id, remInserted)
-	markStatuses(statuses, wf.index, wf.id, wfInserted)
+	markStatuses(statuses, rem.index, rem.id, allNew, remInserted)
+	markStatuses(statuses, wf.index, wf.id, allNew, wfInserted)
 	return statuses, nil
 }
 
-func markStatuses(statuses []wire.ItemStatus, index []int, ids []string, inserted map[string]struct{}) {
+func markStatuses(statuses []wire.ItemStatus, index []int, ids []string, allNew bool, inserted map[string]struct{}) {
 	for j, i := range index {
-		if _, ok := inserted[ids[j]]; ok {
+		if _, ok := inserted[ids[j]]; ok || allNew {
 			statuses[i] = wire.StatusPersisted
 		} else {
 			statuses[i] = wire.StatusDuplicate

@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +31,8 @@ func TestDB(t *testing.T) {
 		"WriteBatch stores NULL for omitted fields, receivedAt for times": omittedFieldsAreNullAndTimesDefaultToReceivedAt,
 		"WriteBatch of the same batch twice persists then duplicates":     sameBatchTwiceIsPersistedThenDuplicate,
 		"WriteBatch persists an ID repeated in one batch once":            idRepeatedInOneBatchIsPersistedOnce,
+		"WriteBatch tells new from stored in a partly retried batch":      partlyStoredBatchTellsNewFromDuplicate,
+		"WriteBatch of one batch from two writers at once stores it once": concurrentWritersOfOneBatchStoreItOnce,
 		"WriteBatch keeps input order across mixed kinds":                 mixedKindsKeepInputOrder,
 		"WriteBatch stores the same ID once per kind":                     sameIDInBothKindsIsStoredInEachTable,
 		"WriteBatch fails whole batch on CHECK violation, not 503":        constraintViolationFailsTheWholeBatchAndIsNotUnavailable,
@@ -168,6 +171,58 @@ func omittedFieldsAreNullAndTimesDefaultToReceivedAt(t *testing.T, dsn string, d
 	assert.Nil(t, wfDur, "workflow duration_ms")
 	assert.Nil(t, wfErr, "workflow error_message")
 	assertSameMicrosecond(t, received, wfExecAt)
+}
+
+// partlyStoredBatchTellsNewFromDuplicate: a batch mixing stored and new IDs
+// cannot take the COPY fast path; the fallback must still store the new ones.
+func partlyStoredBatchTellsNewFromDuplicate(t *testing.T, dsn string, db *storage.DB) {
+	ctx := testContext(t)
+	batch := realisticBatch(20, received)
+	_, err := db.WriteBatch(ctx, testSA, batch[:5])
+	require.NoError(t, err)
+
+	statuses, err := db.WriteBatch(ctx, testSA, batch)
+	require.NoError(t, err)
+	for i, s := range statuses {
+		want := wire.StatusPersisted
+		if i < 5 {
+			want = wire.StatusDuplicate
+		}
+		assert.Equal(t, want, s, "record %d", i)
+	}
+	conn := connect(t, dsn)
+	assert.Equal(t, 20, countStored(t, conn, "remediation_audit", batch)+countStored(t, conn, "workflow_audit", batch))
+}
+
+// concurrentWritersOfOneBatchStoreItOnce: two central replicas receiving
+// the same retried batch at once: every record is persisted by exactly one.
+func concurrentWritersOfOneBatchStoreItOnce(t *testing.T, dsn string, db *storage.DB) {
+	ctx := testContext(t)
+	batch := realisticBatch(200, received)
+	results := make([][]wire.ItemStatus, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for w := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[w], errs[w] = db.WriteBatch(ctx, testSA, batch)
+		}()
+	}
+	wg.Wait()
+	require.NoError(t, errs[0])
+	require.NoError(t, errs[1])
+	for i := range batch {
+		persisted := 0
+		for w := range results {
+			if results[w][i] == wire.StatusPersisted {
+				persisted++
+			}
+		}
+		assert.Equal(t, 1, persisted, "record %d persisted by exactly one writer", i)
+	}
+	conn := connect(t, dsn)
+	assert.Equal(t, 200, countStored(t, conn, "remediation_audit", batch)+countStored(t, conn, "workflow_audit", batch))
 }
 
 func sameBatchTwiceIsPersistedThenDuplicate(t *testing.T, dsn string, db *storage.DB) {

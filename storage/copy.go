@@ -1,0 +1,108 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// The fast path: COPY (binary) straight into the audit tables. A batch
+// almost always holds only new IDs (a retry is the exception), and then
+// COPY is the cheapest way in: heap multi-insert, no per-row speculative
+// insertion. If any ID is already stored, the COPY fails with a unique
+// violation, the transaction is rolled back whole, and the batch takes the
+// ON CONFLICT path (insert.go), which tells new records from duplicates.
+// A retried batch pays for one failed COPY; its aborted rows are left for
+// VACUUM like any rolled-back insert.
+
+var (
+	remediationColumns = []string{"id", "remediation_request_id", "alert_name", "namespace", "cluster",
+		"priority", "action_type", "status", "confidence", "reasoning", "target_resource", "duration_ms",
+		"error_message", "created_at", "executed_at", "service_account", "received_at"}
+	workflowColumns = []string{"id", "workflow_id", "step_name", "step_status", "duration_ms",
+		"error_message", "executed_at", "service_account", "received_at"}
+)
+
+// errAlreadyStored is a COPY refused because an ID of the batch exists.
+var errAlreadyStored = errors.New("an ID of the batch is already stored")
+
+// copyRows COPYs both kinds in one transaction. began reports whether the
+// server acknowledged BEGIN (if not, nothing of the batch ran).
+func copyRows(ctx context.Context, conn *pgx.Conn, sa string, rem *remediationRows, wf *workflowRows) (began bool, err error) {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return false, fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+			_ = tx.Rollback(rbCtx)
+			cancel()
+		}
+	}()
+	if rem.len() > 0 {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"remediation_audit"}, remediationColumns, &remediationSource{rows: rem, sa: sa, i: -1}); err != nil {
+			return true, copyErr(err)
+		}
+	}
+	if wf.len() > 0 {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"workflow_audit"}, workflowColumns, &workflowSource{rows: wf, sa: sa, i: -1}); err != nil {
+			return true, copyErr(err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return true, fmt.Errorf("commit: %w", err)
+	}
+	return true, nil
+}
+
+func copyErr(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
+		return fmt.Errorf("copy: %w: %w", errAlreadyStored, err)
+	}
+	return fmt.Errorf("copy: %w", err)
+}
+
+// remediationSource feeds remediationRows to CopyFrom row by row; an omitted
+// optional string ("") is stored as NULL, as the ON CONFLICT path does.
+type remediationSource struct {
+	rows *remediationRows
+	sa   string
+	i    int
+}
+
+func (s *remediationSource) Next() bool { s.i++; return s.i < s.rows.len() }
+func (s *remediationSource) Err() error { return nil }
+func (s *remediationSource) Values() ([]any, error) {
+	r, i := s.rows, s.i
+	return []any{r.id[i], r.remediationRequestID[i], nullIfEmpty(r.alertName[i]), nullIfEmpty(r.namespace[i]),
+		nullIfEmpty(r.cluster[i]), nullIfEmpty(r.priority[i]), nullIfEmpty(r.actionType[i]), nullIfEmpty(r.status[i]),
+		r.confidence[i], nullIfEmpty(r.reasoning[i]), nullIfEmpty(r.targetResource[i]), r.durationMs[i],
+		nullIfEmpty(r.errorMessage[i]), r.createdAt[i], r.executedAt[i], s.sa, r.receivedAt[i]}, nil
+}
+
+// workflowSource is remediationSource for workflow rows.
+type workflowSource struct {
+	rows *workflowRows
+	sa   string
+	i    int
+}
+
+func (s *workflowSource) Next() bool { s.i++; return s.i < s.rows.len() }
+func (s *workflowSource) Err() error { return nil }
+func (s *workflowSource) Values() ([]any, error) {
+	r, i := s.rows, s.i
+	return []any{r.id[i], r.workflowID[i], r.stepName[i], r.stepStatus[i], r.durationMs[i],
+		nullIfEmpty(r.errorMessage[i]), r.executedAt[i], s.sa, r.receivedAt[i]}, nil
+}
+
+func nullIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
