@@ -1,0 +1,706 @@
+package deploy_test
+
+import (
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kubernaut/datastorage/central/authz"
+)
+
+// Flags each program accepts. The lead will replace these tables by parsing
+// the programs' --help output.
+var (
+	centralFlags = []string{
+		"listen", "metrics-listen", "database-url", "auth", "token-file", "token-audience",
+		"kubeconfig", "namespace", "authz-file", "rate-limit", "rate-burst", "database-max-conns",
+		"shutdown-timeout", "log-level", "log-format", "tls-cert-file", "tls-key-file", "client-ca-file",
+	}
+	centralSubcommands = []string{"serve", "migrate"}
+	agentFlags         = []string{
+		"listen", "metrics-listen", "central-url", "token-file", "data-dir", "max-buffer-bytes",
+		"batch-max-records", "linger", "shutdown-grace", "log-level", "central-ca-file", "insecure",
+	}
+)
+
+// The programs' defaults and names the manifests must agree with.
+const (
+	centralImage       = "ghcr.io/kubernaut/datastorage-central"
+	agentImage         = "ghcr.io/kubernaut/datastorage-agent"
+	centralAPIPort     = 8080
+	centralMetricsPort = 9090
+	agentAPIPort       = 18080
+	agentMetricsPort   = 19090
+	defaultAudience    = "datastorage"
+	centralNamespace   = "kubernaut-system"
+	centralService     = "datastorage-central"
+)
+
+// kustomizations are every buildable kustomization under deploy/;
+// components are included by at least one of them.
+var (
+	kustomizations = []string{
+		"central",
+		"central/base",
+		"central/overlays/servicemonitor",
+		"examples/central-with-migration",
+		"examples/gateway",
+		"examples/gateway-statefulset",
+	}
+	components = map[string]string{ // component → a kustomization including it
+		"central/components/migration": "examples/central-with-migration",
+		"sidecar":                      "examples/gateway",
+		"sidecar/persistent-buffer":    "examples/gateway-statefulset",
+	}
+)
+
+// rendered is one kustomization's output, decoded.
+type rendered struct {
+	dir     string
+	typed   []runtime.Object
+	untyped []*unstructured.Unstructured // kinds client-go's scheme lacks
+}
+
+func render(t *testing.T, dir string) rendered {
+	t.Helper()
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	m, err := k.Run(filesys.MakeFsOnDisk(), dir)
+	require.NoError(t, err, "kustomize build %s", dir)
+	decoder := serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
+	out := rendered{dir: dir}
+	for _, r := range m.Resources() {
+		b, err := r.AsYAML()
+		require.NoError(t, err)
+		if strings.HasSuffix(r.GetGvk().Group, "monitoring.coreos.com") {
+			u := &unstructured.Unstructured{}
+			require.NoError(t, yaml.UnmarshalStrict(b, &u.Object), "%s: %s", dir, r.CurId())
+			out.untyped = append(out.untyped, u)
+			continue
+		}
+		obj, _, err := decoder.Decode(b, nil, nil)
+		require.NoError(t, err, "%s: strict decode of %s", dir, r.CurId())
+		out.typed = append(out.typed, obj)
+	}
+	return out
+}
+
+func renderAll(t *testing.T) map[string]rendered {
+	t.Helper()
+	all := make(map[string]rendered, len(kustomizations))
+	for _, dir := range kustomizations {
+		all[dir] = render(t, dir)
+	}
+	return all
+}
+
+func only[T runtime.Object](t *testing.T, r rendered) T {
+	t.Helper()
+	list := all[T](r)
+	require.Len(t, list, 1, "%s: want exactly one %T", r.dir, *new(T))
+	return list[0]
+}
+
+func all[T runtime.Object](r rendered) []T {
+	var out []T
+	for _, o := range r.typed {
+		if v, ok := o.(T); ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// workload is a pod template with where it came from.
+type workload struct {
+	name string
+	spec corev1.PodSpec
+}
+
+func workloads(r rendered) []workload {
+	var out []workload
+	for _, o := range r.typed {
+		switch v := o.(type) {
+		case *appsv1.Deployment:
+			out = append(out, workload{r.dir + " Deployment/" + v.Name, v.Spec.Template.Spec})
+		case *appsv1.StatefulSet:
+			out = append(out, workload{r.dir + " StatefulSet/" + v.Name, v.Spec.Template.Spec})
+		case *batchv1.Job:
+			out = append(out, workload{r.dir + " Job/" + v.Name, v.Spec.Template.Spec})
+		}
+	}
+	return out
+}
+
+func allContainers(spec corev1.PodSpec) []corev1.Container {
+	return append(slices.Clone(spec.InitContainers), spec.Containers...)
+}
+
+func findContainer(t *testing.T, spec corev1.PodSpec, image string) corev1.Container {
+	t.Helper()
+	for _, c := range allContainers(spec) {
+		if imageName(c.Image) == image {
+			return c
+		}
+	}
+	require.Failf(t, "container not found", "no container runs %s", image)
+	return corev1.Container{}
+}
+
+func imageName(image string) string {
+	if i := strings.Index(image, "@"); i >= 0 {
+		image = image[:i]
+	}
+	if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") {
+		image = image[:i]
+	}
+	return image
+}
+
+// args splits a container's arguments into an optional subcommand and flags.
+func parseArgs(t *testing.T, c corev1.Container) (sub string, flags map[string]string) {
+	t.Helper()
+	args := append(slices.Clone(c.Command[min(len(c.Command), 1):]), c.Args...)
+	flags = map[string]string{}
+	for i, a := range args {
+		if !strings.HasPrefix(a, "--") {
+			require.Zero(t, i, "container %s: positional argument %q after flags", c.Name, a)
+			sub = a
+			continue
+		}
+		name, value, ok := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		require.True(t, ok || name == "insecure", "container %s: write flags as --name=value: %q", c.Name, a)
+		_, dup := flags[name]
+		require.False(t, dup, "container %s: flag --%s given twice", c.Name, name)
+		flags[name] = value
+	}
+	return sub, flags
+}
+
+func portNumber(t *testing.T, c corev1.Container, p intstr.IntOrString) int32 {
+	t.Helper()
+	if p.Type == intstr.Int {
+		return p.IntVal
+	}
+	for _, cp := range c.Ports {
+		if cp.Name == p.StrVal {
+			return cp.ContainerPort
+		}
+	}
+	require.Failf(t, "unknown port name", "container %s has no port %q", c.Name, p.StrVal)
+	return 0
+}
+
+func listenPort(t *testing.T, addr string) int32 {
+	t.Helper()
+	_, port, err := net.SplitHostPort(addr)
+	require.NoError(t, err)
+	n, err := strconv.Atoi(port)
+	require.NoError(t, err)
+	return int32(n)
+}
+
+func containerPort(t *testing.T, c corev1.Container, name string) int32 {
+	t.Helper()
+	return portNumber(t, c, intstr.FromString(name))
+}
+
+// volumeFor returns the volume mounted at the directory holding file.
+func volumeFor(t *testing.T, spec corev1.PodSpec, c corev1.Container, file string) (corev1.Volume, string) {
+	t.Helper()
+	for _, m := range c.VolumeMounts {
+		rel, err := filepath.Rel(m.MountPath, file)
+		if err != nil || strings.HasPrefix(rel, "..") {
+			continue
+		}
+		for _, v := range spec.Volumes {
+			if v.Name == m.Name {
+				return v, rel
+			}
+		}
+		require.Failf(t, "mount without volume", "container %s mounts %q, which is not a volume", c.Name, m.Name)
+	}
+	require.Failf(t, "no mount", "container %s: no volume mount holds %s", c.Name, file)
+	return corev1.Volume{}, ""
+}
+
+func TestEveryKustomizationIsListedAndRendered(t *testing.T) {
+	var found []string
+	foundComponents := map[string]bool{}
+	err := filepath.WalkDir(".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() != "kustomization.yaml" {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		var head struct{ Kind string }
+		if err := yaml.Unmarshal(b, &head); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		dir := filepath.ToSlash(filepath.Dir(p))
+		if head.Kind == "Component" {
+			foundComponents[dir] = true
+		} else {
+			found = append(found, dir)
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	assert.ElementsMatch(t, kustomizations, found, "kustomizations on disk vs. the test's list")
+	for c := range foundComponents {
+		assert.Contains(t, components, c, "component %s is not exercised by any rendered kustomization", c)
+	}
+	for c, k := range components {
+		b, err := os.ReadFile(path.Join(k, "kustomization.yaml"))
+		require.NoError(t, err)
+		rel, err := filepath.Rel(k, c)
+		require.NoError(t, err)
+		assert.Contains(t, string(b), filepath.ToSlash(rel), "%s must include component %s", k, c)
+	}
+	for _, dir := range kustomizations {
+		r := render(t, dir)
+		assert.NotEmpty(t, r.typed, dir)
+	}
+}
+
+func TestContainersAreHardenedPinnedAndBounded(t *testing.T) {
+	for _, r := range renderAll(t) {
+		for _, w := range workloads(r) {
+			pod := w.spec.SecurityContext
+			for _, c := range allContainers(w.spec) {
+				where := w.name + " container " + c.Name
+				t.Run(where, func(t *testing.T) {
+					assert.True(t, imageName(c.Image) != c.Image, "untagged image %s", c.Image)
+					assert.NotContains(t, c.Image, ":latest", "latest tag")
+					if imageName(c.Image) == centralImage || imageName(c.Image) == agentImage {
+						assert.True(t, strings.HasSuffix(c.Image, ":v0.1.0"), "image %s", c.Image)
+					}
+
+					req, lim := c.Resources.Requests, c.Resources.Limits
+					assert.False(t, req.Cpu().IsZero(), "cpu request")
+					assert.False(t, req.Memory().IsZero(), "memory request")
+					assert.False(t, lim.Memory().IsZero(), "memory limit")
+					if !lim.Memory().IsZero() {
+						assert.GreaterOrEqual(t, lim.Memory().Cmp(*req.Memory()), 0, "memory limit below request")
+					}
+
+					sc := c.SecurityContext
+					require.NotNil(t, sc, "container securityContext")
+					nonRoot := sc.RunAsNonRoot
+					if nonRoot == nil && pod != nil {
+						nonRoot = pod.RunAsNonRoot
+					}
+					assert.True(t, nonRoot != nil && *nonRoot, "runAsNonRoot")
+					assert.True(t, sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation, "allowPrivilegeEscalation false")
+					assert.True(t, sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem, "readOnlyRootFilesystem")
+					assert.True(t, sc.Capabilities != nil && slices.Contains(sc.Capabilities.Drop, "ALL"), "drop ALL capabilities")
+					if sc.Capabilities != nil {
+						assert.Empty(t, sc.Capabilities.Add, "added capabilities")
+					}
+					seccomp := sc.SeccompProfile
+					if seccomp == nil && pod != nil {
+						seccomp = pod.SeccompProfile
+					}
+					assert.True(t, seccomp != nil && seccomp.Type == corev1.SeccompProfileTypeRuntimeDefault, "seccomp RuntimeDefault")
+				})
+			}
+		}
+	}
+}
+
+func TestFlagsAreOnesTheProgramsAccept(t *testing.T) {
+	seen := map[string]int{}
+	for _, r := range renderAll(t) {
+		for _, w := range workloads(r) {
+			for _, c := range allContainers(w.spec) {
+				var known, subs []string
+				switch imageName(c.Image) {
+				case centralImage:
+					known, subs = centralFlags, centralSubcommands
+				case agentImage:
+					known = agentFlags
+				default:
+					continue
+				}
+				seen[imageName(c.Image)]++
+				sub, flags := parseArgs(t, c)
+				if sub != "" {
+					assert.Contains(t, subs, sub, "%s %s: subcommand", w.name, c.Name)
+				}
+				for name := range flags {
+					assert.Contains(t, known, name, "%s %s: --%s is not a flag of %s", w.name, c.Name, name, c.Image)
+				}
+				for _, e := range c.Env {
+					if strings.Contains(e.Name, "DATABASE_URL") {
+						require.NotNil(t, e.ValueFrom, "%s: %s must come from a Secret", w.name, e.Name)
+						assert.NotNil(t, e.ValueFrom.SecretKeyRef, "%s: %s must come from a Secret", w.name, e.Name)
+					}
+				}
+				_, inArgs := flags["database-url"]
+				assert.False(t, inArgs, "%s: the database URL (a secret) must not be on the command line", w.name)
+			}
+		}
+	}
+	assert.Positive(t, seen[centralImage], "no central container checked")
+	assert.Positive(t, seen[agentImage], "no agent container checked")
+}
+
+func TestCentralMatchesItsDefaultsAndWiring(t *testing.T) {
+	r := render(t, "central")
+	d := only[*appsv1.Deployment](t, r)
+	require.NotNil(t, d.Spec.Replicas)
+	assert.EqualValues(t, 2, *d.Spec.Replicas)
+	spec := d.Spec.Template.Spec
+	c := findContainer(t, spec, centralImage)
+	sub, flags := parseArgs(t, c)
+	assert.Contains(t, []string{"", "serve"}, sub)
+
+	assert.EqualValues(t, centralAPIPort, containerPort(t, c, "http"))
+	assert.EqualValues(t, centralMetricsPort, containerPort(t, c, "metrics"))
+	for flag, want := range map[string]int32{"listen": centralAPIPort, "metrics-listen": centralMetricsPort} {
+		if v, ok := flags[flag]; ok {
+			assert.Equal(t, want, listenPort(t, v), "--%s", flag)
+		}
+	}
+	require.NotNil(t, c.ReadinessProbe)
+	require.NotNil(t, c.ReadinessProbe.HTTPGet)
+	assert.Equal(t, "/readyz", c.ReadinessProbe.HTTPGet.Path)
+	assert.EqualValues(t, centralAPIPort, portNumber(t, c, c.ReadinessProbe.HTTPGet.Port))
+	require.NotNil(t, c.LivenessProbe)
+	require.NotNil(t, c.LivenessProbe.HTTPGet)
+	assert.Equal(t, "/healthz", c.LivenessProbe.HTTPGet.Path)
+	assert.EqualValues(t, centralAPIPort, portNumber(t, c, c.LivenessProbe.HTTPGet.Port))
+	if _, tls := flags["tls-cert-file"]; tls {
+		assert.Equal(t, corev1.URISchemeHTTPS, c.ReadinessProbe.HTTPGet.Scheme, "the API port serves TLS")
+		assert.Equal(t, corev1.URISchemeHTTPS, c.LivenessProbe.HTTPGet.Scheme, "the API port serves TLS")
+		for _, f := range []string{"tls-cert-file", "tls-key-file"} {
+			v, rel := volumeFor(t, spec, c, flags[f])
+			require.NotNil(t, v.Secret, "--%s must come from a Secret volume", f)
+			assert.Contains(t, []string{"tls.crt", "tls.key"}, rel)
+		}
+	}
+
+	// The allow-list is mounted from ConfigMap datastorage-authz and parses.
+	v, key := volumeFor(t, spec, c, flags["authz-file"])
+	require.NotNil(t, v.ConfigMap, "--authz-file must come from a ConfigMap volume")
+	assert.Equal(t, "datastorage-authz", v.ConfigMap.Name)
+	var cm *corev1.ConfigMap
+	for _, m := range all[*corev1.ConfigMap](r) {
+		if m.Name == v.ConfigMap.Name {
+			cm = m
+		}
+	}
+	require.NotNil(t, cm, "ConfigMap %s is not in the base", v.ConfigMap.Name)
+	_, err := authz.Parse([]byte(cm.Data[key]))
+	assert.NoError(t, err, "allow-list %s", key)
+
+	env := map[string]corev1.EnvVar{}
+	for _, e := range c.Env {
+		env[e.Name] = e
+	}
+	for _, name := range []string{"DATABASE_URL", "VECTOR_DATABASE_URL"} {
+		e, ok := env[name]
+		require.True(t, ok, "env %s", name)
+		require.NotNil(t, e.ValueFrom)
+		require.NotNil(t, e.ValueFrom.SecretKeyRef, "env %s from a Secret", name)
+	}
+
+	// Spread across zones and nodes.
+	var keys []string
+	for _, tsc := range spec.TopologySpreadConstraints {
+		keys = append(keys, tsc.TopologyKey)
+		require.NotNil(t, tsc.LabelSelector)
+		assert.Equal(t, d.Spec.Selector.MatchLabels, tsc.LabelSelector.MatchLabels)
+	}
+	assert.ElementsMatch(t, []string{"topology.kubernetes.io/zone", "kubernetes.io/hostname"}, keys)
+
+	// Service account with TokenReview rights.
+	assert.Equal(t, "datastorage-central", spec.ServiceAccountName)
+	sa := only[*corev1.ServiceAccount](t, r)
+	assert.Equal(t, spec.ServiceAccountName, sa.Name)
+	crb := only[*rbacv1.ClusterRoleBinding](t, r)
+	assert.Equal(t, "system:auth-delegator", crb.RoleRef.Name)
+	require.Len(t, crb.Subjects, 1)
+	assert.Equal(t, rbacv1.Subject{Kind: "ServiceAccount", Name: sa.Name, Namespace: centralNamespace}, crb.Subjects[0])
+
+	// Service.
+	svc := only[*corev1.Service](t, r)
+	assert.Equal(t, centralService, svc.Name)
+	assert.Equal(t, centralNamespace, svc.Namespace)
+	assert.Equal(t, d.Spec.Selector.MatchLabels, svc.Spec.Selector)
+	ports := map[string]corev1.ServicePort{}
+	for _, p := range svc.Spec.Ports {
+		ports[p.Name] = p
+	}
+	for name, want := range map[string]int32{"http": centralAPIPort, "metrics": centralMetricsPort} {
+		p, ok := ports[name]
+		require.True(t, ok, "service port %s", name)
+		assert.Equal(t, want, p.Port)
+		assert.Equal(t, want, portNumber(t, c, p.TargetPort))
+	}
+
+	// Disruption budget and autoscaler.
+	pdb := only[*policyv1.PodDisruptionBudget](t, r)
+	require.NotNil(t, pdb.Spec.MinAvailable)
+	assert.Equal(t, intstr.FromInt32(1), *pdb.Spec.MinAvailable)
+	assert.Equal(t, d.Spec.Selector.MatchLabels, pdb.Spec.Selector.MatchLabels)
+	hpa := only[*autoscalingv2.HorizontalPodAutoscaler](t, r)
+	assert.Equal(t, "Deployment", hpa.Spec.ScaleTargetRef.Kind)
+	assert.Equal(t, d.Name, hpa.Spec.ScaleTargetRef.Name)
+	require.NotNil(t, hpa.Spec.MinReplicas)
+	assert.EqualValues(t, *d.Spec.Replicas, *hpa.Spec.MinReplicas)
+	require.Len(t, hpa.Spec.Metrics, 1)
+	require.NotNil(t, hpa.Spec.Metrics[0].Resource)
+	assert.Equal(t, corev1.ResourceCPU, hpa.Spec.Metrics[0].Resource.Name)
+
+	// Long enough a grace period for --shutdown-timeout.
+	if v, ok := flags["shutdown-timeout"]; ok {
+		require.NotNil(t, spec.TerminationGracePeriodSeconds)
+		assert.Greater(t, float64(*spec.TerminationGracePeriodSeconds), mustDuration(t, v).Seconds())
+	}
+}
+
+func TestCentralNetworkPolicyAdmitsWritersAndMonitoring(t *testing.T) {
+	r := render(t, "central")
+	d := only[*appsv1.Deployment](t, r)
+	np := only[*networkingv1.NetworkPolicy](t, r)
+	assert.Equal(t, d.Spec.Selector.MatchLabels, np.Spec.PodSelector.MatchLabels)
+	assert.ElementsMatch(t, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}, np.Spec.PolicyTypes)
+
+	// Which namespace labels may reach which port.
+	admitted := map[int32][]map[string]string{}
+	for _, rule := range np.Spec.Ingress {
+		require.NotEmpty(t, rule.Ports, "an ingress rule without ports admits every port")
+		require.NotEmpty(t, rule.From, "an ingress rule without peers admits everyone")
+		for _, p := range rule.Ports {
+			require.NotNil(t, p.Port)
+			for _, peer := range rule.From {
+				require.NotNil(t, peer.NamespaceSelector, "peers are selected by namespace")
+				assert.Nil(t, peer.IPBlock)
+				admitted[p.Port.IntVal] = append(admitted[p.Port.IntVal], peer.NamespaceSelector.MatchLabels)
+			}
+		}
+	}
+	assert.Equal(t, map[int32][]map[string]string{
+		centralAPIPort:     {{"kubernaut.io/audit-writer": "true"}},
+		centralMetricsPort: {{"kubernetes.io/metadata.name": "monitoring"}},
+	}, admitted)
+
+	egress := map[string]bool{}
+	for _, rule := range np.Spec.Egress {
+		for _, p := range rule.Ports {
+			require.NotNil(t, p.Port)
+			require.NotNil(t, p.Protocol)
+			egress[fmt.Sprintf("%s/%d", *p.Protocol, p.Port.IntVal)] = true
+		}
+	}
+	for _, want := range []string{"TCP/5432", "TCP/5433", "UDP/53", "TCP/53", "TCP/443", "TCP/6443"} {
+		assert.True(t, egress[want], "egress %s", want)
+	}
+	assert.Len(t, egress, 6, "no other egress: %v", egress)
+}
+
+func TestServiceMonitorScrapesTheMetricsPort(t *testing.T) {
+	r := render(t, "central/overlays/servicemonitor")
+	require.Len(t, r.untyped, 1)
+	sm := r.untyped[0]
+	assert.Equal(t, "monitoring.coreos.com/v1", sm.GetAPIVersion())
+	assert.Equal(t, "ServiceMonitor", sm.GetKind())
+	assert.Equal(t, centralNamespace, sm.GetNamespace())
+	svc := only[*corev1.Service](t, r)
+	sel, found, err := unstructured.NestedStringMap(sm.Object, "spec", "selector", "matchLabels")
+	require.NoError(t, err)
+	require.True(t, found)
+	for k, v := range sel {
+		assert.Equal(t, v, svc.Labels[k], "ServiceMonitor selects the Service by %s", k)
+	}
+	endpoints, found, err := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
+	require.NoError(t, err)
+	require.True(t, found)
+	require.Len(t, endpoints, 1)
+	ep := endpoints[0].(map[string]any)
+	assert.Equal(t, "metrics", ep["port"])
+	assert.Equal(t, "/metrics", ep["path"])
+	var port int32
+	for _, p := range svc.Spec.Ports {
+		if p.Name == ep["port"] {
+			port = p.Port
+		}
+	}
+	assert.EqualValues(t, centralMetricsPort, port)
+	// The base's objects are all there.
+	assert.Len(t, r.typed, len(render(t, "central").typed))
+}
+
+func TestMigrationJobRunsMigrate(t *testing.T) {
+	r := render(t, "examples/central-with-migration")
+	job := only[*batchv1.Job](t, r)
+	c := findContainer(t, job.Spec.Template.Spec, centralImage)
+	sub, _ := parseArgs(t, c)
+	assert.Equal(t, "migrate", sub)
+	assert.Equal(t, centralNamespace, job.Namespace)
+	assert.Len(t, all[*appsv1.Deployment](r), 1, "the base comes along")
+}
+
+func TestSidecarAgentMatchesCentralAndDefaults(t *testing.T) {
+	central := findContainer(t, only[*appsv1.Deployment](t, render(t, "central")).Spec.Template.Spec, centralImage)
+	_, centralFlagValues := parseArgs(t, central)
+	audience := defaultAudience
+	if v, ok := centralFlagValues["token-audience"]; ok {
+		audience = v
+	}
+
+	r := render(t, "examples/gateway")
+	d := only[*appsv1.Deployment](t, r)
+	spec := d.Spec.Template.Spec
+	assert.Equal(t, "gateway-sa", spec.ServiceAccountName)
+	require.Len(t, spec.Containers, 1, "the controller's own container is untouched")
+	var agent corev1.Container
+	for _, c := range spec.InitContainers {
+		if imageName(c.Image) == agentImage {
+			agent = c
+		}
+	}
+	require.NotEmpty(t, agent.Name, "agent initContainer")
+	require.NotNil(t, agent.RestartPolicy)
+	assert.Equal(t, corev1.ContainerRestartPolicyAlways, *agent.RestartPolicy, "native sidecar")
+	_, flags := parseArgs(t, agent)
+
+	// Ports and probes: the kubelet cannot reach 127.0.0.1, so probes use the metrics port.
+	assert.Equal(t, "127.0.0.1", mustHost(t, flags["listen"]), "the API stays on loopback")
+	assert.Equal(t, int32(agentAPIPort), listenPort(t, flags["listen"]))
+	assert.Equal(t, int32(agentMetricsPort), listenPort(t, flags["metrics-listen"]))
+	assert.Empty(t, mustHost(t, flags["metrics-listen"]), "metrics listen on all interfaces")
+	assert.EqualValues(t, agentAPIPort, containerPort(t, agent, "agent-api"))
+	assert.EqualValues(t, agentMetricsPort, containerPort(t, agent, "agent-metrics"))
+	for name, p := range map[string]*corev1.Probe{"startup": agent.StartupProbe, "readiness": agent.ReadinessProbe, "liveness": agent.LivenessProbe} {
+		require.NotNil(t, p, "%s probe", name)
+		require.NotNil(t, p.HTTPGet, "%s probe is httpGet", name)
+		assert.Nil(t, p.Exec, "%s probe", name)
+		assert.EqualValues(t, agentMetricsPort, portNumber(t, agent, p.HTTPGet.Port), "%s probe port", name)
+		assert.Empty(t, p.HTTPGet.Host, "%s probe host", name)
+		want := "/healthz"
+		if name == "readiness" {
+			want = "/readyz"
+		}
+		assert.Equal(t, want, p.HTTPGet.Path, "%s probe path", name)
+	}
+	for _, c := range spec.Containers {
+		for _, p := range c.Ports {
+			assert.NotContains(t, []int32{agentAPIPort, agentMetricsPort}, p.ContainerPort, "controller port clashes with the agent")
+		}
+	}
+
+	// The central URL names the central's Service and API port.
+	u, err := url.Parse(flags["central-url"])
+	require.NoError(t, err)
+	assert.Equal(t, "https", u.Scheme)
+	assert.Equal(t, centralService+"."+centralNamespace+".svc", u.Hostname())
+	assert.Equal(t, strconv.Itoa(centralAPIPort), u.Port())
+	_, insecure := flags["insecure"]
+	assert.False(t, insecure, "--insecure in a manifest")
+	caVol, _ := volumeFor(t, spec, agent, flags["central-ca-file"])
+	assert.NotNil(t, caVol.ConfigMap, "central CA from a ConfigMap")
+
+	// Token: projected, for the central's audience, at --token-file.
+	tokVol, rel := volumeFor(t, spec, agent, flags["token-file"])
+	require.NotNil(t, tokVol.Projected, "token volume is projected")
+	var tok *corev1.ServiceAccountTokenProjection
+	for _, s := range tokVol.Projected.Sources {
+		if s.ServiceAccountToken != nil && s.ServiceAccountToken.Path == rel {
+			tok = s.ServiceAccountToken
+		}
+	}
+	require.NotNil(t, tok, "--token-file %s is a projected service-account token", flags["token-file"])
+	assert.Equal(t, audience, tok.Audience, "token audience equals the central's --token-audience")
+	require.NotNil(t, tok.ExpirationSeconds)
+	assert.EqualValues(t, 3600, *tok.ExpirationSeconds)
+
+	// Buffer: an emptyDir with a sizeLimit comfortably above --max-buffer-bytes.
+	bufVol, rel := volumeFor(t, spec, agent, flags["data-dir"])
+	assert.Equal(t, ".", rel)
+	require.NotNil(t, bufVol.EmptyDir, "buffer volume")
+	require.NotNil(t, bufVol.EmptyDir.SizeLimit, "buffer sizeLimit")
+	maxBuf, err := strconv.ParseInt(flags["max-buffer-bytes"], 10, 64)
+	require.NoError(t, err)
+	assert.LessOrEqual(t, 2*maxBuf, bufVol.EmptyDir.SizeLimit.Value(), "sizeLimit leaves room for the store's overhead; exceeding it evicts the pod")
+
+	// Resources as briefed.
+	assert.True(t, agent.Resources.Requests.Cpu().Equal(resource.MustParse("50m")))
+	assert.True(t, agent.Resources.Requests.Memory().Equal(resource.MustParse("48Mi")))
+	assert.True(t, agent.Resources.Limits.Memory().Equal(resource.MustParse("128Mi")))
+
+	// Draining fits in the grace period.
+	require.NotNil(t, spec.TerminationGracePeriodSeconds)
+	assert.GreaterOrEqual(t, *spec.TerminationGracePeriodSeconds, int64(60))
+	assert.Less(t, mustDuration(t, flags["shutdown-grace"]).Seconds(), float64(*spec.TerminationGracePeriodSeconds))
+
+	// Only the opted-in workload receives the agent.
+	assert.Equal(t, "enabled", d.Labels["kubernaut.io/datastorage-agent"])
+}
+
+func mustHost(t *testing.T, addr string) string {
+	t.Helper()
+	h, _, err := net.SplitHostPort(addr)
+	require.NoError(t, err, "address %q", addr)
+	return h
+}
+
+func TestPersistentBufferKeepsTheAgentBufferOnAClaim(t *testing.T) {
+	r := render(t, "examples/gateway-statefulset")
+	sts := only[*appsv1.StatefulSet](t, r)
+	spec := sts.Spec.Template.Spec
+	agent := findContainer(t, spec, agentImage)
+	_, flags := parseArgs(t, agent)
+
+	var mount *corev1.VolumeMount
+	for i, m := range agent.VolumeMounts {
+		if m.MountPath == flags["data-dir"] {
+			mount = &agent.VolumeMounts[i]
+		}
+	}
+	require.NotNil(t, mount, "--data-dir %s is mounted", flags["data-dir"])
+	for _, v := range spec.Volumes {
+		assert.NotEqual(t, mount.Name, v.Name, "the emptyDir buffer volume is removed")
+	}
+	var claim *corev1.PersistentVolumeClaim
+	for i, c := range sts.Spec.VolumeClaimTemplates {
+		if c.Name == mount.Name {
+			claim = &sts.Spec.VolumeClaimTemplates[i]
+		}
+	}
+	require.NotNil(t, claim, "volumeClaimTemplate %s", mount.Name)
+	maxBuf, err := strconv.ParseInt(flags["max-buffer-bytes"], 10, 64)
+	require.NoError(t, err)
+	assert.LessOrEqual(t, 2*maxBuf, claim.Spec.Resources.Requests.Storage().Value())
+	assert.Equal(t, "enabled", sts.Labels["kubernaut.io/datastorage-agent"])
+	assert.Equal(t, "gateway-sa", spec.ServiceAccountName)
+}
