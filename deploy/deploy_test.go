@@ -6,11 +6,14 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -35,20 +38,32 @@ import (
 	"github.com/kubernaut/datastorage/central/authz"
 )
 
-// Flags each program accepts. The lead will replace these tables by parsing
-// the programs' --help output.
-var (
-	centralFlags = []string{
-		"listen", "metrics-listen", "database-url", "auth", "token-file", "token-audience",
-		"kubeconfig", "namespace", "authz-file", "rate-limit", "rate-burst", "database-max-conns",
-		"shutdown-timeout", "log-level", "log-format", "tls-cert-file", "tls-key-file", "client-ca-file",
+// The central's subcommands; its flags and the agent's are read from the
+// programs' own --help (helpFlags), so a renamed flag fails this test.
+var centralSubcommands = []string{"serve", "migrate"}
+
+var helpFlagsCache sync.Map // package path → []string
+
+// helpFlags builds the command in pkg (relative to this directory) and
+// returns the flag names its --help lists.
+func helpFlags(t *testing.T, pkg string) []string {
+	t.Helper()
+	if v, ok := helpFlagsCache.Load(pkg); ok {
+		return v.([]string)
 	}
-	centralSubcommands = []string{"serve", "migrate"}
-	agentFlags         = []string{
-		"listen", "metrics-listen", "central-url", "token-file", "data-dir", "max-buffer-bytes",
-		"batch-max-records", "linger", "shutdown-grace", "log-level", "central-ca-file", "insecure",
+	bin := filepath.Join(t.TempDir(), "prog")
+	out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
+	require.NoError(t, err, "go build %s: %s", pkg, out)
+	// --help exits non-zero or zero depending on the program; only its text matters.
+	help, _ := exec.Command(bin, "--help").CombinedOutput()
+	var names []string
+	for _, m := range regexp.MustCompile(`(?m)^\s+-([a-z0-9-]+)`).FindAllSubmatch(help, -1) {
+		names = append(names, string(m[1]))
 	}
-)
+	require.NotEmpty(t, names, "no flags in %s --help:\n%s", pkg, help)
+	helpFlagsCache.Store(pkg, names)
+	return names
+}
 
 // The programs' defaults and names the manifests must agree with.
 const (
@@ -344,9 +359,9 @@ func TestFlagsAreOnesTheProgramsAccept(t *testing.T) {
 				var known, subs []string
 				switch imageName(c.Image) {
 				case centralImage:
-					known, subs = centralFlags, centralSubcommands
+					known, subs = helpFlags(t, "../cmd/central"), centralSubcommands
 				case agentImage:
-					known = agentFlags
+					known = helpFlags(t, "../cmd/agent")
 				default:
 					continue
 				}

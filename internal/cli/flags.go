@@ -144,5 +144,8 @@ func NewLogger(out io.Writer, level, format, component string) (zerolog.Logger, 
 	default:
 		return zerolog.Logger{}, fmt.Errorf("log format %q: want json or console", format)
 	}
+	// zerolog keeps the time format in a package variable; sub-second
+	// timestamps are what an operator correlating requests needs.
+	zerolog.TimeFieldFormat = time.RFC3339Nano
 	return zerolog.New(out).Level(lvl).With().Timestamp().Str("component", component).Logger(), nil
 }
