@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"github.com/kubernaut/datastorage/central/ratelimit"
 	"github.com/kubernaut/datastorage/internal/faultproxy"
 	"github.com/kubernaut/datastorage/internal/pgtest"
+	"github.com/kubernaut/datastorage/internal/syncbuf"
 	"github.com/kubernaut/datastorage/storage"
 )
 
@@ -51,7 +51,7 @@ type harness struct {
 	metricsURL string
 	pool       *pgxpool.Pool // direct access, for assertions
 	proxy      *faultproxy.Proxy
-	logs       *syncBuffer
+	logs       *syncbuf.Buffer
 }
 
 func newHarness(t *testing.T, opt options) *harness {
@@ -60,7 +60,7 @@ func newHarness(t *testing.T, opt options) *harness {
 	dsn := pgtest.NewDatabase(t)
 	require.NoError(t, storage.Migrate(ctx, dsn))
 
-	h := &harness{logs: &syncBuffer{}}
+	h := &harness{logs: &syncbuf.Buffer{}}
 	storeDSN := dsn
 	if opt.viaProxy {
 		cfg, err := pgxpool.ParseConfig(dsn)
@@ -168,24 +168,6 @@ func (h *harness) rows(t *testing.T, table string) int {
 	var n int
 	require.NoError(t, h.pool.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&n))
 	return n
-}
-
-// syncBuffer collects log lines from concurrent request goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 var errUnreachable = errors.New("token review down")

@@ -2,9 +2,7 @@ package main_test
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubernaut/datastorage/internal/syncbuf"
+	"github.com/kubernaut/datastorage/internal/testport"
 	"github.com/stretchr/testify/require"
 )
 
@@ -58,29 +58,21 @@ func binaries(tb testing.TB) builtBinaries {
 	return built
 }
 
-func freePort(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(tb, err)
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 type child struct {
 	cmd     *exec.Cmd
 	listen  string
 	metrics string
-	stderr  *bytes.Buffer
+	stderr  *syncbuf.Buffer
 }
 
 // startAgent runs the binary and waits for /readyz.
 func startAgent(tb testing.TB, dataDir, centralURL string, extra ...string) *child {
 	tb.Helper()
-	c := &child{listen: freePort(tb), metrics: freePort(tb), stderr: &bytes.Buffer{}}
+	c := &child{listen: testport.Addr(tb), metrics: testport.Addr(tb), stderr: &syncbuf.Buffer{}}
 	args := append([]string{"--listen", c.listen, "--metrics-listen", c.metrics, "--central-url", centralURL,
 		"--data-dir", dataDir, "--linger", "5ms", "--log-level", "warn", "--insecure"}, extra...)
 	c.cmd = exec.Command(binaries(tb).agent, args...)
-	c.cmd.Stderr = &lockedWriter{w: c.stderr}
+	c.cmd.Stderr = c.stderr
 	require.NoError(tb, c.cmd.Start())
 	tb.Cleanup(func() {
 		if c.cmd.ProcessState == nil {
@@ -147,15 +139,4 @@ func (c *child) metric(tb testing.TB, name string) float64 {
 		}
 	}
 	return 0
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

@@ -5,7 +5,6 @@ package main_test
 // Each test ends with "every acknowledged ID is in PostgreSQL exactly once".
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -29,6 +28,8 @@ import (
 
 	"github.com/kubernaut/datastorage/internal/faultproxy"
 	"github.com/kubernaut/datastorage/internal/pgtest"
+	"github.com/kubernaut/datastorage/internal/syncbuf"
+	"github.com/kubernaut/datastorage/internal/testport"
 	"github.com/kubernaut/datastorage/wire"
 )
 
@@ -67,13 +68,13 @@ func writeAtomically(t *testing.T, path, content string) {
 type centralProc struct {
 	dsn, api, metrics, tokens, authz string
 	cmd                              *exec.Cmd
-	logs                             *lockedWriter
+	logs                             *syncbuf.Buffer
 }
 
 func startCentral(t *testing.T, dsn, tokens string) *centralProc {
 	t.Helper()
 	dir := t.TempDir()
-	c := &centralProc{dsn: dsn, api: freePort(t), metrics: freePort(t),
+	c := &centralProc{dsn: dsn, api: testport.Addr(t), metrics: testport.Addr(t),
 		tokens: filepath.Join(dir, "tokens.csv"), authz: filepath.Join(dir, "authz.yaml")}
 	require.NoError(t, os.WriteFile(c.tokens, []byte(tokens), 0o600))
 	// The default allow-list lets gateway-sa write remediation only; the
@@ -95,7 +96,7 @@ func (c *centralProc) url() string { return "http://" + c.api }
 func (c *centralProc) start(t *testing.T) {
 	t.Helper()
 	bins := binaries(t)
-	c.logs = &lockedWriter{w: &bytes.Buffer{}}
+	c.logs = &syncbuf.Buffer{}
 	c.cmd = exec.Command(bins.central, "serve", "--listen", c.api, "--metrics-listen", c.metrics,
 		"--auth", "static", "--token-file", c.tokens, "--authz-file", c.authz,
 		"--rate-limit", "1000000", "--rate-burst", "1000", "--log-level", "warn", "--shutdown-timeout", "2s")

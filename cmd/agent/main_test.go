@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -18,6 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kubernaut/datastorage/agent/agenttest"
+	"github.com/kubernaut/datastorage/internal/syncbuf"
+	"github.com/kubernaut/datastorage/internal/testport"
 )
 
 func TestHelp_ListsEveryFlagWithItsEnvironmentVariable(t *testing.T) {
@@ -52,7 +53,7 @@ func TestRun_RefusesBadConfigurationNamingTheFlagAndVariable(t *testing.T) {
 		{"bad log format", nil, []string{"--central-url", "https://c", "--data-dir", dir, "--log-format", "xml"}, "log format"},
 		{"plain http", nil, []string{"--central-url", "http://central:8080", "--data-dir", dir}, "--insecure"},
 		{"plain http from env", map[string]string{"AGENT_CENTRAL_URL": "http://central:8080", "AGENT_DATA_DIR": dir}, nil, "plain http"},
-		{"bad CA file", nil, []string{"--central-url", "https://c", "--data-dir", dir, "--listen", freeAddr(t),
+		{"bad CA file", nil, []string{"--central-url", "https://c", "--data-dir", dir, "--listen", testport.Addr(t),
 			"--metrics-listen", "-", "--central-ca-file", filepath.Join(dir, "missing.pem")}, "CA file"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -73,10 +74,10 @@ func TestRun_RefusesBadConfigurationNamingTheFlagAndVariable(t *testing.T) {
 // returned function stops it and returns Run's error.
 func runAgent(t *testing.T, args ...string) (addr string, stop func() error) {
 	t.Helper()
-	addr = freeAddr(t)
+	addr = testport.Addr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	m := Main{Stdout: io.Discard, Stderr: logs}
 	go func() {
 		done <- m.Run(ctx, append([]string{"--listen", addr, "--metrics-listen", "-", "--data-dir", t.TempDir(),
@@ -139,29 +140,4 @@ func TestRun_ForwardsOverTLSTrustingTheCentralCAFile(t *testing.T) {
 	postRecord(t, addr)
 	require.Eventually(t, func() bool { return len(central.Stored()) == 1 }, 5*time.Second, 5*time.Millisecond)
 	require.NoError(t, stop())
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

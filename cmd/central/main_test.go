@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,7 +24,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kubernaut/datastorage/internal/pgtest"
+	"github.com/kubernaut/datastorage/internal/syncbuf"
 	"github.com/kubernaut/datastorage/internal/testcerts"
+	"github.com/kubernaut/datastorage/internal/testport"
 )
 
 func TestHelp_ListsEveryContractFlagWithItsEnvironmentVariable(t *testing.T) {
@@ -106,7 +107,7 @@ func buildCentral(t *testing.T) string {
 type process struct {
 	cmd          *exec.Cmd
 	api, metrics string
-	logs         *syncBuffer
+	logs         *syncbuf.Buffer
 }
 
 // startCentral runs the built binary with a gateway-sa static token "t-gw"
@@ -117,7 +118,7 @@ func startCentral(t *testing.T, extra ...string) *process {
 	tokens := filepath.Join(dir, "tokens.csv")
 	require.NoError(t, os.WriteFile(tokens,
 		[]byte("t-gw,system:serviceaccount:kubernaut-system:gateway-sa,uid-1,\"system:serviceaccounts\"\n"), 0o600))
-	p := &process{api: freeAddr(t), metrics: freeAddr(t), logs: &syncBuffer{}}
+	p := &process{api: testport.Addr(t), metrics: testport.Addr(t), logs: &syncbuf.Buffer{}}
 	args := append([]string{"serve", "--listen", p.api, "--metrics-listen", p.metrics,
 		"--auth", "static", "--token-file", tokens}, extra...)
 	p.cmd = exec.Command(buildCentral(t), args...)
@@ -233,30 +234,4 @@ func TestServe_TLSWithClientCertificatesAndRotation(t *testing.T) {
 		defer conn.Close()
 		return conn.ConnectionState().PeerCertificates[0].SerialNumber.Cmp(rotated.Serial) == 0
 	}, 10*time.Second, 100*time.Millisecond, "the rotated certificate is served without a restart")
-}
-
-// syncBuffer collects a child's stderr while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return fmt.Sprintf("127.0.0.1:%d", ln.Addr().(*net.TCPAddr).Port)
 }

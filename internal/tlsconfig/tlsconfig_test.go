@@ -14,6 +14,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/kubernaut/datastorage/internal/tlsconfig"
+
+	"github.com/kubernaut/datastorage/internal/testcerts"
 )
 
 func TestMain(m *testing.M) {
@@ -30,26 +32,26 @@ func TestMain(m *testing.M) {
 // fixture is a CA, a server certificate in a Secret-like directory, and a
 // client config trusting the CA.
 type fixture struct {
-	ca     *ca
+	ca     *testcerts.CA
 	secret *secretDir
-	first  leaf
+	first  testcerts.Leaf
 	client *tls.Config
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	authority := newCA(t, "test-ca")
-	first := authority.serverCert(t)
-	secret := newSecretDir(t, map[string][]byte{"tls.crt": first.certPEM, "tls.key": first.keyPEM, "ca.crt": authority.pem})
+	authority := testcerts.NewCA(t, "test-ca")
+	first := authority.Server(t)
+	secret := newSecretDir(t, map[string][]byte{"tls.crt": first.CertPEM, "tls.key": first.KeyPEM, "ca.crt": authority.CertPEM})
 	client, err := tlsconfig.Client(secret.path("ca.crt"), "", "")
 	require.NoError(t, err)
 	return &fixture{ca: authority, secret: secret, first: first, client: client}
 }
 
-func (f *fixture) rotate(t *testing.T) leaf {
+func (f *fixture) rotate(t *testing.T) testcerts.Leaf {
 	t.Helper()
-	next := f.ca.serverCert(t)
-	f.secret.update(map[string][]byte{"tls.crt": next.certPEM, "tls.key": next.keyPEM, "ca.crt": f.ca.pem})
+	next := f.ca.Server(t)
+	f.secret.update(map[string][]byte{"tls.crt": next.CertPEM, "tls.key": next.KeyPEM, "ca.crt": f.ca.CertPEM})
 	return next
 }
 
@@ -62,7 +64,7 @@ func TestServer_AnswersClientTrustingItsCA(t *testing.T) {
 			assert.Equal(t, uint16(tls.VersionTLS12), cfg.MinVersion)
 
 			url := s.serve(t, cfg)
-			assert.Equal(t, f.first.serial, mustGet(t, url, f.client))
+			assert.Equal(t, f.first.Serial, mustGet(t, url, f.client))
 		})
 	}
 }
@@ -82,39 +84,39 @@ func TestServer_PresentsReplacedCertificateWithoutRestart(t *testing.T) {
 			})
 			require.NoError(t, err)
 			url := s.serve(t, cfg)
-			require.Equal(t, f.first.serial, mustGet(t, url, f.client))
+			require.Equal(t, f.first.Serial, mustGet(t, url, f.client))
 
 			second := f.rotate(t)
 			clk.AdvancePast(tlsconfig.DefaultCheckInterval)
-			assert.Equal(t, second.serial, mustGet(t, url, f.client), "first handshake after the interval")
+			assert.Equal(t, second.Serial, mustGet(t, url, f.client), "first handshake after the interval")
 			require.Len(t, reloaded, 1)
-			assert.Equal(t, second.serial, reloaded[0].SerialNumber)
+			assert.Equal(t, second.Serial, reloaded[0].SerialNumber)
 
 			third := f.rotate(t)
 			clk.AdvancePast(tlsconfig.DefaultCheckInterval)
-			assert.Equal(t, third.serial, mustGet(t, url, f.client))
+			assert.Equal(t, third.Serial, mustGet(t, url, f.client))
 		})
 	}
 }
 
 func TestServer_ReloadsRegularFilesReplacedInPlace(t *testing.T) {
-	authority := newCA(t, "test-ca")
-	first, second := authority.serverCert(t), authority.serverCert(t)
+	authority := testcerts.NewCA(t, "test-ca")
+	first, second := authority.Server(t), authority.Server(t)
 	dir := t.TempDir()
-	certFile := writeFile(t, dir, "tls.crt", first.certPEM)
-	keyFile := writeFile(t, dir, "tls.key", first.keyPEM)
-	client, err := tlsconfig.Client(writeFile(t, dir, "ca.crt", authority.pem), "", "")
+	certFile := writeFile(t, dir, "tls.crt", first.CertPEM)
+	keyFile := writeFile(t, dir, "tls.key", first.KeyPEM)
+	client, err := tlsconfig.Client(writeFile(t, dir, "ca.crt", authority.CertPEM), "", "")
 	require.NoError(t, err)
 	clk := newClock()
 	cfg, err := tlsconfig.NewServer(t.Context(), tlsconfig.ServerConfig{CertFile: certFile, KeyFile: keyFile, Now: clk.Now})
 	require.NoError(t, err)
 	url := serveNetHTTP(t, cfg)
-	require.Equal(t, first.serial, mustGet(t, url, client))
+	require.Equal(t, first.Serial, mustGet(t, url, client))
 
-	writeFile(t, dir, "tls.crt", second.certPEM)
-	writeFile(t, dir, "tls.key", second.keyPEM)
+	writeFile(t, dir, "tls.crt", second.CertPEM)
+	writeFile(t, dir, "tls.key", second.KeyPEM)
 	clk.AdvancePast(tlsconfig.DefaultCheckInterval)
-	assert.Equal(t, second.serial, mustGet(t, url, client))
+	assert.Equal(t, second.Serial, mustGet(t, url, client))
 }
 
 func TestServer_DoesNotRereadFilesBeforeCheckInterval(t *testing.T) {
@@ -131,9 +133,9 @@ func TestServer_DoesNotRereadFilesBeforeCheckInterval(t *testing.T) {
 
 	second := f.rotate(t)
 	clk.Advance(time.Minute - time.Second)
-	assert.Equal(t, f.first.serial, mustGet(t, url, f.client), "interval not yet over")
+	assert.Equal(t, f.first.Serial, mustGet(t, url, f.client), "interval not yet over")
 	clk.Advance(2 * time.Second)
-	assert.Equal(t, second.serial, mustGet(t, url, f.client), "interval over")
+	assert.Equal(t, second.Serial, mustGet(t, url, f.client), "interval over")
 }
 
 func TestServer_CorruptReplacementKeepsOldCertificateAndReportsOnce(t *testing.T) {
@@ -152,39 +154,39 @@ func TestServer_CorruptReplacementKeepsOldCertificateAndReportsOnce(t *testing.T
 			url := s.serve(t, cfg)
 
 			// A half-written certificate: the first half of a new PEM block.
-			next := f.ca.serverCert(t)
-			f.secret.update(map[string][]byte{"tls.crt": next.certPEM[:len(next.certPEM)/2], "tls.key": next.keyPEM})
+			next := f.ca.Server(t)
+			f.secret.update(map[string][]byte{"tls.crt": next.CertPEM[:len(next.CertPEM)/2], "tls.key": next.KeyPEM})
 			for range 3 {
 				clk.AdvancePast(tlsconfig.DefaultCheckInterval)
-				assert.Equal(t, f.first.serial, mustGet(t, url, f.client), "old certificate still served")
+				assert.Equal(t, f.first.Serial, mustGet(t, url, f.client), "old certificate still served")
 			}
 			errs := sink.all()
 			require.Len(t, errs, 1, "the same bad contents are reported once")
 			assert.ErrorContains(t, errs[0], "keeping the previous certificate")
 
 			// A key that does not match the certificate is refused as well.
-			other := f.ca.serverCert(t)
-			f.secret.update(map[string][]byte{"tls.crt": next.certPEM, "tls.key": other.keyPEM})
+			other := f.ca.Server(t)
+			f.secret.update(map[string][]byte{"tls.crt": next.CertPEM, "tls.key": other.KeyPEM})
 			clk.AdvancePast(tlsconfig.DefaultCheckInterval)
-			assert.Equal(t, f.first.serial, mustGet(t, url, f.client))
+			assert.Equal(t, f.first.Serial, mustGet(t, url, f.client))
 			assert.Len(t, sink.all(), 2)
 
 			// Once the files are whole again, the new certificate is served.
-			f.secret.update(map[string][]byte{"tls.crt": next.certPEM, "tls.key": next.keyPEM})
+			f.secret.update(map[string][]byte{"tls.crt": next.CertPEM, "tls.key": next.KeyPEM})
 			clk.AdvancePast(tlsconfig.DefaultCheckInterval)
-			assert.Equal(t, next.serial, mustGet(t, url, f.client))
+			assert.Equal(t, next.Serial, mustGet(t, url, f.client))
 			assert.Len(t, sink.all(), 2)
 		})
 	}
 }
 
 func TestServer_MissingFileDuringReloadKeepsOldCertificate(t *testing.T) {
-	authority := newCA(t, "test-ca")
-	first := authority.serverCert(t)
+	authority := testcerts.NewCA(t, "test-ca")
+	first := authority.Server(t)
 	dir := t.TempDir()
-	certFile := writeFile(t, dir, "tls.crt", first.certPEM)
-	keyFile := writeFile(t, dir, "tls.key", first.keyPEM)
-	client, err := tlsconfig.Client(writeFile(t, dir, "ca.crt", authority.pem), "", "")
+	certFile := writeFile(t, dir, "tls.crt", first.CertPEM)
+	keyFile := writeFile(t, dir, "tls.key", first.KeyPEM)
+	client, err := tlsconfig.Client(writeFile(t, dir, "ca.crt", authority.CertPEM), "", "")
 	require.NoError(t, err)
 	clk := newClock()
 	sink := &errorSink{}
@@ -194,7 +196,7 @@ func TestServer_MissingFileDuringReloadKeepsOldCertificate(t *testing.T) {
 
 	require.NoError(t, removeFile(keyFile))
 	clk.AdvancePast(tlsconfig.DefaultCheckInterval)
-	assert.Equal(t, first.serial, mustGet(t, url, client))
+	assert.Equal(t, first.Serial, mustGet(t, url, client))
 	require.Len(t, sink.all(), 1)
 	assert.ErrorContains(t, sink.all()[0], "read key")
 }
@@ -210,7 +212,7 @@ func TestServer_StopsReloadingWhenContextEnds(t *testing.T) {
 	cancel()
 	f.rotate(t)
 	clk.AdvancePast(tlsconfig.DefaultCheckInterval)
-	assert.Equal(t, f.first.serial, mustGet(t, url, f.client))
+	assert.Equal(t, f.first.Serial, mustGet(t, url, f.client))
 }
 
 func TestClient_WithoutTheCAIsRefused(t *testing.T) {
@@ -227,8 +229,8 @@ func TestClient_WithoutTheCAIsRefused(t *testing.T) {
 			var unknown x509.UnknownAuthorityError
 			assert.ErrorAs(t, err, &unknown, "system roots do not trust the test CA")
 
-			otherCA := newCA(t, "other-ca")
-			wrongCA, err := tlsconfig.Client(writeFile(t, t.TempDir(), "ca.crt", otherCA.pem), "", "")
+			otherCA := testcerts.NewCA(t, "other-ca")
+			wrongCA, err := tlsconfig.Client(writeFile(t, t.TempDir(), "ca.crt", otherCA.CertPEM), "", "")
 			require.NoError(t, err)
 			_, err = get(t, url, wrongCA)
 			assert.ErrorAs(t, err, &unknown, "another CA does not vouch for the server")
@@ -240,9 +242,9 @@ func TestServer_WithClientCARequiresAVerifiedClientCertificate(t *testing.T) {
 	for _, s := range servers {
 		t.Run(s.name, func(t *testing.T) {
 			f := newFixture(t)
-			clientCA := newCA(t, "client-ca")
+			clientCA := testcerts.NewCA(t, "client-ca")
 			dir := t.TempDir()
-			clientCAFile := writeFile(t, dir, "client-ca.crt", clientCA.pem)
+			clientCAFile := writeFile(t, dir, "client-ca.crt", clientCA.CertPEM)
 			cfg, err := tlsconfig.Server(t.Context(), f.secret.path("tls.crt"), f.secret.path("tls.key"), clientCAFile, nil)
 			require.NoError(t, err)
 			assert.Equal(t, tls.RequireAndVerifyClientCert, cfg.ClientAuth)
@@ -251,15 +253,15 @@ func TestServer_WithClientCARequiresAVerifiedClientCertificate(t *testing.T) {
 			_, err = get(t, url, f.client)
 			assert.Error(t, err, "no client certificate")
 
-			good := clientCA.clientCert(t)
+			good := clientCA.Client(t, "datastorage-agent")
 			withCert, err := tlsconfig.Client(f.secret.path("ca.crt"),
-				writeFile(t, dir, "good.crt", good.certPEM), writeFile(t, dir, "good.key", good.keyPEM))
+				writeFile(t, dir, "good.crt", good.CertPEM), writeFile(t, dir, "good.key", good.KeyPEM))
 			require.NoError(t, err)
-			assert.Equal(t, f.first.serial, mustGet(t, url, withCert))
+			assert.Equal(t, f.first.Serial, mustGet(t, url, withCert))
 
-			rogue := newCA(t, "rogue-ca").clientCert(t)
+			rogue := testcerts.NewCA(t, "rogue-ca").Client(t, "datastorage-agent")
 			withRogue, err := tlsconfig.Client(f.secret.path("ca.crt"),
-				writeFile(t, dir, "rogue.crt", rogue.certPEM), writeFile(t, dir, "rogue.key", rogue.keyPEM))
+				writeFile(t, dir, "rogue.crt", rogue.CertPEM), writeFile(t, dir, "rogue.key", rogue.KeyPEM))
 			require.NoError(t, err)
 			_, err = get(t, url, withRogue)
 			assert.Error(t, err, "client certificate from an untrusted CA")
@@ -269,8 +271,8 @@ func TestServer_WithClientCARequiresAVerifiedClientCertificate(t *testing.T) {
 
 func TestServer_ReloadsClientCA(t *testing.T) {
 	f := newFixture(t)
-	oldCA, newCAuth := newCA(t, "client-ca-1"), newCA(t, "client-ca-2")
-	clientSecret := newSecretDir(t, map[string][]byte{"ca.crt": oldCA.pem})
+	oldCA, newCAuth := testcerts.NewCA(t, "client-ca-1"), testcerts.NewCA(t, "client-ca-2")
+	clientSecret := newSecretDir(t, map[string][]byte{"ca.crt": oldCA.CertPEM})
 	clk := newClock()
 	cfg, err := tlsconfig.NewServer(t.Context(), tlsconfig.ServerConfig{
 		CertFile:     f.secret.path("tls.crt"),
@@ -282,19 +284,19 @@ func TestServer_ReloadsClientCA(t *testing.T) {
 	url := serveNetHTTP(t, cfg)
 
 	dir := t.TempDir()
-	clientFor := func(name string, c leaf) *tls.Config {
+	clientFor := func(name string, c testcerts.Leaf) *tls.Config {
 		t.Helper()
 		cc, err := tlsconfig.Client(f.secret.path("ca.crt"),
-			writeFile(t, dir, name+".crt", c.certPEM), writeFile(t, dir, name+".key", c.keyPEM))
+			writeFile(t, dir, name+".crt", c.CertPEM), writeFile(t, dir, name+".key", c.KeyPEM))
 		require.NoError(t, err)
 		return cc
 	}
-	oldClient, newClient := clientFor("old", oldCA.clientCert(t)), clientFor("new", newCAuth.clientCert(t))
+	oldClient, newClient := clientFor("old", oldCA.Client(t, "datastorage-agent")), clientFor("new", newCAuth.Client(t, "datastorage-agent"))
 	mustGet(t, url, oldClient)
 	_, err = get(t, url, newClient)
 	require.Error(t, err)
 
-	clientSecret.update(map[string][]byte{"ca.crt": newCAuth.pem})
+	clientSecret.update(map[string][]byte{"ca.crt": newCAuth.CertPEM})
 	clk.AdvancePast(tlsconfig.DefaultCheckInterval)
 	mustGet(t, url, newClient)
 	_, err = get(t, url, oldClient)
@@ -318,7 +320,7 @@ func TestServer_WorksWithFastHTTPClient(t *testing.T) {
 func TestServer_RefusesBadInitialFiles(t *testing.T) {
 	f := newFixture(t)
 	dir := t.TempDir()
-	garbage := writeFile(t, dir, "garbage.pem", []byte("not PEM"))
+	garbage := writeFile(t, dir, "garbage.CertPEM", []byte("not PEM"))
 	cert, key := f.secret.path("tls.crt"), f.secret.path("tls.key")
 
 	tests := []struct {
@@ -351,9 +353,9 @@ func TestServer_RefusesBadInitialFiles(t *testing.T) {
 func TestClient_RefusesBadFiles(t *testing.T) {
 	f := newFixture(t)
 	dir := t.TempDir()
-	garbage := writeFile(t, dir, "garbage.pem", []byte("not PEM"))
-	c := f.ca.clientCert(t)
-	certFile, keyFile := writeFile(t, dir, "c.crt", c.certPEM), writeFile(t, dir, "c.key", c.keyPEM)
+	garbage := writeFile(t, dir, "garbage.CertPEM", []byte("not PEM"))
+	c := f.ca.Client(t, "datastorage-agent")
+	certFile, keyFile := writeFile(t, dir, "c.crt", c.CertPEM), writeFile(t, dir, "c.key", c.KeyPEM)
 
 	_, err := tlsconfig.Client(garbage, "", "")
 	assert.True(t, errors.Is(err, tlsconfig.ErrNoCertificates), "CA file without certificates: %v", err)
