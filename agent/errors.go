@@ -57,13 +57,3 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, err error) {
 	ctx.SetContentType("application/json")
 	ctx.SetBody(body.Marshal())
 }
-
-// handleParseError answers requests fasthttp could not read.
-func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
-	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
-		ctx.SetConnectionClose()
-		s.writeError(ctx, errBodyTooLarge)
-		return
-	}
-	s.writeError(ctx, &wire.ValidationError{Message: "Malformed HTTP request"})
-}

@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/kubernaut/datastorage/agent/queue"
+	"github.com/kubernaut/datastorage/internal/edge"
 	"github.com/kubernaut/datastorage/wire"
 )
 
@@ -50,7 +51,7 @@ func NewServer(cfg Config, q *queue.Queue) (*Server, error) {
 	}
 	s.api = &fasthttp.Server{
 		Handler:              s.handleAPI,
-		ErrorHandler:         s.handleParseError,
+		ErrorHandler:         edge.ParseError,
 		Name:                 "kubernaut-agent",
 		MaxRequestBodySize:   wire.MaxRecordBytes + 1,
 		ReadTimeout:          30 * time.Second,

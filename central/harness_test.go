@@ -43,6 +43,7 @@ type options struct {
 	viaProxy  bool // put a faultproxy between the central and PostgreSQL
 	authn     auth.Authenticator
 	storeTime time.Duration
+	readTime  time.Duration // the server's ReadTimeout, for slow-client tests
 }
 
 // harness is a real central on a loopback port, writing to a fresh database.
@@ -100,6 +101,7 @@ func newHarness(t *testing.T, opt options) *harness {
 		Logger:        zerolog.New(h.logs),
 		Metrics:       metrics.NewSet(),
 		StoreTimeout:  opt.storeTime,
+		ReadTimeout:   opt.readTime,
 	})
 	require.NoError(t, err)
 	api, err := net.Listen("tcp", "127.0.0.1:0")

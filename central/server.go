@@ -16,6 +16,7 @@ import (
 	"github.com/kubernaut/datastorage/central/auth"
 	"github.com/kubernaut/datastorage/central/authz"
 	"github.com/kubernaut/datastorage/central/ratelimit"
+	"github.com/kubernaut/datastorage/internal/edge"
 	"github.com/kubernaut/datastorage/wire"
 )
 
@@ -155,14 +156,7 @@ func (s *Server) newHTTPServer(name string, h fasthttp.RequestHandler) *fasthttp
 		NoDefaultContentType:          true,
 		DisableHeaderNamesNormalizing: false,
 		Logger:                        fasthttpLogger{log: s.log.With().Str("listener", name).Logger()},
-		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
-			// Requests fasthttp could not parse: too large, headers too big, timeouts.
-			if errors.Is(err, fasthttp.ErrBodyTooLarge) {
-				writeError(ctx, fasthttp.StatusRequestEntityTooLarge, wire.PayloadTooLarge("request body exceeds the server's limit"))
-				return
-			}
-			writeError(ctx, fasthttp.StatusBadRequest, wire.ValidationFailed("", "malformed HTTP request"))
-		},
+		ErrorHandler:                  edge.ParseError, // requests fasthttp could not read
 	}
 }
 

@@ -30,6 +30,8 @@ const (
 	CodeRateLimitExceeded    = "rate_limit_exceeded"    // 429
 	CodeInternalError        = "internal_error"         // 500
 	CodeServiceUnavailable   = "service_unavailable"    // 503
+	CodeRequestTimeout       = "request_timeout"        // 408
+	CodeHeadersTooLarge      = "headers_too_large"      // 431
 )
 
 // ValidationFailed is the 400 body for an invalid request. field is the JSON
@@ -58,6 +60,17 @@ func PayloadTooLarge(message string) *ErrorBody {
 		message = "Request body too large"
 	}
 	return &ErrorBody{Error: CodePayloadTooLarge, Message: message}
+}
+
+// RequestTimeout is the 408 body for a client too slow to send its request.
+func RequestTimeout() *ErrorBody {
+	return &ErrorBody{Error: CodeRequestTimeout, Message: "Request not received in time"}
+}
+
+// HeadersTooLarge is the 431 body for request headers beyond the server's
+// buffer.
+func HeadersTooLarge() *ErrorBody {
+	return &ErrorBody{Error: CodeHeadersTooLarge, Message: "Request headers too large"}
 }
 
 // RateLimitExceeded is the 429 body naming the caller's limit, e.g.
@@ -115,12 +128,16 @@ func (b *ErrorBody) HTTPStatus() int {
 		return 404
 	case CodeMethodNotAllowed:
 		return 405
+	case CodeRequestTimeout:
+		return 408
 	case CodePayloadTooLarge:
 		return 413
 	case CodeUnsupportedMediaType:
 		return 415
 	case CodeRateLimitExceeded:
 		return 429
+	case CodeHeadersTooLarge:
+		return 431
 	case CodeServiceUnavailable:
 		return 503
 	default:

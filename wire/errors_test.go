@@ -25,6 +25,8 @@ func TestErrorBodies_MatchSpec(t *testing.T) {
 			`{"error":"authorization_failed","message":"Service account not authorized for write operations"}`},
 		{wire.NotFound(), 404, `{"error":"not_found","message":"Not found"}`},
 		{wire.MethodNotAllowed(), 405, `{"error":"method_not_allowed","message":"Method not allowed"}`},
+		{wire.RequestTimeout(), 408, `{"error":"request_timeout","message":"Request not received in time"}`},
+		{wire.HeadersTooLarge(), 431, `{"error":"headers_too_large","message":"Request headers too large"}`},
 		{wire.PayloadTooLarge("Request body exceeds 65536 bytes"), 413,
 			`{"error":"payload_too_large","message":"Request body exceeds 65536 bytes"}`},
 		{wire.PayloadTooLarge(""), 413, `{"error":"payload_too_large","message":"Request body too large"}`},

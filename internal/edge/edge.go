@@ -1,0 +1,38 @@
+// Package edge holds what the agent's and the central's fasthttp servers
+// share at the HTTP edge: the answer to requests fasthttp itself could not
+// read. It knows nothing of either program.
+package edge
+
+import (
+	"errors"
+	"net"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/kubernaut/datastorage/wire"
+)
+
+// ParseError answers a request fasthttp could not read (its ErrorHandler):
+// too large a body, headers beyond the read buffer, a client too slow for the
+// read timeout, or malformed HTTP, each with the JSON error body.
+func ParseError(ctx *fasthttp.RequestCtx, err error) {
+	var (
+		small  *fasthttp.ErrSmallBuffer
+		netErr net.Error
+		body   *wire.ErrorBody
+	)
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		body = wire.PayloadTooLarge("request body exceeds the server's limit")
+	case errors.As(err, &small):
+		body = wire.HeadersTooLarge()
+	case errors.As(err, &netErr) && netErr.Timeout():
+		body = wire.RequestTimeout()
+	default:
+		body = wire.ValidationFailed("", "malformed HTTP request")
+	}
+	ctx.SetConnectionClose()
+	ctx.SetStatusCode(body.HTTPStatus())
+	ctx.SetContentType("application/json")
+	ctx.SetBody(body.Marshal())
+}
