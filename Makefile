@@ -20,3 +20,12 @@ fmt:
 
 clean:
 	rm -rf bin
+
+# Benchmarks (see README "Benchmarks"): a throwaway PostgreSQL, the central and agents as processes,
+# load, exactly-once verification, bench-results/{results.json,report.html}.
+.PHONY: bench bench-quick
+bench:
+	go run ./bench/cmd/bench --out bench-results
+
+bench-quick:
+	go run ./bench/cmd/bench --quick --out bench-results

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/kubernaut/datastorage/internal/syncbuf"
-	"github.com/kubernaut/datastorage/internal/testport"
+	"github.com/kubernaut/datastorage/internal/freeport"
 	"github.com/stretchr/testify/require"
 )
 
@@ -68,7 +68,7 @@ type child struct {
 // startAgent runs the binary and waits for /readyz.
 func startAgent(tb testing.TB, dataDir, centralURL string, extra ...string) *child {
 	tb.Helper()
-	c := &child{listen: testport.Addr(tb), metrics: testport.Addr(tb), stderr: &syncbuf.Buffer{}}
+	c := &child{listen: freeport.Addr(tb), metrics: freeport.Addr(tb), stderr: &syncbuf.Buffer{}}
 	args := append([]string{"--listen", c.listen, "--metrics-listen", c.metrics, "--central-url", centralURL,
 		"--data-dir", dataDir, "--linger", "5ms", "--log-level", "warn", "--insecure"}, extra...)
 	c.cmd = exec.Command(binaries(tb).agent, args...)

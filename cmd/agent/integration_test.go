@@ -29,7 +29,7 @@ import (
 	"github.com/kubernaut/datastorage/internal/faultproxy"
 	"github.com/kubernaut/datastorage/internal/pgtest"
 	"github.com/kubernaut/datastorage/internal/syncbuf"
-	"github.com/kubernaut/datastorage/internal/testport"
+	"github.com/kubernaut/datastorage/internal/freeport"
 	"github.com/kubernaut/datastorage/wire"
 )
 
@@ -74,7 +74,7 @@ type centralProc struct {
 func startCentral(t *testing.T, dsn, tokens string) *centralProc {
 	t.Helper()
 	dir := t.TempDir()
-	c := &centralProc{dsn: dsn, api: testport.Addr(t), metrics: testport.Addr(t),
+	c := &centralProc{dsn: dsn, api: freeport.Addr(t), metrics: freeport.Addr(t),
 		tokens: filepath.Join(dir, "tokens.csv"), authz: filepath.Join(dir, "authz.yaml")}
 	require.NoError(t, os.WriteFile(c.tokens, []byte(tokens), 0o600))
 	// The default allow-list lets gateway-sa write remediation only; the

@@ -18,7 +18,7 @@ import (
 
 	"github.com/kubernaut/datastorage/agent/agenttest"
 	"github.com/kubernaut/datastorage/internal/syncbuf"
-	"github.com/kubernaut/datastorage/internal/testport"
+	"github.com/kubernaut/datastorage/internal/freeport"
 )
 
 func TestHelp_ListsEveryFlagWithItsEnvironmentVariable(t *testing.T) {
@@ -53,7 +53,7 @@ func TestRun_RefusesBadConfigurationNamingTheFlagAndVariable(t *testing.T) {
 		{"bad log format", nil, []string{"--central-url", "https://c", "--data-dir", dir, "--log-format", "xml"}, "log format"},
 		{"plain http", nil, []string{"--central-url", "http://central:8080", "--data-dir", dir}, "--insecure"},
 		{"plain http from env", map[string]string{"AGENT_CENTRAL_URL": "http://central:8080", "AGENT_DATA_DIR": dir}, nil, "plain http"},
-		{"bad CA file", nil, []string{"--central-url", "https://c", "--data-dir", dir, "--listen", testport.Addr(t),
+		{"bad CA file", nil, []string{"--central-url", "https://c", "--data-dir", dir, "--listen", freeport.Addr(t),
 			"--metrics-listen", "-", "--central-ca-file", filepath.Join(dir, "missing.pem")}, "CA file"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -74,7 +74,7 @@ func TestRun_RefusesBadConfigurationNamingTheFlagAndVariable(t *testing.T) {
 // returned function stops it and returns Run's error.
 func runAgent(t *testing.T, args ...string) (addr string, stop func() error) {
 	t.Helper()
-	addr = testport.Addr(t)
+	addr = freeport.Addr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	logs := &syncbuf.Buffer{}

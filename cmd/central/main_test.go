@@ -26,7 +26,7 @@ import (
 	"github.com/kubernaut/datastorage/internal/pgtest"
 	"github.com/kubernaut/datastorage/internal/syncbuf"
 	"github.com/kubernaut/datastorage/internal/testcerts"
-	"github.com/kubernaut/datastorage/internal/testport"
+	"github.com/kubernaut/datastorage/internal/freeport"
 )
 
 func TestHelp_ListsEveryContractFlagWithItsEnvironmentVariable(t *testing.T) {
@@ -118,7 +118,7 @@ func startCentral(t *testing.T, extra ...string) *process {
 	tokens := filepath.Join(dir, "tokens.csv")
 	require.NoError(t, os.WriteFile(tokens,
 		[]byte("t-gw,system:serviceaccount:kubernaut-system:gateway-sa,uid-1,\"system:serviceaccounts\"\n"), 0o600))
-	p := &process{api: testport.Addr(t), metrics: testport.Addr(t), logs: &syncbuf.Buffer{}}
+	p := &process{api: freeport.Addr(t), metrics: freeport.Addr(t), logs: &syncbuf.Buffer{}}
 	args := append([]string{"serve", "--listen", p.api, "--metrics-listen", p.metrics,
 		"--auth", "static", "--token-file", tokens}, extra...)
 	p.cmd = exec.Command(buildCentral(t), args...)

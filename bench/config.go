@@ -1,0 +1,135 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Scenario names, in the order Run executes them.
+const (
+	ScenarioBareHTTP    = "bare-http"    // limit: fasthttp handler answering 201
+	ScenarioCopy        = "copy"         // limit: raw COPY of the audit rows
+	ScenarioVectorCopy  = "vector-copy"  // limit: raw COPY of 768-d vectors into an HNSW table
+	ScenarioNaive       = "naive"        // the spec's design: insert, embed, insert vector, answer
+	ScenarioDirect      = "direct"       // controllers → central, single-record API
+	ScenarioSidecar     = "sidecar"      // controllers → K agents → central, peak rate
+	ScenarioSidecarHalf = "sidecar-half" // the same at half the sidecar's peak accepted rate
+)
+
+// AllScenarios is every scenario in run order.
+var AllScenarios = []string{ScenarioBareHTTP, ScenarioCopy, ScenarioVectorCopy, ScenarioNaive,
+	ScenarioDirect, ScenarioSidecar, ScenarioSidecarHalf}
+
+// Config configures a run. Zero fields take the defaults noted.
+type Config struct {
+	// RepoRoot is the module's root (scripts/, cmd/). Empty: found by walking
+	// up from the working directory to go.mod.
+	RepoRoot string
+	// DatabaseURL is an admin URL of an existing PostgreSQL cluster with
+	// pgvector (a database per scenario is created and dropped there).
+	// Empty: a throwaway cluster is started with scripts/pg-cluster.sh.
+	DatabaseURL string
+	// BinDir holds prebuilt central and agent binaries. Empty: go build.
+	BinDir string
+	// Controllers is the number of concurrent writers. Zero: 64.
+	Controllers int
+	// Agents is the number of agent processes in the sidecar path. Zero: 4.
+	Agents int
+	// Duration is how long each load scenario drives load. Zero: 20s.
+	Duration time.Duration
+	// RepeatFraction is the share of records that repeat one of AlertTexts
+	// alert texts (an alert storm). Zero: 0.8; negative: none repeat.
+	RepeatFraction float64
+	// AlertTexts is the number of distinct repeated texts. Zero: 200.
+	AlertTexts int
+	// CopyRows is the number of rows of the raw COPY limit. Zero: 200000.
+	CopyRows int
+	// VectorDuration bounds the raw vector COPY limit. Zero: Duration.
+	VectorDuration time.Duration
+	// DrainTimeout bounds the wait for acknowledged records to reach
+	// PostgreSQL after the load stops. Zero: 2m.
+	DrainTimeout time.Duration
+	// Scenarios to run. Empty: AllScenarios.
+	Scenarios []string
+	// Seed of the record generator. Zero: 1.
+	Seed uint64
+	// Progress receives the live progress line. Nil: none.
+	Progress io.Writer
+}
+
+func (c Config) withDefaults() Config {
+	if c.Controllers == 0 {
+		c.Controllers = 64
+	}
+	if c.Agents == 0 {
+		c.Agents = 4
+	}
+	if c.Duration == 0 {
+		c.Duration = 20 * time.Second
+	}
+	switch {
+	case c.RepeatFraction == 0:
+		c.RepeatFraction = 0.8
+	case c.RepeatFraction < 0:
+		c.RepeatFraction = 0
+	}
+	if c.AlertTexts == 0 {
+		c.AlertTexts = 200
+	}
+	if c.CopyRows == 0 {
+		c.CopyRows = 200000
+	}
+	if c.VectorDuration == 0 {
+		c.VectorDuration = c.Duration
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 2 * time.Minute
+	}
+	if len(c.Scenarios) == 0 {
+		c.Scenarios = AllScenarios
+	}
+	if c.Seed == 0 {
+		c.Seed = 1
+	}
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+	return c
+}
+
+// Validate reports the first invalid field by name.
+func (c Config) Validate() error {
+	switch {
+	case c.Controllers < 0:
+		return errors.New("bench config: Controllers must not be negative")
+	case c.Agents < 0:
+		return errors.New("bench config: Agents must not be negative")
+	case c.Duration < 0 || c.VectorDuration < 0 || c.DrainTimeout < 0:
+		return errors.New("bench config: durations must not be negative")
+	case c.RepeatFraction > 1:
+		return errors.New("bench config: RepeatFraction must be at most 1")
+	case c.AlertTexts < 0 || c.CopyRows < 0:
+		return errors.New("bench config: AlertTexts and CopyRows must not be negative")
+	}
+	known := map[string]bool{}
+	for _, s := range AllScenarios {
+		known[s] = true
+	}
+	for _, s := range c.Scenarios {
+		if !known[s] {
+			return fmt.Errorf("bench config: unknown scenario %q (want one of %v)", s, AllScenarios)
+		}
+	}
+	return nil
+}
+
+func (c Config) wants(name string) bool {
+	for _, s := range c.Scenarios {
+		if s == name {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,146 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+func computeRatios(res *Results) {
+	ref := func(name string, get func(*ScenarioResult) *float64) *float64 {
+		if s := res.scenario(name); s != nil {
+			return get(s)
+		}
+		return nil
+	}
+	persisted := func(s *ScenarioResult) *float64 { return s.PersistedPerSec }
+	accepted := func(s *ScenarioResult) *float64 { return &s.AcceptedPerSec }
+	embedded := func(s *ScenarioResult) *float64 { return s.EmbeddedPerSec }
+	copyRate, naiveRate := ref(ScenarioCopy, persisted), ref(ScenarioNaive, persisted)
+	bare, vec := ref(ScenarioBareHTTP, accepted), ref(ScenarioVectorCopy, embedded)
+	for _, s := range res.Scenarios {
+		switch s.Name {
+		case ScenarioBareHTTP, ScenarioCopy, ScenarioVectorCopy:
+			continue
+		}
+		s.Ratios = map[string]float64{}
+		put := func(key string, num, den *float64) {
+			if num != nil && den != nil && *den > 0 {
+				s.Ratios[key] = *num / *den
+			}
+		}
+		put("persisted_vs_copy", s.PersistedPerSec, copyRate)
+		if s.Name != ScenarioNaive {
+			put("persisted_vs_naive", s.PersistedPerSec, naiveRate)
+		}
+		put("accepted_vs_bare_http", &s.AcceptedPerSec, bare)
+		put("embedded_vs_vector_copy", s.EmbeddedPerSec, vec)
+	}
+}
+
+func checkTargets(res *Results) []Target {
+	var out []Target
+	side, half := res.scenario(ScenarioSidecar), res.scenario(ScenarioSidecarHalf)
+	if side != nil && side.Ratios != nil {
+		if r, ok := side.Ratios["persisted_vs_naive"]; ok {
+			out = append(out, Target{Name: "sidecar persisted vs naive persisted", Want: ">= 10x", Got: r, Met: r >= 10,
+				Detail: fmt.Sprintf("%.0f/s vs %.0f/s", *side.PersistedPerSec, *res.scenario(ScenarioNaive).PersistedPerSec)})
+		}
+		if r, ok := side.Ratios["persisted_vs_copy"]; ok {
+			out = append(out, Target{Name: "sidecar persisted vs raw COPY", Want: ">= 0.5", Got: r, Met: r >= 0.5,
+				Detail: fmt.Sprintf("%.0f/s vs %.0f/s", *side.PersistedPerSec, *res.scenario(ScenarioCopy).PersistedPerSec)})
+		}
+	}
+	if half != nil && half.Latency != nil {
+		out = append(out, Target{Name: "sidecar p99 accept latency at half peak", Want: "<= 10 ms", Got: half.Latency.P99,
+			Met: half.Latency.P99 <= 10, Detail: fmt.Sprintf("paced at %.0f/s, achieved %.0f/s", half.TargetRate, half.AcceptedPerSec)})
+	}
+	return out
+}
+
+func rateStr(v *float64) string {
+	if v == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.0f", *v)
+}
+
+func msStr(p *Percentiles, f func(*Percentiles) float64) string {
+	if p == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f", f(p))
+}
+
+// WriteTable prints the summary table (Markdown, so the README can take it).
+func (res *Results) WriteTable(w io.Writer) {
+	fmt.Fprintf(w, "Machine: %d CPUs (%s), %d GB RAM, %s, %s, %s\n\n", res.Machine.CPUs, res.Machine.CPUModel,
+		res.Machine.MemoryGB, res.Machine.OS, res.Machine.GoVersion, res.Machine.Postgres)
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
+	fmt.Fprintln(tw, "| scenario\t accepted/s\t persisted/s\t embedded/s\t p50 ms\t p95 ms\t p99 ms\t max ms\t lag p50 ms\t lag p99 ms\t vs COPY\t vs naive\t lost\t dup\t")
+	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t")
+	for _, s := range res.Scenarios {
+		ratio := func(k string) string {
+			if v, ok := s.Ratios[k]; ok {
+				return fmt.Sprintf("%.2f", v)
+			}
+			return "-"
+		}
+		lost, dup := "-", "-"
+		if s.Verify != nil {
+			lost, dup = fmt.Sprint(s.Verify.Lost), fmt.Sprint(s.Verify.Duplicated)
+		}
+		acc := fmt.Sprintf("%.0f", s.AcceptedPerSec)
+		if s.Name == ScenarioCopy || s.Name == ScenarioVectorCopy {
+			acc = "-"
+		}
+		fmt.Fprintf(tw, "| %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t\n", s.Name, acc,
+			rateStr(s.PersistedPerSec), rateStr(s.EmbeddedPerSec),
+			msStr(s.Latency, func(p *Percentiles) float64 { return p.P50 }), msStr(s.Latency, func(p *Percentiles) float64 { return p.P95 }),
+			msStr(s.Latency, func(p *Percentiles) float64 { return p.P99 }), msStr(s.Latency, func(p *Percentiles) float64 { return p.Max }),
+			msStr(s.Lag, func(p *Percentiles) float64 { return p.P50 }), msStr(s.Lag, func(p *Percentiles) float64 { return p.P99 }),
+			ratio("persisted_vs_copy"), ratio("persisted_vs_naive"), lost, dup)
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "CPU (% of one core over load+drain) and peak RSS:")
+	for _, s := range res.Scenarios {
+		var parts []string
+		for _, p := range s.Procs {
+			parts = append(parts, fmt.Sprintf("%s %.0f%% %.0fMB", p.Name, p.CPUPercent, p.PeakRSSMB))
+		}
+		errs := ""
+		if len(s.Errors) > 0 {
+			errs = fmt.Sprintf("  errors %v", s.Errors)
+		}
+		fmt.Fprintf(w, "  %-13s %s%s\n", s.Name, strings.Join(parts, ", "), errs)
+	}
+	if len(res.Targets) > 0 {
+		fmt.Fprintln(w, "\nTargets:")
+		for _, t := range res.Targets {
+			met := "MET"
+			if !t.Met {
+				met = "NOT MET"
+			}
+			fmt.Fprintf(w, "  %-42s want %-8s got %-8.2f %-7s (%s)\n", t.Name, t.Want, t.Got, met, t.Detail)
+		}
+	}
+	fmt.Fprintf(w, "\nWall time %.0fs.\n", res.WallTime)
+}
+
+// WriteJSON writes the results to path.
+func (res *Results) WriteJSON(path string) error {
+	b, err := json.Marshal(res, jsontext.WithIndent("  "))
+	if err != nil {
+		return fmt.Errorf("results json: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("results json: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,363 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/kubernaut/datastorage/internal/freeport"
+)
+
+func postgresVersion(ctx context.Context, admin string) string {
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return "unknown"
+	}
+	defer conn.Close(ctx)
+	var v, vec string
+	_ = conn.QueryRow(ctx, "SHOW server_version").Scan(&v)
+	_ = conn.QueryRow(ctx, "SELECT coalesce((SELECT default_version FROM pg_available_extensions WHERE name='vector'),'?')").Scan(&vec)
+	return "PostgreSQL " + v + ", pgvector " + vec
+}
+
+func f64(v float64) *float64 { return &v }
+func i64(v int64) *int64     { return &v }
+
+func (e *env) bareHTTP(ctx context.Context, _ *Results) (*ScenarioResult, error) {
+	addr, stop, err := bareServer()
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	t := target{name: "bare", urls: []string{"http://" + addr}}
+	return e.load(ctx, ScenarioBareHTTP, "limit: fasthttp handler answering 201, in the bench process, same client and controllers", t, nil, 0)
+}
+
+func (e *env) copy(ctx context.Context, _ *Results) (*ScenarioResult, error) {
+	dsn, drop, err := createDatabase(ctx, e.admin, "copy")
+	if err != nil {
+		return nil, err
+	}
+	defer drop()
+	fmt.Fprintf(e.cfg.Progress, "%-13s COPY %d rows…\n", ScenarioCopy, e.cfg.CopyRows)
+	w := newProcWatch(e.postmaster, nil)
+	n, d, err := copyLimit(ctx, e.cfg, filepath.Join(e.bins, "central"), dsn)
+	if err != nil {
+		return nil, err
+	}
+	rate := float64(n) / d.Seconds()
+	return &ScenarioResult{Name: ScenarioCopy, Seconds: d.Seconds(),
+		Description: fmt.Sprintf("limit: binary COPY of %d rows of the same mix into the migrated audit tables (indexes included), %d rows per transaction, one connection", n, copyBatch),
+		Accepted:    int64(n), AcceptedPerSec: rate, Persisted: i64(int64(n)), PersistedPerSec: f64(rate), Procs: w.end()}, nil
+}
+
+func (e *env) vectorCopy(ctx context.Context, _ *Results) (*ScenarioResult, error) {
+	dsn, drop, err := createDatabase(ctx, e.admin, "vector")
+	if err != nil {
+		return nil, err
+	}
+	defer drop()
+	fmt.Fprintf(e.cfg.Progress, "%-13s COPY 768-d vectors into an HNSW table for %s…\n", ScenarioVectorCopy, e.cfg.VectorDuration)
+	w := newProcWatch(e.postmaster, nil)
+	n, d, err := vectorCopyLimit(ctx, e.cfg, dsn)
+	if err != nil {
+		return nil, err
+	}
+	rate := float64(n) / d.Seconds()
+	return &ScenarioResult{Name: ScenarioVectorCopy, Seconds: d.Seconds(),
+		Description: fmt.Sprintf("limit: binary COPY of %d hash embeddings (768-d) of the same mix into audit_embeddings with its HNSW index, %d per COPY", n, vectorBatch),
+		Accepted:    int64(n), AcceptedPerSec: rate, Embedded: i64(int64(n)), EmbeddedPerSec: f64(rate), Procs: w.end()}, nil
+}
+
+func (e *env) naive(ctx context.Context, _ *Results) (*ScenarioResult, error) {
+	dsn, drop, err := createDatabase(ctx, e.admin, "naive")
+	if err != nil {
+		return nil, err
+	}
+	defer drop()
+	if err := migrate(ctx, filepath.Join(e.bins, "central"), dsn); err != nil {
+		return nil, err
+	}
+	n, err := startNaive(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	defer n.close()
+	t := target{name: "naive", urls: []string{"http://" + n.addr}, dsn: dsn, embTable: "naive_audit_embeddings"}
+	return e.load(ctx, ScenarioNaive, "the spec's design in the bench process: per request INSERT row, embed, INSERT vector into the HNSW table, then 201 (no auth)", t, nil, 0)
+}
+
+// deployment is a central, optionally with agents, on a fresh database.
+type deployment struct {
+	dsn      string
+	central  string
+	children []*child
+	drop     func()
+	tokens   [4]string // static tokens of the four writers
+	agentSA  []string  // agent j forwards as agentSA[j]
+	agents   []string  // agent base URLs
+}
+
+func (d *deployment) close() {
+	stopAll(d.children)
+	d.drop()
+}
+
+func (e *env) deploy(ctx context.Context, label string, agents int) (*deployment, error) {
+	dsn, drop, err := createDatabase(ctx, e.admin, label)
+	if err != nil {
+		return nil, err
+	}
+	d := &deployment{dsn: dsn, drop: drop}
+	dir, err := os.MkdirTemp(e.work, label+"-")
+	if err != nil {
+		drop()
+		return nil, err
+	}
+	var csv, authz strings.Builder
+	authz.WriteString("serviceAccounts:\n")
+	for w, wr := range writers {
+		d.tokens[w] = "bench-static-" + wr.serviceAccount
+		fmt.Fprintf(&csv, "%s,system:serviceaccount:%s:%s,uid-%d,\"system:serviceaccounts\"\n", d.tokens[w], benchNamespace, wr.serviceAccount, w)
+		fmt.Fprintf(&csv, "%s,system:serviceaccount:%s:%s,uid-%d,\"system:serviceaccounts\"\n", saToken(wr.serviceAccount, w), benchNamespace, wr.serviceAccount, w)
+		// One agent forwards whatever its pod's controllers write.
+		fmt.Fprintf(&authz, "- name: %s\n  namespace: %s\n  actions: [write:remediation, write:workflow]\n", wr.serviceAccount, benchNamespace)
+	}
+	tokens, authzFile := filepath.Join(dir, "tokens.csv"), filepath.Join(dir, "authz.yaml")
+	if err := os.WriteFile(tokens, []byte(csv.String()), 0o600); err != nil {
+		d.close()
+		return nil, err
+	}
+	if err := os.WriteFile(authzFile, []byte(authz.String()), 0o600); err != nil {
+		d.close()
+		return nil, err
+	}
+	api, _ := freeport.Free()
+	metricsAddr, _ := freeport.Free()
+	c, err := startChild("central", filepath.Join(e.bins, "central"), []string{"DATABASE_URL=" + dsn},
+		"serve", "--listen", api, "--metrics-listen", metricsAddr, "--auth", "static", "--token-file", tokens,
+		"--authz-file", authzFile, "--rate-limit", "1000000000", "--rate-burst", "100000", "--log-level", "warn")
+	if err != nil {
+		d.close()
+		return nil, err
+	}
+	d.children = append(d.children, c)
+	d.central = "http://" + api
+	if err := waitReady(ctx, d.central+"/readyz", c); err != nil {
+		d.close()
+		return nil, err
+	}
+	for j := range agents {
+		wr := writers[j%4]
+		tokFile := filepath.Join(dir, "agent-token-"+strconv.Itoa(j))
+		if err := os.WriteFile(tokFile, []byte(saToken(wr.serviceAccount, j%4)), 0o600); err != nil {
+			d.close()
+			return nil, err
+		}
+		listen, _ := freeport.Free()
+		am, _ := freeport.Free()
+		a, err := startChild("agent-"+strconv.Itoa(j), filepath.Join(e.bins, "agent"), nil,
+			"--listen", listen, "--metrics-listen", am, "--central-url", d.central, "--insecure",
+			"--token-file", tokFile, "--data-dir", filepath.Join(dir, "agent-data-"+strconv.Itoa(j)), "--log-level", "warn")
+		if err != nil {
+			d.close()
+			return nil, err
+		}
+		d.children = append(d.children, a)
+		if err := waitReady(ctx, "http://"+listen+"/readyz", a); err != nil {
+			d.close()
+			return nil, err
+		}
+		d.agents = append(d.agents, "http://"+listen)
+		d.agentSA = append(d.agentSA, wr.qualifiedSA())
+	}
+	return d, nil
+}
+
+func (e *env) direct(ctx context.Context, _ *Results) (*ScenarioResult, error) {
+	d, err := e.deploy(ctx, "direct", 0)
+	if err != nil {
+		return nil, err
+	}
+	defer d.close()
+	t := target{name: "direct", urls: []string{d.central}, tokens: d.tokens, dsn: d.dsn,
+		idSA: func(i int) string { return writers[i%4].qualifiedSA() }}
+	return e.load(ctx, ScenarioDirect, fmt.Sprintf("%d controllers → central single-record API → PostgreSQL, each writer with its own service-account token", e.cfg.Controllers), t, d.children, 0)
+}
+
+func (e *env) sidecarTarget(d *deployment) target {
+	return target{name: "sidecar", urls: d.agents, dsn: d.dsn,
+		idSA: func(i int) string { return d.agentSA[i%len(d.agentSA)] }}
+}
+
+func (e *env) sidecar(ctx context.Context, _ *Results) (*ScenarioResult, error) {
+	d, err := e.deploy(ctx, "sidecar", e.cfg.Agents)
+	if err != nil {
+		return nil, err
+	}
+	defer d.close()
+	return e.load(ctx, ScenarioSidecar, fmt.Sprintf("%d controllers → %d agents (fsync, batch, forward) → central → PostgreSQL, closed loop", e.cfg.Controllers, e.cfg.Agents),
+		e.sidecarTarget(d), d.children, 0)
+}
+
+func (e *env) sidecarHalf(ctx context.Context, res *Results) (*ScenarioResult, error) {
+	peak := res.scenario(ScenarioSidecar)
+	if peak == nil || peak.AcceptedPerSec == 0 {
+		fmt.Fprintf(e.cfg.Progress, "%-13s skipped: needs the sidecar scenario's peak rate\n", ScenarioSidecarHalf)
+		return nil, nil
+	}
+	rate := peak.AcceptedPerSec / 2
+	d, err := e.deploy(ctx, "sidecar_half", e.cfg.Agents)
+	if err != nil {
+		return nil, err
+	}
+	defer d.close()
+	r, err := e.load(ctx, ScenarioSidecarHalf, fmt.Sprintf("as sidecar, paced to half its peak accepted rate (%.0f/s)", rate), e.sidecarTarget(d), d.children, rate)
+	if r != nil {
+		r.TargetRate = rate
+	}
+	return r, err
+}
+
+// load drives t, waits for the acknowledged records to reach PostgreSQL,
+// verifies them and measures everything.
+func (e *env) load(ctx context.Context, name, desc string, t target, children []*child, limit float64) (*ScenarioResult, error) {
+	cfg := e.cfg
+	watch := newProcWatch(e.postmaster, children)
+	start := time.Now()
+	var p *poller
+	pctx, stopPoll := context.WithCancel(ctx)
+	defer stopPoll()
+	pollDone := make(chan error, 1)
+	var sample chan ack
+	if t.dsn != "" {
+		p = newPoller(t.dsn, start)
+		p.embTable = t.embTable
+		sample = p.samples
+		go func() { pollDone <- p.run(pctx) }()
+	} else {
+		close(pollDone)
+	}
+	persisted := func() int64 {
+		if p == nil {
+			return 0
+		}
+		return p.persisted.Load()
+	}
+	// The live line while the load runs.
+	run := newLoadRun(t)
+	done := make(chan struct{})
+	progressDone := make(chan struct{})
+	go func() { progress(cfg.Progress, name, start, &run.accepted, persisted, done); close(progressDone) }()
+	err := drive(ctx, cfg, t, cfg.Duration, limit, sample, run)
+	close(done)
+	<-progressDone
+	if err != nil {
+		return nil, err
+	}
+	loadEnd := run.stop
+	r := &ScenarioResult{Name: name, Description: desc, Seconds: loadEnd.Sub(run.start).Seconds(), Errors: run.errors}
+	r.Accepted = run.accepted.Load()
+	r.AcceptedPerSec = float64(r.Accepted) / r.Seconds
+	r.Latency = percentiles(run.latencies)
+
+	if p != nil {
+		// Drain: wait until the row count covers every acknowledgement.
+		deadline := time.Now().Add(cfg.DrainTimeout)
+		for persisted() < r.Accepted && time.Now().Before(deadline) && ctx.Err() == nil {
+			fmt.Fprintf(cfg.Progress, "\r%-13s draining: persisted %d of %d acknowledged   ", name, persisted(), r.Accepted)
+			time.Sleep(100 * time.Millisecond)
+		}
+		fmt.Fprintln(cfg.Progress)
+		drainEnd := time.Now()
+		time.Sleep(300 * time.Millisecond) // the last lag samples
+		stopPoll()
+		if err := <-pollDone; err != nil {
+			return nil, err
+		}
+		r.DrainSeconds = drainEnd.Sub(loadEnd).Seconds()
+		v, err := verify(ctx, t.dsn, run)
+		if err != nil {
+			return nil, err
+		}
+		r.Verify = v
+		stored := int64(v.Acked - v.Lost)
+		r.Persisted = i64(stored)
+		r.PersistedPerSec = f64(float64(stored) / drainEnd.Sub(run.start).Seconds())
+		if emb := p.embedded.Load(); emb >= 0 {
+			r.Embedded = i64(emb)
+			r.EmbeddedPerSec = f64(float64(emb) / drainEnd.Sub(run.start).Seconds())
+		}
+		p.mu.Lock()
+		lags := make([]time.Duration, len(p.lags))
+		for i, l := range p.lags {
+			lags[i] = l.lag
+		}
+		r.Lag = percentiles(lags)
+		r.Timeline = timeline(run, p.counts, p.lags)
+		p.mu.Unlock()
+	} else {
+		r.Timeline = timeline(run, nil, nil)
+	}
+	r.Procs = watch.end()
+	return r, nil
+}
+
+// timeline buckets acknowledgements, row counts and lag samples by second.
+func timeline(run *loadRun, counts []countPoint, lags []lagPoint) []TimePoint {
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	secs := int(run.stop.Sub(run.start).Seconds()) + 1
+	if n := len(counts); n > 0 {
+		secs = max(secs, int(counts[n-1].at.Seconds())+1)
+	}
+	acc := make([]float64, secs)
+	latBy := make([][]time.Duration, secs)
+	for i, a := range run.acks {
+		s := int(a.at.Sub(run.start).Seconds())
+		if s >= 0 && s < secs {
+			acc[s]++
+			latBy[s] = append(latBy[s], run.latencies[i])
+		}
+	}
+	lagBy := make([][]time.Duration, secs)
+	for _, l := range lags {
+		if s := int(l.accepted.Seconds()); s >= 0 && s < secs {
+			lagBy[s] = append(lagBy[s], l.lag)
+		}
+	}
+	out := make([]TimePoint, secs)
+	ci := 0
+	var prevCount int64
+	var prevAt time.Duration
+	for s := range secs {
+		out[s] = TimePoint{T: float64(s + 1), AcceptedPS: acc[s]}
+		if p := percentiles(latBy[s]); p != nil {
+			out[s].LatencyP99Ms = f64(p.P99)
+		}
+		if p := percentiles(lagBy[s]); p != nil {
+			out[s].LagP99Ms = f64(p.P99)
+		}
+		if counts != nil {
+			end := time.Duration(s+1) * time.Second
+			for ci < len(counts) && counts[ci].at <= end {
+				ci++
+			}
+			if ci > 0 {
+				c := counts[ci-1]
+				if dt := (c.at - prevAt).Seconds(); dt > 0 {
+					out[s].PersistedPS = f64(float64(c.persisted-prevCount) / dt)
+				} else {
+					out[s].PersistedPS = f64(0)
+				}
+				prevCount, prevAt = c.persisted, c.at
+			}
+		}
+	}
+	return out
+}

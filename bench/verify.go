@@ -1,0 +1,215 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// poller watches a scenario's database while the load runs and drains:
+// the row count (persisted over time), the embeddings count when the
+// central writes embeddings, and when sampled acknowledged IDs appear (lag).
+type poller struct {
+	dsn      string
+	embTable string // "": detect the central's
+	samples  chan ack
+	start    time.Time
+
+	persisted atomic.Int64
+	embedded  atomic.Int64 // -1: no embeddings table
+
+	mu     sync.Mutex
+	counts []countPoint // persisted and embedded over time
+	lags   []lagPoint
+}
+
+type countPoint struct {
+	at                  time.Duration
+	persisted, embedded int64
+}
+
+type lagPoint struct {
+	accepted time.Duration // since start
+	lag      time.Duration
+}
+
+func newPoller(dsn string, start time.Time) *poller {
+	p := &poller{dsn: dsn, samples: make(chan ack, 4096), start: start}
+	p.embedded.Store(-1)
+	return p
+}
+
+const rowsQuery = `SELECT (SELECT count(*) FROM remediation_audit) + (SELECT count(*) FROM workflow_audit)`
+
+// embeddingsTable is "audit_embeddings" when the central's embedding
+// pipeline has created it (one row per embedded audit), else "".
+func embeddingsTable(ctx context.Context, conn *pgx.Conn) string {
+	var exists bool
+	_ = conn.QueryRow(ctx, `SELECT to_regclass('audit_embeddings') IS NOT NULL`).Scan(&exists)
+	if exists {
+		return "audit_embeddings"
+	}
+	return ""
+}
+
+// run polls until ctx ends.
+func (p *poller) run(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, p.dsn)
+	if err != nil {
+		return fmt.Errorf("poller: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	pending := map[string]time.Time{}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	embTable := p.embTable
+	for n := 0; ; n++ {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	drain:
+		for {
+			select {
+			case a := <-p.samples:
+				pending[a.id] = a.at
+			default:
+				break drain
+			}
+		}
+		now := time.Now()
+		if len(pending) > 0 {
+			ids := make([]string, 0, len(pending))
+			for id := range pending {
+				ids = append(ids, id)
+			}
+			rows, err := conn.Query(ctx, `SELECT id FROM remediation_audit WHERE id = ANY($1)
+				UNION ALL SELECT id FROM workflow_audit WHERE id = ANY($1)`, ids)
+			if err == nil {
+				var found []lagPoint
+				for rows.Next() {
+					var id string
+					if rows.Scan(&id) == nil {
+						if at, ok := pending[id]; ok {
+							found = append(found, lagPoint{accepted: at.Sub(p.start), lag: now.Sub(at)})
+							delete(pending, id)
+						}
+					}
+				}
+				rows.Close()
+				p.mu.Lock()
+				p.lags = append(p.lags, found...)
+				p.mu.Unlock()
+			}
+		}
+		if n%5 == 0 { // counts every 500 ms
+			var c int64
+			if err := conn.QueryRow(ctx, rowsQuery).Scan(&c); err == nil {
+				p.persisted.Store(c)
+			}
+			if embTable == "" && n%50 == 0 {
+				embTable = embeddingsTable(ctx, conn)
+			}
+			if embTable != "" {
+				var e int64
+				if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+embTable).Scan(&e); err == nil {
+					p.embedded.Store(e)
+				}
+			}
+			p.mu.Lock()
+			p.counts = append(p.counts, countPoint{at: now.Sub(p.start), persisted: p.persisted.Load(), embedded: p.embedded.Load()})
+			p.mu.Unlock()
+		}
+	}
+}
+
+// Verification is the exactly-once check of one scenario.
+type Verification struct {
+	Acked int `json:"acked"`
+	// Lost: acknowledged IDs not in PostgreSQL.
+	Lost int `json:"lost"`
+	// Duplicated: extra rows for one logical write — an ID stored more than
+	// once, or a row that no attempted write's Idempotency-Key explains.
+	Duplicated int `json:"duplicated"`
+	// Unacked: rows of writes that got no acknowledgement (timed out or
+	// failed after the server stored them): allowed, reported.
+	Unacked int `json:"unacked"`
+	// KeyMismatch: acknowledged IDs that differ from the ID the
+	// Idempotency-Key predicts (the server ignored the key).
+	KeyMismatch int `json:"key_mismatch"`
+	Rows        int `json:"rows"`
+}
+
+// OK reports no loss and no duplicate.
+func (v *Verification) OK() bool { return v.Lost == 0 && v.Duplicated == 0 }
+
+// verify reads every stored ID and checks run's acknowledgements.
+func verify(ctx context.Context, dsn string, run *loadRun) (*Verification, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT id FROM remediation_audit UNION ALL SELECT id FROM workflow_audit`)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	stored := map[string]int{}
+	total := 0
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("verify: %w", err)
+		}
+		stored[id]++
+		total++
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	v := &Verification{Acked: len(run.acks), Rows: total, KeyMismatch: run.mismatch}
+	acked := make(map[string]struct{}, len(run.acks))
+	for _, a := range run.acks {
+		if _, dup := acked[a.id]; dup {
+			v.Duplicated++ // two writes acknowledged with one ID
+			continue
+		}
+		acked[a.id] = struct{}{}
+		if stored[a.id] == 0 {
+			v.Lost++
+		}
+	}
+	for id, n := range stored {
+		v.Duplicated += n - 1
+		if _, ok := acked[id]; ok {
+			continue
+		}
+		if run.expected != nil {
+			if _, ok := run.expected[id]; ok {
+				v.Unacked++
+			} else {
+				v.Duplicated++
+			}
+		} else {
+			v.Unacked++
+		}
+	}
+	if run.expected == nil {
+		// IDs are unpredictable: rows beyond the number of attempts are
+		// duplicates.
+		if extra := total - int(run.attempts.Load()); extra > 0 {
+			v.Duplicated += extra
+			v.Unacked -= extra
+		}
+	}
+	return v, nil
+}

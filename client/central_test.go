@@ -1,0 +1,172 @@
+package client_test
+
+// Against the real central: cmd/central built and run as a process with a
+// fresh pgtest database and static tokens.
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kubernaut/datastorage/client"
+	"github.com/kubernaut/datastorage/internal/freeport"
+	"github.com/kubernaut/datastorage/internal/pgtest"
+	"github.com/kubernaut/datastorage/internal/syncbuf"
+	"github.com/kubernaut/datastorage/wire"
+)
+
+var centralBin struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if centralBin.dir != "" {
+		_ = os.RemoveAll(centralBin.dir)
+	}
+	os.Exit(code)
+}
+
+func buildCentral(t *testing.T) string {
+	t.Helper()
+	centralBin.once.Do(func() {
+		centralBin.dir, centralBin.err = os.MkdirTemp("", "client-central-")
+		if centralBin.err != nil {
+			return
+		}
+		out, err := exec.Command("go", "build", "-o", centralBin.dir+"/central",
+			"github.com/kubernaut/datastorage/cmd/central").CombinedOutput()
+		if err != nil {
+			centralBin.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	require.NoError(t, centralBin.err)
+	return filepath.Join(centralBin.dir, "central")
+}
+
+// startCentral runs the central with tokens "t-gw" (gateway-sa: remediation)
+// and "t-wf" (workflowexecution-controller-sa: workflow) and returns its URL
+// and database.
+func startCentral(t *testing.T) (url, dsn string) {
+	t.Helper()
+	dsn = pgtest.NewDatabase(t)
+	tokens := filepath.Join(t.TempDir(), "tokens.csv")
+	require.NoError(t, os.WriteFile(tokens, []byte(
+		"t-gw,system:serviceaccount:kubernaut-system:gateway-sa,uid-1,\"system:serviceaccounts\"\n"+
+			"t-wf,system:serviceaccount:kubernaut-system:workflowexecution-controller-sa,uid-2,\"system:serviceaccounts\"\n"), 0o600))
+	api := freeport.Addr(t)
+	logs := &syncbuf.Buffer{}
+	cmd := exec.Command(buildCentral(t), "serve", "--listen", api, "--metrics-listen", freeport.Addr(t),
+		"--auth", "static", "--token-file", tokens, "--rate-limit", "100000", "--log-level", "warn")
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+dsn)
+	cmd.Stderr = logs
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	url = "http://" + api
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(url + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 50*time.Millisecond, "central never became ready: %s", logs)
+	return url, dsn
+}
+
+func rowsWithID(t *testing.T, dsn, table, id string) int {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	var n int
+	require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE id = $1", id).Scan(&n))
+	return n
+}
+
+func TestAgainstCentral_WritesEachKindAndRetriesMakeNoSecondRecord(t *testing.T) {
+	url, dsn := startCentral(t)
+	gw := newClient(t, client.Config{BaseURL: url, Token: "t-gw"})
+	wf := newClient(t, client.Config{BaseURL: url, Token: "t-wf"})
+	ctx := context.Background()
+
+	got, err := gw.WriteRemediationAudit(ctx, gatewayAudit())
+	require.NoError(t, err)
+	assert.Equal(t, "persisted", got.Status)
+	assert.Equal(t, 1, rowsWithID(t, dsn, "remediation_audit", got.AuditID))
+
+	// The same logical write sent twice (as a retry would) is one record.
+	keyed := client.WithIdempotencyKey(ctx, "gw-write-42")
+	first, err := gw.WriteRemediationAudit(keyed, gatewayAudit())
+	require.NoError(t, err)
+	again, err := gw.WriteRemediationAudit(keyed, gatewayAudit())
+	require.NoError(t, err)
+	assert.Equal(t, first.AuditID, again.AuditID)
+	assert.Equal(t, wire.IDForKey("kubernaut-system/gateway-sa", wire.KindRemediation, "gw-write-42"), first.AuditID)
+	assert.Equal(t, 1, rowsWithID(t, dsn, "remediation_audit", first.AuditID))
+
+	d := int64(1500 * time.Millisecond)
+	step, err := wf.WriteWorkflowAudit(ctx, &wire.WorkflowAudit{WorkflowID: "wf-1", StepName: "scale-deployment",
+		StepStatus: "completed", DurationNanos: &d})
+	require.NoError(t, err)
+	assert.Equal(t, 1, rowsWithID(t, dsn, "workflow_audit", step.AuditID))
+}
+
+func TestAgainstCentral_BatchIsIdempotent(t *testing.T) {
+	url, dsn := startCentral(t)
+	gw := newClient(t, client.Config{BaseURL: url, Token: "t-gw"})
+	ctx := context.Background()
+	recs := []wire.Record{
+		{ID: wire.NewID(), Kind: wire.KindRemediation, Remediation: gatewayAudit()},
+		{ID: wire.NewID(), Kind: wire.KindRemediation, Remediation: &wire.RemediationAudit{RemediationRequestID: "rr-2", ActionType: "restart-pod"}},
+	}
+	got, err := gw.WriteBatch(ctx, recs)
+	require.NoError(t, err)
+	assert.Equal(t, 2, got.Persisted)
+	again, err := gw.WriteBatch(ctx, recs)
+	require.NoError(t, err)
+	assert.Equal(t, 2, again.Duplicates)
+	for _, r := range recs {
+		assert.Equal(t, 1, rowsWithID(t, dsn, "remediation_audit", r.ID))
+	}
+}
+
+func TestAgainstCentral_ErrorsCarryTheServersBody(t *testing.T) {
+	url, _ := startCentral(t)
+	ctx := context.Background()
+
+	gw := newClient(t, client.Config{BaseURL: url, Token: "t-gw"})
+	_, err := gw.WriteRemediationAudit(ctx, &wire.RemediationAudit{AlertName: "NoRequestID"})
+	var apiErr *client.APIError
+	require.ErrorAs(t, err, &apiErr)
+	assert.Equal(t, 400, apiErr.StatusCode)
+	assert.Equal(t, "remediationRequestID", apiErr.Body.Field)
+	assert.Equal(t, 1, apiErr.Attempts)
+
+	bad := newClient(t, client.Config{BaseURL: url, Token: "wrong"})
+	_, err = bad.WriteRemediationAudit(ctx, gatewayAudit())
+	require.ErrorAs(t, err, &apiErr)
+	assert.Equal(t, 401, apiErr.StatusCode)
+	assert.Equal(t, wire.CodeAuthenticationFailed, apiErr.Body.Error)
+
+	// gateway-sa may not write workflow audits.
+	_, err = gw.WriteWorkflowAudit(ctx, &wire.WorkflowAudit{WorkflowID: "wf", StepName: "s", StepStatus: "completed"})
+	require.ErrorAs(t, err, &apiErr)
+	assert.Equal(t, 403, apiErr.StatusCode)
+}
