@@ -56,7 +56,6 @@ func hostileRequests() []hostile {
 	return []hostile{
 		// Sizes and compression.
 		{name: "record over 64 KiB", body: []byte(fmt.Sprintf(`{"remediationRequestID":"rr-1","reasoning":%q}`, strings.Repeat("x", 70<<10))), status: 413, code: wire.CodePayloadTooLarge},
-		{name: "batch body over the server's limit", path: batch, body: bytes.Repeat([]byte(" "), wire.MaxBatchBytes+1), status: 413, code: wire.CodePayloadTooLarge},
 		{name: "gzip bomb on a single record", headers: map[string]string{"Content-Encoding": "gzip"}, body: gzipped(bombJSON), status: 413, code: wire.CodePayloadTooLarge},
 		{name: "zstd bomb on a batch", path: batch, headers: map[string]string{"Content-Encoding": "zstd"}, body: zstded(bytes.Repeat([]byte(" "), wire.MaxBatchBytes+1)), status: 413, code: wire.CodePayloadTooLarge},
 		{name: "gzip header on a plain body", headers: map[string]string{"Content-Encoding": "gzip"}, body: valid, status: 400, code: wire.CodeValidationFailed},
@@ -141,6 +140,29 @@ func TestHostile_EachRequestGetsItsStatusAndBodyAndNothingIsStored(t *testing.T)
 	}
 	assert.Zero(t, h.rows(t, "remediation_audit"))
 	assert.Zero(t, h.rows(t, "workflow_audit"))
+	assertHealthy(t, h)
+}
+
+// TestHostile_BodyOverTheServerLimitIs413BeforeItIsRead announces a body
+// beyond the largest batch: the server answers from the headers alone (a
+// client still sending would see its connection reset, so none is sent).
+func TestHostile_BodyOverTheServerLimitIs413BeforeItIsRead(t *testing.T) {
+	h := newHarness(t, options{})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = fmt.Fprintf(conn, "POST /api/v1/audit/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"+
+		"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n{", tokenOf("gateway-sa"), wire.MaxBatchBytes+1)
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, 413, resp.StatusCode, "%s", body)
+	var eb wire.ErrorBody
+	require.NoError(t, json.Unmarshal(body, &eb), "%s", body)
+	assert.Equal(t, wire.CodePayloadTooLarge, eb.Error)
 	assertHealthy(t, h)
 }
 
