@@ -44,6 +44,7 @@ type options struct {
 	authn     auth.Authenticator
 	storeTime time.Duration
 	readTime  time.Duration // the server's ReadTimeout, for slow-client tests
+	inFlight  int           // WritesInFlight
 }
 
 // harness is a real central on a loopback port, writing to a fresh database.
@@ -102,6 +103,7 @@ func newHarness(t *testing.T, opt options) *harness {
 		Metrics:       metrics.NewSet(),
 		StoreTimeout:  opt.storeTime,
 		ReadTimeout:   opt.readTime,
+		WritesInFlight: opt.inFlight,
 	})
 	require.NoError(t, err)
 	api, err := net.Listen("tcp", "127.0.0.1:0")

@@ -28,6 +28,8 @@ const (
 	DefaultStoreTimeout    = 8 * time.Second
 	DefaultShutdownTimeout = 25 * time.Second
 	DefaultMaxHeaderBytes  = 16 << 10
+	DefaultWritesInFlight  = 8
+	DefaultCoalesceRecords = 500
 )
 
 // Store persists validated records; *storage.DB implements it.
@@ -54,6 +56,10 @@ type Config struct {
 	StoreTimeout    time.Duration // one database write
 	ShutdownTimeout time.Duration // in-flight requests get this long to finish
 	MaxHeaderBytes  int
+	// WritesInFlight bounds the transactions that coalesced single-record
+	// writes keep open at once; keep it below the database pool size so
+	// batch requests still find connections.
+	WritesInFlight int
 
 	// TLS, when set, serves the API over TLS (the metrics listener stays
 	// plain HTTP for in-cluster scraping). Built by internal/tlsconfig, which
@@ -87,6 +93,9 @@ func (c *Config) setDefaults() {
 	def(&c.IdleTimeout, DefaultIdleTimeout)
 	def(&c.StoreTimeout, DefaultStoreTimeout)
 	def(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	if c.WritesInFlight <= 0 {
+		c.WritesInFlight = DefaultWritesInFlight
+	}
 	if c.MaxHeaderBytes <= 0 {
 		c.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
@@ -104,6 +113,7 @@ type Server struct {
 	log     zerolog.Logger
 	body    *bodyDecoder
 	metrics *serverMetrics
+	writes  *coalescer // single-record writes, merged into shared transactions
 }
 
 // New validates cfg and builds a server; Serve runs it.
@@ -131,6 +141,7 @@ func (s *Server) Serve(ctx context.Context, api, metricsLn net.Listener) error {
 	if s.cfg.TLS != nil {
 		api = tls.NewListener(api, s.cfg.TLS)
 	}
+	s.writes = newCoalescer(s.cfg.Store, s.cfg.StoreTimeout, s.cfg.WritesInFlight, DefaultCoalesceRecords, s.cfg.Metrics)
 	apiSrv := s.newHTTPServer("api", s.Handler())
 	metricsSrv := s.newHTTPServer("metrics", s.metricsHandler)
 
@@ -138,6 +149,8 @@ func (s *Server) Serve(ctx context.Context, api, metricsLn net.Listener) error {
 	g.Go(func() error { return serveUntil(gctx, apiSrv, api, s.cfg.ShutdownTimeout) })
 	g.Go(func() error { return serveUntil(gctx, metricsSrv, metricsLn, s.cfg.ShutdownTimeout) })
 	err := g.Wait()
+	// No handler runs any more: the last coalesced writes finish here.
+	s.writes.close()
 	s.body.close()
 	return err
 }

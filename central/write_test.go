@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"io"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -310,4 +313,48 @@ func TestBatch_OutcomesPerRecordAndRetriesAreDuplicates(t *testing.T) {
 		require.Equal(t, 400, r.status, r.body)
 		assertErrorShape(t, r.body)
 	})
+}
+
+func TestWrite_ConcurrentSingleWritesShareTransactions(t *testing.T) {
+	h := newHarness(t, options{inFlight: 1})
+	remediationWriters := []string{"gateway-sa", "aianalysis-controller-sa", "kubernetes-executor-sa"}
+	const writes = 60
+	ids := make([]string, writes)
+	var wg sync.WaitGroup
+	for i := range writes {
+		wg.Go(func() {
+			sa := remediationWriters[i%len(remediationWriters)]
+			r := h.post(t, "/api/v1/audit/remediation", tokenOf(sa), []byte(fmt.Sprintf(`{"remediationRequestID":"rr-%d"}`, i)))
+			ids[i] = decodeWrite(t, r).AuditID
+		})
+	}
+	wg.Wait()
+	for _, id := range ids {
+		assert.Equal(t, 1, h.count(t, "remediation_audit", id))
+	}
+
+	// Each row names its own caller, though several callers' requests
+	// were in flight together.
+	perSA := map[string]int{}
+	rows, err := h.pool.Query(context.Background(), `SELECT service_account, count(*) FROM remediation_audit GROUP BY 1`)
+	require.NoError(t, err)
+	for rows.Next() {
+		var sa string
+		var n int
+		require.NoError(t, rows.Scan(&sa, &n))
+		perSA[sa] = n
+	}
+	require.NoError(t, rows.Err())
+	for _, sa := range remediationWriters {
+		assert.Equal(t, writes/len(remediationWriters), perSA[ns+"/"+sa], sa)
+	}
+
+	resp, err := http.Get(h.metricsURL)
+	require.NoError(t, err)
+	text, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`datastorage_coalesced_batch_records_count (\d+)`).FindStringSubmatch(string(text))
+	require.NotNil(t, m, "%s", text)
+	batches, _ := strconv.Atoi(m[1])
+	assert.Less(t, batches, writes, "concurrent writes share transactions")
 }

@@ -1,0 +1,148 @@
+package central
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/kubernaut/datastorage/storage"
+	"github.com/kubernaut/datastorage/wire"
+)
+
+// coalescer merges concurrent single-record writes into shared batches: one
+// transaction, and so one WAL flush, answers many requests, as the agent's
+// group commit does for its fsyncs. Under light load a write goes out alone
+// and at once; under heavy load the requests that arrive while the previous
+// batches are in flight leave together.
+type coalescer struct {
+	store    Store
+	timeout  time.Duration
+	maxBatch int
+
+	reqs  chan *pendingWrite
+	slots chan struct{} // one per batch in flight
+	wg    sync.WaitGroup
+	done  chan struct{}
+
+	batchSize *metrics.Histogram
+}
+
+type pendingWrite struct {
+	serviceAccount string
+	record         wire.Record
+	answer         chan writeResult // buffered: the writer never blocks on it
+}
+
+type writeResult struct {
+	status wire.ItemStatus
+	err    error
+}
+
+func newCoalescer(store Store, timeout time.Duration, inFlight, maxBatch int, set *metrics.Set) *coalescer {
+	c := &coalescer{
+		store:     store,
+		timeout:   timeout,
+		maxBatch:  maxBatch,
+		reqs:      make(chan *pendingWrite, maxBatch),
+		slots:     make(chan struct{}, inFlight),
+		done:      make(chan struct{}),
+		batchSize: set.NewHistogram(`datastorage_coalesced_batch_records`),
+	}
+	go c.run()
+	return c
+}
+
+// write stores one record and returns its outcome once committed. It must
+// not be called after close.
+func (c *coalescer) write(serviceAccount string, rec wire.Record) (wire.ItemStatus, error) {
+	p := &pendingWrite{serviceAccount: serviceAccount, record: rec, answer: make(chan writeResult, 1)}
+	c.reqs <- p
+	r := <-p.answer
+	return r.status, r.err
+}
+
+// close waits for the batches in flight; callers have stopped writing.
+func (c *coalescer) close() {
+	close(c.reqs)
+	<-c.done
+	c.wg.Wait()
+}
+
+func (c *coalescer) run() {
+	defer close(c.done)
+	for first := range c.reqs {
+		// Wait for a free slot first: the requests that arrive meanwhile
+		// join this batch.
+		c.slots <- struct{}{}
+		batch := []*pendingWrite{first}
+	collect:
+		for len(batch) < c.maxBatch {
+			select {
+			case p, ok := <-c.reqs:
+				if !ok {
+					break collect
+				}
+				batch = append(batch, p)
+			default:
+				break collect
+			}
+		}
+		c.batchSize.Update(float64(len(batch)))
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			defer func() { <-c.slots }()
+			c.flush(batch)
+		}()
+	}
+}
+
+// flush writes a batch, one transaction per service account (rows record
+// who wrote them), and answers every request.
+func (c *coalescer) flush(batch []*pendingWrite) {
+	bySA := make(map[string][]*pendingWrite, 1)
+	for _, p := range batch {
+		bySA[p.serviceAccount] = append(bySA[p.serviceAccount], p)
+	}
+	for sa, group := range bySA {
+		statuses, err := c.writeGroup(sa, group)
+		// A failure that is not the database being away may be one record's
+		// fault (a constraint the validation missed): write each alone so
+		// that the others still succeed.
+		if err != nil && len(group) > 1 && !errors.Is(err, storage.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
+			for _, p := range group {
+				st, err := c.writeGroup(sa, []*pendingWrite{p})
+				p.answer <- result(st, err, 0)
+			}
+			continue
+		}
+		for i, p := range group {
+			p.answer <- result(statuses, err, i)
+		}
+	}
+}
+
+func (c *coalescer) writeGroup(sa string, group []*pendingWrite) ([]wire.ItemStatus, error) {
+	recs := make([]wire.Record, len(group))
+	for i, p := range group {
+		recs[i] = p.record
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	statuses, err := c.store.WriteBatch(ctx, sa, recs)
+	if err != nil {
+		return nil, fmt.Errorf("write %d records: %w", len(recs), err)
+	}
+	return statuses, nil
+}
+
+func result(statuses []wire.ItemStatus, err error, i int) writeResult {
+	if err != nil {
+		return writeResult{err: err}
+	}
+	return writeResult{status: statuses[i]}
+}
