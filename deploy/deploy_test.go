@@ -35,7 +35,10 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kubernaut/datastorage/agent/forward"
 	"github.com/kubernaut/datastorage/central/authz"
+	"github.com/kubernaut/datastorage/central/ratelimit"
+	"github.com/kubernaut/datastorage/wire"
 )
 
 // The central's subcommands; its flags and the agent's are read from the
@@ -718,4 +721,12 @@ func TestPersistentBufferKeepsTheAgentBufferOnAClaim(t *testing.T) {
 	assert.LessOrEqual(t, 2*maxBuf, claim.Spec.Resources.Requests.Storage().Value())
 	assert.Equal(t, "enabled", sts.Labels["kubernaut.io/datastorage-agent"])
 	assert.Equal(t, "gateway-sa", spec.ServiceAccountName)
+}
+
+// TestDefaults_AgentBatchFitsTheCentralBurst: an agent with default settings
+// must be able to drain through a central with default limits: a batch
+// larger than the burst would be refused (413) however long it waited.
+func TestDefaults_AgentBatchFitsTheCentralBurst(t *testing.T) {
+	assert.LessOrEqual(t, forward.DefaultBatchMaxRecords, ratelimit.DefaultBurst)
+	assert.LessOrEqual(t, forward.DefaultBatchMaxRecords, wire.MaxBatchRecords)
 }
