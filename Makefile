@@ -29,3 +29,21 @@ bench:
 
 bench-quick:
 	go run ./bench/cmd/bench --quick --out bench-results
+
+# Fuzzing (see README "Reliability"): every Fuzz target of the module, FUZZTIME each. A crasher Go finds is
+# written to the package's testdata/fuzz/<Target>/ and from then on runs in every `go test` as a regression test.
+FUZZTIME ?= 60s
+.PHONY: fuzz
+fuzz:
+	@set -e; for f in $$(grep -rl --include='*_test.go' --exclude-dir=.data --exclude-dir=.git '^func Fuzz' . | sort); do \
+	  for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+	    echo "fuzz: $$(dirname $$f) $$t for $(FUZZTIME)"; \
+	    go test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$(dirname $$f); \
+	  done; \
+	done
+
+# Fault injection (see README "Reliability"): a throwaway PostgreSQL, the central and agents as processes under
+# load; kills, a database outage, lost acknowledgements, a full disk, a corrupted buffer; exactly-once verified.
+.PHONY: chaos
+chaos:
+	go run ./chaos/cmd/chaos

@@ -18,6 +18,7 @@ var (
 	errMethodNotAllowed     = errors.New("method not allowed")
 	errUnsupportedMediaType = errors.New("unsupported media type")
 	errBodyTooLarge         = errors.New("body too large")
+	errUnsupportedEncoding  = errors.New("unsupported content encoding")
 )
 
 // writeError is the one place that maps an error to a status and a JSON
@@ -36,11 +37,17 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, err error) {
 		body = wire.MethodNotAllowed()
 	case errors.Is(err, errUnsupportedMediaType):
 		body = wire.UnsupportedMediaType("Content-Type must be application/json")
+	case errors.Is(err, errUnsupportedEncoding):
+		body = wire.UnsupportedMediaType("Content-Encoding is not supported: send the record uncompressed")
 	case errors.Is(err, errBodyTooLarge):
 		body = wire.PayloadTooLarge("Request body is larger than " + strconv.Itoa(wire.MaxRecordBytes) + " bytes")
 	case errors.Is(err, queue.ErrFull):
 		ctx.Response.Header.Set("Retry-After", strconv.Itoa(int(s.cfg.RetryAfter.Seconds())))
 		body = wire.ServiceUnavailable("Audit buffer is full; retry later")
+	case errors.Is(err, queue.ErrDiskFull):
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(int(s.cfg.RetryAfter.Seconds())))
+		body = wire.ServiceUnavailable("Audit buffer disk is full; retry later")
+		s.log.Warn().Err(err).Msg("buffer disk full")
 	case errors.Is(err, queue.ErrClosed):
 		ctx.Response.Header.Set("Retry-After", strconv.Itoa(int(s.cfg.RetryAfter.Seconds())))
 		body = wire.ServiceUnavailable("Agent is shutting down")

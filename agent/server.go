@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -166,8 +167,14 @@ func (s *Server) handleWrite(ctx *fasthttp.RequestCtx, kind wire.Kind) {
 		s.writeError(ctx, errMethodNotAllowed)
 		return
 	}
-	if ct := ctx.Request.Header.ContentType(); len(ct) > 0 && !isJSON(ct) {
+	if ct := ctx.Request.Header.ContentType(); len(ct) > 0 && !edge.IsJSON(string(ct)) {
 		s.writeError(ctx, errUnsupportedMediaType)
+		return
+	}
+	// The agent is on loopback: it takes uncompressed records only. A body
+	// in an encoding it does not undo must not be stored as if it were JSON.
+	if enc := strings.TrimSpace(string(ctx.Request.Header.Peek("Content-Encoding"))); enc != "" && !strings.EqualFold(enc, "identity") {
+		s.writeError(ctx, errUnsupportedEncoding)
 		return
 	}
 	body := ctx.PostBody()
@@ -265,36 +272,6 @@ func (s *Server) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	ctx.SetStatusCode(status)
 	ctx.SetContentType("application/json")
 	ctx.SetBody(b)
-}
-
-func isJSON(ct []byte) bool {
-	for i, c := range ct {
-		if c == ';' {
-			ct = ct[:i]
-			break
-		}
-	}
-	s := string(ct)
-	for len(s) > 0 && s[len(s)-1] == ' ' {
-		s = s[:len(s)-1]
-	}
-	return equalFold(s, "application/json")
-}
-
-func equalFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range len(a) {
-		ca, cb := a[i], b[i]
-		if 'A' <= ca && ca <= 'Z' {
-			ca += 'a' - 'A'
-		}
-		if ca != cb {
-			return false
-		}
-	}
-	return true
 }
 
 // fasthttpLogger sends fasthttp's connection errors to zerolog at debug

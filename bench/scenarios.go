@@ -119,21 +119,8 @@ func (e *env) deploy(ctx context.Context, label string, agents int) (*deployment
 		drop()
 		return nil, err
 	}
-	var csv, authz strings.Builder
-	authz.WriteString("serviceAccounts:\n")
-	for w, wr := range writers {
-		d.tokens[w] = "bench-static-" + wr.serviceAccount
-		fmt.Fprintf(&csv, "%s,system:serviceaccount:%s:%s,uid-%d,\"system:serviceaccounts\"\n", d.tokens[w], benchNamespace, wr.serviceAccount, w)
-		fmt.Fprintf(&csv, "%s,system:serviceaccount:%s:%s,uid-%d,\"system:serviceaccounts\"\n", saToken(wr.serviceAccount, w), benchNamespace, wr.serviceAccount, w)
-		// One agent forwards whatever its pod's controllers write.
-		fmt.Fprintf(&authz, "- name: %s\n  namespace: %s\n  actions: [write:remediation, write:workflow]\n", wr.serviceAccount, benchNamespace)
-	}
-	tokens, authzFile := filepath.Join(dir, "tokens.csv"), filepath.Join(dir, "authz.yaml")
-	if err := os.WriteFile(tokens, []byte(csv.String()), 0o600); err != nil {
-		d.close()
-		return nil, err
-	}
-	if err := os.WriteFile(authzFile, []byte(authz.String()), 0o600); err != nil {
+	tokens, authzFile, err := writeCredentials(dir, &d.tokens)
+	if err != nil {
 		d.close()
 		return nil, err
 	}
@@ -177,6 +164,29 @@ func (e *env) deploy(ctx context.Context, label string, agents int) (*deployment
 		d.agentSA = append(d.agentSA, wr.qualifiedSA())
 	}
 	return d, nil
+}
+
+// writeCredentials writes the central's static token CSV and allow-list
+// into dir: each writer's static token (into tokens) and the agent token of
+// saToken, allowed to write both kinds.
+func writeCredentials(dir string, tokens *[4]string) (tokenFile, authzFile string, err error) {
+	var csv, authz strings.Builder
+	authz.WriteString("serviceAccounts:\n")
+	for w, wr := range writers {
+		tokens[w] = "bench-static-" + wr.serviceAccount
+		fmt.Fprintf(&csv, "%s,system:serviceaccount:%s:%s,uid-%d,\"system:serviceaccounts\"\n", tokens[w], benchNamespace, wr.serviceAccount, w)
+		fmt.Fprintf(&csv, "%s,system:serviceaccount:%s:%s,uid-%d,\"system:serviceaccounts\"\n", saToken(wr.serviceAccount, w), benchNamespace, wr.serviceAccount, w)
+		// One agent forwards whatever its pod's controllers write.
+		fmt.Fprintf(&authz, "- name: %s\n  namespace: %s\n  actions: [write:remediation, write:workflow]\n", wr.serviceAccount, benchNamespace)
+	}
+	tokenFile, authzFile = filepath.Join(dir, "tokens.csv"), filepath.Join(dir, "authz.yaml")
+	if err := os.WriteFile(tokenFile, []byte(csv.String()), 0o600); err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(authzFile, []byte(authz.String()), 0o600); err != nil {
+		return "", "", err
+	}
+	return tokenFile, authzFile, nil
 }
 
 func (e *env) direct(ctx context.Context, _ *Results) (*ScenarioResult, error) {

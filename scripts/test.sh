@@ -29,3 +29,8 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 go test -race -count=1 -timeout 15m ${GOTEST_FLAGS:-} ./...
+
+# Every fuzz target briefly (make fuzz runs each for 60 s); a crasher found is
+# saved under the package's testdata/fuzz and fails the ordinary go test above
+# from then on.
+make --no-print-directory fuzz FUZZTIME="${TEST_FUZZTIME:-3s}"

@@ -3,6 +3,7 @@ package queue
 import (
 	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -36,6 +37,16 @@ type Config struct {
 	// drop of the record prefix when the queue is empty). Zero means
 	// DefaultReclaimInterval.
 	ReclaimInterval time.Duration
+	// MinFreeBytes is the free space Dir's file system must keep: below it
+	// Append answers ErrDiskFull. Badger writes its log through memory-mapped
+	// files, and a write into a mapping the file system cannot back kills
+	// the process (SIGBUS) instead of returning an error, so the queue stops
+	// taking records while a new memtable log (2×MemTableSize) still fits.
+	// Zero means 2×MemTableSize + 4 MiB.
+	MinFreeBytes int64
+	// FreeBytes reports the free space of a directory's file system. Nil:
+	// statfs(2). Tests replace it.
+	FreeBytes func(dir string) (int64, error)
 	// Logger receives the queue's and Badger's warnings. Zero value: disabled.
 	Logger zerolog.Logger
 	// Metrics receives the queue's metrics. Nil: a private set.
@@ -60,6 +71,12 @@ func (c Config) withDefaults() Config {
 	if c.ReclaimInterval == 0 {
 		c.ReclaimInterval = DefaultReclaimInterval
 	}
+	if c.MinFreeBytes == 0 {
+		c.MinFreeBytes = 2*c.MemTableSize + 4<<20
+	}
+	if c.FreeBytes == nil {
+		c.FreeBytes = statfsFree
+	}
 	if c.Metrics == nil {
 		c.Metrics = metrics.NewSet()
 	}
@@ -83,8 +100,20 @@ func (c Config) Validate() error {
 		return fmt.Errorf("queue config: MaxGroupBytes %d must be in (0, MemTableSize/10]", c.MaxGroupBytes)
 	case c.MaxGroupRecords < 0:
 		return fmt.Errorf("queue config: MaxGroupRecords %d must be positive", c.MaxGroupRecords)
+	case c.MinFreeBytes < 0:
+		return fmt.Errorf("queue config: MinFreeBytes %d must be positive", c.MinFreeBytes)
 	case c.ReclaimInterval < 0:
 		return fmt.Errorf("queue config: ReclaimInterval %v must be positive", c.ReclaimInterval)
 	}
 	return nil
+}
+
+// statfsFree is the space available to an unprivileged writer in dir's file
+// system.
+func statfsFree(dir string) (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, fmt.Errorf("statfs %s: %w", dir, err)
+	}
+	return int64(st.Bavail) * st.Bsize, nil
 }

@@ -12,6 +12,7 @@ func (q *Queue) registerMetrics() {
 	q.mAppended = s.NewCounter("agent_queue_appended_records_total")
 	q.mCommits = s.NewCounter("agent_queue_commits_total")
 	q.mFull = s.NewCounter("agent_queue_full_rejections_total")
+	q.mDiskFull = s.NewCounter("agent_queue_disk_full_rejections_total")
 	q.mAcked = s.NewCounter("agent_queue_acked_records_total")
 	q.mReclaims = s.NewCounter("agent_queue_reclaims_total")
 	q.mCommitD = s.NewHistogram("agent_queue_commit_fsync_seconds")

@@ -23,6 +23,9 @@ var (
 	// ErrTooLarge is returned by Append for records too large for one
 	// transaction (far above wire.MaxRecordBytes).
 	ErrTooLarge = errors.New("append too large")
+	// ErrDiskFull is returned by Append when the file system holding the
+	// queue has less than Config.MinFreeBytes free: none was stored.
+	ErrDiskFull = errors.New("disk full")
 	// ErrClosed is returned by calls made after Close.
 	ErrClosed = errors.New("queue closed")
 )
@@ -62,6 +65,7 @@ type Queue struct {
 	mAppended *metrics.Counter
 	mCommits  *metrics.Counter
 	mFull     *metrics.Counter
+	mDiskFull *metrics.Counter
 	mAcked    *metrics.Counter
 	mReclaims *metrics.Counter
 	mCommitD  *metrics.Histogram

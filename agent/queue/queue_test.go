@@ -192,6 +192,28 @@ func TestQueue_FullRefusesThenRecoversAfterAck(t *testing.T) {
 	require.NoError(t, q.Append(ctx, []wire.Record{record(t, 500)}))
 }
 
+func TestQueue_NearlyFullDiskRefusesThenRecovers(t *testing.T) {
+	ctx := context.Background()
+	var free atomic.Int64
+	free.Store(1 << 30)
+	q := openQueue(t, queue.Config{MinFreeBytes: 32 << 20,
+		FreeBytes: func(string) (int64, error) { return free.Load(), nil }})
+	first := record(t, 100)
+	require.NoError(t, q.Append(ctx, []wire.Record{first}))
+
+	free.Store(31 << 20)
+	err := q.Append(ctx, []wire.Record{record(t, 100)})
+	require.ErrorIs(t, err, queue.ErrDiskFull, "refused before Badger could write into a mapping the disk cannot back")
+	assert.EqualValues(t, 1, q.Depth().Records, "nothing of a refused append is stored")
+
+	free.Store(1 << 30)
+	second := record(t, 100)
+	require.NoError(t, q.Append(ctx, []wire.Record{second}))
+	got, err := q.Read(ctx, 10, 1<<20)
+	require.NoError(t, err)
+	assert.Equal(t, recordIDs([]wire.Record{first, second}), ids(got))
+}
+
 func TestQueue_CorruptEntryIsDeadLetteredAndSkipped(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()

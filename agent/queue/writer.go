@@ -105,6 +105,12 @@ func (q *Queue) commit(group []*request) {
 		inTxn, txnRecords, txnBytes, txnEstimate, firstKey = inTxn[:0], 0, 0, 0, 0
 		txn = q.db.NewTransaction(true)
 	}
+	if err := q.checkDiskSpace(); err != nil {
+		for _, r := range group {
+			r.done <- err
+		}
+		return
+	}
 	now := uint64(q.cfg.Now().UnixNano())
 	for _, r := range group {
 		if q.bytes.Load()+txnBytes+r.size > q.cfg.MaxBytes {
@@ -185,4 +191,20 @@ func (q *Queue) reclaim() {
 	}
 	q.deleted = 0
 	q.mReclaims.Inc()
+}
+
+// checkDiskSpace refuses a group while the file system is nearly full (see
+// Config.MinFreeBytes): an explicit 503 instead of a crash inside Badger.
+func (q *Queue) checkDiskSpace() error {
+	free, err := q.cfg.FreeBytes(q.cfg.Dir)
+	if err != nil {
+		// Unknown is not full: Badger's own write errors still apply.
+		q.log.Warn().Err(err).Msg("free space unknown")
+		return nil
+	}
+	if free < q.cfg.MinFreeBytes {
+		q.mDiskFull.Inc()
+		return fmt.Errorf("append: %d bytes free, %d needed: %w", free, q.cfg.MinFreeBytes, ErrDiskFull)
+	}
+	return nil
 }

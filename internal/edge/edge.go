@@ -5,7 +5,9 @@ package edge
 
 import (
 	"errors"
+	"mime"
 	"net"
+	"strings"
 
 	"github.com/valyala/fasthttp"
 
@@ -35,4 +37,17 @@ func ParseError(ctx *fasthttp.RequestCtx, err error) {
 	ctx.SetStatusCode(body.HTTPStatus())
 	ctx.SetContentType("application/json")
 	ctx.SetBody(body.Marshal())
+}
+
+// IsJSON reports whether a Content-Type names JSON the servers can read:
+// application/json, with a charset only if it is UTF-8 (records are decoded
+// as UTF-8). An empty type is the caller's to allow (the spec's clients
+// always send one; curl users may not).
+func IsJSON(contentType string) bool {
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil || mt != "application/json" {
+		return false
+	}
+	cs, ok := params["charset"]
+	return !ok || strings.EqualFold(cs, "utf-8")
 }

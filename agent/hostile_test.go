@@ -1,0 +1,59 @@
+package agent_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kubernaut/datastorage/agent/queue"
+	"github.com/kubernaut/datastorage/internal/hostile"
+)
+
+// TestHostile_EachRequestGetsItsStatusAndBodyAndNothingIsBuffered runs the
+// table the central runs too (internal/hostile), with the agent's own
+// expectations: no token rows, no batch endpoint, no compressed bodies.
+func TestHostile_EachRequestGetsItsStatusAndBodyAndNothingIsBuffered(t *testing.T) {
+	q, base := start(t, queue.Config{})
+	ran := hostile.Run(t, base, hostile.Agent, nil)
+	assert.GreaterOrEqual(t, ran, 34, "every row but the central's token rows")
+	assert.Zero(t, q.Depth().Records, "a hostile request was buffered")
+	assertAgentHealthy(t, q, base)
+}
+
+func TestHostile_AgentAnswersHugeHeadersWith431(t *testing.T) {
+	q, base := start(t, queue.Config{})
+	resp, body := post(t, base+"/api/v1/audit/remediation", remediation, "X-Padding", strings.Repeat("p", 64<<10))
+	require.Equal(t, 431, resp.StatusCode, string(body))
+	assert.JSONEq(t, `{"error":"headers_too_large","message":"Request headers too large"}`, string(body))
+	assert.Zero(t, q.Depth().Records)
+	assertAgentHealthy(t, q, base)
+}
+
+func TestHostile_AgentStoresSQLLookingStringsVerbatim(t *testing.T) {
+	q, base := start(t, queue.Config{})
+	evil := `x'); DROP TABLE remediation_audit; --`
+	resp, body := post(t, base+"/api/v1/audit/remediation", `{"remediationRequestID":"x'); DROP TABLE remediation_audit; --"}`)
+	require.Equal(t, http.StatusCreated, resp.StatusCode, string(body))
+	got, err := q.Read(context.Background(), 10, 1<<20)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.Equal(t, evil, got[0].Record.Remediation.RemediationRequestID)
+}
+
+func assertAgentHealthy(t *testing.T, q *queue.Queue, base string) {
+	t.Helper()
+	r, err := http.Get(base + "/healthz")
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, r.Body)
+	r.Body.Close()
+	assert.Equal(t, http.StatusOK, r.StatusCode)
+	before := q.Depth().Records
+	resp, body := post(t, base+"/api/v1/audit/workflow", `{"workflowID":"wf-health","stepName":"s","stepStatus":"completed"}`)
+	require.Equal(t, http.StatusCreated, resp.StatusCode, string(body))
+	assert.Equal(t, before+1, q.Depth().Records)
+}
