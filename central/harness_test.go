@@ -95,14 +95,14 @@ func newHarness(t *testing.T, opt options) *harness {
 		limits.Burst = 10000
 	}
 	srv, err := central.New(central.Config{
-		Authenticator: authn,
-		Authorizer:    authz.Default(ns),
-		Limiter:       ratelimit.New(limits),
-		Store:         db,
-		Logger:        zerolog.New(h.logs),
-		Metrics:       metrics.NewSet(),
-		StoreTimeout:  opt.storeTime,
-		ReadTimeout:   opt.readTime,
+		Authenticator:  authn,
+		Authorizer:     authz.Default(ns),
+		Limiter:        ratelimit.New(limits),
+		Store:          db,
+		Logger:         zerolog.New(h.logs),
+		Metrics:        metrics.NewSet(),
+		StoreTimeout:   opt.storeTime,
+		ReadTimeout:    opt.readTime,
 		WritesInFlight: opt.inFlight,
 	})
 	require.NoError(t, err)

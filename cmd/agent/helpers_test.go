@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubernaut/datastorage/internal/syncbuf"
 	"github.com/kubernaut/datastorage/internal/freeport"
+	"github.com/kubernaut/datastorage/internal/syncbuf"
 	"github.com/stretchr/testify/require"
 )
 

@@ -27,9 +27,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kubernaut/datastorage/internal/faultproxy"
+	"github.com/kubernaut/datastorage/internal/freeport"
 	"github.com/kubernaut/datastorage/internal/pgtest"
 	"github.com/kubernaut/datastorage/internal/syncbuf"
-	"github.com/kubernaut/datastorage/internal/freeport"
 	"github.com/kubernaut/datastorage/wire"
 )
 
