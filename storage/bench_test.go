@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -40,6 +41,35 @@ func BenchmarkWriteBatch(b *testing.B) {
 		_, err := db.WriteBatch(ctx, testSA, batch)
 		return err
 	})
+}
+
+// BenchmarkWriteSmallBatches writes batches of 1 and 8 records, the
+// single-record endpoints' case, through the pipelined INSERT (the default
+// below the COPY threshold) and through the COPY path, to justify the
+// threshold.
+func BenchmarkWriteSmallBatches(b *testing.B) {
+	for _, size := range []int{1, 8, 32} {
+		for _, path := range []struct {
+			name        string
+			copyMinRows int
+		}{{"insert", 1 << 30}, {"copy", 1}} {
+			b.Run(fmt.Sprintf("records=%d/%s", size, path.name), func(b *testing.B) {
+				defer storage.SetCopyMinRows(path.copyMinRows)()
+				db := openBenchDB(b, benchDB(b))
+				ctx := context.Background()
+				start := time.Now()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					b.StopTimer()
+					batch := realisticBatch(size, start)
+					b.StartTimer()
+					_, err := db.WriteBatch(ctx, testSA, batch)
+					require.NoError(b, err)
+				}
+				b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "records/s")
+			})
+		}
+	}
 }
 
 // BenchmarkCopyDirect COPYs the same rows into the same schema with pgx

@@ -3,7 +3,8 @@
 //
 // It imports wire for the record types. It must not import agent, central,
 // cmd or anything HTTP: the HTTP edge maps its errors (ErrUnavailable → 503)
-// with errors.Is. Vector storage (pgvector, the embedding outbox) will live
-// here too; WriteBatch keeps the whole batch in one transaction so that an
-// outbox insert can join it.
+// with errors.Is. It also owns the embedding backlog (outbox.go: written in
+// WriteBatch's transaction, claimed by the pipeline's workers) and the vector
+// database (vectors.go: pgvector-go, deduplicated COPY, HNSW, similarity
+// search).
 package storage

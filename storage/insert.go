@@ -20,6 +20,7 @@ import (
 // same rows in the same run:
 //
 //	COPY fast path, then this fallback on conflict   0.88–0.94   ← WriteBatch
+//	  … with the embedding outbox entry (outbox.go)   0.82–0.85
 //	this path alone (unnest, ON CONFLICT, pipelined)  0.68–0.70
 //	COPY to temp staging + INSERT … SELECT            0.57–0.59
 //	precheck of existing IDs + COPY                   0.55–0.66
@@ -28,7 +29,11 @@ import (
 // `go test -run '^$' -bench WriteBatchVsCopy -benchtime 100x -count 3 ./storage/`
 // reports the first ratio as writebatch/copy.
 
+// Each insert is a data-modifying CTE that also enqueues the embedding
+// backlog (outbox.go) of exactly the rows it inserted, in the same statement
+// and so the same transaction.
 const insertRemediation = `
+WITH ins AS (
 INSERT INTO remediation_audit (
     id, remediation_request_id, alert_name, namespace, cluster, priority,
     action_type, status, confidence, reasoning, target_resource, duration_ms,
@@ -45,9 +50,15 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
     action_type, status, confidence, reasoning, target_resource, duration_ms,
     error_message, created_at, executed_at, received_at)
 ON CONFLICT (id) DO NOTHING
-RETURNING id`
+RETURNING id
+), outbox AS (
+INSERT INTO embedding_outbox (remediation_ids, workflow_ids)
+SELECT array_agg(id), '{}' FROM ins HAVING count(*) > 0
+)
+SELECT id FROM ins`
 
 const insertWorkflow = `
+WITH ins AS (
 INSERT INTO workflow_audit (
     id, workflow_id, step_name, step_status, duration_ms, error_message,
     executed_at, service_account, received_at)
@@ -58,7 +69,12 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[],
     AS t(id, workflow_id, step_name, step_status, duration_ms, error_message,
     executed_at, received_at)
 ON CONFLICT (id) DO NOTHING
-RETURNING id`
+RETURNING id
+), outbox AS (
+INSERT INTO embedding_outbox (remediation_ids, workflow_ids)
+SELECT '{}', array_agg(id) FROM ins HAVING count(*) > 0
+)
+SELECT id FROM ins`
 
 // rollbackTimeout bounds the ROLLBACK after a failed batch.
 const rollbackTimeout = 5 * time.Second
@@ -68,8 +84,8 @@ const rollbackTimeout = 5 * time.Second
 // insert stored, and whether the server acknowledged BEGIN (if not, nothing
 // of the batch ran).
 //
-// A later embedding_outbox insert joins the same transaction by being queued
-// in the same batch, before COMMIT.
+// Each insert enqueues the embedding backlog of the rows it stored (see
+// insertRemediation).
 func insertRows(ctx context.Context, conn *pgx.Conn, sa string, rem *remediationRows, wf *workflowRows) (remIDs, wfIDs map[string]struct{}, began bool, err error) {
 	b := &pgx.Batch{}
 	b.BeginTx(pgx.TxOptions{})

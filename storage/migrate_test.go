@@ -1,6 +1,7 @@
 package storage_test
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 
@@ -13,6 +14,21 @@ import (
 	"github.com/kubernaut/datastorage/wire"
 )
 
+// latestMigration is the highest version among the embedded migrations.
+func latestMigration(t *testing.T) int {
+	t.Helper()
+	entries, err := storage.MigrationFiles.ReadDir("migrations")
+	require.NoError(t, err)
+	latest := 0
+	for _, e := range entries {
+		var v int
+		_, err := fmt.Sscanf(e.Name(), "%d_", &v)
+		require.NoError(t, err, e.Name())
+		latest = max(latest, v)
+	}
+	return latest
+}
+
 func requireSchemaAtVersion1(t *testing.T, conn *pgx.Conn) {
 	t.Helper()
 	ctx := testContext(t)
@@ -21,7 +37,7 @@ func requireSchemaAtVersion1(t *testing.T, conn *pgx.Conn) {
 		dirty   bool
 	)
 	require.NoError(t, conn.QueryRow(ctx, "SELECT version, dirty FROM schema_migrations").Scan(&version, &dirty))
-	assert.Equal(t, 1, version)
+	assert.Equal(t, latestMigration(t), version)
 	assert.False(t, dirty)
 
 	var tables []string

@@ -82,10 +82,11 @@ func (db *DB) WriteBatch(ctx context.Context, serviceAccount string, records []w
 			return nil, fmt.Errorf("%s: %w", op, acquireErr(err))
 		}
 		var began bool
-		began, err = copyRows(ctx, conn.Conn(), serviceAccount, &rem, &wf)
-		if err == nil {
-			allNew = true
-		} else if errors.Is(err, errAlreadyStored) {
+		if rem.len()+wf.len() >= copyMinRows {
+			began, err = copyRows(ctx, conn.Conn(), serviceAccount, &rem, &wf)
+			allNew = err == nil
+		}
+		if rem.len()+wf.len() < copyMinRows || errors.Is(err, errAlreadyStored) {
 			remInserted, wfInserted, began, err = insertRows(ctx, conn.Conn(), serviceAccount, &rem, &wf)
 		}
 		conn.Release()

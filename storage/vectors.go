@@ -1,0 +1,386 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgvector/pgvector-go"
+	pgxvec "github.com/pgvector/pgvector-go/pgx"
+
+	"github.com/kubernaut/datastorage/wire"
+)
+
+// Dimensions is the size of every stored embedding (vector(768)).
+const Dimensions = 768
+
+// HNSW defaults: pgvector's own (m 16, ef_construction 64, ef_search 40)
+// except ef_search, raised so that recall@10 stays above 0.95 (see
+// BenchmarkSearch).
+const (
+	DefaultHNSWM              = 16
+	DefaultHNSWEfConstruction = 64
+	DefaultHNSWEfSearch       = 100
+)
+
+// HNSWConfig is the HNSW index on embeddings.embedding (cosine distance).
+// M and EfConstruction shape the graph when the index is built: higher is
+// better recall and slower inserts. They apply when EnsureIndex creates the
+// index; changing them later needs a REINDEX (EnsureIndex reports the stored
+// values). EfSearch is the candidate list of each query (hnsw.ef_search):
+// higher is better recall and slower search; it applies per query.
+type HNSWConfig struct {
+	M              int // 0: DefaultHNSWM; pgvector allows 2..100
+	EfConstruction int // 0: DefaultHNSWEfConstruction; 4..1000, and ≥ 2·M
+	EfSearch       int // 0: DefaultHNSWEfSearch; 1..1000
+}
+
+// WithDefaults fills zero fields.
+func (c HNSWConfig) WithDefaults() HNSWConfig {
+	if c.M == 0 {
+		c.M = DefaultHNSWM
+	}
+	if c.EfConstruction == 0 {
+		c.EfConstruction = DefaultHNSWEfConstruction
+	}
+	if c.EfSearch == 0 {
+		c.EfSearch = DefaultHNSWEfSearch
+	}
+	return c
+}
+
+// Validate checks the ranges pgvector accepts (zero means the default).
+func (c HNSWConfig) Validate() error {
+	d := c.WithDefaults()
+	switch {
+	case d.M < 2 || d.M > 100:
+		return fmt.Errorf("storage: HNSWConfig.M must be in 2..100, got %d", c.M)
+	case d.EfConstruction < 4 || d.EfConstruction > 1000:
+		return fmt.Errorf("storage: HNSWConfig.EfConstruction must be in 4..1000, got %d", c.EfConstruction)
+	case d.EfConstruction < 2*d.M:
+		return fmt.Errorf("storage: HNSWConfig.EfConstruction (%d) must be at least 2·M (%d)", d.EfConstruction, 2*d.M)
+	case d.EfSearch < 1 || d.EfSearch > 1000:
+		return fmt.Errorf("storage: HNSWConfig.EfSearch must be in 1..1000, got %d", c.EfSearch)
+	}
+	return nil
+}
+
+// VectorDB is the vector database (pgvector): embeddings, the audit links
+// and similarity search. It may be the audit database itself.
+type VectorDB struct {
+	pool      *pgxpool.Pool
+	hnsw      HNSWConfig
+	closeOnce sync.Once
+}
+
+// OpenVectors validates cfg and creates the pool; each connection registers
+// pgvector's types (the vector extension must exist: run Migrate first).
+func OpenVectors(ctx context.Context, cfg Config, hnsw HNSWConfig) (*VectorDB, error) {
+	const op = "storage: open vectors"
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if err := hnsw.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	cfg = cfg.withDefaults()
+	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	pcfg.MaxConns = cfg.MaxConns
+	pcfg.ConnConfig.ConnectTimeout = cfg.ConnectTimeout
+	pcfg.AfterConnect = pgxvec.RegisterTypes
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	return &VectorDB{pool: pool, hnsw: hnsw.WithDefaults()}, nil
+}
+
+// Close closes the pool. It is idempotent.
+func (v *VectorDB) Close() { v.closeOnce.Do(v.pool.Close) }
+
+// HNSW is the index configuration in force.
+func (v *VectorDB) HNSW() HNSWConfig { return v.hnsw }
+
+const hnswIndex = "idx_embeddings_embedding_hnsw"
+
+// EnsureIndex creates the HNSW index (cosine distance) with the configured m
+// and ef_construction unless it exists, under an advisory lock so that
+// replicas starting together build it once. It returns the parameters of
+// the index as stored, which differ from the configuration when the index
+// was built earlier with others (REINDEX after changing the options applies
+// the new ones).
+func (v *VectorDB) EnsureIndex(ctx context.Context) (HNSWConfig, error) {
+	const op = "storage: ensure HNSW index"
+	got := v.hnsw
+	err := pgx.BeginFunc(ctx, v.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('datastorage.embeddings.hnsw'))`); err != nil {
+			return err
+		}
+		// Building the index on a loaded table takes long: lift the memory
+		// limit for this transaction so the graph is built in memory.
+		if _, err := tx.Exec(ctx, `SET LOCAL maintenance_work_mem = '512MB'`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON embeddings
+			USING hnsw (embedding vector_cosine_ops) WITH (m = %d, ef_construction = %d)`,
+			hnswIndex, v.hnsw.M, v.hnsw.EfConstruction)); err != nil {
+			return err
+		}
+		var opts []string
+		if err := tx.QueryRow(ctx, `SELECT coalesce(reloptions, '{}') FROM pg_class WHERE relname = $1`, hnswIndex).Scan(&opts); err != nil {
+			return err
+		}
+		got.M, got.EfConstruction = DefaultHNSWM, DefaultHNSWEfConstruction
+		for _, o := range opts {
+			k, val, _ := strings.Cut(o, "=")
+			var n int
+			if _, err := fmt.Sscan(val, &n); err != nil {
+				continue
+			}
+			switch k {
+			case "m":
+				got.M = n
+			case "ef_construction":
+				got.EfConstruction = n
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return HNSWConfig{}, wrapErr(op, err)
+	}
+	return got, nil
+}
+
+// Vector is one embedding document's vector, keyed by the document's
+// content hash.
+type Vector struct {
+	ContentHash []byte
+	Embedding   pgvector.Vector
+}
+
+// Link ties an audit to the vector of its embedding document, with the
+// columns search filters on.
+type Link struct {
+	AuditID     string
+	Kind        wire.Kind
+	ContentHash []byte
+	Cluster     string // "" stored as NULL
+	Namespace   string // "" stored as NULL
+	OccurredAt  time.Time
+}
+
+// KnownHashes returns which of hashes already have a stored vector.
+func (v *VectorDB) KnownHashes(ctx context.Context, hashes [][]byte) (map[string]bool, error) {
+	known := make(map[string]bool)
+	if len(hashes) == 0 {
+		return known, nil
+	}
+	rows, err := v.pool.Query(ctx, `SELECT content_hash FROM embeddings WHERE content_hash = ANY($1)`, hashes)
+	if err != nil {
+		return nil, wrapErr("storage: known hashes", err)
+	}
+	var h []byte
+	_, err = pgx.ForEachRow(rows, []any{&h}, func() error {
+		known[string(h)] = true
+		return nil
+	})
+	if err != nil {
+		return nil, wrapErr("storage: known hashes", err)
+	}
+	return known, nil
+}
+
+// Write stores vectors and links in one transaction, idempotently: a vector
+// whose content hash is stored already, or a link whose audit is linked
+// already, changes nothing. It returns how many vectors were inserted.
+//
+// Vectors go in by binary COPY; if another writer stored one of the same
+// hashes meanwhile (unique violation), the transaction is retried with
+// INSERT … ON CONFLICT DO NOTHING. Links go in with one INSERT … unnest.
+func (v *VectorDB) Write(ctx context.Context, vectors []Vector, links []Link) (int, error) {
+	const op = "storage: write vectors"
+	n, err := v.write(ctx, vectors, links, true)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		n, err = v.write(ctx, vectors, links, false)
+	}
+	if err != nil {
+		return 0, wrapErr(op, err)
+	}
+	return n, nil
+}
+
+const insertVectors = `INSERT INTO embeddings (content_hash, embedding)
+SELECT * FROM unnest($1::bytea[], $2::vector[]) ON CONFLICT (content_hash) DO NOTHING`
+
+const insertLinks = `INSERT INTO audit_embeddings (audit_id, kind, content_hash, cluster, namespace, occurred_at)
+SELECT id, kind, hash, NULLIF(cluster, ''), NULLIF(namespace, ''), occurred_at
+FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::timestamptz[])
+    AS t(id, kind, hash, cluster, namespace, occurred_at)
+ON CONFLICT (audit_id) DO NOTHING`
+
+func (v *VectorDB) write(ctx context.Context, vectors []Vector, links []Link, useCopy bool) (int, error) {
+	var inserted int
+	err := pgx.BeginFunc(ctx, v.pool, func(tx pgx.Tx) error {
+		if len(vectors) > 0 {
+			if useCopy {
+				n, err := tx.CopyFrom(ctx, pgx.Identifier{"embeddings"}, []string{"content_hash", "embedding"},
+					pgx.CopyFromSlice(len(vectors), func(i int) ([]any, error) {
+						return []any{vectors[i].ContentHash, vectors[i].Embedding}, nil
+					}))
+				if err != nil {
+					return fmt.Errorf("copy: %w", err)
+				}
+				inserted = int(n)
+			} else {
+				hashes := make([][]byte, len(vectors))
+				vecs := make([]pgvector.Vector, len(vectors))
+				for i := range vectors {
+					hashes[i], vecs[i] = vectors[i].ContentHash, vectors[i].Embedding
+				}
+				tag, err := tx.Exec(ctx, insertVectors, hashes, vecs)
+				if err != nil {
+					return fmt.Errorf("insert: %w", err)
+				}
+				inserted = int(tag.RowsAffected())
+			}
+		}
+		if len(links) > 0 {
+			ids, kinds, clusters, namespaces := make([]string, len(links)), make([]string, len(links)), make([]string, len(links)), make([]string, len(links))
+			hashes, times := make([][]byte, len(links)), make([]time.Time, len(links))
+			for i, l := range links {
+				ids[i], kinds[i], hashes[i] = l.AuditID, string(l.Kind), l.ContentHash
+				clusters[i], namespaces[i], times[i] = l.Cluster, l.Namespace, l.OccurredAt
+			}
+			if _, err := tx.Exec(ctx, insertLinks, ids, kinds, hashes, clusters, namespaces, times); err != nil {
+				return fmt.Errorf("links: %w", err)
+			}
+		}
+		return nil
+	})
+	return inserted, err
+}
+
+// SearchFilter narrows a similarity search; zero fields do not filter.
+type SearchFilter struct {
+	Cluster   string
+	Namespace string
+	Kind      wire.Kind
+	Since     time.Time // occurred at or after
+	Until     time.Time // occurred before
+}
+
+// Match is one audit found by similarity.
+type Match struct {
+	AuditID    string
+	Kind       wire.Kind
+	Similarity float64 // 1 − cosine distance
+	OccurredAt time.Time
+}
+
+// Search returns the limit audits most similar to query (cosine), most
+// similar first, among those that pass the filter. It runs with the
+// configured hnsw.ef_search and pgvector 0.8's iterative index scan
+// (relaxed_order), so a selective filter still yields limit results when
+// that many exist; the results are re-sorted exactly.
+func (v *VectorDB) Search(ctx context.Context, query pgvector.Vector, f SearchFilter, limit int) ([]Match, error) {
+	return v.search(ctx, query, f, limit, true)
+}
+
+// SearchExact is Search without the index (a full scan): the ground truth
+// that recall is measured against.
+func (v *VectorDB) SearchExact(ctx context.Context, query pgvector.Vector, f SearchFilter, limit int) ([]Match, error) {
+	return v.search(ctx, query, f, limit, false)
+}
+
+func (v *VectorDB) search(ctx context.Context, query pgvector.Vector, f SearchFilter, limit int, useIndex bool) ([]Match, error) {
+	const op = "storage: similarity search"
+	if limit <= 0 {
+		return nil, fmt.Errorf("%s: limit must be positive, got %d", op, limit)
+	}
+	var (
+		where []string
+		args  = []any{query, limit}
+	)
+	add := func(cond string, val any) {
+		args = append(args, val)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	if f.Cluster != "" {
+		add("l.cluster = $%d", f.Cluster)
+	}
+	if f.Namespace != "" {
+		add("l.namespace = $%d", f.Namespace)
+	}
+	if f.Kind != "" {
+		add("l.kind = $%d", string(f.Kind))
+	}
+	if !f.Since.IsZero() {
+		add("l.occurred_at >= $%d", f.Since)
+	}
+	if !f.Until.IsZero() {
+		add("l.occurred_at < $%d", f.Until)
+	}
+	cond := ""
+	if len(where) > 0 {
+		cond = "WHERE " + strings.Join(where, " AND ")
+	}
+	sql := `WITH nearest AS MATERIALIZED (
+		SELECT l.audit_id, l.kind, l.occurred_at, e.embedding <=> $1 AS distance
+		FROM embeddings e JOIN audit_embeddings l ON l.content_hash = e.content_hash
+		` + cond + `
+		ORDER BY e.embedding <=> $1 LIMIT $2)
+	SELECT audit_id, kind, 1 - distance, occurred_at FROM nearest ORDER BY distance, audit_id`
+
+	var out []Match
+	err := pgx.BeginTxFunc(ctx, v.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		settings := []string{fmt.Sprintf("SET LOCAL hnsw.ef_search = %d", v.hnsw.EfSearch),
+			"SET LOCAL hnsw.iterative_scan = relaxed_order"}
+		if !useIndex {
+			settings = append(settings, "SET LOCAL enable_indexscan = off", "SET LOCAL enable_bitmapscan = off")
+		}
+		for _, s := range settings {
+			if _, err := tx.Exec(ctx, s); err != nil {
+				return err
+			}
+		}
+		rows, err := tx.Query(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		var (
+			m    Match
+			kind string
+			sim  pgtype.Float8
+		)
+		_, err = pgx.ForEachRow(rows, []any{&m.AuditID, &kind, &sim, &m.OccurredAt}, func() error {
+			m.Kind, m.Similarity = wire.Kind(kind), sim.Float64
+			out = append(out, m)
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return nil, wrapErr(op, err)
+	}
+	return out, nil
+}
+
+// Ping checks the vector database answers.
+func (v *VectorDB) Ping(ctx context.Context) error {
+	if err := v.pool.Ping(ctx); err != nil {
+		return wrapErr("storage: ping vectors", err)
+	}
+	return nil
+}
