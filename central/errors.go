@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/kubernaut/datastorage/central/auth"
+	"github.com/kubernaut/datastorage/central/embed"
 	"github.com/kubernaut/datastorage/central/ratelimit"
 	"github.com/kubernaut/datastorage/storage"
 	"github.com/kubernaut/datastorage/wire"
@@ -105,10 +106,18 @@ func (s *Server) classify(err error) (status int, body *wire.ErrorBody, retryAft
 		forbidden *forbiddenError
 		limited   *rateLimitedError
 		tooMany   *batchTooLargeError
+		badSearch *searchRequestError
+		noSearch  *readForbiddenError
 	)
 	switch {
 	case errors.As(err, &ve):
 		return fasthttp.StatusBadRequest, ve.Body(), 0
+	case errors.As(err, &badSearch):
+		return fasthttp.StatusBadRequest, badSearch.body, 0
+	case errors.As(err, &noSearch):
+		return fasthttp.StatusForbidden, wire.AuthorizationFailed(), 0
+	case errors.Is(err, embed.ErrUnavailable):
+		return fasthttp.StatusServiceUnavailable, wire.ServiceUnavailable("Embedding provider unavailable"), time.Second
 	case errors.Is(err, errBadEncoding):
 		return fasthttp.StatusBadRequest, wire.ValidationFailed("", "request body is not valid for its Content-Encoding"), 0
 	case errors.Is(err, errMissingToken), errors.Is(err, auth.ErrUnauthenticated):

@@ -38,6 +38,9 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 		case pathBatch:
 			endpoint = "batch"
 			s.post(ctx, func() error { return s.writeBatch(ctx) })
+		case pathSimilar:
+			endpoint = "similar"
+			s.post(ctx, func() error { return s.similar(ctx) })
 		case "/healthz":
 			endpoint = "healthz"
 			ctx.SetStatusCode(fasthttp.StatusOK)

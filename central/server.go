@@ -45,6 +45,8 @@ type Config struct {
 	Authorizer    *authz.Authorizer
 	Limiter       *ratelimit.Limiter
 	Store         Store
+	// Search enables POST /api/v1/incidents/similar (search.go); nil: 404.
+	Search *SearchConfig
 
 	Logger  zerolog.Logger
 	Metrics *metrics.Set     // nil: a private set
@@ -78,6 +80,8 @@ func (c Config) Validate() error {
 		return errors.New("central: Config.Limiter is required")
 	case c.Store == nil:
 		return errors.New("central: Config.Store is required")
+	case c.Search != nil:
+		return c.Search.Validate()
 	}
 	return nil
 }

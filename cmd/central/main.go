@@ -24,6 +24,8 @@ import (
 	"github.com/kubernaut/datastorage/central"
 	"github.com/kubernaut/datastorage/central/auth"
 	"github.com/kubernaut/datastorage/central/authz"
+	"github.com/kubernaut/datastorage/central/embed"
+	"github.com/kubernaut/datastorage/central/embedpipe"
 	"github.com/kubernaut/datastorage/central/ratelimit"
 	"github.com/kubernaut/datastorage/internal/cli"
 	"github.com/kubernaut/datastorage/internal/tlsconfig"
@@ -64,6 +66,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tlsCert := fs.String("tls-cert-file", "DATASTORAGE_TLS_CERT_FILE", "", "serve the API over TLS with this certificate (PEM; reloaded when it changes)")
 	tlsKey := fs.String("tls-key-file", "DATASTORAGE_TLS_KEY_FILE", "", "private key of --tls-cert-file (PEM)")
 	clientCA := fs.String("client-ca-file", "DATASTORAGE_CLIENT_CA_FILE", "", "require client certificates signed by this CA (PEM)")
+	vectorURL := fs.String("vector-database-url", "VECTOR_DATABASE_URL", "", "PostgreSQL+pgvector URL of the vector database; empty: --database-url")
+	embedder := fs.String("embedder", "DATASTORAGE_EMBEDDER", "hash", "embedding provider: hash (built in) or openai (an OpenAI-compatible /v1/embeddings)")
+	embedderURL := fs.String("embedder-url", "DATASTORAGE_EMBEDDER_URL", "", "base URL of the OpenAI-compatible API, with --embedder openai")
+	embedderModel := fs.String("embedder-model", "DATASTORAGE_EMBEDDER_MODEL", "", "model name sent to the API, with --embedder openai (must give 768 dimensions)")
+	embedderKey := fs.String("embedder-api-key", "DATASTORAGE_EMBEDDER_API_KEY", "", "bearer key for the embeddings API, if it needs one")
+	embedWorkers := fs.Int("embed-workers", "DATASTORAGE_EMBED_WORKERS", embedpipe.DefaultWorkers, "concurrent embedding workers")
+	embedBatch := fs.Int("embed-batch-size", "DATASTORAGE_EMBED_BATCH_SIZE", embedpipe.DefaultBatchSize, "audits per embedding batch")
+	hnswM := fs.Int("hnsw-m", "DATASTORAGE_HNSW_M", storage.DefaultHNSWM, "HNSW index m (graph degree), applied when the index is created")
+	hnswEfC := fs.Int("hnsw-ef-construction", "DATASTORAGE_HNSW_EF_CONSTRUCTION", storage.DefaultHNSWEfConstruction, "HNSW index ef_construction, applied when the index is created")
+	hnswEfS := fs.Int("hnsw-ef-search", "DATASTORAGE_HNSW_EF_SEARCH", storage.DefaultHNSWEfSearch, "HNSW ef_search of each similarity query")
 	logLevel := fs.String("log-level", "DATASTORAGE_LOG_LEVEL", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "DATASTORAGE_LOG_FORMAT", "json", "json or console")
 	if err := fs.Parse(args); err != nil {
@@ -77,8 +89,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--database-url (or %s) is required", fs.Env("database-url"))
 	}
 
+	if *vectorURL == "" {
+		*vectorURL = *databaseURL
+	}
+	hnsw := storage.HNSWConfig{M: *hnswM, EfConstruction: *hnswEfC, EfSearch: *hnswEfS}
+	if err := hnsw.Validate(); err != nil {
+		return err
+	}
 	if err := migrate(ctx, log, *databaseURL); err != nil {
 		return err
+	}
+	if *vectorURL != *databaseURL {
+		if err := migrate(ctx, log, *vectorURL); err != nil {
+			return fmt.Errorf("vector database: %w", err)
+		}
 	}
 	if cmd == "migrate" {
 		fmt.Fprintln(stdout, "migrations applied")
@@ -111,6 +135,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer db.Close()
 	registerPoolMetrics(set, db)
 
+	vdb, err := storage.OpenVectors(ctx, storage.Config{DatabaseURL: *vectorURL, MaxConns: int32(*maxConns)}, hnsw)
+	if err != nil {
+		return err
+	}
+	defer vdb.Close()
+	if got, err := vdb.EnsureIndex(ctx); err != nil {
+		return err
+	} else if got.M != hnsw.WithDefaults().M || got.EfConstruction != hnsw.WithDefaults().EfConstruction {
+		log.Warn().Int("index_m", got.M).Int("index_ef_construction", got.EfConstruction).
+			Msg("the HNSW index was built with other parameters than --hnsw-m/--hnsw-ef-construction; REINDEX to apply them")
+	}
+	emb, err := newEmbedder(ctx, *embedder, *embedderURL, *embedderModel, *embedderKey)
+	if err != nil {
+		return err
+	}
+	pipe, err := embedpipe.New(embedpipe.Config{
+		Audits: db, Vectors: vdb, Embedder: emb,
+		Workers: *embedWorkers, BatchSize: *embedBatch,
+		Logger: log, Metrics: set,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := pipe.Close(cctx); err != nil {
+			log.Warn().Err(err).Msg("embedding pipeline did not stop in time")
+		}
+	}()
+
 	srv, err := central.New(central.Config{
 		Authenticator:   authn,
 		Authorizer:      authorizer,
@@ -120,6 +175,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Metrics:         set,
 		ShutdownTimeout: *shutdownTimeout,
 		TLS:             tlsConfig,
+		Search:          &central.SearchConfig{Embedder: emb, Vectors: vdb, Audits: db},
 	})
 	if err != nil {
 		return err
@@ -140,6 +196,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Bool("tls", tlsConfig != nil).
 		Str("authz", authorizer.String()).
 		Float64("rate_limit", limits.Rate).Int("rate_burst", limits.Burst).
+		Str("embedder", emb.Identity()).Bool("separate_vector_database", *vectorURL != *databaseURL).
+		Int("embed_workers", *embedWorkers).Int("hnsw_ef_search", hnsw.WithDefaults().EfSearch).
 		Msg("central serving")
 	err = srv.Serve(ctx, apiLn, metricsLn)
 	log.Info().Msg("central stopped")
@@ -163,6 +221,20 @@ func migrate(ctx context.Context, log zerolog.Logger, databaseURL string) error 
 			return fmt.Errorf("migrate: %w", ctx.Err())
 		case <-time.After(delay):
 		}
+	}
+}
+
+func newEmbedder(ctx context.Context, name, url, model, key string) (embed.Embedder, error) {
+	switch name {
+	case "hash":
+		return embed.NewHash(), nil
+	case "openai":
+		if url == "" || model == "" {
+			return nil, errors.New("--embedder openai needs --embedder-url and --embedder-model")
+		}
+		return embed.NewOpenAI(ctx, embed.OpenAIConfig{URL: url, Model: model, APIKey: key})
+	default:
+		return nil, fmt.Errorf("--embedder %q: want hash or openai", name)
 	}
 }
 

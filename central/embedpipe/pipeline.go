@@ -1,0 +1,330 @@
+package embedpipe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/pgvector/pgvector-go"
+	"github.com/rs/zerolog"
+
+	"github.com/kubernaut/datastorage/central/embed"
+	"github.com/kubernaut/datastorage/storage"
+)
+
+// Defaults for Config's zero values.
+const (
+	DefaultWorkers       = 2
+	DefaultBatchSize     = 256
+	DefaultPollInterval  = 500 * time.Millisecond
+	DefaultMinBackoff    = 200 * time.Millisecond
+	DefaultMaxBackoff    = 10 * time.Second
+	DefaultStatsInterval = 5 * time.Second
+	DefaultBatchTimeout  = 60 * time.Second
+)
+
+// Audits is the audit database side: *storage.DB.
+type Audits interface {
+	ClaimOutbox(ctx context.Context, n int) (*storage.OutboxClaim, error)
+	OutboxStats(ctx context.Context) (storage.OutboxStats, error)
+}
+
+// Vectors is the vector database side: *storage.VectorDB.
+type Vectors interface {
+	KnownHashes(ctx context.Context, hashes [][]byte) (map[string]bool, error)
+	Write(ctx context.Context, vectors []storage.Vector, links []storage.Link) (int, error)
+}
+
+// Config configures a Pipeline. Audits, Vectors and Embedder are required.
+type Config struct {
+	Audits   Audits
+	Vectors  Vectors
+	Embedder embed.Embedder
+
+	// Workers is the number of concurrent workers. 0: DefaultWorkers.
+	Workers int
+	// BatchSize is the number of audits a worker claims at once (a claim
+	// never splits one committed audit batch, so it may hold more). 0:
+	// DefaultBatchSize.
+	BatchSize int
+	// PollInterval is how long an idle worker waits before looking at the
+	// backlog again. 0: DefaultPollInterval.
+	PollInterval time.Duration
+	// MinBackoff and MaxBackoff bound the wait after a failed batch, doubled
+	// on each consecutive failure. 0: the defaults.
+	MinBackoff, MaxBackoff time.Duration
+	// StatsInterval is how often the backlog depth and age are read for the
+	// metrics. 0: DefaultStatsInterval.
+	StatsInterval time.Duration
+	// BatchTimeout bounds one claim-embed-write-clear round. 0:
+	// DefaultBatchTimeout.
+	BatchTimeout time.Duration
+
+	Logger  zerolog.Logger
+	Metrics *metrics.Set // nil: a private set
+	Now     func() time.Time
+}
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	switch {
+	case c.Audits == nil:
+		return errors.New("embedpipe: Config.Audits is required")
+	case c.Vectors == nil:
+		return errors.New("embedpipe: Config.Vectors is required")
+	case c.Embedder == nil:
+		return errors.New("embedpipe: Config.Embedder is required")
+	case c.Workers < 0:
+		return fmt.Errorf("embedpipe: Config.Workers must not be negative, got %d", c.Workers)
+	case c.BatchSize < 0:
+		return fmt.Errorf("embedpipe: Config.BatchSize must not be negative, got %d", c.BatchSize)
+	case c.PollInterval < 0, c.MinBackoff < 0, c.MaxBackoff < 0, c.StatsInterval < 0, c.BatchTimeout < 0:
+		return errors.New("embedpipe: Config durations must not be negative")
+	case c.MaxBackoff != 0 && c.MinBackoff > c.MaxBackoff:
+		return fmt.Errorf("embedpipe: Config.MinBackoff (%s) exceeds MaxBackoff (%s)", c.MinBackoff, c.MaxBackoff)
+	}
+	return nil
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.Workers == 0 {
+		c.Workers = DefaultWorkers
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	def(&c.PollInterval, DefaultPollInterval)
+	def(&c.MinBackoff, DefaultMinBackoff)
+	def(&c.MaxBackoff, DefaultMaxBackoff)
+	def(&c.StatsInterval, DefaultStatsInterval)
+	def(&c.BatchTimeout, DefaultBatchTimeout)
+	if c.Metrics == nil {
+		c.Metrics = metrics.NewSet()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Pipeline is the running workers.
+type Pipeline struct {
+	cfg     Config
+	log     zerolog.Logger
+	m       *pipeMetrics
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	wake    chan struct{}
+	closed  atomic.Bool
+	closeMu sync.Mutex
+}
+
+// New validates cfg and starts the workers and the backlog statistics loop.
+func New(cfg Config) (*Pipeline, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Pipeline{
+		cfg:    cfg,
+		log:    cfg.Logger.With().Str("component", "embedpipe").Logger(),
+		m:      newPipeMetrics(cfg.Metrics, cfg.Embedder.Provider()),
+		cancel: cancel,
+		wake:   make(chan struct{}, cfg.Workers),
+	}
+	for i := range cfg.Workers {
+		p.wg.Add(1)
+		go p.worker(ctx, i)
+	}
+	p.wg.Add(1)
+	go p.statsLoop(ctx)
+	return p, nil
+}
+
+// Notify wakes an idle worker: new entries were committed. It never blocks.
+func (p *Pipeline) Notify() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Close stops the workers: a batch in flight is abandoned and its claim
+// rolled back (its entries stay in the backlog). It waits for the workers up
+// to ctx's deadline and is idempotent.
+func (p *Pipeline) Close(ctx context.Context) error {
+	p.closeMu.Lock()
+	defer p.closeMu.Unlock()
+	if p.closed.Swap(true) {
+		return nil
+	}
+	p.cancel()
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("embedpipe: close: %w", ctx.Err())
+	}
+}
+
+func (p *Pipeline) worker(ctx context.Context, id int) {
+	defer p.wg.Done()
+	log := p.log.With().Int("worker", id).Logger()
+	backoff := time.Duration(0)
+	failing := false
+	for ctx.Err() == nil {
+		n, err := p.RunOnce(ctx)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return
+		case err != nil:
+			backoff = min(max(backoff*2, p.cfg.MinBackoff), p.cfg.MaxBackoff)
+			if !failing {
+				log.Warn().Err(err).Msg("embedding batch failed; backlog kept, retrying with backoff")
+			} else {
+				log.Debug().Err(err).Dur("backoff", backoff).Msg("embedding batch failed again")
+			}
+			failing = true
+			p.m.failures.Inc()
+			// Full jitter in [backoff/2, backoff].
+			sleep(ctx, backoff/2+rand.N(backoff/2+1), nil)
+		case n == 0:
+			if failing {
+				log.Info().Msg("embedding recovered")
+				failing, backoff = false, 0
+			}
+			sleep(ctx, p.cfg.PollInterval, p.wake)
+		default:
+			if failing {
+				log.Info().Msg("embedding recovered")
+				failing, backoff = false, 0
+			}
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-wake:
+	}
+}
+
+// RunOnce drains one batch: claim, embed the documents not stored yet, write
+// vectors and links, clear. It returns how many audits it cleared (0: the
+// backlog was empty). Workers call it in a loop; benchmarks and tests may
+// call it directly.
+func (p *Pipeline) RunOnce(ctx context.Context) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.BatchTimeout)
+	defer cancel()
+	claim, err := p.cfg.Audits.ClaimOutbox(ctx, p.cfg.BatchSize)
+	if err != nil {
+		return 0, fmt.Errorf("embedpipe: claim: %w", err)
+	}
+	defer claim.Release(ctx)
+	if len(claim.Entries) == 0 {
+		return 0, nil
+	}
+
+	identity := p.cfg.Embedder.Identity()
+	links := make([]storage.Link, 0, len(claim.Entries))
+	hashes := make([][]byte, 0, len(claim.Entries))
+	docs := make(map[string]string, len(claim.Entries)) // hash → document, one per distinct hash
+	for _, e := range claim.Entries {
+		if e.Record == nil {
+			p.m.orphans.Inc()
+			continue
+		}
+		doc := embed.Document(e.Record)
+		h := embed.ContentHash(identity, doc)
+		if _, ok := docs[string(h)]; !ok {
+			docs[string(h)] = doc
+			hashes = append(hashes, h)
+		}
+		rec := e.Record
+		l := storage.Link{AuditID: e.AuditID, Kind: e.Kind, ContentHash: h, OccurredAt: storage.OccurredAt(rec)}
+		if rec.Remediation != nil {
+			l.Cluster, l.Namespace = rec.Remediation.Cluster, rec.Remediation.Namespace
+		}
+		links = append(links, l)
+	}
+
+	known, err := p.cfg.Vectors.KnownHashes(ctx, hashes)
+	if err != nil {
+		return 0, fmt.Errorf("embedpipe: look up hashes: %w", err)
+	}
+	var (
+		newHashes [][]byte
+		texts     []string
+	)
+	for _, h := range hashes {
+		if !known[string(h)] {
+			newHashes = append(newHashes, h)
+			texts = append(texts, docs[string(h)])
+		}
+	}
+	vectors := make([]storage.Vector, len(texts))
+	if len(texts) > 0 {
+		start := time.Now()
+		embs, err := p.cfg.Embedder.Embed(ctx, texts)
+		p.m.embedDuration.UpdateDuration(start)
+		if err != nil {
+			return 0, fmt.Errorf("embedpipe: embed %d documents: %w", len(texts), err)
+		}
+		if len(embs) != len(texts) {
+			return 0, fmt.Errorf("embedpipe: embedder returned %d vectors for %d documents", len(embs), len(texts))
+		}
+		for i := range texts {
+			vectors[i] = storage.Vector{ContentHash: newHashes[i], Embedding: pgvector.NewVector(embs[i])}
+		}
+	}
+	written, err := p.cfg.Vectors.Write(ctx, vectors, links)
+	if err != nil {
+		return 0, fmt.Errorf("embedpipe: write %d vectors, %d links: %w", len(vectors), len(links), err)
+	}
+	if err := claim.Complete(ctx); err != nil {
+		return 0, fmt.Errorf("embedpipe: clear backlog: %w", err)
+	}
+	p.m.vectorsWritten.Add(written)
+	p.m.dedupHits.Add(len(links) - written)
+	p.m.auditsEmbedded.Add(len(links))
+	return len(claim.Entries), nil
+}
+
+func (p *Pipeline) statsLoop(ctx context.Context) {
+	defer p.wg.Done()
+	for {
+		sctx, cancel := context.WithTimeout(ctx, p.cfg.StatsInterval)
+		st, err := p.cfg.Audits.OutboxStats(sctx)
+		cancel()
+		if err == nil {
+			p.m.depth.Store(st.Depth)
+			age := int64(0)
+			if !st.Oldest.IsZero() {
+				age = int64(p.cfg.Now().Sub(st.Oldest))
+			}
+			p.m.oldestAge.Store(max(age, 0))
+		} else if ctx.Err() == nil {
+			p.log.Debug().Err(err).Msg("backlog statistics unavailable")
+		}
+		sleep(ctx, p.cfg.StatsInterval, nil)
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
