@@ -12,36 +12,6 @@ import (
 	"github.com/kubernaut/datastorage/internal/faultproxy"
 )
 
-// echoServer answers each line with the same line.
-func echoServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if _, err := c.Write([]byte(line)); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 func roundTrip(conn net.Conn, msg string) (string, error) {
 	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
 	if _, err := conn.Write([]byte(msg + "\n")); err != nil {
@@ -51,7 +21,8 @@ func roundTrip(conn net.Conn, msg string) (string, error) {
 }
 
 func TestProxy_ForwardsThenResetsWhileDownThenForwardsAgain(t *testing.T) {
-	p, err := faultproxy.Start(echoServer(t))
+	addr, _ := recordingServer(t)
+	p, err := faultproxy.Start(addr)
 	require.NoError(t, err)
 	defer p.Close()
 
