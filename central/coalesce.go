@@ -23,10 +23,11 @@ type coalescer struct {
 	timeout  time.Duration
 	maxBatch int
 
-	reqs  chan *pendingWrite
-	slots chan struct{} // one per batch in flight
+	reqs  chan *pendingWrite // unbuffered: a request sent was received by run
+	slots chan struct{}      // one per batch in flight
 	wg    sync.WaitGroup
-	done  chan struct{}
+	stop  chan struct{} // closed by close: no new requests
+	done  chan struct{} // closed when run has returned
 
 	batchSize *metrics.Histogram
 }
@@ -47,8 +48,9 @@ func newCoalescer(store Store, timeout time.Duration, inFlight, maxBatch int, se
 		store:     store,
 		timeout:   timeout,
 		maxBatch:  maxBatch,
-		reqs:      make(chan *pendingWrite, maxBatch),
+		reqs:      make(chan *pendingWrite),
 		slots:     make(chan struct{}, inFlight),
+		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 		batchSize: set.NewHistogram(`datastorage_coalesced_batch_records`),
 	}
@@ -56,25 +58,38 @@ func newCoalescer(store Store, timeout time.Duration, inFlight, maxBatch int, se
 	return c
 }
 
-// write stores one record and returns its outcome once committed. It must
-// not be called after close.
+// errShuttingDown answers a write that arrives after close (a request that
+// outlived the server's shutdown grace).
+var errShuttingDown = errors.New("central is shutting down")
+
+// write stores one record and returns its outcome once committed.
 func (c *coalescer) write(serviceAccount string, rec wire.Record) (wire.ItemStatus, error) {
 	p := &pendingWrite{serviceAccount: serviceAccount, record: rec, answer: make(chan writeResult, 1)}
-	c.reqs <- p
+	select {
+	case c.reqs <- p:
+	case <-c.stop:
+		return "", errShuttingDown
+	}
 	r := <-p.answer
 	return r.status, r.err
 }
 
-// close waits for the batches in flight; callers have stopped writing.
+// close stops taking writes and waits for the batches in flight.
 func (c *coalescer) close() {
-	close(c.reqs)
+	close(c.stop)
 	<-c.done
 	c.wg.Wait()
 }
 
 func (c *coalescer) run() {
 	defer close(c.done)
-	for first := range c.reqs {
+	for {
+		var first *pendingWrite
+		select {
+		case first = <-c.reqs:
+		case <-c.stop:
+			return
+		}
 		// Wait for a free slot first: the requests that arrive meanwhile
 		// join this batch.
 		c.slots <- struct{}{}
@@ -82,10 +97,7 @@ func (c *coalescer) run() {
 	collect:
 		for len(batch) < c.maxBatch {
 			select {
-			case p, ok := <-c.reqs:
-				if !ok {
-					break collect
-				}
+			case p := <-c.reqs:
 				batch = append(batch, p)
 			default:
 				break collect

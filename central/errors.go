@@ -138,6 +138,8 @@ func (s *Server) classify(err error) (status int, body *wire.ErrorBody, retryAft
 		return fasthttp.StatusMethodNotAllowed, wire.MethodNotAllowed(), 0
 	case errors.Is(err, errNotFound):
 		return fasthttp.StatusNotFound, wire.NotFound(), 0
+	case errors.Is(err, errShuttingDown):
+		return fasthttp.StatusServiceUnavailable, wire.ServiceUnavailable("Central is shutting down"), time.Second
 	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return fasthttp.StatusServiceUnavailable, wire.ServiceUnavailable("PostgreSQL connection failed"), time.Second
 	default:
