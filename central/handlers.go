@@ -134,6 +134,7 @@ func (s *Server) writeOne(ctx *fasthttp.RequestCtx, kind wire.Kind) error {
 	if err != nil {
 		return err
 	}
+	s.committed()
 	s.metrics.records(kind, string(status), 1)
 	// A duplicate is a retried Idempotency-Key: the record is stored, under
 	// this ID, which is all the client asked for.
@@ -235,7 +236,15 @@ func (s *Server) store(ctx context.Context, id auth.Identity, recs []wire.Record
 	if err != nil {
 		return nil, fmt.Errorf("write %d records: %w", len(recs), err)
 	}
+	s.committed()
 	return statuses, nil
+}
+
+// committed tells the embedding pipeline that new records wait for it.
+func (s *Server) committed() {
+	if s.cfg.Committed != nil {
+		s.cfg.Committed()
+	}
 }
 
 func (s *Server) ready(ctx *fasthttp.RequestCtx) {

@@ -45,6 +45,7 @@ type options struct {
 	storeTime time.Duration
 	readTime  time.Duration // the server's ReadTimeout, for slow-client tests
 	inFlight  int           // WritesInFlight
+	committed func()        // Config.Committed
 }
 
 // harness is a real central on a loopback port, writing to a fresh database.
@@ -104,6 +105,7 @@ func newHarness(t *testing.T, opt options) *harness {
 		StoreTimeout:   opt.storeTime,
 		ReadTimeout:    opt.readTime,
 		WritesInFlight: opt.inFlight,
+		Committed:      opt.committed,
 	})
 	require.NoError(t, err)
 	api, err := net.Listen("tcp", "127.0.0.1:0")

@@ -47,6 +47,10 @@ type Config struct {
 	Store         Store
 	// Search enables POST /api/v1/incidents/similar (search.go); nil: 404.
 	Search *SearchConfig
+	// Committed, when set, is called after records were committed: the
+	// embedding pipeline's Notify, so new audits need not wait for its poll.
+	// It must not block.
+	Committed func()
 
 	Logger  zerolog.Logger
 	Metrics *metrics.Set     // nil: a private set

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -357,4 +358,16 @@ func TestWrite_ConcurrentSingleWritesShareTransactions(t *testing.T) {
 	require.NotNil(t, m, "%s", text)
 	batches, _ := strconv.Atoi(m[1])
 	assert.Less(t, batches, writes, "concurrent writes share transactions")
+}
+
+func TestWrite_CommittedHookFollowsEachCommit(t *testing.T) {
+	var commits atomic.Int64
+	h := newHarness(t, options{committed: func() { commits.Add(1) }})
+	decodeWrite(t, h.post(t, "/api/v1/audit/remediation", tokenOf("gateway-sa"), []byte(`{"remediationRequestID":"rr-1"}`)))
+	assert.EqualValues(t, 1, commits.Load(), "single write")
+	r := h.post(t, "/api/v1/audit/batch", tokenOf("gateway-sa"), batchBody(t, 3, wire.KindRemediation))
+	require.Equal(t, 200, r.status, r.body)
+	assert.EqualValues(t, 2, commits.Load(), "batch write")
+	h.post(t, "/api/v1/audit/remediation", tokenOf("gateway-sa"), []byte(`{}`))
+	assert.EqualValues(t, 2, commits.Load(), "nothing committed, nothing announced")
 }

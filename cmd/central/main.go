@@ -176,6 +176,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		ShutdownTimeout: *shutdownTimeout,
 		TLS:             tlsConfig,
 		Search:          &central.SearchConfig{Embedder: emb, Vectors: vdb, Audits: db},
+		Committed:       pipe.Notify,
 	})
 	if err != nil {
 		return err
