@@ -16,6 +16,7 @@ const (
 	DefaultMetricsListen = ":19090"
 	DefaultRetryAfter    = 2 * time.Second
 	DefaultAppendTimeout = 10 * time.Second
+	DefaultReadTimeout   = 30 * time.Second
 )
 
 // Config configures a Server. Every field documents its zero value.
@@ -32,6 +33,9 @@ type Config struct {
 	RetryAfter time.Duration
 	// AppendTimeout bounds the wait for the fsync. Zero: DefaultAppendTimeout.
 	AppendTimeout time.Duration
+	// ReadTimeout bounds reading one whole request: a client that sends it
+	// slower (slowloris) is cut off. Zero: DefaultReadTimeout.
+	ReadTimeout time.Duration
 	// Logger: zero value disabled. Metrics: nil means a private set.
 	Logger  zerolog.Logger
 	Metrics *metrics.Set
@@ -51,6 +55,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.AppendTimeout == 0 {
 		c.AppendTimeout = DefaultAppendTimeout
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = DefaultReadTimeout
 	}
 	if c.Metrics == nil {
 		c.Metrics = metrics.NewSet()

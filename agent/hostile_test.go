@@ -2,14 +2,18 @@ package agent_test
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kubernaut/datastorage/agent"
 	"github.com/kubernaut/datastorage/agent/queue"
 	"github.com/kubernaut/datastorage/internal/hostile"
 )
@@ -43,6 +47,37 @@ func TestHostile_AgentStoresSQLLookingStringsVerbatim(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, got, 1)
 	assert.Equal(t, evil, got[0].Record.Remediation.RemediationRequestID)
+}
+
+func TestHostile_AgentCutsOffASlowClientAndStaysHealthy(t *testing.T) {
+	q, base := startWith(t, queue.Config{}, agent.Config{ReadTimeout: 500 * time.Millisecond})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	require.NoError(t, err)
+	defer conn.Close()
+	// Slowloris: a header line now and then, never the end of the request.
+	_, err = conn.Write([]byte("POST /api/v1/audit/remediation HTTP/1.1\r\nHost: x\r\n"))
+	require.NoError(t, err)
+	closed := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, conn)
+		close(closed)
+	}()
+	start := time.Now()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-closed:
+			assert.Less(t, time.Since(start), 5*time.Second)
+			assert.Zero(t, q.Depth().Records)
+			assertAgentHealthy(t, q, base)
+			return
+		case <-tick.C:
+			_, _ = fmt.Fprintf(conn, "X-Slow-%d: 1\r\n", i)
+		case <-time.After(10 * time.Second):
+			t.Fatal("the slow connection was never closed")
+		}
+	}
 }
 
 func assertAgentHealthy(t *testing.T, q *queue.Queue, base string) {

@@ -55,7 +55,7 @@ func NewServer(cfg Config, q *queue.Queue) (*Server, error) {
 		ErrorHandler:         edge.ParseError,
 		Name:                 "kubernaut-agent",
 		MaxRequestBodySize:   wire.MaxRecordBytes + 1,
-		ReadTimeout:          30 * time.Second,
+		ReadTimeout:          cfg.ReadTimeout,
 		WriteTimeout:         30 * time.Second,
 		IdleTimeout:          2 * time.Minute,
 		NoDefaultDate:        true,

@@ -20,12 +20,19 @@ import (
 
 func start(t *testing.T, qcfg queue.Config) (*queue.Queue, string) {
 	t.Helper()
+	return startWith(t, qcfg, agent.Config{})
+}
+
+// startWith starts a server with cfg's fields over the test defaults.
+func startWith(t *testing.T, qcfg queue.Config, cfg agent.Config) (*queue.Queue, string) {
+	t.Helper()
 	if qcfg.Dir == "" {
 		qcfg.Dir = t.TempDir()
 	}
 	q, err := queue.Open(qcfg)
 	require.NoError(t, err)
-	srv, err := agent.NewServer(agent.Config{Listen: "127.0.0.1:0", MetricsListen: "-", ServiceAccount: "ns/gateway-sa", RetryAfter: 3 * time.Second}, q)
+	cfg.Listen, cfg.MetricsListen, cfg.ServiceAccount, cfg.RetryAfter = "127.0.0.1:0", "-", "ns/gateway-sa", 3*time.Second
+	srv, err := agent.NewServer(cfg, q)
 	require.NoError(t, err)
 	require.NoError(t, srv.Start())
 	t.Cleanup(func() {
