@@ -31,9 +31,9 @@ func TestHostile_EachRequestGetsItsStatusAndBodyAndNothingIsBuffered(t *testing.
 
 func TestHostile_AgentAnswersHugeHeadersWith431(t *testing.T) {
 	q, base := start(t, queue.Config{})
-	resp, body := post(t, base+"/api/v1/audit/remediation", remediation, "X-Padding", strings.Repeat("p", 64<<10))
-	require.Equal(t, 431, resp.StatusCode, string(body))
-	assert.JSONEq(t, `{"error":"headers_too_large","message":"Request headers too large"}`, string(body))
+	status, body := hostile.HugeHeaders(t, base+"/api/v1/audit/remediation", nil)
+	require.Equal(t, 431, status, body)
+	assert.JSONEq(t, `{"error":"headers_too_large","message":"Request headers too large"}`, body)
 	assert.Zero(t, q.Depth().Records)
 	assertAgentHealthy(t, q, base)
 }
