@@ -75,6 +75,12 @@ cat <<MSG
       -d '{"remediationRequestID":"rr-abc123","alertName":"HighMemoryUsage","namespace":"production","cluster":"us-west-2","priority":"P0"}'
 
   Then look at it:  psql '$DATABASE_URL' -c 'TABLE remediation_audit'
+  And find it by similarity (the AI Analysis controller's token):
+
+    curl -sS -X POST http://127.0.0.1:8080/api/v1/incidents/similar \
+      -H 'Authorization: Bearer $(token_of aianalysis-controller-sa)' \
+      -H 'Content-Type: application/json' -d '{"text":"HighMemoryUsage production","limit":3}'
+
   Demo tokens: $tokens    Metrics: http://127.0.0.1:9090/metrics    Ctrl-C stops everything.
 
 MSG
