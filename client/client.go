@@ -15,6 +15,7 @@ import (
 	"github.com/go-json-experiment/json"
 	"github.com/google/uuid"
 
+	"github.com/kubernaut/datastorage/internal/tokenfile"
 	"github.com/kubernaut/datastorage/wire"
 )
 
@@ -27,8 +28,8 @@ type Client struct {
 	cfg    Config
 	base   string
 	http   *http.Client
-	tokens *tokenSource
-	owned  *http.Transport // the default transport, closed by Close
+	tokens *tokenfile.Source // nil: cfg.Token, fixed
+	owned  *http.Transport   // the default transport, closed by Close
 }
 
 // New validates cfg and returns a Client.
@@ -38,9 +39,11 @@ func New(cfg Config) (*Client, error) {
 	}
 	cfg = cfg.withDefaults()
 	c := &Client{
-		cfg:    cfg,
-		base:   strings.TrimRight(cfg.BaseURL, "/"),
-		tokens: &tokenSource{static: cfg.Token, path: cfg.TokenFile},
+		cfg:  cfg,
+		base: strings.TrimRight(cfg.BaseURL, "/"),
+	}
+	if cfg.TokenFile != "" {
+		c.tokens = tokenfile.New(cfg.TokenFile)
 	}
 	if cfg.HTTPClient != nil {
 		c.http = cfg.HTTPClient
@@ -157,7 +160,7 @@ func (c *Client) do(ctx context.Context, path string, hdr http.Header, body []by
 			if status == http.StatusUnauthorized && c.cfg.TokenFile != "" && !reauthed {
 				// The token may have been rotated since we read it.
 				reauthed = true
-				c.tokens.invalidate()
+				c.tokens.Invalidate()
 				attempt--
 				continue
 			}
@@ -193,7 +196,7 @@ func (c *Client) attempt(ctx context.Context, url string, hdr http.Header, body 
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", c.cfg.UserAgent)
-	token, err := c.tokens.get()
+	token, err := c.token()
 	if err != nil {
 		return 0, nil, 0, err
 	}
@@ -273,4 +276,12 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// token is the bearer token: the file's current content, or the fixed one.
+func (c *Client) token() (string, error) {
+	if c.tokens == nil {
+		return c.cfg.Token, nil
+	}
+	return c.tokens.Token()
 }

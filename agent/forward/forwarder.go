@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kubernaut/datastorage/agent/queue"
+	"github.com/kubernaut/datastorage/internal/tokenfile"
 	"github.com/kubernaut/datastorage/wire"
 )
 
@@ -39,7 +40,7 @@ type Forwarder struct {
 	q     Queue
 	log   zerolog.Logger
 	url   string
-	token tokenSource
+	token *tokenfile.Source // nil without a token file
 	enc   *zstd.Encoder
 
 	cancel   context.CancelFunc
@@ -86,7 +87,7 @@ func New(cfg Config, q Queue) (*Forwarder, error) {
 		q:           q,
 		log:         cfg.Logger.With().Str("component", "forwarder").Logger(),
 		url:         strings.TrimRight(cfg.CentralURL, "/") + "/api/v1/audit/batch",
-		token:       tokenSource{path: cfg.TokenFile},
+		token:       tokenSource(cfg.TokenFile),
 		enc:         enc,
 		cancel:      cancel,
 		draining:    make(chan struct{}),
@@ -344,3 +345,11 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 var errBadResponse = errors.New("unreadable batch response")
+
+// tokenSource is the token file's reader, or nil when there is none.
+func tokenSource(path string) *tokenfile.Source {
+	if path == "" {
+		return nil
+	}
+	return tokenfile.New(path)
+}

@@ -54,9 +54,15 @@ const maxResponseBytes = 8 << 20
 
 // send posts one compressed batch and classifies the answer.
 func (f *Forwarder) send(ctx context.Context, body []byte, entries []queue.Entry, forceToken bool) outcome {
-	tok, err := f.token.get(forceToken)
-	if err != nil {
-		return outcome{kind: kindRetry, class: classToken, err: err}
+	var tok string
+	if f.token != nil { // no token file: no Authorization
+		if forceToken {
+			f.token.Invalidate()
+		}
+		var err error
+		if tok, err = f.token.Token(); err != nil {
+			return outcome{kind: kindRetry, class: classToken, err: err}
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.RequestTimeout)
 	defer cancel()
