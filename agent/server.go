@@ -200,7 +200,12 @@ func (s *Server) handleWrite(ctx *fasthttp.RequestCtx, kind wire.Kind) {
 	}
 	rec.ReceivedAt = now.UTC()
 
-	actx, cancel := context.WithTimeout(ctx, s.cfg.AppendTimeout)
+	// Not the request's context: fasthttp cancels that when shutdown starts,
+	// and an append cancelled then may still be committed, so the client would
+	// get a 503 for a stored record. Shutdown waits for handlers instead; the
+	// timeout alone bounds the wait (and watching fasthttp's context would cost
+	// a goroutine per request).
+	actx, cancel := context.WithTimeout(context.Background(), s.cfg.AppendTimeout)
 	defer cancel()
 	if err := s.q.Append(actx, []wire.Record{rec}); err != nil {
 		s.writeError(ctx, err)
