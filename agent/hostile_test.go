@@ -46,7 +46,7 @@ func TestHostile_AgentStoresSQLLookingStringsVerbatim(t *testing.T) {
 	got, err := q.Read(context.Background(), 10, 1<<20)
 	require.NoError(t, err)
 	require.Len(t, got, 1)
-	assert.Equal(t, evil, got[0].Record.Remediation.RemediationRequestID)
+	assert.Equal(t, evil, stored(t, got[0]).Remediation.RemediationRequestID)
 }
 
 func TestHostile_AgentCutsOffASlowClientAndStaysHealthy(t *testing.T) {

@@ -60,6 +60,16 @@ func post(t *testing.T, url, body string, hdr ...string) (*http.Response, []byte
 
 const remediation = `{"remediationRequestID":"rr-abc123","alertName":"HighMemoryUsage","namespace":"production","cluster":"us-west-2","priority":"P0"}`
 
+// stored decodes and validates a buffered entry, as the central will.
+func stored(t *testing.T, e queue.Entry) wire.Record {
+	t.Helper()
+	it, err := e.Decode()
+	require.NoError(t, err)
+	rec, err := it.Decode(time.Now())
+	require.NoError(t, err)
+	return rec
+}
+
 func TestServer_AcceptsAWriteOnlyOnceItIsStored(t *testing.T) {
 	q, base := start(t, queue.Config{})
 	resp, body := post(t, base+"/api/v1/audit/remediation", remediation)
@@ -72,9 +82,11 @@ func TestServer_AcceptsAWriteOnlyOnceItIsStored(t *testing.T) {
 	got, err := q.Read(context.Background(), 10, 1<<20)
 	require.NoError(t, err)
 	require.Len(t, got, 1)
-	assert.Equal(t, wr.AuditID, got[0].Record.ID)
-	assert.Equal(t, "HighMemoryUsage", got[0].Record.Remediation.AlertName)
-	assert.WithinDuration(t, time.Now(), got[0].Record.ReceivedAt, 5*time.Second)
+	rec := stored(t, got[0])
+	assert.Equal(t, wr.AuditID, got[0].ID)
+	assert.Equal(t, wr.AuditID, rec.ID)
+	assert.Equal(t, "HighMemoryUsage", rec.Remediation.AlertName)
+	assert.WithinDuration(t, time.Now(), rec.ReceivedAt, 5*time.Second)
 
 	resp, body = post(t, base+"/api/v1/audit/workflow", `{"workflowID":"wf-1","stepName":"scale","stepStatus":"completed"}`)
 	assert.Equal(t, http.StatusCreated, resp.StatusCode, string(body))
@@ -166,7 +178,7 @@ func TestServer_ListsDeadLetters(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &list), string(b))
 	assert.EqualValues(t, 1, list.Count)
 	require.Len(t, list.DeadLetters, 1)
-	assert.Equal(t, got[0].Record.ID, list.DeadLetters[0].ID)
+	assert.Equal(t, got[0].ID, list.DeadLetters[0].ID)
 	assert.Equal(t, "validation_failed: nope", list.DeadLetters[0].Reason)
 }
 
@@ -180,9 +192,9 @@ func TestServer_ReadyzFailsNearTheBufferLimit(t *testing.T) {
 	}
 	require.Equal(t, http.StatusOK, status())
 	for {
-		rec := wire.Record{ID: wire.NewID(), Kind: wire.KindRemediation, ReceivedAt: time.Now().UTC(),
-			Remediation: &wire.RemediationAudit{RemediationRequestID: "rr", Reasoning: strings.Repeat("x", 4<<10)}}
-		if err := q.Append(context.Background(), []wire.Record{rec}); err != nil {
+		rec := wire.RawRecord{ID: wire.NewID(), Kind: wire.KindRemediation, ReceivedAt: time.Now().UTC(),
+			Body: []byte(`{"remediationRequestID":"rr","reasoning":"` + strings.Repeat("x", 4<<10) + `"}`)}
+		if err := q.Append(context.Background(), []wire.RawRecord{rec}); err != nil {
 			require.ErrorIs(t, err, queue.ErrFull)
 			break
 		}

@@ -88,56 +88,31 @@ func (it BatchItem) Decode(now time.Time) (Record, error) {
 	return rec, nil
 }
 
-// batchItemOut is the encoded form of one batch item.
-type batchItemOut struct {
-	ID         string     `json:"id,omitempty"`
-	Kind       Kind       `json:"kind"`
-	ReceivedAt *time.Time `json:"receivedAt,omitempty"`
-	Record     any        `json:"record"`
-}
-
-type batchOut struct {
-	Records []batchItemOut `json:"records"`
-}
-
-// EncodeBatch is the agent's forwarder body for records:
+// EncodeBatch is the body of POST /api/v1/audit/batch for records:
 // {"records":[{"id":…,"kind":…,"receivedAt":…,"record":{…}}, …]}. For valid
 // records (as DecodeAudit or Decode return them) DecodeBatch then Decode on
 // the result gives back records equal to the input; times are sent in UTC.
 // It fails on an empty or oversized slice (MaxBatchRecords; ErrBatchTooLarge
-// past MaxBatchBytes), on a record whose body does not match its Kind, and
-// on strings that are not valid UTF-8. It does not run Validate.
+// past MaxBatchBytes), on an ID that ValidateID refuses, on a record whose
+// body does not match its Kind, and on strings that are not valid UTF-8. It
+// does not run Validate.
 func EncodeBatch(records []Record) ([]byte, error) {
-	switch n := len(records); {
-	case n == 0:
-		return nil, errors.New("encode batch: no records")
-	case n > MaxBatchRecords:
+	if n := len(records); n > MaxBatchRecords {
 		return nil, fmt.Errorf("encode batch: %d records, more than %d", n, MaxBatchRecords)
 	}
-	out := batchOut{Records: make([]batchItemOut, len(records))}
+	items := make([][]byte, len(records))
 	for i := range records {
 		r := &records[i]
-		item := batchItemOut{ID: r.ID, Kind: r.Kind}
-		if !r.ReceivedAt.IsZero() {
-			t := r.ReceivedAt.UTC()
-			item.ReceivedAt = &t
+		if r.ID != "" {
+			if err := ValidateID(r.ID); err != nil {
+				return nil, fmt.Errorf("encode batch: record %d: %w", i, err)
+			}
 		}
-		switch {
-		case r.Kind == KindRemediation && r.Remediation != nil && r.Workflow == nil:
-			item.Record = r.Remediation
-		case r.Kind == KindWorkflow && r.Workflow != nil && r.Remediation == nil:
-			item.Record = r.Workflow
-		default:
-			return nil, fmt.Errorf("encode batch: record %d (id %q): kind %q does not match its body", i, r.ID, r.Kind)
+		raw, err := r.Raw()
+		if err != nil {
+			return nil, fmt.Errorf("encode batch: record %d: %w", i, err)
 		}
-		out.Records[i] = item
+		items[i] = raw.AppendItem(nil)
 	}
-	body, err := json.Marshal(&out)
-	if err != nil {
-		return nil, fmt.Errorf("encode batch: %w", err)
-	}
-	if len(body) > MaxBatchBytes {
-		return nil, fmt.Errorf("encode batch: %d bytes: %w", len(body), ErrBatchTooLarge)
-	}
-	return body, nil
+	return JoinBatch(items)
 }

@@ -230,7 +230,7 @@ func TestBatchItemDecode_WithoutBatchNamesFieldsRelativeToItem(t *testing.T) {
 func TestBatchItemDecode_SkipsSingleRecordByteLimit(t *testing.T) {
 	// 2 × 32768 two-byte characters: valid by the character limits, larger
 	// than MaxRecordBytes. A single-record endpoint refuses it; a batch item
-	// (which an agent may have re-encoded) is accepted.
+	// (which its writer may have re-encoded) is accepted.
 	text := strings.Repeat("é", wire.MaxTextLen)
 	body := []byte(`{"remediationRequestID":"rr","reasoning":"` + text + `","errorMessage":"` + text + `"}`)
 	_, err := wire.DecodeAudit(wire.KindRemediation, body, testNow)
@@ -251,4 +251,28 @@ func TestDecodeBatch_DoesNotAliasBody(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "rr-1", rec.Remediation.RemediationRequestID)
 	assert.Equal(t, "audit-1", rec.ID)
+}
+
+func TestRawRecord_ItemCarriesTheBodyAsSent(t *testing.T) {
+	// Whitespace, escapes and member order survive: the central decodes the
+	// client's own bytes, as the single-record endpoint would have.
+	body := []byte("{ \"reasoning\" : \"scale\\u0020out\\n\",\n\t\"remediationRequestID\":\"rr-1\", \"confidence\": 0.92 }")
+	want, err := wire.DecodeAudit(wire.KindRemediation, body, testNow)
+	require.NoError(t, err)
+	at := time.Date(2025, 10, 6, 10, 0, 0, 123456789, time.FixedZone("CEST", 2*3600))
+	raw := wire.RawRecord{ID: "audit-1", Kind: wire.KindRemediation, ReceivedAt: at, Body: body}
+	batch, err := wire.JoinBatch([][]byte{raw.AppendItem(nil), (&wire.RawRecord{Kind: wire.KindRemediation, Body: body}).AppendItem(nil)})
+	require.NoError(t, err)
+	req, err := wire.DecodeBatch(batch)
+	require.NoError(t, err)
+	require.Len(t, req.Records, 2)
+	assert.Equal(t, string(body), string(req.Records[0].Record))
+	got, err := req.Records[0].Decode(testNow)
+	require.NoError(t, err)
+	want.ID, want.ReceivedAt = "audit-1", at.UTC()
+	assert.Equal(t, want, got)
+	got, err = req.Records[1].Decode(testNow)
+	require.NoError(t, err)
+	assert.Empty(t, got.ID, "no ID: the central assigns one")
+	assert.True(t, got.ReceivedAt.IsZero())
 }

@@ -10,8 +10,8 @@ import (
 const (
 	// MaxRecordBytes bounds one record body as the single-record endpoints
 	// receive it. DecodeAudit rejects a larger body; batch items are bounded
-	// by MaxBatchBytes instead (a record re-encoded by an agent may differ in
-	// size from the body its client sent).
+	// by MaxBatchBytes instead (a record that an older agent re-encoded, or a
+	// direct batch writer encoded, may differ in size from its client's body).
 	MaxRecordBytes = 64 << 10
 	// MaxBatchRecords bounds the number of records in one batch.
 	MaxBatchRecords = 1000

@@ -197,11 +197,11 @@ func (f *Forwarder) idle(ctx context.Context, wait time.Duration) {
 // deliver sends entries until each is confirmed or dead-lettered, splitting
 // when the central asks for it. It returns only ctx's error.
 func (f *Forwarder) deliver(ctx context.Context, entries []queue.Entry) error {
-	records := make([]wire.Record, len(entries))
+	items := make([][]byte, len(entries))
 	for i := range entries {
-		records[i] = entries[i].Record
+		items[i] = entries[i].Item
 	}
-	raw, err := wire.EncodeBatch(records)
+	raw, err := wire.JoinBatch(items)
 	if err != nil {
 		f.log.Warn().Err(err).Int("records", len(entries)).Msg("batch cannot be encoded: splitting")
 		return f.split(ctx, entries, "unencodable: "+err.Error())
@@ -239,7 +239,7 @@ func (f *Forwarder) deliver(ctx context.Context, entries []queue.Entry) error {
 func (f *Forwarder) split(ctx context.Context, entries []queue.Entry, reason string) error {
 	if len(entries) == 1 {
 		return f.settle(ctx, entries, []wire.ItemResult{{
-			ID: entries[0].Record.ID, Status: wire.StatusRejected,
+			ID: entries[0].ID, Status: wire.StatusRejected,
 			Error: &wire.ErrorBody{Error: "undeliverable", Message: reason},
 		}})
 	}

@@ -63,19 +63,19 @@ func setup(t *testing.T, cfg forward.Config) (*harness, *forward.Forwarder) {
 
 var seq atomic.Int64
 
-func records(t *testing.T, n int) []wire.Record {
+func records(t *testing.T, n int) []wire.RawRecord {
 	t.Helper()
-	out := make([]wire.Record, n)
+	out := make([]wire.RawRecord, n)
 	for i := range out {
-		out[i] = wire.Record{
+		out[i] = wire.RawRecord{
 			ID: wire.NewID(), Kind: wire.KindRemediation, ReceivedAt: time.Now().UTC(),
-			Remediation: &wire.RemediationAudit{RemediationRequestID: fmt.Sprintf("rr-%d", seq.Add(1))},
+			Body: fmt.Appendf(nil, `{"remediationRequestID":"rr-%d"}`, seq.Add(1)),
 		}
 	}
 	return out
 }
 
-func idsOf(recs []wire.Record) []string {
+func idsOf(recs []wire.RawRecord) []string {
 	out := make([]string, len(recs))
 	for i, r := range recs {
 		out[i] = r.ID

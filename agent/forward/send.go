@@ -126,8 +126,8 @@ func checkResults(answer []byte, entries []queue.Entry) ([]wire.ItemResult, erro
 		return nil, fmt.Errorf("%w: %d results for %d records", errBadResponse, len(resp.Results), len(entries))
 	}
 	for i, r := range resp.Results {
-		if r.ID != entries[i].Record.ID {
-			return nil, fmt.Errorf("%w: result %d is for %q, want %q", errBadResponse, i, r.ID, entries[i].Record.ID)
+		if r.ID != entries[i].ID {
+			return nil, fmt.Errorf("%w: result %d is for %q, want %q", errBadResponse, i, r.ID, entries[i].ID)
 		}
 		switch r.Status {
 		case wire.StatusPersisted, wire.StatusDuplicate, wire.StatusRejected:

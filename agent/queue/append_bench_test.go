@@ -22,9 +22,9 @@ func BenchmarkAppend(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer q.Close(context.Background())
-			rec := wire.Record{Kind: wire.KindRemediation, ReceivedAt: time.Now(),
-				Remediation: &wire.RemediationAudit{RemediationRequestID: "rr-1", AlertName: "HighMemoryUsage",
-					Reasoning: "Memory usage above 95% for 10 minutes on three replicas; scaling out is the least disruptive action."}}
+			rec := wire.RawRecord{Kind: wire.KindRemediation, ReceivedAt: time.Now(),
+				Body: []byte(`{"remediationRequestID":"rr-1","alertName":"HighMemoryUsage","reasoning":` +
+					`"Memory usage above 95% for 10 minutes on three replicas; scaling out is the least disruptive action."}`)}
 			ctx := context.Background()
 			commits0 := q.Commits()
 			var wg sync.WaitGroup
@@ -37,7 +37,7 @@ func BenchmarkAppend(b *testing.B) {
 					for i := 0; i < per; i++ {
 						r := rec
 						r.ID = wire.NewID()
-						if err := q.Append(ctx, []wire.Record{r}); err != nil {
+						if err := q.Append(ctx, []wire.RawRecord{r}); err != nil {
 							b.Error(err)
 							return
 						}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/kubernaut/datastorage/wire"
 )
@@ -16,22 +17,32 @@ import (
 const ReasonCorrupt = "corrupt"
 
 // DeadLetter is a record that will not be forwarded again, with the reason.
-// Record is nil when the entry was corrupt; Raw then holds its stored bytes.
+// Record is the body its client sent (the JSON of a wire.Record for a dead
+// letter written before entry version 2); it is empty when the entry was
+// corrupt, and Raw then holds its stored bytes.
 type DeadLetter struct {
-	Key        Key          `json:"seq"`
-	ID         string       `json:"id,omitempty"`
-	Kind       wire.Kind    `json:"kind,omitempty"`
-	Reason     string       `json:"reason"`
-	At         time.Time    `json:"deadLetteredAt"`
-	Record     *wire.Record `json:"record,omitempty"`
-	Raw        []byte       `json:"raw,omitempty"`
-	ReceivedAt time.Time    `json:"receivedAt,omitzero"`
+	Key        Key            `json:"seq"`
+	ID         string         `json:"id,omitempty"`
+	Kind       wire.Kind      `json:"kind,omitempty"`
+	Reason     string         `json:"reason"`
+	At         time.Time      `json:"deadLetteredAt"`
+	Record     jsontext.Value `json:"record,omitempty"`
+	Raw        []byte         `json:"raw,omitempty"`
+	ReceivedAt time.Time      `json:"receivedAt,omitzero"`
 }
 
-func newDeadLetter(k Key, rec *wire.Record, raw []byte, reason string, at time.Time) DeadLetter {
-	d := DeadLetter{Key: k, Reason: reason, At: at.UTC(), Raw: raw}
-	if rec != nil {
-		d.Record, d.ID, d.Kind, d.ReceivedAt, d.Raw = rec, rec.ID, rec.Kind, rec.ReceivedAt, nil
+// newDeadLetter is e's dead letter; an item that does not parse is kept
+// whole in Raw.
+func newDeadLetter(e Entry, reason string, at time.Time) DeadLetter {
+	d := DeadLetter{Key: e.Key, ID: e.ID, Reason: reason, At: at.UTC()}
+	it, err := e.Decode()
+	if err != nil {
+		d.Raw = e.Item
+		return d
+	}
+	d.Kind, d.Record = it.Kind, it.Record
+	if it.ReceivedAt != nil {
+		d.ReceivedAt = it.ReceivedAt.UTC()
 	}
 	return d
 }
@@ -47,7 +58,7 @@ func (q *Queue) DeadLetter(ctx context.Context, entries []Entry, reason string) 
 	now := q.cfg.Now()
 	dead := make([]DeadLetter, len(entries))
 	for i := range entries {
-		dead[i] = newDeadLetter(entries[i].Key, &entries[i].Record, nil, reason, now)
+		dead[i] = newDeadLetter(entries[i], reason, now)
 	}
 	return q.do(ctx, func() error { return q.moveToDead(dead) })
 }
@@ -65,6 +76,8 @@ func (q *Queue) moveToDead(dead []DeadLetter) error {
 		k := d.Key.bytes(recordPrefix)
 		item, err := txn.Get(k)
 		switch {
+		case err == nil && uint64(d.Key) <= q.cursor.Load():
+			// Acknowledged, its delete still pending (see Ack): gone.
 		case err == nil:
 			gone++
 			goneBytes += item.ValueSize()
@@ -78,9 +91,13 @@ func (q *Queue) moveToDead(dead []DeadLetter) error {
 			return fmt.Errorf("dead letter: %w", err)
 		}
 	}
+	if err := q.stageAck(txn); err != nil {
+		return err
+	}
 	if err := txn.Commit(); err != nil {
 		return fmt.Errorf("dead letter commit: %w", err)
 	}
+	q.ackStaged()
 	q.records.Add(-gone)
 	q.bytes.Add(-goneBytes)
 	q.deleted += gone

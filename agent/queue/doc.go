@@ -1,5 +1,5 @@
 // Package queue is the agent's durable buffer: an append-only, time-ordered
-// queue of wire.Record over Badger v4, with group commit, a persisted read
+// queue of accepted records (wire.RawRecord) over Badger v4, with group commit, a persisted read
 // cursor, a dead-letter area and space reclamation.
 //
 // Durability. Badger runs with SyncWrites=true: every transaction commit
@@ -20,15 +20,20 @@
 //
 // The sequence is the receive time in Unix nanoseconds, forced strictly
 // increasing, so keys are time-ordered and the oldest buffered record's age
-// is read from its key. A record value is: version byte (1), CRC32C
-// (Castagnoli, big-endian) of the payload, payload (the record's JSON, with
-// ID, kind and receive time). An entry whose version, checksum or JSON is bad
+// is read from its key. A record value is: version byte (2), CRC32C
+// (Castagnoli, big-endian) of the payload, payload: the ID's length (1 byte),
+// the ID, and the record as one item of the batch format with the body its
+// client sent, so the forwarder joins items into a batch without decoding or
+// re-encoding them. Version 1 values (the JSON of a wire.Record, written by
+// earlier agents) are still read. An entry whose version or checksum is bad
 // is moved to the dead-letter area with reason "corrupt", counted, logged and
 // skipped; it never stops the queue.
 //
-// Reading starts after the persisted cursor, so it never scans tombstones of
-// acknowledged records. Ack deletes the acknowledged keys and moves the
-// cursor in one transaction. Space: deleted keys are reclaimed by Badger's
+// Reading starts after the cursor, so it never scans tombstones of
+// acknowledged records. Ack moves the cursor in memory at once; the deletes
+// and the persisted cursor ride on the next commit (an append group's, or
+// their own when the writer is idle), so they cost no fsync under load. A
+// crash loses at most acknowledgements, and the records are sent again. Space: deleted keys are reclaimed by Badger's
 // compaction under load; when the queue is empty, the writer periodically
 // drops the record prefix (flushing the memtable and deleting tables), and
 // runs value-log GC.

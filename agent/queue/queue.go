@@ -61,6 +61,9 @@ type Queue struct {
 	// Writer-owned state.
 	lastSeq uint64
 	deleted int64 // records removed since the last reclaim
+	// Acknowledgements applied in memory, not yet committed (see Ack).
+	ackCursor  Key // 0: none pending
+	ackDeletes []Key
 
 	mAppended *metrics.Counter
 	mCommits  *metrics.Counter
@@ -186,8 +189,8 @@ func (q *Queue) load() error {
 
 // Append stores records durably and returns once they are fsynced: nil means
 // every record is on disk. ErrFull means none was stored. Records must carry
-// their ID, kind and receive time.
-func (q *Queue) Append(ctx context.Context, records []wire.Record) error {
+// their ID, kind and receive time; their bodies are copied.
+func (q *Queue) Append(ctx context.Context, records []wire.RawRecord) error {
 	r := &request{values: make([][]byte, len(records)), done: make(chan error, 1)}
 	for i := range records {
 		v, err := encodeEntry(&records[i])
@@ -278,13 +281,13 @@ func (q *Queue) Read(ctx context.Context, maxRecords, maxBytes int) ([]Entry, er
 			if err != nil {
 				return fmt.Errorf("read %d: %w", k, err)
 			}
-			rec, err := decodeEntry(v)
+			id, entryItem, err := decodeEntry(v)
 			if err != nil {
 				q.log.Error().Err(err).Uint64("seq", uint64(k)).Msg("corrupt queue entry: moving it to the dead letters")
-				corrupt = append(corrupt, newDeadLetter(k, nil, v, ReasonCorrupt, q.cfg.Now()))
+				corrupt = append(corrupt, DeadLetter{Key: k, Reason: ReasonCorrupt, At: q.cfg.Now().UTC(), Raw: v})
 				continue
 			}
-			out = append(out, Entry{Key: k, Record: rec, Size: vs})
+			out = append(out, Entry{Key: k, ID: id, Item: entryItem, Size: vs})
 			size += vs
 		}
 		return nil
@@ -300,8 +303,12 @@ func (q *Queue) Read(ctx context.Context, maxRecords, maxBytes int) ([]Entry, er
 	return out, nil
 }
 
-// Ack removes every buffered record up to and including upTo, and persists
-// the cursor there, in one durable transaction.
+// Ack removes every buffered record up to and including upTo and moves the
+// cursor there. It takes effect at once for Read and Depth; on disk it rides
+// on the next commit (an append group's, or its own when the writer is
+// idle), since it needs no fsync of its own: an acknowledgement lost in a
+// crash only means those records are sent again, and the central absorbs
+// duplicates.
 func (q *Queue) Ack(ctx context.Context, upTo Key) error {
 	return q.do(ctx, func() error { return q.ack(upTo) })
 }
@@ -310,32 +317,28 @@ func (q *Queue) ack(upTo Key) error {
 	if uint64(upTo) <= q.cursor.Load() {
 		return nil
 	}
-	txn := q.db.NewTransaction(true)
-	defer txn.Discard()
 	var n, size int64
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: recordPrefix})
-	for it.Seek(Key(q.cursor.Load() + 1).bytes(recordPrefix)); it.Valid(); it.Next() {
-		k, ok := parseKey(it.Item().Key())
-		if !ok {
-			continue
+	err := q.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: recordPrefix, PrefetchValues: false})
+		defer it.Close()
+		for it.Seek(Key(q.cursor.Load() + 1).bytes(recordPrefix)); it.Valid(); it.Next() {
+			k, ok := parseKey(it.Item().Key())
+			if !ok {
+				continue
+			}
+			if k > upTo {
+				break
+			}
+			n++
+			size += it.Item().ValueSize()
+			q.ackDeletes = append(q.ackDeletes, k)
 		}
-		if k > upTo {
-			break
-		}
-		n++
-		size += it.Item().ValueSize()
-		if err := txn.Delete(it.Item().KeyCopy(nil)); err != nil {
-			it.Close()
-			return fmt.Errorf("ack: %w", err)
-		}
-	}
-	it.Close()
-	if err := txn.Set(cursorKey, binary.BigEndian.AppendUint64(nil, uint64(upTo))); err != nil {
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("ack: %w", err)
 	}
-	if err := txn.Commit(); err != nil {
-		return fmt.Errorf("ack commit: %w", err)
-	}
+	q.ackCursor = upTo
 	q.cursor.Store(uint64(upTo))
 	q.lastSeq = max(q.lastSeq, uint64(upTo))
 	q.records.Add(-n)
@@ -343,6 +346,54 @@ func (q *Queue) ack(upTo Key) error {
 	q.deleted += n
 	q.mAcked.AddInt64(n)
 	return q.refreshOldest()
+}
+
+// stageAck adds the acknowledgements not yet on disk to txn (writer only);
+// ackStaged clears them once txn is committed.
+func (q *Queue) stageAck(txn *badger.Txn) error {
+	if q.ackCursor == 0 {
+		return nil
+	}
+	for _, k := range q.ackDeletes {
+		if err := txn.Delete(k.bytes(recordPrefix)); err != nil {
+			return fmt.Errorf("ack: %w", err)
+		}
+	}
+	if err := txn.Set(cursorKey, binary.BigEndian.AppendUint64(nil, uint64(q.ackCursor))); err != nil {
+		return fmt.Errorf("ack: %w", err)
+	}
+	return nil
+}
+
+func (q *Queue) ackStaged() {
+	q.ackDeletes, q.ackCursor = q.ackDeletes[:0], 0
+}
+
+// ackEstimate is what the pending acknowledgements add to a transaction.
+func (q *Queue) ackEstimate() int64 {
+	if q.ackCursor == 0 {
+		return 0
+	}
+	return int64(len(q.ackDeletes)+1) * entryOverhead
+}
+
+// persistAck commits the pending acknowledgements alone (writer only).
+func (q *Queue) persistAck() {
+	if q.ackCursor == 0 {
+		return
+	}
+	txn := q.db.NewTransaction(true)
+	defer txn.Discard()
+	err := q.stageAck(txn)
+	if err == nil {
+		err = txn.Commit()
+	}
+	if err != nil {
+		// Kept for the next commit; until then a restart resends them.
+		q.log.Warn().Err(err).Msg("persisting acknowledgements failed")
+		return
+	}
+	q.ackStaged()
 }
 
 // refreshOldest recomputes the oldest key (writer only).

@@ -37,14 +37,14 @@ func openQueue(t *testing.T, cfg queue.Config) *queue.Queue {
 
 var seqs atomic.Int64
 
-func record(t *testing.T, reasoningBytes int) wire.Record {
+func record(t *testing.T, reasoningBytes int) wire.RawRecord {
 	t.Helper()
 	seq := seqs.Add(1)
 	reasoning := make([]byte, reasoningBytes)
 	for i := range reasoning {
 		reasoning[i] = 'a' + byte(i%26)
 	}
-	return wire.Record{
+	rec := wire.Record{
 		ID:         fmt.Sprintf("audit-test-%06d", seq),
 		Kind:       wire.KindRemediation,
 		ReceivedAt: time.Now().UTC().Truncate(time.Microsecond),
@@ -53,17 +53,20 @@ func record(t *testing.T, reasoningBytes int) wire.Record {
 			Reasoning:            string(reasoning),
 		},
 	}
+	raw, err := rec.Raw()
+	require.NoError(t, err)
+	return raw
 }
 
 func ids(entries []queue.Entry) []string {
 	out := make([]string, len(entries))
 	for i, e := range entries {
-		out[i] = e.Record.ID
+		out[i] = e.ID
 	}
 	return out
 }
 
-func recordIDs(records []wire.Record) []string {
+func recordIDs(records []wire.RawRecord) []string {
 	out := make([]string, len(records))
 	for i, r := range records {
 		out[i] = r.ID
@@ -74,7 +77,7 @@ func recordIDs(records []wire.Record) []string {
 func TestQueue_AppendReadAck(t *testing.T) {
 	ctx := context.Background()
 	q := openQueue(t, queue.Config{})
-	recs := []wire.Record{record(t, 10), record(t, 10), record(t, 10)}
+	recs := []wire.RawRecord{record(t, 10), record(t, 10), record(t, 10)}
 	require.NoError(t, q.Append(ctx, recs))
 
 	d := q.Depth()
@@ -87,10 +90,14 @@ func TestQueue_AppendReadAck(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, got, 3)
 		for i := range recs {
-			assert.Equal(t, recs[i].ID, got[i].Record.ID)
-			assert.Equal(t, recs[i].Kind, got[i].Record.Kind)
-			assert.True(t, recs[i].ReceivedAt.Equal(got[i].Record.ReceivedAt))
-			assert.Equal(t, *recs[i].Remediation, *got[i].Record.Remediation)
+			assert.Equal(t, recs[i].ID, got[i].ID)
+			it, err := got[i].Decode()
+			require.NoError(t, err)
+			assert.Equal(t, recs[i].ID, it.ID)
+			assert.Equal(t, recs[i].Kind, it.Kind)
+			require.NotNil(t, it.ReceivedAt)
+			assert.True(t, recs[i].ReceivedAt.Equal(*it.ReceivedAt))
+			assert.Equal(t, string(recs[i].Body), string(it.Record), "the body is kept byte for byte")
 		}
 		assert.Less(t, got[0].Key, got[1].Key)
 	})
@@ -119,7 +126,7 @@ func TestQueue_ReopenAfterCloseKeepsEverything(t *testing.T) {
 	dir := t.TempDir()
 	q, err := queue.Open(queue.Config{Dir: dir})
 	require.NoError(t, err)
-	var recs []wire.Record
+	var recs []wire.RawRecord
 	for range 50 {
 		recs = append(recs, record(t, 100))
 	}
@@ -138,11 +145,11 @@ func TestQueue_ReopenAfterCloseKeepsEverything(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, recordIDs(recs[20:]), ids(got), "the cursor survived: acknowledged records stay gone")
 
-	more := []wire.Record{record(t, 10)}
+	more := []wire.RawRecord{record(t, 10)}
 	require.NoError(t, q.Append(ctx, more))
 	got, err = q.Read(ctx, 100, 1<<20)
 	require.NoError(t, err)
-	assert.Equal(t, more[0].ID, got[len(got)-1].Record.ID, "new keys sort after the old ones")
+	assert.Equal(t, more[0].ID, got[len(got)-1].ID, "new keys sort after the old ones")
 }
 
 func TestQueue_GroupCommitSharesFsyncs(t *testing.T) {
@@ -154,7 +161,7 @@ func TestQueue_GroupCommitSharesFsyncs(t *testing.T) {
 	for range appenders {
 		wg.Go(func() {
 			for range each {
-				errs <- q.Append(ctx, []wire.Record{record(t, 200)})
+				errs <- q.Append(ctx, []wire.RawRecord{record(t, 200)})
 			}
 		})
 	}
@@ -174,7 +181,7 @@ func TestQueue_FullRefusesThenRecoversAfterAck(t *testing.T) {
 	q := openQueue(t, queue.Config{MaxBytes: 4 << 10})
 	var n int
 	for {
-		err := q.Append(ctx, []wire.Record{record(t, 500)})
+		err := q.Append(ctx, []wire.RawRecord{record(t, 500)})
 		if err != nil {
 			require.ErrorIs(t, err, queue.ErrFull)
 			break
@@ -189,7 +196,7 @@ func TestQueue_FullRefusesThenRecoversAfterAck(t *testing.T) {
 	got, err := q.Read(ctx, 100, 1<<20)
 	require.NoError(t, err)
 	require.NoError(t, q.Ack(ctx, got[len(got)-1].Key))
-	require.NoError(t, q.Append(ctx, []wire.Record{record(t, 500)}))
+	require.NoError(t, q.Append(ctx, []wire.RawRecord{record(t, 500)}))
 }
 
 func TestQueue_NearlyFullDiskRefusesThenRecovers(t *testing.T) {
@@ -199,19 +206,19 @@ func TestQueue_NearlyFullDiskRefusesThenRecovers(t *testing.T) {
 	q := openQueue(t, queue.Config{MinFreeBytes: 32 << 20,
 		FreeBytes: func(string) (int64, error) { return free.Load(), nil }})
 	first := record(t, 100)
-	require.NoError(t, q.Append(ctx, []wire.Record{first}))
+	require.NoError(t, q.Append(ctx, []wire.RawRecord{first}))
 
 	free.Store(31 << 20)
-	err := q.Append(ctx, []wire.Record{record(t, 100)})
+	err := q.Append(ctx, []wire.RawRecord{record(t, 100)})
 	require.ErrorIs(t, err, queue.ErrDiskFull, "refused before Badger could write into a mapping the disk cannot back")
 	assert.EqualValues(t, 1, q.Depth().Records, "nothing of a refused append is stored")
 
 	free.Store(1 << 30)
 	second := record(t, 100)
-	require.NoError(t, q.Append(ctx, []wire.Record{second}))
+	require.NoError(t, q.Append(ctx, []wire.RawRecord{second}))
 	got, err := q.Read(ctx, 10, 1<<20)
 	require.NoError(t, err)
-	assert.Equal(t, recordIDs([]wire.Record{first, second}), ids(got))
+	assert.Equal(t, recordIDs([]wire.RawRecord{first, second}), ids(got))
 }
 
 func TestQueue_CorruptEntryIsDeadLetteredAndSkipped(t *testing.T) {
@@ -219,7 +226,7 @@ func TestQueue_CorruptEntryIsDeadLetteredAndSkipped(t *testing.T) {
 	dir := t.TempDir()
 	q, err := queue.Open(queue.Config{Dir: dir})
 	require.NoError(t, err)
-	recs := []wire.Record{record(t, 50), record(t, 50), record(t, 50), record(t, 50)}
+	recs := []wire.RawRecord{record(t, 50), record(t, 50), record(t, 50), record(t, 50)}
 	require.NoError(t, q.Append(ctx, recs))
 	entries, err := q.Read(ctx, 10, 1<<20)
 	require.NoError(t, err)
@@ -272,7 +279,7 @@ func TestQueue_CorruptEntryIsDeadLetteredAndSkipped(t *testing.T) {
 func TestQueue_DeadLetterKeepsRecordAndReason(t *testing.T) {
 	ctx := context.Background()
 	q := openQueue(t, queue.Config{})
-	recs := []wire.Record{record(t, 10), record(t, 10)}
+	recs := []wire.RawRecord{record(t, 10), record(t, 10)}
 	require.NoError(t, q.Append(ctx, recs))
 	got, err := q.Read(ctx, 10, 1<<20)
 	require.NoError(t, err)
@@ -285,8 +292,9 @@ func TestQueue_DeadLetterKeepsRecordAndReason(t *testing.T) {
 	require.Len(t, dead, 1)
 	assert.Equal(t, recs[0].ID, dead[0].ID)
 	assert.Equal(t, "validation_failed: confidence out of range", dead[0].Reason)
-	require.NotNil(t, dead[0].Record)
-	assert.Equal(t, *recs[0].Remediation, *dead[0].Record.Remediation)
+	assert.Equal(t, wire.KindRemediation, dead[0].Kind)
+	assert.True(t, recs[0].ReceivedAt.Equal(dead[0].ReceivedAt))
+	assert.Equal(t, string(recs[0].Body), string(dead[0].Record), "the body its client sent")
 }
 
 // diskUse is the space the directory's files occupy (allocated blocks, so
@@ -315,7 +323,7 @@ func TestQueue_DiskUseReturnsNearEmptyAfterDrain(t *testing.T) {
 	empty := diskUse(t, dir)
 
 	const total = 24 << 20
-	var batch []wire.Record
+	var batch []wire.RawRecord
 	for written := 0; written < total; written += 4 << 10 {
 		batch = append(batch, record(t, 4<<10))
 		if len(batch) == 100 {

@@ -20,17 +20,24 @@ func (q *Queue) run() {
 		} else {
 			select {
 			case r = <-q.reqs:
-			case <-tick.C:
-				q.reclaim()
-				continue
-			case <-q.closing:
-				// Senders are excluded by now: finish what they queued.
-				for {
-					select {
-					case r := <-q.reqs:
-						q.serve([]*request{r})
-					default:
-						return
+			default:
+				// Idle: acknowledgements found no commit to ride on.
+				q.persistAck()
+				select {
+				case r = <-q.reqs:
+				case <-tick.C:
+					q.reclaim()
+					continue
+				case <-q.closing:
+					// Senders are excluded by now: finish what they queued.
+					for {
+						select {
+						case r := <-q.reqs:
+							q.serve([]*request{r})
+						default:
+							q.persistAck()
+							return
+						}
 					}
 				}
 			}
@@ -80,6 +87,7 @@ func (q *Queue) commit(group []*request) {
 		txnEstimate          int64
 		firstKey             uint64
 		commits              int
+		ackInTxn             bool // the pending acknowledgements ride on txn
 	)
 	defer func() { txn.Discard() }()
 	flush := func() {
@@ -89,6 +97,9 @@ func (q *Queue) commit(group []*request) {
 		err := txn.Commit()
 		commits++
 		if err == nil {
+			if ackInTxn {
+				q.ackStaged()
+			}
 			if q.records.Add(txnRecords) == txnRecords {
 				q.oldest.Store(firstKey)
 			}
@@ -102,7 +113,7 @@ func (q *Queue) commit(group []*request) {
 		for _, r := range inTxn {
 			r.done <- err
 		}
-		inTxn, txnRecords, txnBytes, txnEstimate, firstKey = inTxn[:0], 0, 0, 0, 0
+		inTxn, txnRecords, txnBytes, txnEstimate, firstKey, ackInTxn = inTxn[:0], 0, 0, 0, 0, false
 		txn = q.db.NewTransaction(true)
 	}
 	if err := q.checkDiskSpace(); err != nil {
@@ -110,6 +121,20 @@ func (q *Queue) commit(group []*request) {
 			r.done <- err
 		}
 		return
+	}
+	// Pending acknowledgements share the first transaction's fsync (unless
+	// there are too many to ride along); if staging them fails they wait for
+	// the next commit.
+	if q.ackEstimate() > q.txnLimit/2 {
+		q.persistAck()
+	}
+	if est := q.ackEstimate(); est > 0 {
+		if err := q.stageAck(txn); err == nil {
+			ackInTxn, txnEstimate = true, est
+		} else {
+			txn.Discard()
+			txn = q.db.NewTransaction(true)
+		}
 	}
 	now := uint64(q.cfg.Now().UnixNano())
 	for _, r := range group {
@@ -135,7 +160,7 @@ func (q *Queue) commit(group []*request) {
 			for _, r := range append(inTxn, r) {
 				r.done <- err
 			}
-			inTxn, txnRecords, txnBytes, txnEstimate, firstKey = inTxn[:0], 0, 0, 0, 0
+			inTxn, txnRecords, txnBytes, txnEstimate, firstKey, ackInTxn = inTxn[:0], 0, 0, 0, 0, false
 			continue
 		}
 		inTxn = append(inTxn, r)
@@ -175,6 +200,10 @@ func (q *Queue) reclaim() {
 	for q.db.RunValueLogGC(0.5) == nil {
 	}
 	if q.records.Load() != 0 || q.deleted == 0 {
+		return
+	}
+	// The cursor must be on disk before the records behind it are dropped.
+	if q.persistAck(); q.ackCursor != 0 {
 		return
 	}
 	// DropPrefix skips a prefix without a live key; key 0 is below the
