@@ -13,9 +13,9 @@ import (
 // Defaults for Config's zero fields.
 const (
 	DefaultMaxBytes        = 256 << 20
-	DefaultMaxGroupBytes   = 512 << 10
+	DefaultMaxGroupBytes   = 256 << 10
 	DefaultMaxGroupRecords = 2000
-	DefaultMemTableSize    = 8 << 20
+	DefaultMemTableSize    = 4 << 20
 	DefaultReclaimInterval = 30 * time.Second
 )
 
@@ -31,7 +31,7 @@ type Config struct {
 	MaxGroupBytes   int
 	MaxGroupRecords int
 	// MemTableSize is Badger's memtable (and WAL) size; the transaction size
-	// limit is 15% of it. Zero means DefaultMemTableSize (8 MiB); minimum 4 MiB.
+	// limit is 15% of it. Zero means DefaultMemTableSize (4 MiB); minimum 4 MiB.
 	MemTableSize int64
 	// ReclaimInterval is how often space is reclaimed (value-log GC, and a
 	// drop of the record prefix when the queue is empty). Zero means

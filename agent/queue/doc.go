@@ -9,7 +9,7 @@
 // writer, owns every write: it merges the Append calls that are waiting
 // into one transaction, so concurrent appenders share one fsync. Append
 // returns only after that commit, so an acknowledged record is on disk.
-// Values stay below Badger's ValueThreshold (1 MiB; a record is at most
+// Values stay below Badger's ValueThreshold (256 KiB; a record is at most
 // wire.MaxRecordBytes), so they live in the WAL and SSTs, not the value log.
 //
 // On-disk layout (keys):

@@ -133,7 +133,7 @@ func badgerOptions(cfg Config, log zerolog.Logger) badger.Options {
 		WithBaseTableSize(2 << 20).
 		WithBaseLevelSize(8 << 20).
 		WithValueLogFileSize(16 << 20).
-		WithValueThreshold(1 << 20).
+		WithValueThreshold(256 << 10).
 		WithCompression(options.None).
 		WithBlockCacheSize(0).
 		WithIndexCacheSize(0).

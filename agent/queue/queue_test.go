@@ -326,7 +326,7 @@ func TestQueue_DiskUseReturnsNearEmptyAfterDrain(t *testing.T) {
 	var batch []wire.RawRecord
 	for written := 0; written < total; written += 4 << 10 {
 		batch = append(batch, record(t, 4<<10))
-		if len(batch) == 100 {
+		if len(batch) == 50 {
 			require.NoError(t, q.Append(ctx, batch))
 			batch = batch[:0]
 		}
