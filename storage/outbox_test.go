@@ -1,6 +1,7 @@
 package storage_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -154,4 +155,49 @@ func TestVectorDB_WriteIsIdempotentAndSearchRanksBySimilarity(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, got, 1)
 	assert.Equal(t, "a0", got[0].AuditID)
+}
+
+func TestVectorDB_VectorWritersTakeTurns(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	dsn, _ := migratedDB(t)
+	v, err := storage.OpenVectors(ctx, storage.Config{DatabaseURL: dsn}, storage.HNSWConfig{})
+	require.NoError(t, err)
+	t.Cleanup(v.Close)
+	_, err = v.EnsureIndex(ctx)
+	require.NoError(t, err)
+	f := make([]float32, storage.Dimensions)
+	f[0] = 1
+	vec := []storage.Vector{{ContentHash: []byte("turns"), Embedding: pgvector.NewVector(f)}}
+	link := []storage.Link{{AuditID: "t0", Kind: wire.KindRemediation, ContentHash: []byte("turns"), OccurredAt: time.Now()}}
+
+	// Another writer (here: a bare transaction) holds the vector-insert turn.
+	conn := connect(t, dsn)
+	tx, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('datastorage.embeddings.insert'))`)
+	require.NoError(t, err)
+
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	_, err = v.Write(short, vec, link)
+	require.Error(t, err, "a vector write waits for the writer before it")
+
+	n, err := v.Write(ctx, nil, []storage.Link{{AuditID: "t1", Kind: wire.KindRemediation, ContentHash: []byte("turns"), OccurredAt: time.Now()}})
+	require.NoError(t, err, "a write of links only does not wait")
+	assert.Zero(t, n)
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := v.Write(ctx, vec, link)
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	require.NoError(t, tx.Rollback(ctx))
+	select {
+	case err := <-done:
+		require.NoError(t, err, "it proceeds once the turn is free")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the vector write never proceeded")
+	}
 }

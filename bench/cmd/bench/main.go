@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -42,6 +43,7 @@ func run(ctx context.Context, args []string) error {
 	vecDur := fs.Duration("vector-duration", 0, "duration of the raw vector COPY limit (default: --duration)")
 	scenarios := fs.String("scenarios", strings.Join(bench.AllScenarios, ","), "comma-separated scenarios")
 	out := fs.String("out", "bench-results", "directory of results.json and report.html")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the bench process (the load generator) to this file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -67,6 +69,17 @@ func run(ctx context.Context, args []string) error {
 			cfg.VectorDuration = 5 * time.Second
 		}
 		cfg.DrainTimeout = 45 * time.Second
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	res, err := bench.Run(ctx, cfg)
 	if res != nil {
