@@ -82,8 +82,8 @@ func (res *Results) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "Machine: %d CPUs (%s), %d GB RAM, %s, %s, %s\n\n", res.Machine.CPUs, res.Machine.CPUModel,
 		res.Machine.MemoryGB, res.Machine.OS, res.Machine.GoVersion, res.Machine.Postgres)
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "| scenario\t accepted/s\t persisted/s\t embedded/s\t p50 ms\t p95 ms\t p99 ms\t max ms\t lag p50 ms\t lag p99 ms\t vs COPY\t vs naive\t lost\t dup\t")
-	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t")
+	fmt.Fprintln(tw, "| scenario\t accepted/s\t persisted/s\t embedded/s\t p50 ms\t p95 ms\t p99 ms\t max ms\t lag p50 ms\t lag p99 ms\t vec lag p50 ms\t vec lag p99 ms\t vs COPY\t vs naive\t lost\t dup\t")
+	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t")
 	for _, s := range res.Scenarios {
 		ratio := func(k string) string {
 			if v, ok := s.Ratios[k]; ok {
@@ -99,11 +99,20 @@ func (res *Results) WriteTable(w io.Writer) {
 		if s.Name == ScenarioCopy || s.Name == ScenarioVectorCopy {
 			acc = "-"
 		}
-		fmt.Fprintf(tw, "| %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t\n", s.Name, acc,
+		// A vector lag with samples still waiting is a lower bound.
+		vecLag := func(q func(*Percentiles) float64) string {
+			v := msStr(s.VectorLag, q)
+			if s.VectorLagWaiting > 0 && s.VectorLag != nil {
+				v = "≥" + v
+			}
+			return v
+		}
+		fmt.Fprintf(tw, "| %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t\n", s.Name, acc,
 			rateStr(s.PersistedPerSec), rateStr(s.EmbeddedPerSec),
 			msStr(s.Latency, func(p *Percentiles) float64 { return p.P50 }), msStr(s.Latency, func(p *Percentiles) float64 { return p.P95 }),
 			msStr(s.Latency, func(p *Percentiles) float64 { return p.P99 }), msStr(s.Latency, func(p *Percentiles) float64 { return p.Max }),
 			msStr(s.Lag, func(p *Percentiles) float64 { return p.P50 }), msStr(s.Lag, func(p *Percentiles) float64 { return p.P99 }),
+			vecLag(func(p *Percentiles) float64 { return p.P50 }), vecLag(func(p *Percentiles) float64 { return p.P99 }),
 			ratio("persisted_vs_copy"), ratio("persisted_vs_naive"), lost, dup)
 	}
 	_ = tw.Flush()

@@ -52,12 +52,18 @@ type ScenarioResult struct {
 	EmbeddedPerSec  *float64 `json:"embedded_per_s,omitempty"`
 	DrainSeconds    float64  `json:"drain_seconds,omitempty"`
 
-	Latency *Percentiles       `json:"accept_latency,omitempty"`
-	Lag     *Percentiles       `json:"accept_to_row_lag,omitempty"`
-	Errors  map[string]int     `json:"errors,omitempty"`
-	Procs   []ProcStat         `json:"processes,omitempty"`
-	Verify  *Verification      `json:"verification,omitempty"`
-	Ratios  map[string]float64 `json:"ratios,omitempty"`
+	Latency *Percentiles `json:"accept_latency,omitempty"`
+	Lag     *Percentiles `json:"accept_to_row_lag,omitempty"`
+	// VectorLag is from acceptance to the stored embedding link (±500 ms).
+	// Samples still waiting when the scenario ended (VectorLagWaiting) count
+	// with the time they had waited, so with any waiting the percentiles are
+	// lower bounds.
+	VectorLag        *Percentiles       `json:"accept_to_vector_lag,omitempty"`
+	VectorLagWaiting int                `json:"accept_to_vector_lag_waiting,omitempty"`
+	Errors           map[string]int     `json:"errors,omitempty"`
+	Procs            []ProcStat         `json:"processes,omitempty"`
+	Verify           *Verification      `json:"verification,omitempty"`
+	Ratios           map[string]float64 `json:"ratios,omitempty"`
 
 	Timeline []TimePoint `json:"timeline,omitempty"`
 }

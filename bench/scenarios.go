@@ -309,6 +309,11 @@ func (e *env) load(ctx context.Context, name, desc string, t target, children []
 			lags[i] = l.lag
 		}
 		r.Lag = percentiles(lags)
+		vec := make([]time.Duration, 0, len(p.vecLags)+len(p.vecWaiting))
+		for _, l := range p.vecLags {
+			vec = append(vec, l.lag)
+		}
+		r.VectorLag, r.VectorLagWaiting = percentiles(append(vec, p.vecWaiting...)), len(p.vecWaiting)
 		r.Timeline = timeline(run, p.counts, p.lags)
 		p.mu.Unlock()
 	} else {

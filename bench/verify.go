@@ -12,7 +12,8 @@ import (
 
 // poller watches a scenario's database while the load runs and drains:
 // the row count (persisted over time), the embeddings count when the
-// central writes embeddings, and when sampled acknowledged IDs appear (lag).
+// central writes embeddings, and when sampled acknowledged IDs appear as
+// rows and as embedded audits (lags).
 type poller struct {
 	dsn      string
 	embTable string // "": detect the central's
@@ -25,6 +26,11 @@ type poller struct {
 	mu     sync.Mutex
 	counts []countPoint // persisted and embedded over time
 	lags   []lagPoint
+	// vecLags: sampled records from acceptance to their embedding link;
+	// vecWaiting: samples not embedded yet when polling stopped, with the
+	// time they had waited (a lower bound of their lag).
+	vecLags    []lagPoint
+	vecWaiting []time.Duration
 }
 
 type countPoint struct {
@@ -63,10 +69,22 @@ func (p *poller) run(ctx context.Context) error {
 		return fmt.Errorf("poller: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	pending := map[string]time.Time{}
+	pending := map[string]time.Time{}    // sampled, row not seen yet
+	vecPending := map[string]time.Time{} // row seen, embedding not seen yet
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	embTable := p.embTable
+	defer func() {
+		end := time.Now()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if embTable == "" {
+			return
+		}
+		for _, at := range vecPending {
+			p.vecWaiting = append(p.vecWaiting, end.Sub(at))
+		}
+	}()
 	for n := 0; ; n++ {
 		select {
 		case <-ctx.Done():
@@ -98,6 +116,7 @@ func (p *poller) run(ctx context.Context) error {
 						if at, ok := pending[id]; ok {
 							found = append(found, lagPoint{accepted: at.Sub(p.start), lag: now.Sub(at)})
 							delete(pending, id)
+							vecPending[id] = at
 						}
 					}
 				}
@@ -120,12 +139,44 @@ func (p *poller) run(ctx context.Context) error {
 				if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+embTable).Scan(&e); err == nil {
 					p.embedded.Store(e)
 				}
+				p.pollVectors(ctx, conn, embTable, vecPending, now)
 			}
 			p.mu.Lock()
 			p.counts = append(p.counts, countPoint{at: now.Sub(p.start), persisted: p.persisted.Load(), embedded: p.embedded.Load()})
 			p.mu.Unlock()
 		}
 	}
+}
+
+// pollVectors moves the sampled records whose embedding link is stored from
+// waiting to vecLags (every 500 ms: vector lags are seconds, and a query of
+// thousands of IDs every 100 ms would load the database under test).
+func (p *poller) pollVectors(ctx context.Context, conn *pgx.Conn, table string, waiting map[string]time.Time, now time.Time) {
+	if len(waiting) == 0 {
+		return
+	}
+	ids := make([]string, 0, len(waiting))
+	for id := range waiting {
+		ids = append(ids, id)
+	}
+	rows, err := conn.Query(ctx, "SELECT audit_id FROM "+table+" WHERE audit_id = ANY($1)", ids)
+	if err != nil {
+		return
+	}
+	defer rows.Close()
+	var found []lagPoint
+	for rows.Next() {
+		var id string
+		if rows.Scan(&id) == nil {
+			if at, ok := waiting[id]; ok {
+				found = append(found, lagPoint{accepted: at.Sub(p.start), lag: now.Sub(at)})
+				delete(waiting, id)
+			}
+		}
+	}
+	p.mu.Lock()
+	p.vecLags = append(p.vecLags, found...)
+	p.mu.Unlock()
 }
 
 // Verification is the exactly-once check of one scenario.
