@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/kubernaut/datastorage/agent/agenttest"
+	"github.com/kubernaut/datastorage/agent/forward"
 	"github.com/kubernaut/datastorage/wire"
 )
 
@@ -120,7 +121,7 @@ func BenchmarkIngest(b *testing.B) {
 	central := agenttest.NewCentral("")
 	b.Cleanup(central.Close)
 	bare := bareServer(b)
-	a := startAgent(b, b.TempDir(), central.URL)
+	a := startAgent(b, b.TempDir(), central.URL, "--linger", forward.DefaultLinger.String()) // as deployed
 	time.Sleep(300 * time.Millisecond)
 	idleRSS := a.procStatus(b, "VmRSS")
 
