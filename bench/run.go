@@ -54,7 +54,8 @@ type ScenarioResult struct {
 
 	Latency *Percentiles `json:"accept_latency,omitempty"`
 	Lag     *Percentiles `json:"accept_to_row_lag,omitempty"`
-	// VectorLag is from acceptance to the stored embedding link (±500 ms).
+	// VectorLag is from acceptance to the stored embedding link (checked
+	// when the row appears, then every 500 ms).
 	// Samples still waiting when the scenario ended (VectorLagWaiting) count
 	// with the time they had waited, so with any waiting the percentiles are
 	// lower bounds.

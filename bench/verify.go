@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,31 +102,19 @@ func (p *poller) run(ctx context.Context) error {
 			}
 		}
 		now := time.Now()
-		if len(pending) > 0 {
-			ids := make([]string, 0, len(pending))
-			for id := range pending {
-				ids = append(ids, id)
-			}
-			rows, err := conn.Query(ctx, `SELECT id FROM remediation_audit WHERE id = ANY($1)
-				UNION ALL SELECT id FROM workflow_audit WHERE id = ANY($1)`, ids)
-			if err == nil {
-				var found []lagPoint
-				for rows.Next() {
-					var id string
-					if rows.Scan(&id) == nil {
-						if at, ok := pending[id]; ok {
-							found = append(found, lagPoint{accepted: at.Sub(p.start), lag: now.Sub(at)})
-							delete(pending, id)
-							vecPending[id] = at
-						}
-					}
-				}
-				rows.Close()
-				p.mu.Lock()
-				p.lags = append(p.lags, found...)
-				p.mu.Unlock()
-			}
+		var found []lagPoint
+		rows := arrived(ctx, conn, rowsByID, pending)
+		for _, at := range rows {
+			found = append(found, lagPoint{accepted: at.Sub(p.start), lag: now.Sub(at)})
 		}
+		p.mu.Lock()
+		p.lags = append(p.lags, found...)
+		p.mu.Unlock()
+		if embTable != "" {
+			// Embedded already (the naive design embeds before answering)?
+			p.pollVectors(ctx, conn, embTable, rows, now)
+		}
+		maps.Copy(vecPending, rows)
 		if n%5 == 0 { // counts every 500 ms
 			var c int64
 			if err := conn.QueryRow(ctx, rowsQuery).Scan(&c); err == nil {
@@ -149,34 +138,50 @@ func (p *poller) run(ctx context.Context) error {
 }
 
 // pollVectors moves the sampled records whose embedding link is stored from
-// waiting to vecLags (every 500 ms: vector lags are seconds, and a query of
-// thousands of IDs every 100 ms would load the database under test).
+// waiting to vecLags. All waiting records are polled every 500 ms (vector lags
+// are seconds, and a query of thousands of IDs every 100 ms would load the
+// database under test); records whose row just appeared, at once.
 func (p *poller) pollVectors(ctx context.Context, conn *pgx.Conn, table string, waiting map[string]time.Time, now time.Time) {
+	var found []lagPoint
+	for _, at := range arrived(ctx, conn, "SELECT audit_id FROM "+table+" WHERE audit_id = ANY($1)", waiting) {
+		found = append(found, lagPoint{accepted: at.Sub(p.start), lag: now.Sub(at)})
+	}
+	p.mu.Lock()
+	p.vecLags = append(p.vecLags, found...)
+	p.mu.Unlock()
+}
+
+const rowsByID = `SELECT id FROM remediation_audit WHERE id = ANY($1)
+	UNION ALL SELECT id FROM workflow_audit WHERE id = ANY($1)`
+
+// arrived runs query ($1: the IDs waiting) and moves the IDs it returns out
+// of waiting, into the result with their acceptance times. A failed query
+// moves nothing: the next poll asks again.
+func arrived(ctx context.Context, conn *pgx.Conn, query string, waiting map[string]time.Time) map[string]time.Time {
 	if len(waiting) == 0 {
-		return
+		return nil
 	}
 	ids := make([]string, 0, len(waiting))
 	for id := range waiting {
 		ids = append(ids, id)
 	}
-	rows, err := conn.Query(ctx, "SELECT audit_id FROM "+table+" WHERE audit_id = ANY($1)", ids)
+	rows, err := conn.Query(ctx, query, ids)
 	if err != nil {
-		return
+		return nil
 	}
 	defer rows.Close()
-	var found []lagPoint
+	out := map[string]time.Time{}
 	for rows.Next() {
 		var id string
-		if rows.Scan(&id) == nil {
-			if at, ok := waiting[id]; ok {
-				found = append(found, lagPoint{accepted: at.Sub(p.start), lag: now.Sub(at)})
-				delete(waiting, id)
-			}
+		if rows.Scan(&id) != nil {
+			continue
+		}
+		if at, ok := waiting[id]; ok {
+			out[id] = at
+			delete(waiting, id)
 		}
 	}
-	p.mu.Lock()
-	p.vecLags = append(p.vecLags, found...)
-	p.mu.Unlock()
+	return out
 }
 
 // Verification is the exactly-once check of one scenario.
