@@ -223,7 +223,7 @@ func (s *Server) handleWrite(ctx *fasthttp.RequestCtx, kind wire.Kind) {
 func (s *Server) handleHealth(ctx *fasthttp.RequestCtx, path string) {
 	if path == "/readyz" {
 		headroom := min(s.q.MaxBytes()/20, wire.MaxRecordBytes)
-		if d := s.q.Depth(); s.q.MaxBytes()-d.Bytes < headroom {
+		if d := s.q.Depth(); s.q.MaxBytes()-d.Bytes-d.DeadBytes < headroom {
 			s.writeError(ctx, fmt.Errorf("readyz: %w", queue.ErrFull))
 			return
 		}
@@ -236,14 +236,19 @@ func (s *Server) handleHealth(ctx *fasthttp.RequestCtx, path string) {
 	ctx.SetBodyString("ok\n")
 }
 
-// handleDeadLetters lists the dead letters to loopback callers only.
+// handleDeadLetters lists (GET) or deletes (DELETE ?through=SEQ) the dead
+// letters, for loopback callers only.
 func (s *Server) handleDeadLetters(ctx *fasthttp.RequestCtx) {
 	if !ctx.RemoteIP().IsLoopback() {
 		s.writeError(ctx, errNotFound)
 		return
 	}
+	if ctx.IsDelete() {
+		s.deleteDeadLetters(ctx)
+		return
+	}
 	if !ctx.IsGet() {
-		ctx.Response.Header.Set("Allow", "GET")
+		ctx.Response.Header.Set("Allow", "GET, DELETE")
 		s.writeError(ctx, errMethodNotAllowed)
 		return
 	}
@@ -262,6 +267,29 @@ func (s *Server) handleDeadLetters(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	s.writeJSON(ctx, fasthttp.StatusOK, DeadLetterList{Count: s.q.DeadLetters(), DeadLetters: dead})
+}
+
+// deleteDeadLetters deletes the dead letters up to and including the seq
+// given as "through" (required, so that one listed and saved is never
+// confused with all), and answers {"deleted":N}.
+func (s *Server) deleteDeadLetters(ctx *fasthttp.RequestCtx) {
+	through, err := strconv.ParseUint(string(ctx.QueryArgs().Peek("through")), 10, 64)
+	if err != nil || through == 0 {
+		s.writeError(ctx, &wire.ValidationError{Field: "through",
+			Message: "through must be the seq of the last dead letter to delete (a positive integer, as GET lists them)"})
+		return
+	}
+	n, err := s.q.DeleteDeadLetters(ctx, queue.Key(through))
+	if err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	s.writeJSON(ctx, fasthttp.StatusOK, DeadLetterDeletion{Deleted: n})
+}
+
+// DeadLetterDeletion is the body of DELETE /api/v1/deadletter.
+type DeadLetterDeletion struct {
+	Deleted int64 `json:"deleted"`
 }
 
 // DeadLetterList is the body of GET /api/v1/deadletter.

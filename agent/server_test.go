@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -161,7 +162,7 @@ func TestServer_FullBufferAnswers503ThenRecoversAfterADrain(t *testing.T) {
 	assert.Equal(t, http.StatusCreated, resp.StatusCode, string(body))
 }
 
-func TestServer_ListsDeadLetters(t *testing.T) {
+func TestServer_ListsAndDeletesDeadLetters(t *testing.T) {
 	q, base := start(t, queue.Config{})
 	resp, _ := post(t, base+"/api/v1/audit/remediation", remediation)
 	require.Equal(t, http.StatusCreated, resp.StatusCode)
@@ -180,6 +181,25 @@ func TestServer_ListsDeadLetters(t *testing.T) {
 	require.Len(t, list.DeadLetters, 1)
 	assert.Equal(t, got[0].ID, list.DeadLetters[0].ID)
 	assert.Equal(t, "validation_failed: nope", list.DeadLetters[0].Reason)
+	assert.JSONEq(t, remediation, string(list.DeadLetters[0].Record), "the body the client sent")
+
+	del := func(query string) (int, string) {
+		req, err := http.NewRequest(http.MethodDelete, base+"/api/v1/deadletter"+query, nil)
+		require.NoError(t, err)
+		r, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer r.Body.Close()
+		b, _ := io.ReadAll(r.Body)
+		return r.StatusCode, string(b)
+	}
+	code, body := del("")
+	assert.Equal(t, http.StatusBadRequest, code, "deleting needs an explicit last seq")
+	assert.Contains(t, body, `"field":"through"`)
+	code, body = del(fmt.Sprintf("?through=%d", list.DeadLetters[0].Key))
+	require.Equal(t, http.StatusOK, code, body)
+	assert.JSONEq(t, `{"deleted":1}`, body)
+	assert.Zero(t, q.DeadLetters())
+	assert.Zero(t, q.Depth().DeadBytes)
 }
 
 func TestServer_ReadyzFailsNearTheBufferLimit(t *testing.T) {

@@ -23,8 +23,10 @@ const (
 type Config struct {
 	// Dir holds the Badger files. Required.
 	Dir string
-	// MaxBytes bounds the buffered records (value bytes); Append answers
-	// ErrFull beyond it. Zero means DefaultMaxBytes. Dead letters do not count.
+	// MaxBytes bounds the buffered records and the dead letters (value
+	// bytes); Append answers ErrFull beyond it. Zero means DefaultMaxBytes.
+	// Dead letters count until DeleteDeadLetters, so a flood of rejected
+	// records stops the writers with 503s instead of filling the disk.
 	MaxBytes int64
 	// MaxGroupBytes and MaxGroupRecords bound what one commit (one fsync)
 	// merges. Zero means the defaults.

@@ -67,11 +67,18 @@ func (q *Queue) DeadLetter(ctx context.Context, entries []Entry, reason string) 
 func (q *Queue) moveToDead(dead []DeadLetter) error {
 	txn := q.db.NewTransaction(true)
 	defer txn.Discard()
-	var gone, goneBytes int64
+	var gone, goneBytes, deadBytes int64
 	for _, d := range dead {
 		v, err := json.Marshal(d)
 		if err != nil {
 			return fmt.Errorf("encode dead letter: %w", err)
+		}
+		deadBytes += int64(len(v))
+		switch old, err := txn.Get(d.Key.bytes(deadPrefix)); {
+		case err == nil: // rewritten: its old size no longer counts
+			deadBytes -= old.ValueSize()
+		case err != badger.ErrKeyNotFound:
+			return fmt.Errorf("dead letter: %w", err)
 		}
 		k := d.Key.bytes(recordPrefix)
 		item, err := txn.Get(k)
@@ -102,6 +109,7 @@ func (q *Queue) moveToDead(dead []DeadLetter) error {
 	q.bytes.Add(-goneBytes)
 	q.deleted += gone
 	q.deadRecords.Add(gone)
+	q.deadBytes.Add(deadBytes)
 	for _, d := range dead {
 		q.metricDead(d.Reason).Inc()
 		q.log.Warn().Uint64("seq", uint64(d.Key)).Str("id", d.ID).Str("reason", d.Reason).Msg("record dead-lettered")
@@ -134,4 +142,61 @@ func (q *Queue) ListDeadLetters(ctx context.Context, limit int) ([]DeadLetter, e
 		return nil, fmt.Errorf("list dead letters: %w", err)
 	}
 	return out, nil
+}
+
+// DeleteDeadLetters deletes the dead letters up to and including through,
+// for an operator who has looked at (and kept elsewhere) what they hold; it
+// returns how many it deleted. They stop counting toward MaxBytes.
+func (q *Queue) DeleteDeadLetters(ctx context.Context, through Key) (int64, error) {
+	var n int64
+	err := q.do(ctx, func() error {
+		var err error
+		n, err = q.deleteDead(through)
+		return err
+	})
+	return n, err
+}
+
+// deleteDeadBatch bounds the keys of one delete transaction (Badger's
+// transaction size limit).
+const deleteDeadBatch = 1000
+
+// deleteDead runs on the writer.
+func (q *Queue) deleteDead(through Key) (int64, error) {
+	var deleted int64
+	for {
+		var keys [][]byte
+		var size int64
+		err := q.db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: deadPrefix, PrefetchValues: false})
+			defer it.Close()
+			for it.Rewind(); it.Valid() && len(keys) < deleteDeadBatch; it.Next() {
+				if k, ok := parseKey(it.Item().Key()); !ok || k > through {
+					break
+				}
+				keys = append(keys, it.Item().KeyCopy(nil))
+				size += it.Item().ValueSize()
+			}
+			return nil
+		})
+		if err != nil || len(keys) == 0 {
+			return deleted, err
+		}
+		err = q.db.Update(func(txn *badger.Txn) error {
+			for _, k := range keys {
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return deleted, fmt.Errorf("delete dead letters: %w", err)
+		}
+		deleted += int64(len(keys))
+		q.deadRecords.Add(-int64(len(keys)))
+		q.deadBytes.Add(-size)
+		q.mDeadDeleted.Add(len(keys))
+		q.log.Info().Int("records", len(keys)).Uint64("through", uint64(through)).Msg("dead letters deleted")
+	}
 }

@@ -39,7 +39,8 @@
 // runs value-log GC.
 //
 // Byte accounting (for the buffer limit) counts value bytes of buffered
-// records and is recomputed on Open by a key-only scan.
+// records and of dead letters, and is recomputed on Open by a key-only scan.
+// Dead letters leave only when an operator deletes them (DeleteDeadLetters).
 //
 // This package must not import net/http, fasthttp, pgx or client-go: it
 // knows nothing of the network.

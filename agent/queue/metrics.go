@@ -15,12 +15,14 @@ func (q *Queue) registerMetrics() {
 	q.mDiskFull = s.NewCounter("agent_queue_disk_full_rejections_total")
 	q.mAcked = s.NewCounter("agent_queue_acked_records_total")
 	q.mReclaims = s.NewCounter("agent_queue_reclaims_total")
+	q.mDeadDeleted = s.NewCounter("agent_queue_deadletter_deleted_total")
 	q.mCommitD = s.NewHistogram("agent_queue_commit_fsync_seconds")
 	q.mGroup = s.NewHistogram("agent_queue_commit_group_records")
 	s.NewGauge("agent_queue_buffered_records", func() float64 { return float64(q.records.Load()) })
 	s.NewGauge("agent_queue_buffered_bytes", func() float64 { return float64(q.bytes.Load()) })
 	s.NewGauge("agent_queue_max_bytes", func() float64 { return float64(q.cfg.MaxBytes) })
 	s.NewGauge("agent_queue_deadletter_records", func() float64 { return float64(q.deadRecords.Load()) })
+	s.NewGauge("agent_queue_deadletter_bytes", func() float64 { return float64(q.deadBytes.Load()) })
 	s.NewGauge("agent_queue_oldest_age_seconds", func() float64 {
 		d := q.Depth()
 		if d.Oldest.IsZero() {

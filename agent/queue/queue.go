@@ -55,6 +55,7 @@ type Queue struct {
 	oldest      atomic.Uint64 // Key of the oldest buffered record, 0 when empty
 	cursor      atomic.Uint64 // last acknowledged Key
 	deadRecords atomic.Int64
+	deadBytes   atomic.Int64 // dead letters count toward MaxBytes too
 
 	txnLimit int64 // bytes one Badger transaction takes, with margin
 
@@ -65,14 +66,15 @@ type Queue struct {
 	ackCursor  Key // 0: none pending
 	ackDeletes []Key
 
-	mAppended *metrics.Counter
-	mCommits  *metrics.Counter
-	mFull     *metrics.Counter
-	mDiskFull *metrics.Counter
-	mAcked    *metrics.Counter
-	mReclaims *metrics.Counter
-	mCommitD  *metrics.Histogram
-	mGroup    *metrics.Histogram
+	mAppended    *metrics.Counter
+	mCommits     *metrics.Counter
+	mFull        *metrics.Counter
+	mDiskFull    *metrics.Counter
+	mAcked       *metrics.Counter
+	mReclaims    *metrics.Counter
+	mDeadDeleted *metrics.Counter
+	mCommitD     *metrics.Histogram
+	mGroup       *metrics.Histogram
 }
 
 type request struct {
@@ -86,6 +88,9 @@ type request struct {
 type Depth struct {
 	Records int64
 	Bytes   int64
+	// DeadBytes is what the dead letters take; it counts toward MaxBytes
+	// until an operator deletes them (DeleteDeadLetters).
+	DeadBytes int64
 	// Oldest is the receive time of the oldest buffered record (zero when empty).
 	Oldest time.Time
 }
@@ -181,6 +186,7 @@ func (q *Queue) load() error {
 		it = txn.NewIterator(badger.IteratorOptions{Prefix: deadPrefix})
 		for it.Rewind(); it.Valid(); it.Next() {
 			q.deadRecords.Add(1)
+			q.deadBytes.Add(it.Item().ValueSize())
 		}
 		it.Close()
 		return nil
@@ -235,7 +241,7 @@ func (q *Queue) Appended() <-chan struct{} { return q.notify }
 
 // Depth reports what the buffer holds.
 func (q *Queue) Depth() Depth {
-	d := Depth{Records: q.records.Load(), Bytes: q.bytes.Load()}
+	d := Depth{Records: q.records.Load(), Bytes: q.bytes.Load(), DeadBytes: q.deadBytes.Load()}
 	if k := q.oldest.Load(); k != 0 && d.Records > 0 {
 		d.Oldest = time.Unix(0, int64(k))
 	}

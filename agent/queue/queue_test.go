@@ -348,3 +348,45 @@ func TestQueue_DiskUseReturnsNearEmptyAfterDrain(t *testing.T) {
 	t.Logf("disk use: empty %d KiB, full %d KiB, drained %d KiB", empty>>10, full>>10, drained>>10)
 	assert.Greater(t, full, int64(total/2), "the data was on disk")
 }
+
+func TestQueue_DeadLettersCountTowardTheLimitUntilDeleted(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	q, err := queue.Open(queue.Config{Dir: dir, MaxBytes: 8 << 10})
+	require.NoError(t, err)
+	var recs []wire.RawRecord
+	for range 6 {
+		recs = append(recs, record(t, 1000))
+	}
+	require.NoError(t, q.Append(ctx, recs))
+	got, err := q.Read(ctx, 100, 1<<20)
+	require.NoError(t, err)
+	require.NoError(t, q.DeadLetter(ctx, got, "validation_failed: nope"))
+	require.NoError(t, q.Ack(ctx, got[len(got)-1].Key))
+
+	d := q.Depth()
+	assert.Zero(t, d.Records)
+	assert.Greater(t, d.DeadBytes, int64(6000), "the dead letters hold the records")
+	require.ErrorIs(t, q.Append(ctx, []wire.RawRecord{record(t, 3000)}), queue.ErrFull,
+		"dead letters take buffer space: rejected records cannot fill the disk")
+
+	// An operator keeps the first three elsewhere and deletes them.
+	n, err := q.DeleteDeadLetters(ctx, got[2].Key)
+	require.NoError(t, err)
+	assert.EqualValues(t, 3, n)
+	assert.EqualValues(t, 3, q.DeadLetters())
+	dead, err := q.ListDeadLetters(ctx, 0)
+	require.NoError(t, err)
+	assert.Equal(t, []queue.Key{got[3].Key, got[4].Key, got[5].Key}, []queue.Key{dead[0].Key, dead[1].Key, dead[2].Key})
+	require.NoError(t, q.Append(ctx, []wire.RawRecord{record(t, 3000)}), "the space is free again")
+
+	before := q.Depth()
+	require.NoError(t, q.Close(ctx))
+	q = openQueue(t, queue.Config{Dir: dir, MaxBytes: 8 << 10})
+	assert.Equal(t, before.DeadBytes, q.Depth().DeadBytes, "dead-letter bytes are recomputed on open")
+	n, err = q.DeleteDeadLetters(ctx, queue.Key(1<<63))
+	require.NoError(t, err)
+	assert.EqualValues(t, 3, n)
+	assert.Zero(t, q.Depth().DeadBytes)
+	assert.Zero(t, q.DeadLetters())
+}

@@ -138,7 +138,7 @@ func (q *Queue) commit(group []*request) {
 	}
 	now := uint64(q.cfg.Now().UnixNano())
 	for _, r := range group {
-		if q.bytes.Load()+txnBytes+r.size > q.cfg.MaxBytes {
+		if q.bytes.Load()+q.deadBytes.Load()+txnBytes+r.size > q.cfg.MaxBytes {
 			q.mFull.Inc()
 			r.done <- ErrFull
 			continue
