@@ -1,18 +1,16 @@
 package forward
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/rs/zerolog"
 
+	"github.com/kubernaut/datastorage/internal/tlsconfig"
 	"github.com/kubernaut/datastorage/wire"
 )
 
@@ -51,7 +49,8 @@ type Config struct {
 	// network unencrypted by default.
 	Insecure bool
 	// CAFile is a PEM bundle of the CAs trusted for an https CentralURL. It
-	// is read by New and used only when Client is nil. Zero: system roots.
+	// is read by New, and again when it changes (a rotated CA needs no
+	// restart); used only when Client is nil. Zero: system roots.
 	CAFile string
 	// RequestTimeout bounds one POST. Zero: DefaultRequestTimeout.
 	RequestTimeout time.Duration
@@ -98,17 +97,17 @@ func (c Config) withDefaults() Config {
 // newClient is the default client: its own transport, trusting CAFile (or
 // the system roots) for https.
 func (c Config) newClient() (*http.Client, error) {
-	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
+	tlsConfig, err := tlsconfig.Client("", "", "") // the system roots
 	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("CA file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CA file %s: no PEM certificate in it", c.CAFile)
-		}
-		tlsConfig.RootCAs = pool
+		// A private CA: re-read when rotated, so agents need no restart.
+		u, _ := url.Parse(c.CentralURL) // valid: Validate ran
+		log := c.Logger
+		tlsConfig, err = tlsconfig.ReloadingClient(c.CAFile, u.Hostname(), 0, func(err error) {
+			log.Warn().Err(err).Str("ca_file", c.CAFile).Msg("central CA file")
+		})
+	}
+	if err != nil {
+		return nil, err
 	}
 	return &http.Client{Transport: &http.Transport{
 		TLSClientConfig:     tlsConfig,

@@ -59,7 +59,7 @@ func (m *Main) parse(args []string) (options, error) {
 	listen := fs.String("listen", "AGENT_LISTEN", agent.DefaultListen, "API address (loopback: the pod shares it with the controller)")
 	metricsListen := fs.String("metrics-listen", "AGENT_METRICS_LISTEN", agent.DefaultMetricsListen, `address of /metrics, /healthz, /readyz ("-": off)`)
 	centralURL := fs.String("central-url", "AGENT_CENTRAL_URL", "", "base URL of the central data storage service, https unless --insecure (required)")
-	centralCA := fs.String("central-ca-file", "AGENT_CENTRAL_CA_FILE", "", "PEM bundle of the CAs trusted for an https central (empty: system roots)")
+	centralCA := fs.String("central-ca-file", "AGENT_CENTRAL_CA_FILE", "", "PEM bundle of the CAs trusted for an https central, re-read when it changes (empty: system roots)")
 	insecure := fs.Bool("insecure", "AGENT_INSECURE", false, "allow a plain http:// --central-url (the bearer token then crosses the network unencrypted)")
 	tokenFile := fs.String("token-file", "AGENT_TOKEN_FILE", "", "projected service-account token, re-read when rotated (empty: no Authorization)")
 	dataDir := fs.String("data-dir", "AGENT_DATA_DIR", "", "directory of the durable buffer (required)")
