@@ -34,13 +34,9 @@ func ReloadingClient(caFile, serverName string, checkInterval time.Duration, onE
 	if onError == nil {
 		onError = func(error) {}
 	}
-	b, err := os.ReadFile(caFile)
+	pool, b, err := readCAFile(caFile)
 	if err != nil {
-		return nil, fmt.Errorf("tls client: read CA file: %w", err)
-	}
-	pool, err := certPool(caFile, b)
-	if err != nil {
-		return nil, fmt.Errorf("tls client: %w", err)
+		return nil, err
 	}
 	r := &rootsReloader{file: caFile, serverName: serverName, interval: checkInterval, onError: onError, last: b}
 	r.pool.Store(pool)

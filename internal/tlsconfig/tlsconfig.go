@@ -140,13 +140,9 @@ func NewServer(ctx context.Context, cfg ServerConfig) (*tls.Config, error) {
 func Client(caFile, certFile, keyFile string) (*tls.Config, error) {
 	cfg := baseConfig()
 	if caFile != "" {
-		b, err := os.ReadFile(caFile)
+		pool, _, err := readCAFile(caFile)
 		if err != nil {
-			return nil, fmt.Errorf("tls client: read CA: %w", err)
-		}
-		pool, err := certPool(caFile, b)
-		if err != nil {
-			return nil, fmt.Errorf("tls client: %w", err)
+			return nil, err
 		}
 		cfg.RootCAs = pool
 	}
@@ -169,6 +165,19 @@ func baseConfig() *tls.Config {
 		MinVersion:   tls.VersionTLS12,
 		CipherSuites: append([]uint16(nil), cipherSuites...),
 	}
+}
+
+// readCAFile reads a client's CA bundle: the pool and the file's bytes.
+func readCAFile(caFile string) (*x509.CertPool, []byte, error) {
+	b, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tls client: read CA file: %w", err)
+	}
+	pool, err := certPool(caFile, b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tls client: %w", err)
+	}
+	return pool, b, nil
 }
 
 func certPool(name string, pemBytes []byte) (*x509.CertPool, error) {
