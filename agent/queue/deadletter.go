@@ -67,7 +67,7 @@ func (q *Queue) DeadLetter(ctx context.Context, entries []Entry, reason string) 
 func (q *Queue) moveToDead(dead []DeadLetter) error {
 	txn := q.db.NewTransaction(true)
 	defer txn.Discard()
-	var gone, goneBytes, deadBytes int64
+	var gone, goneBytes, newDead, deadBytes int64
 	for _, d := range dead {
 		v, err := json.Marshal(d)
 		if err != nil {
@@ -77,7 +77,9 @@ func (q *Queue) moveToDead(dead []DeadLetter) error {
 		switch old, err := txn.Get(d.Key.bytes(deadPrefix)); {
 		case err == nil: // rewritten: its old size no longer counts
 			deadBytes -= old.ValueSize()
-		case err != badger.ErrKeyNotFound:
+		case err == badger.ErrKeyNotFound:
+			newDead++
+		default:
 			return fmt.Errorf("dead letter: %w", err)
 		}
 		k := d.Key.bytes(recordPrefix)
@@ -108,7 +110,7 @@ func (q *Queue) moveToDead(dead []DeadLetter) error {
 	q.records.Add(-gone)
 	q.bytes.Add(-goneBytes)
 	q.deleted += gone
-	q.deadRecords.Add(gone)
+	q.deadRecords.Add(newDead)
 	q.deadBytes.Add(deadBytes)
 	for _, d := range dead {
 		q.metricDead(d.Reason).Inc()

@@ -295,6 +295,16 @@ func TestQueue_DeadLetterKeepsRecordAndReason(t *testing.T) {
 	assert.Equal(t, wire.KindRemediation, dead[0].Kind)
 	assert.True(t, recs[0].ReceivedAt.Equal(dead[0].ReceivedAt))
 	assert.Equal(t, string(recs[0].Body), string(dead[0].Record), "the body its client sent")
+
+	// Again, and an entry already acknowledged: one dead letter each.
+	require.NoError(t, q.DeadLetter(ctx, got[:1], "validation_failed: still"))
+	require.NoError(t, q.DeadLetter(ctx, got[1:2], "validation_failed: late"))
+	dead, err = q.ListDeadLetters(ctx, 10)
+	require.NoError(t, err)
+	require.Len(t, dead, 2)
+	assert.Equal(t, "validation_failed: still", dead[0].Reason)
+	assert.EqualValues(t, 2, q.DeadLetters())
+	assert.Zero(t, q.Depth().Records)
 }
 
 // diskUse is the space the directory's files occupy (allocated blocks, so
