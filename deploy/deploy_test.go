@@ -87,7 +87,7 @@ var (
 	kustomizations = []string{
 		"central",
 		"central/base",
-		"central/overlays/servicemonitor",
+		"central/overlays/monitoring",
 		"examples/central-with-migration",
 		"examples/gateway",
 		"examples/gateway-statefulset",
@@ -546,12 +546,24 @@ func TestCentralNetworkPolicyAdmitsWritersAndMonitoring(t *testing.T) {
 	assert.Len(t, egress, 6, "no other egress: %v", egress)
 }
 
+// untypedKind is r's one object of a monitoring.coreos.com kind.
+func untypedKind(t *testing.T, r rendered, kind string) *unstructured.Unstructured {
+	t.Helper()
+	var found []*unstructured.Unstructured
+	for _, u := range r.untyped {
+		if u.GetKind() == kind {
+			found = append(found, u)
+		}
+	}
+	require.Len(t, found, 1, "%s: want exactly one %s", r.dir, kind)
+	assert.Equal(t, "monitoring.coreos.com/v1", found[0].GetAPIVersion())
+	return found[0]
+}
+
 func TestServiceMonitorScrapesTheMetricsPort(t *testing.T) {
-	r := render(t, "central/overlays/servicemonitor")
-	require.Len(t, r.untyped, 1)
-	sm := r.untyped[0]
-	assert.Equal(t, "monitoring.coreos.com/v1", sm.GetAPIVersion())
-	assert.Equal(t, "ServiceMonitor", sm.GetKind())
+	r := render(t, "central/overlays/monitoring")
+	require.Len(t, r.untyped, 3, "ServiceMonitor, PodMonitor, PrometheusRule")
+	sm := untypedKind(t, r, "ServiceMonitor")
 	assert.Equal(t, centralNamespace, sm.GetNamespace())
 	svc := only[*corev1.Service](t, r)
 	sel, found, err := unstructured.NestedStringMap(sm.Object, "spec", "selector", "matchLabels")
@@ -576,6 +588,106 @@ func TestServiceMonitorScrapesTheMetricsPort(t *testing.T) {
 	assert.EqualValues(t, centralMetricsPort, port)
 	// The base's objects are all there.
 	assert.Len(t, r.typed, len(render(t, "central").typed))
+}
+
+func TestPodMonitorScrapesEveryAgentSidecar(t *testing.T) {
+	pm := untypedKind(t, render(t, "central/overlays/monitoring"), "PodMonitor")
+	anyNamespace, _, err := unstructured.NestedBool(pm.Object, "spec", "namespaceSelector", "any")
+	require.NoError(t, err)
+	assert.True(t, anyNamespace, "writers run in their own namespaces")
+	sel, found, err := unstructured.NestedStringMap(pm.Object, "spec", "selector", "matchLabels")
+	require.NoError(t, err)
+	require.True(t, found)
+	require.NotEmpty(t, sel)
+	endpoints, _, err := unstructured.NestedSlice(pm.Object, "spec", "podMetricsEndpoints")
+	require.NoError(t, err)
+	require.Len(t, endpoints, 1)
+	ep := endpoints[0].(map[string]any)
+	assert.Equal(t, "/metrics", ep["path"])
+
+	for _, dir := range []string{"examples/gateway", "examples/gateway-statefulset"} {
+		r := render(t, dir)
+		var templates []corev1.PodTemplateSpec
+		for _, d := range all[*appsv1.Deployment](r) {
+			templates = append(templates, d.Spec.Template)
+		}
+		for _, s := range all[*appsv1.StatefulSet](r) {
+			templates = append(templates, s.Spec.Template)
+		}
+		require.NotEmpty(t, templates, dir)
+		for _, tmpl := range templates {
+			for k, v := range sel {
+				assert.Equal(t, v, tmpl.Labels[k], "%s: the PodMonitor selects the patched pods by %s", dir, k)
+			}
+			var port int32
+			for _, c := range tmpl.Spec.InitContainers {
+				for _, p := range c.Ports {
+					if p.Name == ep["port"] {
+						port = p.ContainerPort
+					}
+				}
+			}
+			assert.EqualValues(t, agentMetricsPort, port, "%s: the PodMonitor's port is the agent's metrics port", dir)
+		}
+	}
+}
+
+// exportedMetrics are the metric names the programs register: string
+// literals in their non-test Go sources that start with a metric prefix.
+func exportedMetrics(t *testing.T) map[string]bool {
+	t.Helper()
+	literal := regexp.MustCompile("[\"`]((?:agent|datastorage)_[a-z0-9_]+)")
+	names := map[string]bool{}
+	for _, dir := range []string{"../agent", "../central", "../storage", "../cmd"} {
+		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			for _, m := range literal.FindAllSubmatch(b, -1) {
+				names[string(m[1])] = true
+			}
+			return err
+		})
+		require.NoError(t, err)
+	}
+	require.Contains(t, names, "agent_queue_buffered_bytes", "the scan finds the programs' metrics")
+	return names
+}
+
+func TestAlertRulesAreCompleteAndNameOnlyExportedMetrics(t *testing.T) {
+	rule := untypedKind(t, render(t, "central/overlays/monitoring"), "PrometheusRule")
+	groups, _, err := unstructured.NestedSlice(rule.Object, "spec", "groups")
+	require.NoError(t, err)
+	require.NotEmpty(t, groups)
+	exported := exportedMetrics(t)
+	metric := regexp.MustCompile(`\b(?:agent|datastorage)_[a-z0-9_]+\b`)
+	alerts := map[string]bool{}
+	for _, g := range groups {
+		rules, _, err := unstructured.NestedSlice(g.(map[string]any), "rules")
+		require.NoError(t, err)
+		for _, r := range rules {
+			r := r.(map[string]any)
+			name, _ := r["alert"].(string)
+			require.NotEmpty(t, name, "every rule is an alert")
+			assert.False(t, alerts[name], "alert %s is defined twice", name)
+			alerts[name] = true
+			expr, _ := r["expr"].(string)
+			names := metric.FindAllString(expr, -1)
+			assert.NotEmpty(t, names, "%s: the expression names a metric of ours", name)
+			for _, m := range names {
+				assert.True(t, exported[m], "%s: metric %s is not one the programs export", name, m)
+			}
+			if f, ok := r["for"].(string); ok {
+				mustDuration(t, f)
+			}
+			labels, _ := r["labels"].(map[string]any)
+			assert.Contains(t, []any{"critical", "warning"}, labels["severity"], "%s: severity", name)
+			ann, _ := r["annotations"].(map[string]any)
+			assert.NotEmpty(t, ann["summary"], "%s: summary", name)
+			assert.NotEmpty(t, ann["description"], "%s: description", name)
+		}
+	}
 }
 
 func TestMigrationJobRunsMigrate(t *testing.T) {
