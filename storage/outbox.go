@@ -17,13 +17,14 @@ import (
 // in the audit database: WriteBatch adds one entry per committed batch,
 // listing the IDs of the rows it stored, in the transaction that commits the
 // rows (copy.go, insert.go), so a committed audit always has its entry and a
-// rolled-back one never does. Workers claim entries with ClaimOutbox (FOR
-// UPDATE SKIP LOCKED: concurrent workers and replicas never get the same
-// entry), embed and store the vectors, then Complete the claim, which deletes
-// the entries in the claim's transaction. A worker that dies before Complete
-// loses its connection, PostgreSQL rolls the claim back and the entries are
-// claimed again; vector writes are idempotent (VectorDB.Write), so a
-// repeated entry stores nothing twice.
+// rolled-back one never does. Workers claim entries with ClaimOutbox: a short
+// transaction takes entries no live lease holds (FOR UPDATE SKIP LOCKED, so
+// concurrent workers and replicas never take the same one), writes their
+// lease and commits. The worker embeds and stores the vectors with no
+// transaction open, then Complete deletes the entries. A worker that dies
+// leaves its lease to expire, and the entries are claimed again; vector
+// writes are idempotent (VectorDB.Write), so a repeated entry stores nothing
+// twice.
 
 // insertOutbox enqueues one batch's IDs (nil slices are empty arrays).
 const insertOutbox = `INSERT INTO embedding_outbox (remediation_ids, workflow_ids)
@@ -43,67 +44,70 @@ type OutboxEntry struct {
 	Record *wire.Record
 }
 
-// OutboxClaim is the audits of a few backlog entries, locked by one worker.
-// It holds a transaction (and a pooled connection) until Complete or Release.
+// OutboxClaim is the audits of a few backlog entries, leased to one worker
+// until Complete, Release or the end of the lease.
 type OutboxClaim struct {
 	Entries []OutboxEntry
 
-	tx    pgx.Tx
-	ctids []pgtype.TID
-	once  sync.Once
+	db   *DB
+	ids  []int64 // the entries' ids
+	once sync.Once
 }
 
-// ClaimOutbox locks backlog entries that no other worker holds until they
-// list at least n audits (an entry, one committed batch, is never split, so
-// a claim may hold more), or the backlog has no more, and loads their audits.
-// An empty backlog gives a claim with no entries (already released). The
-// caller must call Complete or Release.
-func (db *DB) ClaimOutbox(ctx context.Context, n int) (*OutboxClaim, error) {
+// ClaimOutbox leases backlog entries that no live lease holds, for lease,
+// until they list at least n audits (an entry, one committed batch, is never
+// split, so a claim may hold more) or the backlog has no more, and loads
+// their audits. The lease should outlast the caller's work on the claim: once
+// it ends, another worker may take the same entries (which is harmless, only
+// wasted work). An empty backlog gives a claim with no entries. The caller
+// must call Complete or Release.
+func (db *DB) ClaimOutbox(ctx context.Context, n int, lease time.Duration) (*OutboxClaim, error) {
 	const op = "storage: claim outbox"
 	if n <= 0 {
 		return nil, fmt.Errorf("%s: batch size must be positive, got %d", op, n)
 	}
-	tx, err := db.pool.Begin(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op, acquireErr(err))
+	if lease <= 0 {
+		return nil, fmt.Errorf("%s: lease must be positive, got %s", op, lease)
 	}
-	c := &OutboxClaim{tx: tx}
-	if err := c.load(ctx, n); err != nil {
-		c.Release(ctx)
+	c := &OutboxClaim{db: db}
+	var remIDs, wfIDs []string
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		for len(c.ids) < maxClaimEntries && len(remIDs)+len(wfIDs) < n {
+			var (
+				id      int64
+				rem, wf []string
+			)
+			// SKIP LOCKED skips other transactions' locks, not our own:
+			// leave out the entries this claim holds already.
+			err := tx.QueryRow(ctx, `SELECT id, remediation_ids, workflow_ids FROM embedding_outbox
+				WHERE (leased_until IS NULL OR leased_until < now()) AND id <> ALL(coalesce($1::bigint[], '{}'))
+				ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED`, c.ids).Scan(&id, &rem, &wf)
+			if errors.Is(err, pgx.ErrNoRows) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			c.ids = append(c.ids, id)
+			remIDs, wfIDs = append(remIDs, rem...), append(wfIDs, wf...)
+		}
+		if len(c.ids) == 0 {
+			return nil
+		}
+		_, err := tx.Exec(ctx, `UPDATE embedding_outbox SET leased_until = now() + $2::interval WHERE id = ANY($1)`,
+			c.ids, lease)
+		return err
+	})
+	if err != nil {
 		return nil, wrapErr(op, err)
 	}
-	if len(c.Entries) == 0 {
-		c.Release(ctx)
+	if len(c.ids) == 0 {
+		return c, nil
 	}
-	return c, nil
-}
-
-func (c *OutboxClaim) load(ctx context.Context, n int) error {
-	var remIDs, wfIDs []string
-	for len(c.ctids) < maxClaimEntries && len(remIDs)+len(wfIDs) < n {
-		var (
-			ctid    pgtype.TID
-			rem, wf []string
-		)
-		// SKIP LOCKED skips other transactions' locks, not our own: leave
-		// out the entries this claim holds already.
-		err := c.tx.QueryRow(ctx, `SELECT ctid, remediation_ids, workflow_ids FROM embedding_outbox
-			WHERE ctid <> ALL(coalesce($1::tid[], '{}')) LIMIT 1 FOR UPDATE SKIP LOCKED`, c.ctids).Scan(&ctid, &rem, &wf)
-		if errors.Is(err, pgx.ErrNoRows) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		c.ctids = append(c.ctids, ctid)
-		remIDs, wfIDs = append(remIDs, rem...), append(wfIDs, wf...)
-	}
-	if len(remIDs)+len(wfIDs) == 0 {
-		return nil
-	}
-	recs, err := loadRecords(ctx, c.tx, remIDs, wfIDs)
+	recs, err := loadRecords(ctx, db.pool, remIDs, wfIDs)
 	if err != nil {
-		return err
+		c.Release(ctx)
+		return nil, wrapErr(op, err)
 	}
 	add := func(ids []string, kind wire.Kind) {
 		for _, id := range ids {
@@ -116,14 +120,14 @@ func (c *OutboxClaim) load(ctx context.Context, n int) error {
 	}
 	add(remIDs, wire.KindRemediation)
 	add(wfIDs, wire.KindWorkflow)
-	return nil
+	return c, nil
 }
 
-// Complete deletes the claimed entries and commits: their vectors are
-// stored. After an error the entries stay in the backlog.
+// Complete deletes the claimed entries: their vectors are stored. After an
+// error the entries stay in the backlog (claimed again once the lease ends).
 func (c *OutboxClaim) Complete(ctx context.Context) error {
 	const op = "storage: complete outbox claim"
-	if len(c.ctids) == 0 {
+	if len(c.ids) == 0 {
 		return nil
 	}
 	first := false
@@ -131,26 +135,27 @@ func (c *OutboxClaim) Complete(ctx context.Context) error {
 	if !first {
 		return errors.New(op + ": claim already completed or released")
 	}
-	if _, err := c.tx.Exec(ctx, `DELETE FROM embedding_outbox WHERE ctid = ANY($1::tid[])`, c.ctids); err != nil {
-		rollback(ctx, c.tx)
-		return wrapErr(op, err)
-	}
-	if err := c.tx.Commit(ctx); err != nil {
+	if _, err := c.db.pool.Exec(ctx, `DELETE FROM embedding_outbox WHERE id = ANY($1)`, c.ids); err != nil {
 		return wrapErr(op, err)
 	}
 	return nil
 }
 
-// Release gives the entries back to the backlog (rolls the claim back). It is
+// releaseTimeout bounds Release's statement.
+const releaseTimeout = 5 * time.Second
+
+// Release gives the entries back to the backlog at once (ends the lease),
+// even when ctx is done; if that fails, the lease ends on its own. It is
 // idempotent and a no-op after Complete.
 func (c *OutboxClaim) Release(ctx context.Context) {
-	c.once.Do(func() { rollback(ctx, c.tx) })
-}
-
-func rollback(ctx context.Context, tx pgx.Tx) {
-	rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
-	_ = tx.Rollback(rbCtx)
-	cancel()
+	if len(c.ids) == 0 {
+		return
+	}
+	c.once.Do(func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+		defer cancel()
+		_, _ = c.db.pool.Exec(rctx, `UPDATE embedding_outbox SET leased_until = NULL WHERE id = ANY($1)`, c.ids)
+	})
 }
 
 // OutboxStats is the size of the embedding backlog.

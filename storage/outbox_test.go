@@ -17,8 +17,8 @@ import (
 // outboxIDs lists the audits waiting in the backlog.
 func outboxIDs(t *testing.T, conn *pgx.Conn) map[string]wire.Kind {
 	t.Helper()
-	rows, err := conn.Query(testContext(t), `SELECT id, 'remediation' FROM embedding_outbox, unnest(remediation_ids) id
-		UNION ALL SELECT id, 'workflow' FROM embedding_outbox, unnest(workflow_ids) id`)
+	rows, err := conn.Query(testContext(t), `SELECT a, 'remediation' FROM embedding_outbox, unnest(remediation_ids) a
+		UNION ALL SELECT a, 'workflow' FROM embedding_outbox, unnest(workflow_ids) a`)
 	require.NoError(t, err)
 	got := map[string]wire.Kind{}
 	var id, kind string
@@ -63,7 +63,7 @@ func TestWriteBatch_EnqueuesEveryStoredRowInTheBacklogInBothPaths(t *testing.T) 
 	assert.WithinDuration(t, time.Now(), st.Oldest, time.Minute)
 }
 
-func TestClaimOutbox_ConcurrentClaimsSkipLockedEntriesAndCompleteDeletes(t *testing.T) {
+func TestClaimOutbox_ConcurrentClaimsSkipLeasedEntriesAndCompleteDeletes(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
 	dsn, db := migratedDB(t)
@@ -73,10 +73,10 @@ func TestClaimOutbox_ConcurrentClaimsSkipLockedEntriesAndCompleteDeletes(t *test
 		require.NoError(t, err)
 	}
 
-	a, err := db.ClaimOutbox(ctx, 6)
+	a, err := db.ClaimOutbox(ctx, 6, time.Minute)
 	require.NoError(t, err)
 	t.Cleanup(func() { a.Release(ctx) })
-	b, err := db.ClaimOutbox(ctx, 6)
+	b, err := db.ClaimOutbox(ctx, 6, time.Minute)
 	require.NoError(t, err)
 	t.Cleanup(func() { b.Release(ctx) })
 	require.Len(t, a.Entries, 6, "three entries of two audits reach the claim size")
@@ -93,7 +93,7 @@ func TestClaimOutbox_ConcurrentClaimsSkipLockedEntriesAndCompleteDeletes(t *test
 	b.Release(ctx) // a worker that gives up: its entries come back
 	require.NoError(t, a.Complete(ctx))
 	assert.Len(t, outboxIDs(t, conn), 4)
-	c, err := db.ClaimOutbox(ctx, 100)
+	c, err := db.ClaimOutbox(ctx, 100, time.Minute)
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Release(ctx) })
 	assert.Len(t, c.Entries, 4)
@@ -103,10 +103,45 @@ func TestClaimOutbox_ConcurrentClaimsSkipLockedEntriesAndCompleteDeletes(t *test
 	assert.Zero(t, st.Depth)
 	assert.True(t, st.Oldest.IsZero())
 
-	empty, err := db.ClaimOutbox(ctx, 10)
+	empty, err := db.ClaimOutbox(ctx, 10, time.Minute)
 	require.NoError(t, err)
 	assert.Empty(t, empty.Entries)
 	require.NoError(t, empty.Complete(ctx))
+}
+
+func TestClaimOutbox_HoldsNoTransactionAndAnAbandonedLeaseEnds(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	dsn, db := migratedDB(t)
+	conn := connect(t, dsn)
+	recs := realisticBatch(3, time.Now())
+	_, err := db.WriteBatch(ctx, testSA, recs)
+	require.NoError(t, err)
+
+	// A worker claims, then dies: no Complete, no Release.
+	dead, err := db.ClaimOutbox(ctx, 10, 500*time.Millisecond)
+	require.NoError(t, err)
+	require.Len(t, dead.Entries, 3)
+	var open int
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+		WHERE datname = current_database() AND state LIKE 'idle in transaction%'`).Scan(&open))
+	assert.Zero(t, open, "a claim keeps no transaction open while its worker embeds")
+
+	live, err := db.ClaimOutbox(ctx, 10, time.Minute)
+	require.NoError(t, err)
+	assert.Empty(t, live.Entries, "the lease holds")
+	require.Eventually(t, func() bool {
+		c, err := db.ClaimOutbox(ctx, 10, time.Minute)
+		require.NoError(t, err)
+		if len(c.Entries) == 0 {
+			return false
+		}
+		assert.Len(t, c.Entries, 3)
+		require.NoError(t, c.Complete(ctx))
+		return true
+	}, 10*time.Second, 50*time.Millisecond, "the entries come back once the lease ends")
+	assert.Empty(t, outboxIDs(t, conn))
+	require.NoError(t, dead.Complete(ctx), "the first worker's late Complete deletes nothing more")
 }
 
 func TestVectorDB_WriteIsIdempotentAndSearchRanksBySimilarity(t *testing.T) {

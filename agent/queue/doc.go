@@ -33,10 +33,11 @@
 // acknowledged records. Ack moves the cursor in memory at once; the deletes
 // and the persisted cursor ride on the next commit (an append group's, or
 // their own when the writer is idle), so they cost no fsync under load. A
-// crash loses at most acknowledgements, and the records are sent again. Space: deleted keys are reclaimed by Badger's
-// compaction under load; when the queue is empty, the writer periodically
-// drops the record prefix (flushing the memtable and deleting tables), and
-// runs value-log GC.
+// crash loses at most acknowledgements, and the records are sent again.
+//
+// Space: deleted keys are reclaimed by Badger's compaction under load; when
+// the queue is empty, the writer periodically drops the record prefix
+// (flushing the memtable and deleting tables), and runs value-log GC.
 //
 // Byte accounting (for the buffer limit) counts value bytes of buffered
 // records and of dead letters, and is recomputed on Open by a key-only scan.

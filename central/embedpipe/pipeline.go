@@ -28,9 +28,12 @@ const (
 	DefaultBatchTimeout  = 60 * time.Second
 )
 
+// leaseMargin is how much longer a claim's lease lasts than BatchTimeout.
+const leaseMargin = 10 * time.Second
+
 // Audits is the audit database side: *storage.DB.
 type Audits interface {
-	ClaimOutbox(ctx context.Context, n int) (*storage.OutboxClaim, error)
+	ClaimOutbox(ctx context.Context, n int, lease time.Duration) (*storage.OutboxClaim, error)
 	OutboxStats(ctx context.Context) (storage.OutboxStats, error)
 }
 
@@ -61,8 +64,9 @@ type Config struct {
 	// StatsInterval is how often the backlog depth and age are read for the
 	// metrics. 0: DefaultStatsInterval.
 	StatsInterval time.Duration
-	// BatchTimeout bounds one claim-embed-write-clear round. 0:
-	// DefaultBatchTimeout.
+	// BatchTimeout bounds one claim-embed-write-clear round; the claimed
+	// entries are leased for it plus 10 s, so after a crash they wait that
+	// long before another worker takes them. 0: DefaultBatchTimeout.
 	BatchTimeout time.Duration
 
 	Logger  zerolog.Logger
@@ -232,7 +236,9 @@ func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) {
 func (p *Pipeline) RunOnce(ctx context.Context) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.BatchTimeout)
 	defer cancel()
-	claim, err := p.cfg.Audits.ClaimOutbox(ctx, p.cfg.BatchSize)
+	// The lease outlasts this round (bounded by BatchTimeout), so that no
+	// other worker takes the entries while this one may still store them.
+	claim, err := p.cfg.Audits.ClaimOutbox(ctx, p.cfg.BatchSize, p.cfg.BatchTimeout+leaseMargin)
 	if err != nil {
 		return 0, fmt.Errorf("embedpipe: claim: %w", err)
 	}

@@ -1,0 +1,3 @@
+BEGIN;
+ALTER TABLE embedding_outbox DROP COLUMN IF EXISTS leased_until, DROP COLUMN IF EXISTS id;
+COMMIT;
