@@ -12,7 +12,8 @@ import (
 // The fast path: COPY (binary) straight into the audit tables. A batch
 // almost always holds only new IDs (a retry is the exception), and then
 // COPY is the cheapest way in: heap multi-insert, no per-row speculative
-// insertion. If any ID is already stored, the COPY fails with a unique
+// insertion. If the writer stored any of the IDs already (the key is ID and
+// writer), the COPY fails with a unique
 // violation, the transaction is rolled back whole, and the batch takes the
 // ON CONFLICT path (insert.go), which tells new records from duplicates.
 // A retried batch pays for one failed COPY; its aborted rows are left for
@@ -64,7 +65,7 @@ func copyRows(ctx context.Context, conn *pgx.Conn, sa string, rem *remediationRo
 	// COMMIT: one round trip. After a failed insert the server skips COMMIT
 	// and the deferred rollback ends the aborted transaction.
 	b := &pgx.Batch{}
-	b.Queue(insertOutbox, rem.id, wf.id)
+	b.Queue(insertOutbox, rem.id, wf.id, sa)
 	b.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return true, fmt.Errorf("outbox and commit: %w", err)

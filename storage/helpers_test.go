@@ -108,3 +108,8 @@ func realisticBatch(n int, receivedAt time.Time) []wire.Record {
 	}
 	return recs
 }
+
+// testRef is the identity of an audit written by testSA.
+func testRef(kind wire.Kind, id string) storage.RecordRef {
+	return storage.RecordRef{Kind: kind, ServiceAccount: testSA, ID: id}
+}

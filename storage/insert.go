@@ -10,10 +10,12 @@ import (
 )
 
 // The fallback path, for batches the COPY fast path (copy.go) refused
-// because some of their IDs are already stored: one INSERT … SELECT FROM
-// unnest(…) ON CONFLICT (id) DO NOTHING RETURNING id per kind, each column
-// sent as one binary array parameter, pipelined with BEGIN and COMMIT in a
-// single round trip. RETURNING tells new records from duplicates.
+// because the writer stored some of their IDs already: one INSERT … SELECT
+// FROM unnest(…) ON CONFLICT (id, service_account) DO NOTHING RETURNING id
+// per kind, each column sent as one binary array parameter, pipelined with
+// BEGIN and COMMIT in a single round trip. RETURNING tells new records from
+// duplicates. A record's key is its ID and its writer (migration 0004):
+// another writer's row with the same ID is no conflict.
 //
 // Measured on the shared 2-core machine, 500-record batches (3/4
 // remediation, 1/4 workflow), rates relative to a direct binary COPY of the
@@ -49,11 +51,11 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
     AS t(id, remediation_request_id, alert_name, namespace, cluster, priority,
     action_type, status, confidence, reasoning, target_resource, duration_ms,
     error_message, created_at, executed_at, received_at)
-ON CONFLICT (id) DO NOTHING
+ON CONFLICT (id, service_account) DO NOTHING
 RETURNING id
 ), outbox AS (
-INSERT INTO embedding_outbox (remediation_ids, workflow_ids)
-SELECT array_agg(id), '{}' FROM ins HAVING count(*) > 0
+INSERT INTO embedding_outbox (remediation_ids, workflow_ids, service_account)
+SELECT array_agg(id), '{}', $17 FROM ins HAVING count(*) > 0
 )
 SELECT id FROM ins`
 
@@ -68,11 +70,11 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[],
     $6::text[], $7::timestamptz[], $8::timestamptz[])
     AS t(id, workflow_id, step_name, step_status, duration_ms, error_message,
     executed_at, received_at)
-ON CONFLICT (id) DO NOTHING
+ON CONFLICT (id, service_account) DO NOTHING
 RETURNING id
 ), outbox AS (
-INSERT INTO embedding_outbox (remediation_ids, workflow_ids)
-SELECT '{}', array_agg(id) FROM ins HAVING count(*) > 0
+INSERT INTO embedding_outbox (remediation_ids, workflow_ids, service_account)
+SELECT '{}', array_agg(id), $9 FROM ins HAVING count(*) > 0
 )
 SELECT id FROM ins`
 

@@ -30,6 +30,12 @@ var migrationsFS embed.FS
 // golang-migrate takes no context; cancelling ctx asks it to stop after the
 // migration in progress.
 func Migrate(ctx context.Context, databaseURL string) error {
+	return migrateWith(ctx, databaseURL, (*migrate.Migrate).Up)
+}
+
+// migrateWith runs apply (Up, or Migrate to a version in tests) under the
+// same driver, lock and error handling as Migrate.
+func migrateWith(ctx context.Context, databaseURL string, apply func(*migrate.Migrate) error) error {
 	connCfg, err := pgx.ParseConfig(databaseURL)
 	if err != nil {
 		return fmt.Errorf("storage: migrate: %w", err)
@@ -58,7 +64,7 @@ func Migrate(ctx context.Context, databaseURL string) error {
 		default:
 		}
 	})
-	err = m.Up()
+	err = apply(m)
 	interrupted := !stop()     // the AfterFunc ran: Up may have stopped early
 	srcErr, dbErr := m.Close() // closes driver, and with it sqlDB
 	if errors.Is(err, migrate.ErrNoChange) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
@@ -178,4 +179,63 @@ func TestMigrate_FailingMigrationIsAnErrorButNotUnavailable(t *testing.T) {
 	require.NoError(t, connect(t, dsn).QueryRow(ctx, `SELECT count(*) FROM pg_tables
 		WHERE schemaname = 'public' AND tablename = 'remediation_audit'`).Scan(&n))
 	assert.Zero(t, n, "the failed migration's transaction is rolled back whole")
+}
+
+func TestMigrate_UpgradeGivesExistingRowsTheirWriter(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	dsn := pgtest.NewDatabase(t)
+	require.NoError(t, storage.MigrateTo(ctx, dsn, 3)) // the schema before records had owners
+	conn := connect(t, dsn)
+	const other = "kubernaut-system/workflowexecution-controller-sa"
+	for _, stmt := range []string{
+		`INSERT INTO remediation_audit (id, remediation_request_id, created_at, service_account, received_at)
+			VALUES ('r1', 'rr-1', now(), '` + testSA + `', now()), ('r2', 'rr-2', now(), '` + testSA + `', now())`,
+		`INSERT INTO workflow_audit (id, workflow_id, step_name, step_status, executed_at, service_account, received_at)
+			VALUES ('w1', 'wf-1', 's', 'ok', now(), '` + other + `', now())`,
+		`INSERT INTO embedding_outbox (remediation_ids, workflow_ids) VALUES ('{r1,r2}', '{}'), ('{}', '{w1}'), ('{gone}', '{}')`,
+		`INSERT INTO audit_embeddings (audit_id, kind, content_hash, occurred_at)
+			VALUES ('r1', 'remediation', 'h', now()), ('w1', 'workflow', 'h', now()), ('lost', 'remediation', 'h', now())`,
+	} {
+		_, err := conn.Exec(ctx, stmt)
+		require.NoError(t, err)
+	}
+
+	require.NoError(t, storage.Migrate(ctx, dsn))
+
+	rows, err := conn.Query(ctx, `SELECT cardinality(remediation_ids) + cardinality(workflow_ids), service_account
+		FROM embedding_outbox ORDER BY id`)
+	require.NoError(t, err)
+	type entry struct {
+		n  int
+		sa string
+	}
+	entries, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (entry, error) {
+		var e entry
+		return e, r.Scan(&e.n, &e.sa)
+	})
+	require.NoError(t, err)
+	assert.Equal(t, []entry{{2, testSA}, {1, other}, {1, ""}}, entries, "backlog entries name their writer")
+
+	rows, err = conn.Query(ctx, `SELECT audit_id || '=' || service_account FROM audit_embeddings ORDER BY 1`)
+	require.NoError(t, err)
+	links, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	assert.Equal(t, []string{"lost=", "r1=" + testSA, "w1=" + other}, links, "links take their writer from the audit tables")
+
+	// The same IDs are now free for another writer; the old rows are intact.
+	db, err := storage.Open(ctx, storage.Config{DatabaseURL: dsn})
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	st, err := db.WriteBatch(ctx, "kubernaut-system/intruder-sa", []wire.Record{{ID: "r1", Kind: wire.KindRemediation,
+		ReceivedAt: time.Now(), Remediation: &wire.RemediationAudit{RemediationRequestID: "forged"}}})
+	require.NoError(t, err)
+	assert.Equal(t, []wire.ItemStatus{wire.StatusPersisted}, st)
+	st, err = db.WriteBatch(ctx, testSA, []wire.Record{{ID: "r1", Kind: wire.KindRemediation,
+		ReceivedAt: time.Now(), Remediation: &wire.RemediationAudit{RemediationRequestID: "retry"}}})
+	require.NoError(t, err)
+	assert.Equal(t, []wire.ItemStatus{wire.StatusDuplicate}, st, "the owner's retry of an old record is still a duplicate")
+	recs, err := db.Records(ctx, []storage.RecordRef{{Kind: wire.KindRemediation, ServiceAccount: testSA, ID: "r1"}})
+	require.NoError(t, err)
+	assert.Equal(t, "rr-1", recs[storage.RecordRef{Kind: wire.KindRemediation, ServiceAccount: testSA, ID: "r1"}].Remediation.RemediationRequestID)
 }

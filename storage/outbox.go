@@ -17,7 +17,8 @@ import (
 // in the audit database: WriteBatch adds one entry per committed batch,
 // listing the IDs of the rows it stored, in the transaction that commits the
 // rows (copy.go, insert.go), so a committed audit always has its entry and a
-// rolled-back one never does. Workers claim entries with ClaimOutbox: a short
+// rolled-back one never does. An entry names its writer too (a batch has
+// one), and its audits are read back as that writer's only. Workers claim entries with ClaimOutbox: a short
 // transaction takes entries no live lease holds (FOR UPDATE SKIP LOCKED, so
 // concurrent workers and replicas never take the same one), writes their
 // lease and commits. The worker embeds and stores the vectors with no
@@ -26,18 +27,18 @@ import (
 // writes are idempotent (VectorDB.Write), so a repeated entry stores nothing
 // twice.
 
-// insertOutbox enqueues one batch's IDs (nil slices are empty arrays).
-const insertOutbox = `INSERT INTO embedding_outbox (remediation_ids, workflow_ids)
-VALUES (coalesce($1::text[], '{}'), coalesce($2::text[], '{}'))`
+// insertOutbox enqueues one batch's IDs and their writer (nil slices are
+// empty arrays).
+const insertOutbox = `INSERT INTO embedding_outbox (remediation_ids, workflow_ids, service_account)
+VALUES (coalesce($1::text[], '{}'), coalesce($2::text[], '{}'), $3)`
 
 // maxClaimEntries bounds the outbox rows one claim takes, and so its round
 // trips, when entries are small (single-record writes).
 const maxClaimEntries = 64
 
-// OutboxEntry is one claimed audit.
+// OutboxEntry is one claimed audit: its identity, and the stored record.
 type OutboxEntry struct {
-	AuditID string
-	Kind    wire.Kind
+	RecordRef
 	// Record is the stored audit, read back from its table; nil when the row
 	// no longer exists (removed by retention after it was enqueued): such an
 	// entry is simply cleared by Complete.
@@ -70,18 +71,19 @@ func (db *DB) ClaimOutbox(ctx context.Context, n int, lease time.Duration) (*Out
 		return nil, fmt.Errorf("%s: lease must be positive, got %s", op, lease)
 	}
 	c := &OutboxClaim{db: db}
-	var remIDs, wfIDs []string
+	var refs []RecordRef
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		for len(c.ids) < maxClaimEntries && len(remIDs)+len(wfIDs) < n {
+		for len(c.ids) < maxClaimEntries && len(refs) < n {
 			var (
 				id      int64
 				rem, wf []string
+				sa      string
 			)
 			// SKIP LOCKED skips other transactions' locks, not our own:
 			// leave out the entries this claim holds already.
-			err := tx.QueryRow(ctx, `SELECT id, remediation_ids, workflow_ids FROM embedding_outbox
+			err := tx.QueryRow(ctx, `SELECT id, remediation_ids, workflow_ids, service_account FROM embedding_outbox
 				WHERE (leased_until IS NULL OR leased_until < now()) AND id <> ALL(coalesce($1::bigint[], '{}'))
-				ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED`, c.ids).Scan(&id, &rem, &wf)
+				ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED`, c.ids).Scan(&id, &rem, &wf, &sa)
 			if errors.Is(err, pgx.ErrNoRows) {
 				break
 			}
@@ -89,7 +91,12 @@ func (db *DB) ClaimOutbox(ctx context.Context, n int, lease time.Duration) (*Out
 				return err
 			}
 			c.ids = append(c.ids, id)
-			remIDs, wfIDs = append(remIDs, rem...), append(wfIDs, wf...)
+			for _, r := range rem {
+				refs = append(refs, RecordRef{Kind: wire.KindRemediation, ServiceAccount: sa, ID: r})
+			}
+			for _, w := range wf {
+				refs = append(refs, RecordRef{Kind: wire.KindWorkflow, ServiceAccount: sa, ID: w})
+			}
 		}
 		if len(c.ids) == 0 {
 			return nil
@@ -104,22 +111,15 @@ func (db *DB) ClaimOutbox(ctx context.Context, n int, lease time.Duration) (*Out
 	if len(c.ids) == 0 {
 		return c, nil
 	}
-	recs, err := loadRecords(ctx, db.pool, remIDs, wfIDs)
+	recs, err := loadRecords(ctx, db.pool, refs)
 	if err != nil {
 		c.Release(ctx)
 		return nil, wrapErr(op, err)
 	}
-	add := func(ids []string, kind wire.Kind) {
-		for _, id := range ids {
-			e := OutboxEntry{AuditID: id, Kind: kind}
-			if r, ok := recs[id]; ok && r.Kind == kind {
-				e.Record = r
-			}
-			c.Entries = append(c.Entries, e)
-		}
+	c.Entries = make([]OutboxEntry, len(refs))
+	for i, ref := range refs {
+		c.Entries[i] = OutboxEntry{RecordRef: ref, Record: recs[ref]}
 	}
-	add(remIDs, wire.KindRemediation)
-	add(wfIDs, wire.KindWorkflow)
 	return c, nil
 }
 
@@ -180,4 +180,30 @@ func (db *DB) OutboxStats(ctx context.Context) (OutboxStats, error) {
 		st.Oldest = oldest.Time
 	}
 	return st, nil
+}
+
+// enqueueByID adds to the backlog every stored audit with one of the given
+// kinds and IDs, whoever wrote it: one entry per writer. ServiceAccount of
+// the refs is ignored.
+const enqueueByID = `
+WITH r AS (SELECT service_account, id FROM remediation_audit WHERE id = ANY($1::text[])),
+     w AS (SELECT service_account, id FROM workflow_audit WHERE id = ANY($2::text[]))
+INSERT INTO embedding_outbox (remediation_ids, workflow_ids, service_account)
+SELECT coalesce((SELECT array_agg(id) FROM r WHERE r.service_account = s.sa), '{}'),
+       coalesce((SELECT array_agg(id) FROM w WHERE w.service_account = s.sa), '{}'),
+       s.sa
+FROM (SELECT service_account FROM r UNION SELECT service_account FROM w) AS s(sa)`
+
+// EnqueueByID adds every stored audit of the given kinds and IDs, whoever
+// wrote it, to the embedding backlog: how links made before records had
+// owners (VectorDB.UnownedLinks) are made again, each for its writer. The
+// vectors are stored already, so this costs a link per audit, not an
+// embedding. The refs' ServiceAccount is ignored.
+func (db *DB) EnqueueByID(ctx context.Context, refs []RecordRef) error {
+	_, remIDs := refColumns(refs, wire.KindRemediation)
+	_, wfIDs := refColumns(refs, wire.KindWorkflow)
+	if _, err := db.pool.Exec(ctx, enqueueByID, remIDs, wfIDs); err != nil {
+		return wrapErr("storage: enqueue by ID", err)
+	}
+	return nil
 }

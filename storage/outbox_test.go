@@ -84,10 +84,11 @@ func TestClaimOutbox_ConcurrentClaimsSkipLeasedEntriesAndCompleteDeletes(t *test
 	seen := map[string]bool{}
 	for _, e := range append(append([]storage.OutboxEntry{}, a.Entries...), b.Entries...) {
 		require.NotNil(t, e.Record, "the claim loads the stored audit")
-		assert.Equal(t, e.AuditID, e.Record.ID)
+		assert.Equal(t, e.ID, e.Record.ID)
+		assert.Equal(t, testSA, e.ServiceAccount)
 		assert.Equal(t, e.Kind, e.Record.Kind)
-		assert.False(t, seen[e.AuditID])
-		seen[e.AuditID] = true
+		assert.False(t, seen[e.ID])
+		seen[e.ID] = true
 	}
 
 	b.Release(ctx) // a worker that gives up: its entries come back
@@ -163,9 +164,9 @@ func TestVectorDB_WriteIsIdempotentAndSearchRanksBySimilarity(t *testing.T) {
 	vecs := []storage.Vector{{ContentHash: []byte("h0"), Embedding: unit(0)}, {ContentHash: []byte("h1"), Embedding: unit(10)}}
 	now := time.Now()
 	links := []storage.Link{
-		{AuditID: "a0", Kind: wire.KindRemediation, ContentHash: []byte("h0"), Cluster: "c1", OccurredAt: now},
-		{AuditID: "a1", Kind: wire.KindRemediation, ContentHash: []byte("h1"), Cluster: "c2", OccurredAt: now},
-		{AuditID: "a2", Kind: wire.KindWorkflow, ContentHash: []byte("h0"), OccurredAt: now},
+		{RecordRef: testRef(wire.KindRemediation, "a0"), ContentHash: []byte("h0"), Cluster: "c1", OccurredAt: now},
+		{RecordRef: testRef(wire.KindRemediation, "a1"), ContentHash: []byte("h1"), Cluster: "c2", OccurredAt: now},
+		{RecordRef: testRef(wire.KindWorkflow, "a2"), ContentHash: []byte("h0"), OccurredAt: now},
 	}
 	n, err := v.Write(ctx, vecs, links)
 	require.NoError(t, err)
@@ -180,16 +181,16 @@ func TestVectorDB_WriteIsIdempotentAndSearchRanksBySimilarity(t *testing.T) {
 	got, err := v.Search(ctx, unit(10), storage.SearchFilter{}, 3)
 	require.NoError(t, err)
 	require.Len(t, got, 3)
-	assert.Equal(t, "a1", got[0].AuditID)
+	assert.Equal(t, "a1", got[0].ID)
 	assert.InDelta(t, 1.0, got[0].Similarity, 1e-6)
 	got, err = v.Search(ctx, unit(10), storage.SearchFilter{Kind: wire.KindWorkflow}, 3)
 	require.NoError(t, err)
 	require.Len(t, got, 1)
-	assert.Equal(t, "a2", got[0].AuditID)
+	assert.Equal(t, "a2", got[0].ID)
 	got, err = v.Search(ctx, unit(10), storage.SearchFilter{Cluster: "c1", Until: now.Add(time.Second)}, 3)
 	require.NoError(t, err)
 	require.Len(t, got, 1)
-	assert.Equal(t, "a0", got[0].AuditID)
+	assert.Equal(t, "a0", got[0].ID)
 }
 
 func TestVectorDB_VectorWritersTakeTurns(t *testing.T) {
@@ -204,7 +205,7 @@ func TestVectorDB_VectorWritersTakeTurns(t *testing.T) {
 	f := make([]float32, storage.Dimensions)
 	f[0] = 1
 	vec := []storage.Vector{{ContentHash: []byte("turns"), Embedding: pgvector.NewVector(f)}}
-	link := []storage.Link{{AuditID: "t0", Kind: wire.KindRemediation, ContentHash: []byte("turns"), OccurredAt: time.Now()}}
+	link := []storage.Link{{RecordRef: testRef(wire.KindRemediation, "t0"), ContentHash: []byte("turns"), OccurredAt: time.Now()}}
 
 	// Another writer (here: a bare transaction) holds the vector-insert turn.
 	conn := connect(t, dsn)
@@ -218,7 +219,7 @@ func TestVectorDB_VectorWritersTakeTurns(t *testing.T) {
 	_, err = v.Write(short, vec, link)
 	require.Error(t, err, "a vector write waits for the writer before it")
 
-	n, err := v.Write(ctx, nil, []storage.Link{{AuditID: "t1", Kind: wire.KindRemediation, ContentHash: []byte("turns"), OccurredAt: time.Now()}})
+	n, err := v.Write(ctx, nil, []storage.Link{{RecordRef: testRef(wire.KindRemediation, "t1"), ContentHash: []byte("turns"), OccurredAt: time.Now()}})
 	require.NoError(t, err, "a write of links only does not wait")
 	assert.Zero(t, n)
 
@@ -235,4 +236,122 @@ func TestVectorDB_VectorWritersTakeTurns(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the vector write never proceeded")
 	}
+}
+
+func TestClaimOutbox_ReadsBackEachWritersOwnRecord(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	_, db := migratedDB(t)
+	const intruder = "kubernaut-system/intruder-sa"
+	mine := realisticBatch(4, time.Now())
+	forged := realisticBatch(4, time.Now())
+	for i := range forged {
+		forged[i].ID = mine[i].ID // same IDs and kinds, other content
+		if r := forged[i].Remediation; r != nil {
+			r.RemediationRequestID = "forged"
+		} else {
+			forged[i].Workflow.WorkflowID = "forged"
+		}
+	}
+	_, err := db.WriteBatch(ctx, intruder, forged)
+	require.NoError(t, err)
+	_, err = db.WriteBatch(ctx, testSA, mine)
+	require.NoError(t, err)
+
+	c, err := db.ClaimOutbox(ctx, 100, time.Minute)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Release(ctx) })
+	require.Len(t, c.Entries, 8, "one entry per writer's record")
+	want := map[storage.RecordRef]wire.Record{}
+	for i := range mine {
+		want[storage.RecordRef{Kind: mine[i].Kind, ServiceAccount: testSA, ID: mine[i].ID}] = mine[i]
+		want[storage.RecordRef{Kind: forged[i].Kind, ServiceAccount: intruder, ID: forged[i].ID}] = forged[i]
+	}
+	for _, e := range c.Entries {
+		w, ok := want[e.RecordRef]
+		require.True(t, ok, "unexpected entry %+v", e.RecordRef)
+		require.NotNil(t, e.Record)
+		if w.Remediation != nil {
+			assert.Equal(t, w.Remediation.RemediationRequestID, e.Record.Remediation.RemediationRequestID, "%s reads back its own record", e.ServiceAccount)
+		} else {
+			assert.Equal(t, w.Workflow.WorkflowID, e.Record.Workflow.WorkflowID, "%s reads back its own record", e.ServiceAccount)
+		}
+		delete(want, e.RecordRef)
+	}
+}
+
+func TestVectorDB_LinksAndSearchKeepEachWritersRecordApart(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	dsn, _ := migratedDB(t)
+	v, err := storage.OpenVectors(ctx, storage.Config{DatabaseURL: dsn}, storage.HNSWConfig{})
+	require.NoError(t, err)
+	t.Cleanup(v.Close)
+	f := make([]float32, storage.Dimensions)
+	f[3] = 1
+	vec := []storage.Vector{{ContentHash: []byte("same"), Embedding: pgvector.NewVector(f)}}
+	const intruder = "kubernaut-system/intruder-sa"
+	refs := []storage.RecordRef{
+		{Kind: wire.KindRemediation, ServiceAccount: testSA, ID: "x"},
+		{Kind: wire.KindWorkflow, ServiceAccount: testSA, ID: "x"},
+		{Kind: wire.KindWorkflow, ServiceAccount: intruder, ID: "x"},
+	}
+	var links []storage.Link
+	for _, r := range refs {
+		links = append(links, storage.Link{RecordRef: r, ContentHash: []byte("same"), OccurredAt: time.Now()})
+	}
+	_, err = v.Write(ctx, vec, links)
+	require.NoError(t, err)
+
+	got, err := v.Search(ctx, pgvector.NewVector(f), storage.SearchFilter{}, 10)
+	require.NoError(t, err)
+	var found []storage.RecordRef
+	for _, m := range got {
+		found = append(found, m.RecordRef)
+	}
+	assert.ElementsMatch(t, refs, found, "a workflow step or another writer's record with the same ID hides nothing")
+}
+
+func TestVectorDB_UnownedLinksAreMadeAgainForEachWriter(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	dsn, db := migratedDB(t)
+	v, err := storage.OpenVectors(ctx, storage.Config{DatabaseURL: dsn}, storage.HNSWConfig{})
+	require.NoError(t, err)
+	t.Cleanup(v.Close)
+	const intruder = "kubernaut-system/intruder-sa"
+	rec := realisticBatch(1, time.Now())
+	_, err = db.WriteBatch(ctx, testSA, rec)
+	require.NoError(t, err)
+	_, err = db.WriteBatch(ctx, intruder, rec)
+	require.NoError(t, err)
+	drain, err := db.ClaimOutbox(ctx, 100, time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, drain.Complete(ctx))
+	// A link from before records had owners, in a separate vector database.
+	unowned := storage.RecordRef{Kind: rec[0].Kind, ID: rec[0].ID}
+	_, err = v.Write(ctx, nil, []storage.Link{{RecordRef: unowned, ContentHash: []byte("h"), OccurredAt: time.Now()}})
+	require.NoError(t, err)
+
+	got, err := v.UnownedLinks(ctx, 10)
+	require.NoError(t, err)
+	require.Equal(t, []storage.RecordRef{unowned}, got)
+	require.NoError(t, db.EnqueueByID(ctx, got))
+	require.NoError(t, v.DeleteUnownedLinks(ctx, got))
+
+	got, err = v.UnownedLinks(ctx, 10)
+	require.NoError(t, err)
+	assert.Empty(t, got)
+	c, err := db.ClaimOutbox(ctx, 100, time.Minute)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Release(ctx) })
+	var claimed []storage.RecordRef
+	for _, e := range c.Entries {
+		require.NotNil(t, e.Record)
+		claimed = append(claimed, e.RecordRef)
+	}
+	assert.ElementsMatch(t, []storage.RecordRef{
+		{Kind: rec[0].Kind, ServiceAccount: testSA, ID: rec[0].ID},
+		{Kind: rec[0].Kind, ServiceAccount: intruder, ID: rec[0].ID},
+	}, claimed, "each writer's audit is enqueued to be linked again")
 }

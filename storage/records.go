@@ -11,41 +11,63 @@ import (
 	"github.com/kubernaut/datastorage/wire"
 )
 
+// RecordRef is a stored audit's identity: its kind, the service account
+// that wrote it ("namespace/name") and its ID, which is unique per writer
+// and kind, not globally (DESIGN.md decision 10).
+type RecordRef struct {
+	Kind           wire.Kind
+	ServiceAccount string
+	ID             string
+}
+
 // querier is what loadRecords needs of a pool or a transaction.
 type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-// Records reads stored audits back by ID (both kinds), as wire records: the
-// inverse of WriteBatch's mapping (NULL becomes the omitted ""/nil;
-// durations are whole milliseconds). Unknown IDs are absent from the map.
-func (db *DB) Records(ctx context.Context, ids []string) (map[string]*wire.Record, error) {
-	recs, err := loadRecords(ctx, db.pool, ids, ids)
+// Records reads stored audits back by identity, as wire records: the inverse
+// of WriteBatch's mapping (NULL becomes the omitted ""/nil; durations are
+// whole milliseconds). Audits not stored (or stored by another writer only)
+// are absent from the map.
+func (db *DB) Records(ctx context.Context, refs []RecordRef) (map[RecordRef]*wire.Record, error) {
+	recs, err := loadRecords(ctx, db.pool, refs)
 	if err != nil {
 		return nil, wrapErr("storage: read records", err)
 	}
 	return recs, nil
 }
 
-func loadRecords(ctx context.Context, q querier, remIDs, wfIDs []string) (map[string]*wire.Record, error) {
-	out := make(map[string]*wire.Record, len(remIDs)+len(wfIDs))
-	if len(remIDs) > 0 {
-		rows, err := q.Query(ctx, `SELECT id, remediation_request_id, alert_name, namespace, cluster,
-			priority, action_type, status, confidence, reasoning, target_resource, duration_ms,
+// refColumns splits refs of one kind into the writer and ID arrays that
+// the look-ups join against.
+func refColumns(refs []RecordRef, kind wire.Kind) (sas, ids []string) {
+	for _, r := range refs {
+		if r.Kind == kind {
+			sas, ids = append(sas, r.ServiceAccount), append(ids, r.ID)
+		}
+	}
+	return sas, ids
+}
+
+func loadRecords(ctx context.Context, q querier, refs []RecordRef) (map[RecordRef]*wire.Record, error) {
+	out := make(map[RecordRef]*wire.Record, len(refs))
+	if sas, ids := refColumns(refs, wire.KindRemediation); len(ids) > 0 {
+		rows, err := q.Query(ctx, `SELECT r.service_account, r.id, remediation_request_id, alert_name, namespace,
+			cluster, priority, action_type, status, confidence, reasoning, target_resource, duration_ms,
 			error_message, created_at, executed_at, received_at
-			FROM remediation_audit WHERE id = ANY($1)`, remIDs)
+			FROM unnest($1::text[], $2::text[]) AS k(service_account, id)
+			JOIN remediation_audit r ON r.id = k.id AND r.service_account = k.service_account`, sas, ids)
 		if err != nil {
 			return nil, fmt.Errorf("read remediation_audit: %w", err)
 		}
 		var (
-			id, reqID                                                        string
+			sa, id, reqID                                                    string
 			alert, ns, cluster, prio, action, status, reason, target, errMsg pgtype.Text
 			conf                                                             pgtype.Float8
 			dur                                                              pgtype.Int4
 			created, received                                                time.Time
 			executed                                                         pgtype.Timestamptz
 		)
-		_, err = pgx.ForEachRow(rows, []any{&id, &reqID, &alert, &ns, &cluster, &prio, &action, &status,
+		_, err = pgx.ForEachRow(rows, []any{&sa, &id, &reqID, &alert, &ns, &cluster, &prio, &action, &status,
 			&conf, &reason, &target, &dur, &errMsg, &created, &executed, &received}, func() error {
 			a := &wire.RemediationAudit{
 				RemediationRequestID: reqID, AlertName: alert.String, Namespace: ns.String,
@@ -63,28 +85,32 @@ func loadRecords(ctx context.Context, q querier, remIDs, wfIDs []string) (map[st
 				e := executed.Time
 				a.ExecutedAt = &e
 			}
-			out[id] = &wire.Record{ID: id, Kind: wire.KindRemediation, ReceivedAt: received, Remediation: a}
+			ref := RecordRef{Kind: wire.KindRemediation, ServiceAccount: sa, ID: id}
+			out[ref] = &wire.Record{ID: id, Kind: wire.KindRemediation, ReceivedAt: received, Remediation: a}
 			return nil
 		})
 		if err != nil {
 			return nil, fmt.Errorf("read remediation_audit: %w", err)
 		}
 	}
-	if len(wfIDs) > 0 {
-		rows, err := q.Query(ctx, `SELECT id, workflow_id, step_name, step_status, duration_ms,
-			error_message, executed_at, received_at FROM workflow_audit WHERE id = ANY($1)`, wfIDs)
+	if sas, ids := refColumns(refs, wire.KindWorkflow); len(ids) > 0 {
+		rows, err := q.Query(ctx, `SELECT w.service_account, w.id, workflow_id, step_name, step_status, duration_ms,
+			error_message, executed_at, received_at
+			FROM unnest($1::text[], $2::text[]) AS k(service_account, id)
+			JOIN workflow_audit w ON w.id = k.id AND w.service_account = k.service_account`, sas, ids)
 		if err != nil {
 			return nil, fmt.Errorf("read workflow_audit: %w", err)
 		}
 		var (
-			id, wfID, step, stepStatus string
-			dur                        pgtype.Int4
-			errMsg                     pgtype.Text
-			executed, received         time.Time
+			sa, id, wfID, step, stepStatus string
+			dur                            pgtype.Int4
+			errMsg                         pgtype.Text
+			executed, received             time.Time
 		)
-		_, err = pgx.ForEachRow(rows, []any{&id, &wfID, &step, &stepStatus, &dur, &errMsg, &executed, &received}, func() error {
+		_, err = pgx.ForEachRow(rows, []any{&sa, &id, &wfID, &step, &stepStatus, &dur, &errMsg, &executed, &received}, func() error {
 			e := executed
-			out[id] = &wire.Record{ID: id, Kind: wire.KindWorkflow, ReceivedAt: received, Workflow: &wire.WorkflowAudit{
+			ref := RecordRef{Kind: wire.KindWorkflow, ServiceAccount: sa, ID: id}
+			out[ref] = &wire.Record{ID: id, Kind: wire.KindWorkflow, ReceivedAt: received, Workflow: &wire.WorkflowAudit{
 				WorkflowID: wfID, StepName: step, StepStatus: stepStatus, DurationNanos: nanos(dur),
 				ErrorMessage: errMsg.String, ExecutedAt: &e,
 			}}

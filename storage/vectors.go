@@ -172,8 +172,7 @@ type Vector struct {
 // Link ties an audit to the vector of its embedding document, with the
 // columns search filters on.
 type Link struct {
-	AuditID     string
-	Kind        wire.Kind
+	RecordRef
 	ContentHash []byte
 	Cluster     string // "" stored as NULL
 	Namespace   string // "" stored as NULL
@@ -225,11 +224,11 @@ func (v *VectorDB) Write(ctx context.Context, vectors []Vector, links []Link) (i
 const insertVectors = `INSERT INTO embeddings (content_hash, embedding)
 SELECT * FROM unnest($1::bytea[], $2::vector[]) ON CONFLICT (content_hash) DO NOTHING`
 
-const insertLinks = `INSERT INTO audit_embeddings (audit_id, kind, content_hash, cluster, namespace, occurred_at)
-SELECT id, kind, hash, NULLIF(cluster, ''), NULLIF(namespace, ''), occurred_at
-FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::timestamptz[])
-    AS t(id, kind, hash, cluster, namespace, occurred_at)
-ON CONFLICT (audit_id) DO NOTHING`
+const insertLinks = `INSERT INTO audit_embeddings (audit_id, kind, service_account, content_hash, cluster, namespace, occurred_at)
+SELECT id, kind, sa, hash, NULLIF(cluster, ''), NULLIF(namespace, ''), occurred_at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[], $7::timestamptz[])
+    AS t(id, kind, sa, hash, cluster, namespace, occurred_at)
+ON CONFLICT (audit_id, kind, service_account) DO NOTHING`
 
 func (v *VectorDB) write(ctx context.Context, vectors []Vector, links []Link, useCopy bool) (int, error) {
 	var inserted int
@@ -265,19 +264,58 @@ func (v *VectorDB) write(ctx context.Context, vectors []Vector, links []Link, us
 			}
 		}
 		if len(links) > 0 {
-			ids, kinds, clusters, namespaces := make([]string, len(links)), make([]string, len(links)), make([]string, len(links)), make([]string, len(links))
-			hashes, times := make([][]byte, len(links)), make([]time.Time, len(links))
+			n := len(links)
+			ids, kinds, sas, clusters, namespaces := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+			hashes, times := make([][]byte, n), make([]time.Time, n)
 			for i, l := range links {
-				ids[i], kinds[i], hashes[i] = l.AuditID, string(l.Kind), l.ContentHash
+				ids[i], kinds[i], sas[i], hashes[i] = l.ID, string(l.Kind), l.ServiceAccount, l.ContentHash
 				clusters[i], namespaces[i], times[i] = l.Cluster, l.Namespace, l.OccurredAt
 			}
-			if _, err := tx.Exec(ctx, insertLinks, ids, kinds, hashes, clusters, namespaces, times); err != nil {
+			if _, err := tx.Exec(ctx, insertLinks, ids, kinds, sas, hashes, clusters, namespaces, times); err != nil {
 				return fmt.Errorf("links: %w", err)
 			}
 		}
 		return nil
 	})
 	return inserted, err
+}
+
+// UnownedLinks returns up to limit links whose writer is not known (made
+// before records had owners, in a vector database apart from the audit one:
+// migration 0005), as refs with an empty ServiceAccount.
+func (v *VectorDB) UnownedLinks(ctx context.Context, limit int) ([]RecordRef, error) {
+	rows, err := v.pool.Query(ctx, `SELECT kind, audit_id FROM audit_embeddings
+		WHERE service_account = '' ORDER BY kind, audit_id LIMIT $1`, limit)
+	if err != nil {
+		return nil, wrapErr("storage: unowned links", err)
+	}
+	var (
+		out      []RecordRef
+		kind, id string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&kind, &id}, func() error {
+		out = append(out, RecordRef{Kind: wire.Kind(kind), ID: id})
+		return nil
+	})
+	if err != nil {
+		return nil, wrapErr("storage: unowned links", err)
+	}
+	return out, nil
+}
+
+// DeleteUnownedLinks deletes the links of refs (kind and ID) whose writer
+// is not known; links with a writer are left alone.
+func (v *VectorDB) DeleteUnownedLinks(ctx context.Context, refs []RecordRef) error {
+	kinds, ids := make([]string, len(refs)), make([]string, len(refs))
+	for i, r := range refs {
+		kinds[i], ids[i] = string(r.Kind), r.ID
+	}
+	_, err := v.pool.Exec(ctx, `DELETE FROM audit_embeddings l USING unnest($1::text[], $2::text[]) AS k(kind, id)
+		WHERE l.service_account = '' AND l.kind = k.kind AND l.audit_id = k.id`, kinds, ids)
+	if err != nil {
+		return wrapErr("storage: delete unowned links", err)
+	}
+	return nil
 }
 
 // SearchFilter narrows a similarity search; zero fields do not filter.
@@ -291,8 +329,7 @@ type SearchFilter struct {
 
 // Match is one audit found by similarity.
 type Match struct {
-	AuditID    string
-	Kind       wire.Kind
+	RecordRef
 	Similarity float64 // 1 − cosine distance
 	OccurredAt time.Time
 }
@@ -345,11 +382,12 @@ func (v *VectorDB) search(ctx context.Context, query pgvector.Vector, f SearchFi
 		cond = "WHERE " + strings.Join(where, " AND ")
 	}
 	sql := `WITH nearest AS MATERIALIZED (
-		SELECT l.audit_id, l.kind, l.occurred_at, e.embedding <=> $1 AS distance
+		SELECT l.audit_id, l.kind, l.service_account, l.occurred_at, e.embedding <=> $1 AS distance
 		FROM embeddings e JOIN audit_embeddings l ON l.content_hash = e.content_hash
 		` + cond + `
 		ORDER BY e.embedding <=> $1 LIMIT $2)
-	SELECT audit_id, kind, 1 - distance, occurred_at FROM nearest ORDER BY distance, audit_id`
+	SELECT audit_id, kind, service_account, 1 - distance, occurred_at FROM nearest
+	ORDER BY distance, audit_id, kind, service_account`
 
 	var out []Match
 	err := pgx.BeginTxFunc(ctx, v.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
@@ -372,7 +410,7 @@ func (v *VectorDB) search(ctx context.Context, query pgvector.Vector, f SearchFi
 			kind string
 			sim  pgtype.Float8
 		)
-		_, err = pgx.ForEachRow(rows, []any{&m.AuditID, &kind, &sim, &m.OccurredAt}, func() error {
+		_, err = pgx.ForEachRow(rows, []any{&m.ID, &kind, &m.ServiceAccount, &sim, &m.OccurredAt}, func() error {
 			m.Kind, m.Similarity = wire.Kind(kind), sim.Float64
 			out = append(out, m)
 			return nil

@@ -10,12 +10,14 @@ import (
 	"github.com/kubernaut/datastorage/wire"
 )
 
-// WriteBatch stores records idempotently in ONE transaction: a record whose ID
-// already exists (in the table of its kind) is left untouched and reported
-// wire.StatusDuplicate; new ones are wire.StatusPersisted. The result has one
-// status per input, same order; an ID repeated inside the batch is persisted
-// once (its first copy), later copies are duplicates. serviceAccount
-// ("namespace/name") is stored on each row. Records must already be validated
+// WriteBatch stores records idempotently in ONE transaction, as written by
+// serviceAccount ("namespace/name", stored on each row). A record's key is
+// its ID and its writer (DESIGN.md decision 10): a record whose ID this
+// writer already stored (in the table of its kind) is left untouched and
+// reported wire.StatusDuplicate; new ones, including an ID another writer
+// used, are wire.StatusPersisted. The result has one status per input, same
+// order; an ID repeated inside the batch is persisted once (its first copy),
+// later copies are duplicates. Records must already be validated
 // (wire's validation); a record storage cannot map (no ID, no body for its
 // kind, zero ReceivedAt, a duration beyond int4 milliseconds) fails the whole
 // batch before the database is touched.

@@ -35,6 +35,7 @@ func TestDB(t *testing.T) {
 		"WriteBatch of one batch from two writers at once stores it once": concurrentWritersOfOneBatchStoreItOnce,
 		"WriteBatch keeps input order across mixed kinds":                 mixedKindsKeepInputOrder,
 		"WriteBatch stores the same ID once per kind":                     sameIDInBothKindsIsStoredInEachTable,
+		"WriteBatch keeps another writer's record with the same ID apart": idsAreScopedToTheirWriter,
 		"WriteBatch fails whole batch on CHECK violation, not 503":        constraintViolationFailsTheWholeBatchAndIsNotUnavailable,
 		"WriteBatch cancelled by the caller is not unavailable":           callerCancellationIsNotUnavailable,
 		"Ping answers on a healthy database":                              pingHealthyDatabase,
@@ -240,7 +241,7 @@ func sameBatchTwiceIsPersistedThenDuplicate(t *testing.T, dsn string, db *storag
 	for i := range retry {
 		retry[i].ID = batch[i].ID
 	}
-	second, err := db.WriteBatch(ctx, "other-ns/other-sa", retry)
+	second, err := db.WriteBatch(ctx, testSA, retry)
 	require.NoError(t, err)
 	for i, s := range second {
 		require.Equal(t, wire.StatusDuplicate, s, "second write, record %d", i)
@@ -309,6 +310,71 @@ func sameIDInBothKindsIsStoredInEachTable(t *testing.T, dsn string, db *storage.
 	conn := connect(t, dsn)
 	assert.Equal(t, 3, countStored(t, conn, "remediation_audit", batch))
 	assert.Equal(t, 1, countStored(t, conn, "workflow_audit", batch))
+}
+
+// A record belongs to the service account that wrote it: an ID another
+// writer stored first (say, computed from this writer's Idempotency-Key) is
+// not this writer's duplicate. Both paths: one record (ON CONFLICT) and a
+// batch above the COPY threshold.
+func idsAreScopedToTheirWriter(t *testing.T, dsn string, db *storage.DB) {
+	const intruder = "kubernaut-system/intruder-sa"
+	for _, n := range []int{1, 20} {
+		ctx := testContext(t)
+		mine := realisticBatch(n, received)
+		forged := realisticBatch(n, received)
+		for i := range forged {
+			forged[i].ID, forged[i].Kind = mine[i].ID, mine[i].Kind
+			forged[i].Remediation, forged[i].Workflow = nil, nil
+			if mine[i].Kind == wire.KindRemediation {
+				forged[i].Remediation = &wire.RemediationAudit{RemediationRequestID: "rr-forged", AlertName: "Forged"}
+			} else {
+				forged[i].Workflow = &wire.WorkflowAudit{WorkflowID: "wf-forged", StepName: "forged", StepStatus: "forged"}
+			}
+		}
+
+		statuses, err := db.WriteBatch(ctx, intruder, forged)
+		require.NoError(t, err)
+		assert.Equal(t, repeat(wire.StatusPersisted, n), statuses, "the intruder's rows are its own")
+		statuses, err = db.WriteBatch(ctx, testSA, mine)
+		require.NoError(t, err)
+		assert.Equal(t, repeat(wire.StatusPersisted, n), statuses, "n=%d: the owner's records are new to the owner", n)
+		statuses, err = db.WriteBatch(ctx, testSA, mine)
+		require.NoError(t, err)
+		assert.Equal(t, repeat(wire.StatusDuplicate, n), statuses, "the owner's own retry collapses")
+
+		got, err := db.Records(ctx, refsOf(testSA, mine))
+		require.NoError(t, err)
+		require.Len(t, got, n)
+		for _, r := range mine {
+			stored := got[storage.RecordRef{Kind: r.Kind, ServiceAccount: testSA, ID: r.ID}]
+			require.NotNil(t, stored)
+			if r.Remediation != nil {
+				assert.Equal(t, r.Remediation.RemediationRequestID, stored.Remediation.RemediationRequestID, "the owner's content")
+			} else {
+				assert.Equal(t, r.Workflow.WorkflowID, stored.Workflow.WorkflowID, "the owner's content")
+			}
+		}
+		conn := connect(t, dsn)
+		all := countStored(t, conn, "remediation_audit", mine) + countStored(t, conn, "workflow_audit", mine)
+		assert.Equal(t, 2*n, all, "one row per writer")
+	}
+}
+
+func repeat[T any](v T, n int) []T {
+	out := make([]T, n)
+	for i := range out {
+		out[i] = v
+	}
+	return out
+}
+
+// refsOf is the identity of records written by sa.
+func refsOf(sa string, recs []wire.Record) []storage.RecordRef {
+	refs := make([]storage.RecordRef, len(recs))
+	for i, r := range recs {
+		refs[i] = storage.RecordRef{Kind: r.Kind, ServiceAccount: sa, ID: r.ID}
+	}
+	return refs
 }
 
 func constraintViolationFailsTheWholeBatchAndIsNotUnavailable(t *testing.T, dsn string, db *storage.DB) {

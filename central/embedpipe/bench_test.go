@@ -67,7 +67,7 @@ func vectorsOf(recs []wire.Record) []storage.Vector {
 func linksOf(recs []wire.Record, vecs []storage.Vector) []storage.Link {
 	out := make([]storage.Link, len(recs))
 	for i := range recs {
-		out[i] = storage.Link{AuditID: recs[i].ID, Kind: recs[i].Kind, ContentHash: vecs[i].ContentHash,
+		out[i] = storage.Link{RecordRef: storage.RecordRef{Kind: recs[i].Kind, ServiceAccount: "ns/sa", ID: recs[i].ID}, ContentHash: vecs[i].ContentHash,
 			Cluster: recs[i].Remediation.Cluster, Namespace: recs[i].Remediation.Namespace, OccurredAt: recs[i].ReceivedAt}
 	}
 	return out

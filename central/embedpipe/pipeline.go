@@ -35,12 +35,15 @@ const leaseMargin = 10 * time.Second
 type Audits interface {
 	ClaimOutbox(ctx context.Context, n int, lease time.Duration) (*storage.OutboxClaim, error)
 	OutboxStats(ctx context.Context) (storage.OutboxStats, error)
+	EnqueueByID(ctx context.Context, refs []storage.RecordRef) error
 }
 
 // Vectors is the vector database side: *storage.VectorDB.
 type Vectors interface {
 	KnownHashes(ctx context.Context, hashes [][]byte) (map[string]bool, error)
 	Write(ctx context.Context, vectors []storage.Vector, links []storage.Link) (int, error)
+	UnownedLinks(ctx context.Context, limit int) ([]storage.RecordRef, error)
+	DeleteUnownedLinks(ctx context.Context, refs []storage.RecordRef) error
 }
 
 // Config configures a Pipeline. Audits, Vectors and Embedder are required.
@@ -150,9 +153,51 @@ func New(cfg Config) (*Pipeline, error) {
 		p.wg.Add(1)
 		go p.worker(ctx, i)
 	}
-	p.wg.Add(1)
+	p.wg.Add(2)
 	go p.statsLoop(ctx)
+	go p.relinkUnowned(ctx)
 	return p, nil
+}
+
+// relinkBatch bounds the unowned links one round re-links.
+const relinkBatch = 1000
+
+// relinkUnowned makes again, once per writer, the links whose writer is not
+// known (made before records had owners, in a vector database apart from
+// the audit one: migration 0005), so that search joins every result to its
+// writer's record. Their audits are enqueued before the links are deleted: a
+// crash in between only enqueues them twice, and links are idempotent. It
+// returns when none is left; usually there is none to begin with.
+func (p *Pipeline) relinkUnowned(ctx context.Context) {
+	defer p.wg.Done()
+	var (
+		backoff time.Duration
+		total   int
+	)
+	for ctx.Err() == nil {
+		refs, err := p.cfg.Vectors.UnownedLinks(ctx, relinkBatch)
+		if err == nil && len(refs) == 0 {
+			if total > 0 {
+				p.log.Info().Int("audits", total).Msg("links without a writer re-enqueued")
+			}
+			return
+		}
+		if err == nil {
+			err = p.cfg.Audits.EnqueueByID(ctx, refs)
+		}
+		if err == nil {
+			err = p.cfg.Vectors.DeleteUnownedLinks(ctx, refs)
+		}
+		if err != nil {
+			backoff = min(max(backoff*2, p.cfg.MinBackoff), p.cfg.MaxBackoff)
+			p.log.Debug().Err(err).Dur("backoff", backoff).Msg("re-linking audits without a writer failed")
+			sleep(ctx, backoff, nil)
+			continue
+		}
+		backoff = 0
+		total += len(refs)
+		p.Notify()
+	}
 }
 
 // Notify wakes an idle worker: new entries were committed. It never blocks.
@@ -263,7 +308,7 @@ func (p *Pipeline) RunOnce(ctx context.Context) (int, error) {
 			hashes = append(hashes, h)
 		}
 		rec := e.Record
-		l := storage.Link{AuditID: e.AuditID, Kind: e.Kind, ContentHash: h, OccurredAt: storage.OccurredAt(rec)}
+		l := storage.Link{RecordRef: e.RecordRef, ContentHash: h, OccurredAt: storage.OccurredAt(rec)}
 		if rec.Remediation != nil {
 			l.Cluster, l.Namespace = rec.Remediation.Cluster, rec.Remediation.Namespace
 		}

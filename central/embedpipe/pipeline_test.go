@@ -245,10 +245,39 @@ func TestPipeline_RepeatedClaimStoresNothingTwice(t *testing.T) {
 	p2 := e.start(t, nil, metrics.NewSet(), 1)
 	e.requireAllEmbedded(t, recs, 10)
 	require.NoError(t, p2.Close(context.Background()))
-	_, err = conn.Exec(context.Background(), `INSERT INTO embedding_outbox (remediation_ids, workflow_ids) VALUES ($1, '{}')`, ids)
+	_, err = conn.Exec(context.Background(), `INSERT INTO embedding_outbox (remediation_ids, workflow_ids, service_account)
+		VALUES ($1, '{}', $2)`, ids, sa)
 	require.NoError(t, err)
 	e.start(t, nil, metrics.NewSet(), 1)
 	e.requireAllEmbedded(t, recs, 10)
+}
+
+func TestPipeline_RelinksLinksWithoutAWriterForEachWriter(t *testing.T) {
+	// A separate vector database upgraded from before records had owners
+	// (migration 0005 could not see the audit tables): its links have no
+	// writer. Two writers have since stored records under the linked ID.
+	e := newEnv(t, true, false)
+	recs := records(1, 1)
+	const other = "kubernaut-system/other-sa"
+	e.write(t, recs)
+	_, err := e.audits.WriteBatch(context.Background(), other, recs)
+	require.NoError(t, err)
+	conn, err := pgx.Connect(context.Background(), e.vectorDSN)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(context.Background(), `INSERT INTO audit_embeddings (audit_id, kind, service_account, content_hash, occurred_at)
+		VALUES ($1, $2, '', 'old', now())`, recs[0].ID, string(recs[0].Kind))
+	require.NoError(t, err)
+
+	e.start(t, nil, metrics.NewSet(), 1)
+	require.Eventually(t, func() bool {
+		return e.backlog(t) == 0 && count(t, e.vectorDSN, `SELECT count(*) FROM audit_embeddings WHERE service_account = ''`) == 0
+	}, 20*time.Second, 20*time.Millisecond, "the unowned link is replaced")
+	rows, err := conn.Query(context.Background(), `SELECT service_account FROM audit_embeddings WHERE audit_id = $1 ORDER BY 1`, recs[0].ID)
+	require.NoError(t, err)
+	owners, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{other, sa}, owners, "one link per writer of the ID")
 }
 
 func TestNew_ValidatesConfig(t *testing.T) {
