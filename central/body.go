@@ -9,6 +9,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/valyala/fasthttp"
 
 	"github.com/kubernaut/datastorage/internal/edge"
 )
@@ -45,16 +46,43 @@ func checkContentType(ct string) error {
 	return fmt.Errorf("%w: %q: send application/json (UTF-8)", errUnsupportedMedia, ct)
 }
 
-// decode returns the uncompressed body, at most limit bytes long. body may
-// be fasthttp's buffer: the result is always a fresh copy or a decompression,
-// never an alias, so it can outlive the request.
+// requestBody reads the request body as sent (compressed or not), at most
+// limit bytes, into a buffer of its own that may outlive the request. The
+// server streams request bodies (fasthttp's StreamRequestBody): until a
+// handler calls this, at most fasthttp's 8 KiB prefetch has been read, so a
+// caller refused on its headers costs no body read.
+func requestBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
+	n := ctx.Request.Header.ContentLength()
+	if n > limit {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", errBodyTooLarge, n, limit)
+	}
+	stream := ctx.RequestBodyStream()
+	if stream == nil { // a server that does not stream: the body is in memory
+		return bytes.Clone(ctx.Request.Body()), nil
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, max(n, 0)+bytes.MinRead))
+	if _, err := buf.ReadFrom(io.LimitReader(stream, int64(limit)+1)); err != nil {
+		return nil, fmt.Errorf("%w: %v", errBodyRead, err)
+	}
+	if buf.Len() > limit {
+		return nil, fmt.Errorf("%w: more than %d bytes", errBodyTooLarge, limit)
+	}
+	return buf.Bytes(), nil
+}
+
+// errBodyRead is a body the client did not finish sending.
+var errBodyRead = errors.New("reading the request body failed")
+
+// decode returns the uncompressed body, at most limit bytes long. body is
+// the caller's (requestBody's buffer): an uncompressed body is returned as
+// is, so it must not alias fasthttp's buffers.
 func (d *bodyDecoder) decode(body []byte, encoding string, limit int) ([]byte, error) {
 	switch strings.ToLower(strings.TrimSpace(encoding)) {
 	case "", "identity":
 		if len(body) > limit {
 			return nil, fmt.Errorf("%w: %d bytes, limit %d", errBodyTooLarge, len(body), limit)
 		}
-		return bytes.Clone(body), nil
+		return body, nil
 	case "zstd":
 		out, err := d.zstd.DecodeAll(body, nil)
 		if errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrWindowSizeExceeded) || len(out) > limit {

@@ -15,24 +15,37 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/kubernaut/datastorage/central/auth"
+	"github.com/kubernaut/datastorage/central/authz"
 	"github.com/kubernaut/datastorage/central/embed"
 	"github.com/kubernaut/datastorage/central/ratelimit"
 	"github.com/kubernaut/datastorage/storage"
 	"github.com/kubernaut/datastorage/wire"
 )
 
-// forbiddenError is a caller that authenticated but may not write kind.
+// forbiddenError is a caller that authenticated but may not perform action
+// ("" for a batch from a caller that may write no kind at all).
 type forbiddenError struct {
 	caller string
-	kind   wire.Kind
+	action authz.Action
 }
 
 func (e *forbiddenError) Error() string {
-	return fmt.Sprintf("%s may not write %s audits", e.caller, e.kind)
+	if e.action == "" {
+		return e.caller + " may not write audits of any kind"
+	}
+	return e.caller + " may not " + string(e.action)
 }
 
-func forbidden(id auth.Identity, kind wire.Kind) error {
-	return &forbiddenError{caller: id.Key(), kind: kind}
+// body is the answer: the spec's body for writes, its own for a read.
+func (e *forbiddenError) body() *wire.ErrorBody {
+	if e.action == authz.ReadSimilar {
+		return wire.Forbidden("Service account not authorized to search similar incidents")
+	}
+	return wire.AuthorizationFailed()
+}
+
+func forbidden(id auth.Identity, action authz.Action) error {
+	return &forbiddenError{caller: id.Key(), action: action}
 }
 
 // rateLimitedError is a caller over its records-per-second budget.
@@ -90,14 +103,24 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, err error) {
 	if status >= 500 {
 		level = zerolog.ErrorLevel
 	}
-	s.log.WithLevel(level).
+	ev := s.log.WithLevel(level).
 		Str("correlation_id", correlationID).
 		Str("method", string(ctx.Method())).
 		Str("path", string(ctx.Path())).
 		Int("status", status).
 		Str("remote", ctx.RemoteIP().String()).
-		Err(err).
-		Msg("request failed")
+		Str("error", body.Error)
+	// A validation message may quote what the client sent (a field name, a
+	// malformed number): the client has it, the log gets the field only, so
+	// that no record content reaches the log. Other errors are ours and
+	// carry no request content (tokens are redacted by package auth).
+	var ve *wire.ValidationError
+	if errors.As(err, &ve) {
+		ev = ev.Str("field", body.Field)
+	} else {
+		ev = ev.AnErr("cause", err)
+	}
+	ev.Msg("request failed")
 }
 
 func (s *Server) classify(err error) (status int, body *wire.ErrorBody, retryAfter time.Duration) {
@@ -107,17 +130,16 @@ func (s *Server) classify(err error) (status int, body *wire.ErrorBody, retryAft
 		limited   *rateLimitedError
 		tooMany   *batchTooLargeError
 		badSearch *searchRequestError
-		noSearch  *readForbiddenError
 	)
 	switch {
 	case errors.As(err, &ve):
 		return fasthttp.StatusBadRequest, ve.Body(), 0
 	case errors.As(err, &badSearch):
 		return fasthttp.StatusBadRequest, badSearch.body, 0
-	case errors.As(err, &noSearch):
-		return fasthttp.StatusForbidden, wire.AuthorizationFailed(), 0
 	case errors.Is(err, embed.ErrUnavailable):
 		return fasthttp.StatusServiceUnavailable, wire.ServiceUnavailable("Embedding provider unavailable"), time.Second
+	case errors.Is(err, errBodyRead):
+		return fasthttp.StatusBadRequest, wire.ValidationFailed("", "the request body could not be read to its end"), 0
 	case errors.Is(err, errBadEncoding):
 		return fasthttp.StatusBadRequest, wire.ValidationFailed("", "request body is not valid for its Content-Encoding"), 0
 	case errors.Is(err, errMissingToken), errors.Is(err, auth.ErrUnauthenticated):
@@ -125,7 +147,7 @@ func (s *Server) classify(err error) (status int, body *wire.ErrorBody, retryAft
 	case errors.Is(err, auth.ErrUnavailable):
 		return fasthttp.StatusServiceUnavailable, wire.ServiceUnavailable("Token review is unavailable"), time.Second
 	case errors.As(err, &forbidden):
-		return fasthttp.StatusForbidden, wire.AuthorizationFailed(), 0
+		return fasthttp.StatusForbidden, forbidden.body(), 0
 	case errors.As(err, &tooMany):
 		return fasthttp.StatusRequestEntityTooLarge, wire.PayloadTooLarge(tooMany.Error()), 0
 	case errors.Is(err, errBodyTooLarge):

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,11 +19,15 @@ const (
 	pathRemediation = "/api/v1/audit/remediation"
 	pathWorkflow    = "/api/v1/audit/workflow"
 	pathBatch       = "/api/v1/audit/batch"
+	pathAccess      = "/api/v1/access"
 )
 
 var errMissingToken = errors.New("missing or malformed bearer token")
 
-// Handler is the API router: audits, batch, and the health endpoints.
+// Handler is the API router: audits, batch, access, search, and the health
+// endpoints. Every handler authenticates and authorizes the caller from the
+// headers before it reads the body (the server streams request bodies), so
+// a caller that may not write costs no body read, decompression or decoding.
 func (s *Server) Handler() fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		start := time.Now()
@@ -41,6 +46,9 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 		case pathSimilar:
 			endpoint = "similar"
 			s.post(ctx, func() error { return s.similar(ctx) })
+		case pathAccess:
+			endpoint = "access"
+			s.get(ctx, func() error { return s.access(ctx) })
 		case "/healthz":
 			endpoint = "healthz"
 			ctx.SetStatusCode(fasthttp.StatusOK)
@@ -61,8 +69,16 @@ var (
 )
 
 func (s *Server) post(ctx *fasthttp.RequestCtx, handle func() error) {
-	if !ctx.IsPost() {
-		ctx.Response.Header.Set("Allow", "POST")
+	s.method(ctx, fasthttp.MethodPost, handle)
+}
+
+func (s *Server) get(ctx *fasthttp.RequestCtx, handle func() error) {
+	s.method(ctx, fasthttp.MethodGet, handle)
+}
+
+func (s *Server) method(ctx *fasthttp.RequestCtx, method string, handle func() error) {
+	if string(ctx.Method()) != method {
+		ctx.Response.Header.Set("Allow", method)
 		s.fail(ctx, errMethodNotAllowed)
 		return
 	}
@@ -92,12 +108,18 @@ func bearerToken(h string) (string, bool) {
 	return token, true
 }
 
-// readBody checks the content type and returns the decompressed body.
+// readBody checks the content type and returns the decompressed body, at
+// most limit bytes. Call it only once the caller is authorized: the body is
+// read from the connection here, not before the handler runs.
 func (s *Server) readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 	if err := checkContentType(string(ctx.Request.Header.ContentType())); err != nil {
 		return nil, err
 	}
-	return s.body.decode(ctx.Request.Body(), string(ctx.Request.Header.ContentEncoding()), limit)
+	raw, err := requestBody(ctx, limit)
+	if err != nil {
+		return nil, err
+	}
+	return s.body.decode(raw, string(ctx.Request.Header.ContentEncoding()), limit)
 }
 
 // writeOne is POST /api/v1/audit/{remediation,workflow}: one record, 201
@@ -108,7 +130,11 @@ func (s *Server) writeOne(ctx *fasthttp.RequestCtx, kind wire.Kind) error {
 		return err
 	}
 	if !s.cfg.Authorizer.Allowed(id, authz.ActionForKind(kind)) {
-		return forbidden(id, kind)
+		return forbidden(id, authz.ActionForKind(kind))
+	}
+	key, err := idempotencyKey(ctx)
+	if err != nil {
+		return err
 	}
 	body, err := s.readBody(ctx, wire.MaxRecordBytes)
 	if err != nil {
@@ -121,9 +147,9 @@ func (s *Server) writeOne(ctx *fasthttp.RequestCtx, kind wire.Kind) error {
 		return err
 	}
 	rec.ReceivedAt = now
-	rec.ID, err = recordID(ctx, id, kind)
-	if err != nil {
-		return err
+	rec.ID = wire.NewID()
+	if key != "" {
+		rec.ID = wire.IDForKey(id.Key(), kind, key)
 	}
 	if err := s.allow(now, id, 1); err != nil {
 		return err
@@ -136,31 +162,40 @@ func (s *Server) writeOne(ctx *fasthttp.RequestCtx, kind wire.Kind) error {
 	}
 	s.committed()
 	s.metrics.records(kind, string(status), 1)
-	// A duplicate is a retried Idempotency-Key: the record is stored, under
-	// this ID, which is all the client asked for.
+	// A duplicate is this writer's retried Idempotency-Key: the record is
+	// stored as its own, under this ID, which is all the client asked for.
+	// (Another writer's record with the same ID is not a duplicate: IDs are
+	// unique per writer.)
 	writeJSON(ctx, fasthttp.StatusCreated, wire.WriteResponse{AuditID: rec.ID, Status: "persisted"})
 	return nil
 }
 
-// recordID is the Idempotency-Key's deterministic ID, or a fresh one.
-func recordID(ctx *fasthttp.RequestCtx, id auth.Identity, kind wire.Kind) (string, error) {
+// idempotencyKey is the request's Idempotency-Key, "" when it sent none. A
+// header sent empty is refused, as the agent refuses it: a client that sets
+// it means to retry safely and must not silently get a new ID each time.
+func idempotencyKey(ctx *fasthttp.RequestCtx) (string, error) {
 	key := ctx.Request.Header.Peek("Idempotency-Key")
-	if len(key) == 0 {
-		return wire.NewID(), nil
+	if key == nil {
+		return "", nil
 	}
 	if err := wire.ValidateIdempotencyKey(string(key)); err != nil {
 		return "", err
 	}
-	return wire.IDForKey(id.Key(), kind, string(key)), nil
+	return string(key), nil
 }
 
-// writeBatch is POST /api/v1/audit/batch: the agent's path. Invalid items are
-// rejected one by one; the valid ones are written in one transaction; the
-// answer gives each item's outcome in request order.
+// writeBatch is POST /api/v1/audit/batch: the agent's path. A caller that
+// may write no kind is refused before its body is read. Items of a kind the
+// caller may not write, and invalid items, are rejected one by one (so one
+// such record never holds up the rest); the others are written in one
+// transaction; the answer gives each item's outcome in request order.
 func (s *Server) writeBatch(ctx *fasthttp.RequestCtx) error {
 	id, err := s.caller(ctx)
 	if err != nil {
 		return err
+	}
+	if !s.cfg.Authorizer.MayWrite(id) {
+		return forbidden(id, "")
 	}
 	body, err := s.readBody(ctx, wire.MaxBatchBytes)
 	if err != nil {
@@ -175,28 +210,12 @@ func (s *Server) writeBatch(ctx *fasthttp.RequestCtx) error {
 	valid := make([]wire.Record, 0, len(batch.Records))
 	index := make([]int, 0, len(batch.Records)) // valid[i] answers Results[index[i]]
 	for i, item := range batch.Records {
-		rec, err := item.Decode(now)
-		if err != nil {
-			body := wire.ValidationFailed("", err.Error())
-			var ve *wire.ValidationError
-			if errors.As(err, &ve) {
-				body = ve.Body()
-			}
+		rec, body := s.checkItem(id, item, i, now)
+		if body != nil {
 			resp.Results[i] = wire.ItemResult{ID: item.ID, Status: wire.StatusRejected, Error: body}
 			resp.Rejected++
 			s.metrics.records(item.Kind, "rejected", 1)
 			continue
-		}
-		if !s.cfg.Authorizer.Allowed(id, authz.ActionForKind(rec.Kind)) {
-			// Nothing of a batch is written when any of it is not allowed:
-			// the caller is misconfigured, not the record.
-			return forbidden(id, rec.Kind)
-		}
-		if rec.ID == "" {
-			rec.ID = wire.NewID()
-		}
-		if rec.ReceivedAt.IsZero() {
-			rec.ReceivedAt = now
 		}
 		valid = append(valid, rec)
 		index = append(index, i)
@@ -220,6 +239,64 @@ func (s *Server) writeBatch(ctx *fasthttp.RequestCtx) error {
 		}
 	}
 	s.metrics.batchSize.Update(float64(len(batch.Records)))
+	writeJSON(ctx, fasthttp.StatusOK, resp)
+	return nil
+}
+
+// checkItem authorizes and validates the i-th batch item and fills in what
+// the sender may leave out (ID, receivedAt). A refused item comes back as
+// its error body: authorization first (the kind), then validation.
+func (s *Server) checkItem(id auth.Identity, item wire.BatchItem, i int, now time.Time) (wire.Record, *wire.ErrorBody) {
+	if kind, err := wire.ParseKind(string(item.Kind)); err == nil && !s.cfg.Authorizer.Allowed(id, authz.ActionForKind(kind)) {
+		b := wire.Forbidden(id.Key() + " may not write " + string(kind) + " audits")
+		b.Field = "records[" + strconv.Itoa(i) + "].kind"
+		return wire.Record{}, b
+	}
+	rec, err := item.Decode(now)
+	if err != nil {
+		var ve *wire.ValidationError
+		if errors.As(err, &ve) {
+			return wire.Record{}, ve.Body()
+		}
+		return wire.Record{}, wire.ValidationFailed("", err.Error())
+	}
+	if rec.ID == "" {
+		rec.ID = wire.NewID()
+	}
+	switch {
+	case rec.ReceivedAt.IsZero():
+		rec.ReceivedAt = now
+	case rec.ReceivedAt.Before(now.Add(-s.cfg.MaxReceivedAge)):
+		return wire.Record{}, wire.ValidationFailed("records["+strconv.Itoa(i)+"].receivedAt",
+			"ReceivedAt must be within the last "+days(s.cfg.MaxReceivedAge)+" (the central's --max-received-age)")
+	}
+	return rec, nil
+}
+
+// days formats d in whole days when it is some, else as a duration.
+func days(d time.Duration) string {
+	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
+		n := int(d / (24 * time.Hour))
+		if n == 1 {
+			return "1 day"
+		}
+		return strconv.Itoa(n) + " days"
+	}
+	return d.String()
+}
+
+// access is GET /api/v1/access: who the caller is and what it may do, so
+// that an agent can refuse at once what the central would refuse later.
+func (s *Server) access(ctx *fasthttp.RequestCtx) error {
+	id, err := s.caller(ctx)
+	if err != nil {
+		return err
+	}
+	granted := s.cfg.Authorizer.Granted(id)
+	resp := wire.AccessResponse{Identity: id.Key(), Actions: make([]string, len(granted))}
+	for i, a := range granted {
+		resp.Actions[i] = string(a)
+	}
 	writeJSON(ctx, fasthttp.StatusOK, resp)
 	return nil
 }

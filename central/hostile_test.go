@@ -35,26 +35,46 @@ func TestHostile_EachRequestGetsItsStatusAndBodyAndNothingIsStored(t *testing.T)
 	assertHealthy(t, h)
 }
 
-// TestHostile_BodyOverTheServerLimitIs413BeforeItIsRead announces a body
-// beyond the largest batch: the server answers from the headers alone (a
-// client still sending would see its connection reset, so none is sent).
-func TestHostile_BodyOverTheServerLimitIs413BeforeItIsRead(t *testing.T) {
+// TestHostile_RefusedWithoutReadingTheBody announces large bodies and sends
+// only their first 8 KiB (what fasthttp reads ahead before it calls the
+// handler): each caller that may not send them is answered from its headers
+// alone, so an unauthenticated or unauthorized flood of 16 MiB bodies costs
+// the central nothing beyond those 8 KiB per request.
+func TestHostile_RefusedWithoutReadingTheBody(t *testing.T) {
 	h := newHarness(t, options{})
-	conn, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
-	require.NoError(t, err)
-	defer conn.Close()
-	_, err = fmt.Fprintf(conn, "POST /api/v1/audit/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"+
-		"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n{", tokenOf("gateway-sa"), wire.MaxBatchBytes+1)
-	require.NoError(t, err)
-	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	require.NoError(t, err)
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.Equal(t, 413, resp.StatusCode, "%s", body)
-	var eb wire.ErrorBody
-	require.NoError(t, json.Unmarshal(body, &eb), "%s", body)
-	assert.Equal(t, wire.CodePayloadTooLarge, eb.Error)
+	for _, tc := range []struct {
+		name, path, token string
+		length, status    int
+		code              string
+	}{
+		{"a body beyond the largest batch", "/api/v1/audit/batch", tokenOf("gateway-sa"), wire.MaxBatchBytes + 1, 413, wire.CodePayloadTooLarge},
+		{"no token", "/api/v1/audit/batch", "", wire.MaxBatchBytes, 401, wire.CodeAuthenticationFailed},
+		{"an unknown token", "/api/v1/audit/batch", "no-such-token", wire.MaxBatchBytes, 401, wire.CodeAuthenticationFailed},
+		{"a writer of no kind", "/api/v1/audit/batch", outsiderToken, wire.MaxBatchBytes, 403, wire.CodeAuthorizationFailed},
+		{"a kind the writer may not write", "/api/v1/audit/workflow", tokenOf("gateway-sa"), wire.MaxRecordBytes, 403, wire.CodeAuthorizationFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
+			require.NoError(t, err)
+			defer conn.Close()
+			auth := ""
+			if tc.token != "" {
+				auth = "Authorization: Bearer " + tc.token + "\r\n"
+			}
+			_, err = fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\n%sContent-Type: application/json\r\n"+
+				"Content-Length: %d\r\n\r\n%s", tc.path, auth, tc.length, strings.Repeat(" ", 8<<10))
+			require.NoError(t, err)
+			require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			require.NoError(t, err, "the answer comes without the rest of the body")
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			require.Equal(t, tc.status, resp.StatusCode, "%s", body)
+			var eb wire.ErrorBody
+			require.NoError(t, json.Unmarshal(body, &eb), "%s", body)
+			assert.Equal(t, tc.code, eb.Error)
+		})
+	}
 	assertHealthy(t, h)
 }
 
@@ -121,4 +141,40 @@ func assertHealthy(t *testing.T, h *harness) {
 	assert.Equal(t, 200, resp.StatusCode)
 	decodeWrite(t, h.post(t, "/api/v1/audit/workflow", tokenOf("workflowexecution-controller-sa"),
 		[]byte(`{"workflowID":"wf-health","stepName":"s","stepStatus":"completed"}`)))
+}
+
+// TestHostile_NoTokenOrRecordContentReachesTheLog sends the hostile table
+// and requests fasthttp cannot parse, each with a token and content of its
+// own, and reads every line the central logged.
+func TestHostile_NoTokenOrRecordContentReachesTheLog(t *testing.T) {
+	h := newHarness(t, options{readTime: time.Second})
+	hostile.Run(t, h.url, hostile.Central, func(tok string) string {
+		if tok == hostile.TokenOutsider {
+			return outsiderToken
+		}
+		return tokenOf("gateway-sa")
+	})
+	const secret, content = "tok-3c1f9e-secret", "content-9b2d7a-private"
+	for name, raw := range hostile.Malformed("/api/v1/audit/batch", secret, content) {
+		t.Run(name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
+			require.NoError(t, err)
+			defer conn.Close()
+			_, _ = conn.Write([]byte(raw))
+			require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+			_, _ = io.ReadAll(conn) // an answer, or the server closing
+		})
+	}
+	assertHealthy(t, h)
+
+	lines := strings.Split(h.logs.String(), "\n")
+	require.Greater(t, len(lines), 40, "every refused request is logged")
+	for i, line := range lines {
+		for _, leak := range []string{secret, content, tokenOf("gateway-sa"), outsiderToken, "rr-1",
+			"eyJhbGciOiJSUzI1NiJ9", "OR '1'='1", "Z3c6cHc="} {
+			if strings.Contains(line, leak) {
+				t.Errorf("log line %d holds %q: %.300s", i+1, leak, line)
+			}
+		}
+	}
 }

@@ -30,9 +30,10 @@ import (
 //	          "since", "until" (RFC 3339; since ≤ t < until), "limit" (1..MaxLimit,
 //	          default DefaultSearchLimit)
 //
-// Answer 200: {"results":[{"auditID","kind","similarity","occurredAt",
-// "remediation"|"workflow": {the stored record}}]}, most similar first;
-// similarity is 1 − cosine distance.
+// Answer 200: {"results":[{"auditID","kind","serviceAccount","similarity",
+// "occurredAt","receivedAt","remediation"|"workflow": {the stored record}}]},
+// most similar first; similarity is 1 − cosine distance. Each result is
+// joined to its audit by the audit's full identity (kind, writer, ID).
 const pathSimilar = "/api/v1/incidents/similar"
 
 // Search defaults.
@@ -48,9 +49,9 @@ type VectorSearcher interface {
 	Search(ctx context.Context, query pgvector.Vector, f storage.SearchFilter, limit int) ([]storage.Match, error)
 }
 
-// AuditReader reads stored audits; *storage.DB implements it.
+// AuditReader reads stored audits by identity; *storage.DB implements it.
 type AuditReader interface {
-	Records(ctx context.Context, ids []string) (map[string]*wire.Record, error)
+	Records(ctx context.Context, refs []storage.RecordRef) (map[storage.RecordRef]*wire.Record, error)
 }
 
 // SearchConfig enables the similarity search endpoint (Config.Search).
@@ -90,27 +91,23 @@ type similarRequest struct {
 	Limit     int             `json:"limit,omitempty"`
 }
 
-// SimilarResult is one audit of a similarity answer.
+// SimilarResult is one audit of a similarity answer. ServiceAccount is who
+// wrote it ("namespace/name"), so that a reader can weigh what it finds: an
+// ID is unique per writer, not globally.
 type SimilarResult struct {
-	AuditID     string                 `json:"auditID"`
-	Kind        wire.Kind              `json:"kind"`
-	Similarity  float64                `json:"similarity"`
-	OccurredAt  time.Time              `json:"occurredAt"`
-	ReceivedAt  time.Time              `json:"receivedAt"`
-	Remediation *wire.RemediationAudit `json:"remediation,omitempty"`
-	Workflow    *wire.WorkflowAudit    `json:"workflow,omitempty"`
+	AuditID        string                 `json:"auditID"`
+	Kind           wire.Kind              `json:"kind"`
+	ServiceAccount string                 `json:"serviceAccount"`
+	Similarity     float64                `json:"similarity"`
+	OccurredAt     time.Time              `json:"occurredAt"`
+	ReceivedAt     time.Time              `json:"receivedAt"`
+	Remediation    *wire.RemediationAudit `json:"remediation,omitempty"`
+	Workflow       *wire.WorkflowAudit    `json:"workflow,omitempty"`
 }
 
 // SimilarResponse answers POST /api/v1/incidents/similar.
 type SimilarResponse struct {
 	Results []SimilarResult `json:"results"`
-}
-
-// readForbiddenError is a caller that may not search.
-type readForbiddenError struct{ caller string }
-
-func (e *readForbiddenError) Error() string {
-	return e.caller + " may not search similar incidents"
 }
 
 // errSearchDisabled: the central runs without a vector database.
@@ -135,7 +132,7 @@ func (s *Server) similar(ctx *fasthttp.RequestCtx) error {
 		return err
 	}
 	if !s.cfg.Authorizer.Allowed(id, authz.ReadSimilar) {
-		return &readForbiddenError{caller: id.Key()}
+		return forbidden(id, authz.ReadSimilar)
 	}
 	body, err := s.readBody(ctx, maxSearchBody)
 	if err != nil {
@@ -227,23 +224,23 @@ func (s *Server) search(ctx context.Context, _ auth.Identity, cfg *SearchConfig,
 	if err != nil {
 		return nil, fmt.Errorf("similarity search: %w", err)
 	}
-	ids := make([]string, len(matches))
+	refs := make([]storage.RecordRef, len(matches))
 	for i, m := range matches {
-		ids[i] = m.AuditID
+		refs[i] = m.RecordRef
 	}
-	recs, err := cfg.Audits.Records(ctx, ids)
+	recs, err := cfg.Audits.Records(ctx, refs)
 	if err != nil {
 		return nil, fmt.Errorf("read matched audits: %w", err)
 	}
 	resp := &SimilarResponse{Results: make([]SimilarResult, 0, len(matches))}
 	for _, m := range matches {
-		rec, ok := recs[m.AuditID]
-		if !ok || rec.Kind != m.Kind {
+		rec, ok := recs[m.RecordRef]
+		if !ok {
 			continue // removed from the audit database since it was embedded
 		}
 		resp.Results = append(resp.Results, SimilarResult{
-			AuditID: m.AuditID, Kind: m.Kind, Similarity: m.Similarity, OccurredAt: m.OccurredAt,
-			ReceivedAt: rec.ReceivedAt, Remediation: rec.Remediation, Workflow: rec.Workflow,
+			AuditID: m.ID, Kind: m.Kind, ServiceAccount: m.ServiceAccount, Similarity: m.Similarity,
+			OccurredAt: m.OccurredAt, ReceivedAt: rec.ReceivedAt, Remediation: rec.Remediation, Workflow: rec.Workflow,
 		})
 	}
 	return resp, nil

@@ -24,6 +24,7 @@ import (
 	"github.com/kubernaut/datastorage/internal/pgtest"
 	"github.com/kubernaut/datastorage/internal/syncbuf"
 	"github.com/kubernaut/datastorage/storage"
+	"github.com/kubernaut/datastorage/wire"
 )
 
 const pathSimilar = "/api/v1/incidents/similar"
@@ -178,8 +179,9 @@ func TestSimilar_AuthenticatesAuthorizesAndValidates(t *testing.T) {
 	reader := tokenOf("aianalysis-controller-sa")
 	status, _ := h.similar(t, "", `{"text":"x"}`)
 	assert.Equal(t, 401, status)
-	status, _ = h.similar(t, tokenOf("gateway-sa"), `{"text":"x"}`)
-	assert.Equal(t, 403, status, "writers may not read by default")
+	r := h.post(t, pathSimilar, tokenOf("gateway-sa"), []byte(`{"text":"x"}`))
+	assert.Equal(t, 403, r.status, "writers may not read by default")
+	assert.JSONEq(t, `{"error":"authorization_failed","message":"Service account not authorized to search similar incidents"}`, r.body)
 	for _, bad := range []string{`{}`, `{"text":"x","limit":1000}`, `{"text":"x","kind":"other"}`, `{"text":"x","bogus":1}`,
 		`{"text":"x","record":{"kind":"remediation","record":{"remediationRequestID":"r"}}}`, `not json`,
 		`{"record":{"kind":"remediation","record":{}}}`} {
@@ -187,4 +189,50 @@ func TestSimilar_AuthenticatesAuthorizesAndValidates(t *testing.T) {
 		assert.Equal(t, 400, r.status, bad)
 		assert.Contains(t, r.body, `"validation_failed"`, bad)
 	}
+}
+
+// TestSimilar_SameIDFromAnotherKindOrWriterHidesNothing: a workflow step
+// and another writer's remediation stored under the ID of a remediation
+// neither hide it nor stand in for it; each result names its writer.
+func TestSimilar_SameIDFromAnotherKindOrWriterHidesNothing(t *testing.T) {
+	h := newSearchHarness(t)
+	reader := tokenOf("aianalysis-controller-sa")
+	id := wire.NewID()
+	batch := func(token string, items ...string) {
+		r := h.post(t, "/api/v1/audit/batch", token, []byte(`{"records":[`+strings.Join(items, ",")+`]}`))
+		require.Equal(t, 200, r.status, r.body)
+		require.Contains(t, r.body, `"rejected":0`)
+	}
+	// The poisoners go first.
+	batch(tokenOf("workflowexecution-controller-sa"), fmt.Sprintf(
+		`{"id":%q,"kind":"workflow","record":{"workflowID":"wf-1","stepName":"drain node","stepStatus":"completed"}}`, id))
+	batch(reader, fmt.Sprintf(`{"id":%q,"kind":"remediation","record":%s}`, id,
+		remediationBody("CertificateExpiring", "east", "renewed the ingress certificate")))
+	genuine := remediationBody("KubePodCrashLooping", "east", "container api restarted 12 times after image update")
+	batch(tokenOf("gateway-sa"), fmt.Sprintf(`{"id":%q,"kind":"remediation","record":%s}`, id, genuine))
+
+	var ans similarAnswer
+	require.Eventually(t, func() bool {
+		var status int
+		status, ans = h.similar(t, reader, `{"record":{"kind":"remediation","record":`+genuine+`}}`)
+		require.Equal(t, 200, status)
+		return len(ans.Results) == 3
+	}, 10*time.Second, 50*time.Millisecond, "all three are linked and found")
+	first := ans.Results[0]
+	assert.Equal(t, id, first.AuditID)
+	assert.Equal(t, ns+"/gateway-sa", first.ServiceAccount, "the result names its writer")
+	require.NotNil(t, first.Remediation)
+	assert.Equal(t, "KubePodCrashLooping", first.Remediation.AlertName, "the writer's own record, not a namesake's")
+	writers := map[string]wire.Kind{}
+	for _, r := range ans.Results {
+		assert.Equal(t, id, r.AuditID)
+		writers[r.ServiceAccount] = r.Kind
+		if r.ServiceAccount == ns+"/aianalysis-controller-sa" {
+			assert.Equal(t, "CertificateExpiring", r.Remediation.AlertName)
+		}
+	}
+	assert.Equal(t, map[string]wire.Kind{
+		ns + "/gateway-sa": wire.KindRemediation, ns + "/aianalysis-controller-sa": wire.KindRemediation,
+		ns + "/workflowexecution-controller-sa": wire.KindWorkflow,
+	}, writers)
 }

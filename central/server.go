@@ -30,6 +30,7 @@ const (
 	DefaultMaxHeaderBytes  = 16 << 10
 	DefaultWritesInFlight  = 8
 	DefaultCoalesceRecords = 500
+	DefaultMaxReceivedAge  = 30 * 24 * time.Hour
 )
 
 // Store persists validated records; *storage.DB implements it.
@@ -66,6 +67,12 @@ type Config struct {
 	// writes keep open at once; keep it below the database pool size so
 	// batch requests still find connections.
 	WritesInFlight int
+	// MaxReceivedAge bounds how far in the past a batch item's receivedAt
+	// (when an agent or a direct batch writer first accepted the record) may
+	// be; an older one is rejected for that item. It lets an agent forward
+	// after a long outage while refusing invented history. Zero:
+	// DefaultMaxReceivedAge (30 days).
+	MaxReceivedAge time.Duration
 
 	// TLS, when set, serves the API over TLS (the metrics listener stays
 	// plain HTTP for in-cluster scraping). Built by internal/tlsconfig, which
@@ -101,6 +108,7 @@ func (c *Config) setDefaults() {
 	def(&c.IdleTimeout, DefaultIdleTimeout)
 	def(&c.StoreTimeout, DefaultStoreTimeout)
 	def(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	def(&c.MaxReceivedAge, DefaultMaxReceivedAge)
 	if c.WritesInFlight <= 0 {
 		c.WritesInFlight = DefaultWritesInFlight
 	}
@@ -165,6 +173,9 @@ func (s *Server) Serve(ctx context.Context, api, metricsLn net.Listener) error {
 
 func (s *Server) newHTTPServer(name string, h fasthttp.RequestHandler) *fasthttp.Server {
 	return &fasthttp.Server{
+		// Handlers read the body themselves once the caller is authorized
+		// (requestBody): an unauthenticated 16 MiB request costs 8 KiB.
+		StreamRequestBody:             true,
 		Name:                          "datastorage-central",
 		Handler:                       h,
 		ReadTimeout:                   s.cfg.ReadTimeout,
@@ -197,9 +208,13 @@ func serveUntil(ctx context.Context, srv *fasthttp.Server, ln net.Listener, grac
 	return nil
 }
 
-// fasthttpLogger routes fasthttp's own messages into zerolog.
+// fasthttpLogger routes fasthttp's own messages into zerolog, without their
+// arguments: for a request it cannot parse, fasthttp passes a snippet of the
+// raw request buffer (the Authorization header and the body included), and
+// nothing from a request may reach the log. The format string is fasthttp's
+// constant text, e.g. "error when serving connection %q<->%q: %v".
 type fasthttpLogger struct{ log zerolog.Logger }
 
-func (l fasthttpLogger) Printf(format string, args ...any) {
-	l.log.Warn().Msgf(format, args...)
+func (l fasthttpLogger) Printf(format string, _ ...any) {
+	l.log.Warn().Str("fasthttp", format).Msg("connection error")
 }

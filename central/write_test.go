@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kubernaut/datastorage/central"
 	"github.com/kubernaut/datastorage/wire"
 )
 
@@ -217,6 +218,37 @@ func TestWrite_IdempotencyKeyGivesOneRecord(t *testing.T) {
 	assert.Equal(t, 2, h.rows(t, "remediation_audit"))
 }
 
+// TestWrite_AnotherWriterCanNeitherForgeNorProbeARecord: the ID of an
+// Idempotency-Key write is computable by anyone (service account, kind,
+// key), and a batch item's ID is the sender's choice. Another writer that
+// takes the ID first stores its own record; the owner's write still stores
+// the owner's content, and neither answer says anything about the other.
+func TestWrite_AnotherWriterCanNeitherForgeNorProbeARecord(t *testing.T) {
+	h := newHarness(t, options{})
+	owner, intruder := tokenOf("gateway-sa"), tokenOf("aianalysis-controller-sa")
+	id := wire.IDForKey(ns+"/gateway-sa", wire.KindRemediation, "k-next")
+	forged := fmt.Sprintf(`{"records":[{"id":%q,"kind":"remediation","record":{"remediationRequestID":"rr-forged","alertName":"Forged"}}]}`, id)
+
+	r := h.post(t, "/api/v1/audit/batch", intruder, []byte(forged))
+	require.Equal(t, 200, r.status, r.body)
+	assert.Contains(t, r.body, `"status":"persisted"`, "the intruder's record is its own")
+
+	w := decodeWrite(t, h.post(t, "/api/v1/audit/remediation", owner,
+		[]byte(`{"remediationRequestID":"rr-1","alertName":"Genuine"}`), "Idempotency-Key", "k-next"))
+	assert.Equal(t, id, w.AuditID)
+	var alert string
+	require.NoError(t, h.pool.QueryRow(context.Background(), `SELECT alert_name FROM remediation_audit
+		WHERE id = $1 AND service_account = $2`, id, ns+"/gateway-sa").Scan(&alert))
+	assert.Equal(t, "Genuine", alert, "the owner's row holds the owner's content")
+
+	// Probing for the owner's record: the answer is the intruder's own
+	// duplicate (its earlier write), never the owner's.
+	r = h.post(t, "/api/v1/audit/batch", tokenOf("kubernetes-executor-sa"), []byte(forged))
+	require.Equal(t, 200, r.status, r.body)
+	assert.Contains(t, r.body, `"status":"persisted"`, "an ID another writer stored is not a duplicate: no existence oracle")
+	assert.Equal(t, 3, h.count(t, "remediation_audit", id), "one row per writer")
+}
+
 // batchBody builds a batch of n valid records of kind, IDs left to the central.
 func batchBody(t *testing.T, n int, kind wire.Kind) []byte {
 	t.Helper()
@@ -239,8 +271,6 @@ func TestBatch_OutcomesPerRecordAndRetriesAreDuplicates(t *testing.T) {
 		{ID: wire.NewID(), Kind: wire.KindWorkflow, ReceivedAt: time.Now().UTC().Truncate(time.Microsecond),
 			Workflow: &wire.WorkflowAudit{WorkflowID: "wf-1", StepName: "drain", StepStatus: "completed"}},
 	}
-	body, err := wire.EncodeBatch(recs)
-	require.NoError(t, err)
 	// The agent forwards under its pod's service account; allow both kinds by
 	// sending each kind from its writer.
 	send := func(token string, b []byte, headers ...string) wire.BatchResponse {
@@ -264,9 +294,25 @@ func TestBatch_OutcomesPerRecordAndRetriesAreDuplicates(t *testing.T) {
 	assert.Equal(t, 1, h.count(t, "remediation_audit", recs[0].ID))
 	assert.Equal(t, 1, h.count(t, "workflow_audit", recs[1].ID))
 
-	t.Run("a batch with a kind the caller may not write is 403 and writes nothing", func(t *testing.T) {
-		r := h.post(t, "/api/v1/audit/batch", tokenOf("gateway-sa"), body)
+	t.Run("an item of a kind the caller may not write is rejected alone", func(t *testing.T) {
+		fresh := wire.Record{ID: wire.NewID(), Kind: wire.KindRemediation, ReceivedAt: time.Now().UTC(),
+			Remediation: &wire.RemediationAudit{RemediationRequestID: "rr-2"}}
+		mixed, err := wire.EncodeBatch([]wire.Record{recs[1], fresh})
+		require.NoError(t, err)
+		got := send(tokenOf("gateway-sa"), mixed)
+		require.Len(t, got.Results, 2)
+		assert.Equal(t, wire.ItemResult{ID: recs[1].ID, Status: wire.StatusRejected, Error: &wire.ErrorBody{
+			Error: wire.CodeAuthorizationFailed, Field: "records[0].kind",
+			Message: "kubernaut-system/gateway-sa may not write workflow audits"}}, got.Results[0])
+		assert.Equal(t, wire.StatusPersisted, got.Results[1].Status, "the rest of the batch is written")
+		assert.Equal(t, 1, h.count(t, "workflow_audit", recs[1].ID), "the refused item wrote nothing")
+	})
+
+	t.Run("a caller that may write nothing is 403 even when every item is invalid", func(t *testing.T) {
+		r := h.post(t, "/api/v1/audit/batch", outsiderToken,
+			[]byte(`{"records":[{"kind":"remediation","record":{"alertName":"no id"}}]}`))
 		require.Equal(t, 403, r.status, r.body)
+		assert.JSONEq(t, `{"error":"authorization_failed","message":"Service account not authorized for write operations"}`, r.body)
 	})
 
 	t.Run("invalid items are rejected alone, with the reason", func(t *testing.T) {
@@ -370,4 +416,47 @@ func TestWrite_CommittedHookFollowsEachCommit(t *testing.T) {
 	assert.EqualValues(t, 2, commits.Load(), "batch write")
 	h.post(t, "/api/v1/audit/remediation", tokenOf("gateway-sa"), []byte(`{}`))
 	assert.EqualValues(t, 2, commits.Load(), "nothing committed, nothing announced")
+}
+
+func TestBatch_ReceivedAtOlderThanTheBoundIsRejected(t *testing.T) {
+	h := newHarness(t, options{})
+	item := func(receivedAt time.Time) string {
+		return fmt.Sprintf(`{"kind":"remediation","receivedAt":%q,"record":{"remediationRequestID":"rr-1"}}`, receivedAt.Format(time.RFC3339Nano))
+	}
+	now := time.Now()
+	r := h.post(t, "/api/v1/audit/batch", tokenOf("gateway-sa"), []byte(`{"records":[`+
+		item(time.Unix(0, 0))+","+item(now.Add(-central.DefaultMaxReceivedAge-time.Hour))+","+
+		item(now.Add(-central.DefaultMaxReceivedAge+time.Hour))+`]}`))
+	require.Equal(t, 200, r.status, r.body)
+	var resp wire.BatchResponse
+	require.NoError(t, json.Unmarshal([]byte(r.body), &resp))
+	require.Len(t, resp.Results, 3)
+	for i, want := range []wire.ItemStatus{wire.StatusRejected, wire.StatusRejected, wire.StatusPersisted} {
+		assert.Equal(t, want, resp.Results[i].Status, "item %d", i)
+	}
+	assert.Equal(t, &wire.ErrorBody{Error: wire.CodeValidationFailed, Field: "records[0].receivedAt",
+		Message: "ReceivedAt must be within the last 30 days (the central's --max-received-age)"}, resp.Results[0].Error)
+}
+
+func TestAccess_SaysWhoTheCallerIsAndWhatItMayDo(t *testing.T) {
+	h := newHarness(t, options{})
+	get := func(token string) response {
+		req, err := http.NewRequest(http.MethodGet, h.url+"/api/v1/access", nil)
+		require.NoError(t, err)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		return h.do(t, req)
+	}
+	r := get(tokenOf("aianalysis-controller-sa"))
+	require.Equal(t, 200, r.status, r.body)
+	assert.JSONEq(t, `{"identity":"kubernaut-system/aianalysis-controller-sa","actions":["write:remediation","read:similar"]}`, r.body)
+	r = get(outsiderToken)
+	require.Equal(t, 200, r.status, r.body)
+	assert.JSONEq(t, `{"identity":"kubernaut-system/outsider","actions":[]}`, r.body, "an identity that may do nothing is told so")
+	assert.Equal(t, 401, get("").status)
+	assert.Equal(t, 401, get("no-such-token").status)
+	p := h.post(t, "/api/v1/access", tokenOf("gateway-sa"), nil)
+	assert.Equal(t, 405, p.status)
+	assert.Equal(t, "GET", p.header.Get("Allow"))
 }

@@ -49,9 +49,15 @@ func AuthenticationFailed() *ErrorBody {
 	return &ErrorBody{Error: CodeAuthenticationFailed, Message: "Token validation failed"}
 }
 
-// AuthorizationFailed is the spec's 403 body.
+// AuthorizationFailed is the spec's 403 body, for a write.
 func AuthorizationFailed() *ErrorBody {
-	return &ErrorBody{Error: CodeAuthorizationFailed, Message: "Service account not authorized for write operations"}
+	return Forbidden("Service account not authorized for write operations")
+}
+
+// Forbidden is a 403 body with its own message (a read, or one record of a
+// batch whose kind the caller may not write).
+func Forbidden(message string) *ErrorBody {
+	return &ErrorBody{Error: CodeAuthorizationFailed, Message: message}
 }
 
 // PayloadTooLarge is the 413 body; an empty message gets a default.

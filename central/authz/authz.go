@@ -169,6 +169,24 @@ func (a *Authorizer) Allowed(id auth.Identity, act Action) bool {
 	return a.allowed[id.Namespace+"/"+id.ServiceAccount][act]
 }
 
+// Granted lists the actions id may perform, in the order of Actions (nil
+// for none).
+func (a *Authorizer) Granted(id auth.Identity) []Action {
+	var acts []Action
+	for _, act := range Actions {
+		if a.Allowed(id, act) {
+			acts = append(acts, act)
+		}
+	}
+	return acts
+}
+
+// MayWrite reports whether id may write audits of some kind: a caller that
+// may write none is refused before its request body is read.
+func (a *Authorizer) MayWrite(id auth.Identity) bool {
+	return a.Allowed(id, WriteRemediation) || a.Allowed(id, WriteWorkflow)
+}
+
 // String is a one-line summary for the start-up log, e.g.
 // "authz (default): ns/gateway-sa=[write:remediation] ...".
 func (a *Authorizer) String() string {

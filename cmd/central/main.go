@@ -62,6 +62,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	rateLimit := fs.Float64("rate-limit", "DATASTORAGE_RATE_LIMIT", 100, "records per second per service account")
 	rateBurst := fs.Int("rate-burst", "DATASTORAGE_RATE_BURST", 1000, "records a service account may send at once; larger batches get 413")
 	maxConns := fs.Int("database-max-conns", "DATASTORAGE_DATABASE_MAX_CONNS", int(storage.DefaultMaxConns), "PostgreSQL connection pool size")
+	maxReceivedAge := fs.Duration("max-received-age", "DATASTORAGE_MAX_RECEIVED_AGE", central.DefaultMaxReceivedAge, "oldest receivedAt a batch item may carry (when an agent first accepted it); older items are rejected")
 	shutdownTimeout := fs.Duration("shutdown-timeout", "DATASTORAGE_SHUTDOWN_TIMEOUT", central.DefaultShutdownTimeout, "time in-flight requests get to finish on SIGTERM")
 	tlsCert := fs.String("tls-cert-file", "DATASTORAGE_TLS_CERT_FILE", "", "serve the API over TLS with this certificate (PEM; reloaded when it changes)")
 	tlsKey := fs.String("tls-key-file", "DATASTORAGE_TLS_KEY_FILE", "", "private key of --tls-cert-file (PEM)")
@@ -174,6 +175,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Logger:          log,
 		Metrics:         set,
 		ShutdownTimeout: *shutdownTimeout,
+		MaxReceivedAge:  *maxReceivedAge,
 		TLS:             tlsConfig,
 		Search:          &central.SearchConfig{Embedder: emb, Vectors: vdb, Audits: db},
 		Committed:       pipe.Notify,

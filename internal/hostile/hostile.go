@@ -196,6 +196,7 @@ func Requests() []Request {
 	add(Request{Name: "path with a traversal", Path: "/api/v1/../../etc/passwd", Body: valid}, func() (Expect, Expect) { return both(404, wire.CodeNotFound) })
 	add(Request{Name: "Idempotency-Key with non-ASCII characters", Headers: map[string]string{"Idempotency-Key": "k-\u00fc"}, Body: valid}, bad)
 	add(Request{Name: "Idempotency-Key too long", Headers: map[string]string{"Idempotency-Key": strings.Repeat("k", 300)}, Body: valid}, bad)
+	add(Request{Name: "Idempotency-Key sent empty", Headers: map[string]string{"Idempotency-Key": ""}, Body: valid}, bad)
 	// Tokens (central only).
 	auth := func(r Request, status int, code string) {
 		rows = append(rows, row(r, Expect{Status: status, Code: code}, noAuth))
@@ -207,5 +208,11 @@ func Requests() []Request {
 	auth(Request{Name: "expired or unknown token", Token: "eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjF9.c2ln", Body: valid}, 401, wire.CodeAuthenticationFailed)
 	auth(Request{Name: "service account outside the allow-list", Token: TokenOutsider, Body: valid}, 403, wire.CodeAuthorizationFailed)
 	auth(Request{Name: "SQL in the token", Token: "x' OR '1'='1", Body: valid}, 401, wire.CodeAuthenticationFailed)
+	// Authorization comes before the body: a caller that may write nothing
+	// is 403 whatever its items, and an unauthenticated 16 MiB body is 401.
+	auth(Request{Name: "invalid items from a writer of no kind", Path: batch, Token: TokenOutsider,
+		Body: []byte(`{"records":[{"kind":"remediation","record":{"alertName":"no id"}}]}`)}, 403, wire.CodeAuthorizationFailed)
+	auth(Request{Name: "16 MiB batch without a token", Path: batch, Token: TokenNone,
+		Body: bytes.Repeat([]byte(" "), wire.MaxBatchBytes)}, 401, wire.CodeAuthenticationFailed)
 	return rows
 }
