@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -110,14 +111,16 @@ type process struct {
 	logs         *syncbuf.Buffer
 }
 
-// startCentral runs the built binary with a gateway-sa static token "t-gw"
-// and a fresh database; extra args are appended.
+// startCentral runs the built binary with static tokens "t-gw" (gateway-sa)
+// and "t-out" (a service account that may write nothing) and a fresh
+// database; extra args are appended.
 func startCentral(t *testing.T, extra ...string) *process {
 	t.Helper()
 	dir := t.TempDir()
 	tokens := filepath.Join(dir, "tokens.csv")
 	require.NoError(t, os.WriteFile(tokens,
-		[]byte("t-gw,system:serviceaccount:kubernaut-system:gateway-sa,uid-1,\"system:serviceaccounts\"\n"), 0o600))
+		[]byte("t-gw,system:serviceaccount:kubernaut-system:gateway-sa,uid-1,\"system:serviceaccounts\"\n"+
+			"t-out,system:serviceaccount:kubernaut-system:outsider,uid-2\n"), 0o600))
 	p := &process{api: freeport.Addr(t), metrics: freeport.Addr(t), logs: &syncbuf.Buffer{}}
 	args := append([]string{"serve", "--listen", p.api, "--metrics-listen", p.metrics,
 		"--auth", "static", "--token-file", tokens}, extra...)
@@ -234,4 +237,66 @@ func TestServe_TLSWithClientCertificatesAndRotation(t *testing.T) {
 		defer conn.Close()
 		return conn.ConnectionState().PeerCertificates[0].SerialNumber.Cmp(rotated.Serial) == 0
 	}, 10*time.Second, 100*time.Millisecond, "the rotated certificate is served without a restart")
+}
+
+// TestServe_RefusedBodiesCostNoMemory sends rounds of a dozen parallel 16 MiB
+// batches that the central refuses from their headers (no token, an unknown
+// token, a writer of no kind), and reads the process's resident memory
+// before and after: a refused body is not read, so memory stays flat (before
+// bodies were streamed it grew from 56 to 213 MiB and stayed there).
+func TestServe_RefusedBodiesCostNoMemory(t *testing.T) {
+	p := startCentral(t)
+	url := "http://" + p.api
+	p.waitReady(t, http.DefaultClient, url)
+	status, body, err := writeAudit(http.DefaultClient, url) // warm up the write path
+	require.NoError(t, err)
+	require.Equal(t, 201, status, body)
+	before := rssBytes(t, p.cmd.Process.Pid)
+
+	chunk := bytes.Repeat([]byte(" "), 1<<20)
+	for round, auth := range []string{"", "Authorization: Bearer no-such-token\r\n", "Authorization: Bearer t-out\r\n"} {
+		var wg sync.WaitGroup
+		for range 12 {
+			wg.Go(func() {
+				conn, err := net.Dial("tcp", p.api)
+				if err != nil {
+					return
+				}
+				defer conn.Close()
+				fmt.Fprintf(conn, "POST /api/v1/audit/batch HTTP/1.1\r\nHost: x\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n\r\n",
+					auth, 16<<20)
+				// Send the whole body, as a client would, until the server
+				// hangs up on it.
+				for range 16 {
+					if _, err := conn.Write(chunk); err != nil {
+						return
+					}
+				}
+				_, _ = io.Copy(io.Discard, conn)
+			})
+		}
+		start := time.Now()
+		wg.Wait()
+		t.Logf("round %d: RSS %d MiB (%s)", round+1, rssBytes(t, p.cmd.Process.Pid)>>20, time.Since(start).Round(time.Millisecond))
+	}
+	after := rssBytes(t, p.cmd.Process.Pid)
+	t.Logf("RSS before %d MiB, after %d MiB", before>>20, after>>20)
+	assert.Less(t, after-before, int64(32<<20), "36 refused 16 MiB bodies grew the central by %d MiB", (after-before)>>20)
+}
+
+// rssBytes is a process's resident set size (VmRSS in /proc/PID/status).
+func rssBytes(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	require.NoError(t, err)
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int64
+			_, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb)
+			require.NoError(t, err)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS in /proc status")
+	return 0
 }
