@@ -147,9 +147,10 @@ func (s *Server) writeOne(ctx *fasthttp.RequestCtx, kind wire.Kind) error {
 		return err
 	}
 	rec.ReceivedAt = now
-	rec.ID = wire.NewID()
 	if key != "" {
 		rec.ID = wire.IDForKey(id.Key(), kind, key)
+	} else {
+		rec.ID = wire.NewID()
 	}
 	if err := s.allow(now, id, 1); err != nil {
 		return err
