@@ -276,7 +276,7 @@ func (s *Server) deleteDeadLetters(ctx *fasthttp.RequestCtx) {
 	through, err := strconv.ParseUint(string(ctx.QueryArgs().Peek("through")), 10, 64)
 	if err != nil || through == 0 {
 		s.writeError(ctx, &wire.ValidationError{Field: "through",
-			Message: "through must be the seq of the last dead letter to delete (a positive integer, as GET lists them)"})
+			Message: "through must be the seq of the last dead letter to delete (its decimal digits, as GET lists them)"})
 		return
 	}
 	n, err := s.q.DeleteDeadLetters(ctx, queue.Key(through))

@@ -3,9 +3,11 @@ package agent_test
 import (
 	"context"
 	"encoding/base64"
+	stdjson "encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -234,4 +236,49 @@ func TestServiceAccountFromToken(t *testing.T) {
 	assert.Equal(t, "", agent.ServiceAccountFromToken(jwt(`{"sub":"alice"}`)))
 	assert.Equal(t, "", agent.ServiceAccountFromToken("not-a-jwt"))
 	assert.Equal(t, "", agent.ServiceAccountFromToken(jwt(`not json`)))
+}
+
+// Sequences are Unix-nanosecond keys, above 2^53: a JSON tool that reads
+// numbers as float64 (jq, JavaScript) would round one and then delete the
+// wrong range.
+func TestServer_DeadLetterSeqIsAStringThatJSONNumberToolsKeepExact(t *testing.T) {
+	const seq = 1764412345678901249 // as a float64: …248, below it
+	require.NotEqual(t, uint64(seq), uint64(float64(seq)), "the test needs a seq a float64 changes")
+	q, base := startWith(t, queue.Config{Now: func() time.Time { return time.Unix(0, seq) }}, agent.Config{})
+	resp, _ := post(t, base+"/api/v1/audit/remediation", remediation)
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	got, err := q.Read(context.Background(), 10, 1<<20)
+	require.NoError(t, err)
+	require.Equal(t, queue.Key(seq), got[0].Key)
+	require.NoError(t, q.DeadLetter(context.Background(), got, "validation_failed: nope"))
+
+	r, err := http.Get(base + "/api/v1/deadletter")
+	require.NoError(t, err)
+	body, err := io.ReadAll(r.Body)
+	r.Body.Close()
+	require.NoError(t, err)
+	assert.Contains(t, string(body), `"seq":"1764412345678901249"`)
+
+	// What a script does: decode the list as untyped JSON, print the seq, pass it back.
+	var list struct {
+		DeadLetters []map[string]any `json:"deadLetters"`
+	}
+	require.NoError(t, stdjson.Unmarshal(body, &list))
+	require.Len(t, list.DeadLetters, 1)
+	var through string
+	switch v := list.DeadLetters[0]["seq"].(type) {
+	case string:
+		through = v
+	case float64:
+		through = strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	req, err := http.NewRequest(http.MethodDelete, base+"/api/v1/deadletter?through="+through, nil)
+	require.NoError(t, err)
+	r, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, _ = io.ReadAll(r.Body)
+	r.Body.Close()
+	require.Equal(t, http.StatusOK, r.StatusCode, string(body))
+	assert.JSONEq(t, `{"deleted":1}`, string(body), "through=%s", through)
+	assert.Zero(t, q.DeadLetters())
 }

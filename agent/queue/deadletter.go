@@ -19,7 +19,8 @@ const ReasonCorrupt = "corrupt"
 // DeadLetter is a record that will not be forwarded again, with the reason.
 // Record is the body its client sent (the JSON of a wire.Record for a dead
 // letter written before entry version 2); it is empty when the entry was
-// corrupt, and Raw then holds its stored bytes.
+// corrupt, and Raw then holds its stored bytes. Key is "seq" in JSON, a
+// string of digits (see Key.MarshalJSON).
 type DeadLetter struct {
 	Key        Key            `json:"seq"`
 	ID         string         `json:"id,omitempty"`
