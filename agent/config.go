@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -21,8 +22,13 @@ const (
 
 // Config configures a Server. Every field documents its zero value.
 type Config struct {
-	// Listen is the API address. Zero: DefaultListen (loopback only).
+	// Listen is the API address. Zero: DefaultListen. Its host must be
+	// loopback (see IsLoopback) unless AllowRemoteWrites is set.
 	Listen string
+	// AllowRemoteWrites lets Listen be a non-loopback address: whoever can
+	// reach it writes audit records under the pod's identity. Zero (false):
+	// loopback only.
+	AllowRemoteWrites bool
 	// MetricsListen serves /metrics, /healthz and /readyz. Zero:
 	// DefaultMetricsListen. "-" disables it.
 	MetricsListen string
@@ -74,6 +80,10 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("agent config: Listen %q: %w", c.Listen, err)
 	}
+	if !c.AllowRemoteWrites && !IsLoopback(c.Listen) {
+		return fmt.Errorf("agent config: Listen %q is not a loopback address: whoever reaches it writes under the pod's "+
+			"identity (set AllowRemoteWrites to allow it)", c.Listen)
+	}
 	if c.MetricsListen != "-" {
 		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
 			return fmt.Errorf("agent config: MetricsListen %q: %w", c.MetricsListen, err)
@@ -86,4 +96,19 @@ func (c Config) Validate() error {
 		return errors.New("agent config: AppendTimeout must be positive")
 	}
 	return nil
+}
+
+// IsLoopback reports whether a listen address's host is loopback only:
+// 127.0.0.0/8, ::1 or "localhost". An empty host, 0.0.0.0 or :: listens on
+// every interface and is not.
+func IsLoopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -46,7 +46,7 @@ type Main struct {
 type options struct {
 	listen, metricsListen, centralURL, tokenFile, dataDir string
 	centralCAFile, logLevel, logFormat                    string
-	insecure                                              bool
+	insecure, allowRemoteWrites                           bool
 	maxBufferBytes                                        int64
 	batchMaxRecords, batchMaxBytes                        int
 	linger, shutdownGrace                                 time.Duration
@@ -56,7 +56,8 @@ type options struct {
 // checks what the packages' own Validate cannot phrase in flag terms.
 func (m *Main) parse(args []string) (options, error) {
 	fs := cli.NewFlagSet("agent", m.Stderr)
-	listen := fs.String("listen", "AGENT_LISTEN", agent.DefaultListen, "API address (loopback: the pod shares it with the controller)")
+	listen := fs.String("listen", "AGENT_LISTEN", agent.DefaultListen, "API address, loopback unless --allow-remote-writes (the pod shares it with the controller)")
+	allowRemote := fs.Bool("allow-remote-writes", "AGENT_ALLOW_REMOTE_WRITES", false, "allow a non-loopback --listen: whoever reaches it writes audit records under the pod's identity")
 	metricsListen := fs.String("metrics-listen", "AGENT_METRICS_LISTEN", agent.DefaultMetricsListen, `address of /metrics, /healthz, /readyz ("-": off)`)
 	centralURL := fs.String("central-url", "AGENT_CENTRAL_URL", "", "base URL of the central data storage service, https unless --insecure (required)")
 	centralCA := fs.String("central-ca-file", "AGENT_CENTRAL_CA_FILE", "", "PEM bundle of the CAs trusted for an https central, re-read when it changes (empty: system roots)")
@@ -75,7 +76,7 @@ func (m *Main) parse(args []string) (options, error) {
 	}
 	o := options{
 		listen: *listen, metricsListen: *metricsListen, centralURL: *centralURL, centralCAFile: *centralCA,
-		insecure: *insecure, tokenFile: *tokenFile, dataDir: *dataDir, maxBufferBytes: *maxBuf,
+		allowRemoteWrites: *allowRemote, insecure: *insecure, tokenFile: *tokenFile, dataDir: *dataDir, maxBufferBytes: *maxBuf,
 		batchMaxRecords: *batchRecs, batchMaxBytes: *batchBytes, linger: *linger, shutdownGrace: *grace,
 		logLevel: *logLevel, logFormat: *logFormat,
 	}
@@ -89,6 +90,9 @@ func (m *Main) parse(args []string) (options, error) {
 		return o, flagErr("max-buffer-bytes", "must be positive")
 	case o.shutdownGrace < 0:
 		return o, flagErr("shutdown-grace", "must not be negative")
+	case !o.allowRemoteWrites && !agent.IsLoopback(o.listen):
+		return o, flagErr("listen", fmt.Sprintf("%s is not a loopback address: whoever reaches it writes audit records "+
+			"under the pod's identity; use 127.0.0.1:PORT, or pass --allow-remote-writes (%s=true)", o.listen, fs.Env("allow-remote-writes")))
 	}
 	u, err := url.Parse(o.centralURL)
 	if err != nil {
@@ -129,7 +133,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	srv, err := agent.NewServer(agent.Config{
-		Listen: o.listen, MetricsListen: o.metricsListen, ServiceAccount: serviceAccount,
+		Listen: o.listen, AllowRemoteWrites: o.allowRemoteWrites, MetricsListen: o.metricsListen, ServiceAccount: serviceAccount,
 		Logger: log, Metrics: set,
 	}, q)
 	if err != nil {

@@ -32,9 +32,10 @@ func TestHelp_ListsEveryFlagWithItsEnvironmentVariable(t *testing.T) {
 		"data-dir": "AGENT_DATA_DIR", "max-buffer-bytes": "AGENT_MAX_BUFFER_BYTES",
 		"batch-max-records": "AGENT_BATCH_MAX_RECORDS", "batch-max-bytes": "AGENT_BATCH_MAX_BYTES",
 		"linger": "AGENT_LINGER", "shutdown-grace": "AGENT_SHUTDOWN_GRACE", "log-level": "AGENT_LOG_LEVEL",
-		"log-format": "AGENT_LOG_FORMAT",
+		"log-format": "AGENT_LOG_FORMAT", "allow-remote-writes": "AGENT_ALLOW_REMOTE_WRITES",
 	} {
-		assert.Regexp(t, `(?s)-`+name+` .*?\(env `+env+`\)`, stderr.String())
+		// The flag's own line, then its usage line (a bool flag has no type).
+		assert.Regexp(t, `(?m)^\s+-`+name+`( \w+)?\n\s+.*\(env `+env+`\)`, stderr.String())
 	}
 }
 
@@ -51,6 +52,10 @@ func TestRun_RefusesBadConfigurationNamingTheFlagAndVariable(t *testing.T) {
 		{"bad typed env", map[string]string{"AGENT_MAX_BUFFER_BYTES": "lots"}, []string{"--central-url", "https://c", "--data-dir", dir}, "AGENT_MAX_BUFFER_BYTES"},
 		{"bad duration env", map[string]string{"AGENT_LINGER": "soon"}, []string{"--central-url", "https://c", "--data-dir", dir}, "AGENT_LINGER"},
 		{"bad log format", nil, []string{"--central-url", "https://c", "--data-dir", dir, "--log-format", "xml"}, "log format"},
+		{"listen on all interfaces", nil, []string{"--central-url", "https://c", "--data-dir", dir, "--listen", ":18080"},
+			"--listen (or AGENT_LISTEN) :18080 is not a loopback address"},
+		{"listen on a pod IP from env", map[string]string{"AGENT_LISTEN": "10.1.2.3:18080"},
+			[]string{"--central-url", "https://c", "--data-dir", dir}, "--allow-remote-writes (AGENT_ALLOW_REMOTE_WRITES=true)"},
 		{"plain http", nil, []string{"--central-url", "http://central:8080", "--data-dir", dir}, "--insecure"},
 		{"plain http from env", map[string]string{"AGENT_CENTRAL_URL": "http://central:8080", "AGENT_DATA_DIR": dir}, nil, "plain http"},
 		{"bad CA file", nil, []string{"--central-url", "https://c", "--data-dir", dir, "--listen", freeport.Addr(t),
