@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -311,7 +313,46 @@ func (s *Server) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 }
 
 // fasthttpLogger sends fasthttp's connection errors to zerolog at debug
-// level: they are the client's problem, already answered.
+// level: they are the client's problem, already answered. It logs fasthttp's
+// format string (a constant) and a class for each error argument, never the
+// arguments themselves: for a request it could not parse, fasthttp's error
+// quotes the request buffer, bearer token and record included.
 type fasthttpLogger struct{ log zerolog.Logger }
 
-func (l fasthttpLogger) Printf(format string, args ...any) { l.log.Debug().Msgf(format, args...) }
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	ev := l.log.Debug()
+	if !ev.Enabled() {
+		return
+	}
+	for _, a := range args {
+		if err, ok := a.(error); ok {
+			ev = ev.Str("class", connErrorClass(err))
+		}
+	}
+	ev.Str("fasthttp", format).Msg("http connection error")
+}
+
+// connErrorClass names an error of fasthttp's without repeating its text.
+func connErrorClass(err error) string {
+	var (
+		netErr net.Error
+		small  *fasthttp.ErrSmallBuffer
+	)
+	switch msg := err.Error(); {
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return "timeout"
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		return "body_too_large"
+	case errors.As(err, &small):
+		return "headers_too_large"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return "connection_closed"
+	case strings.HasPrefix(msg, "error when reading request headers"):
+		return "malformed_headers"
+	case strings.HasPrefix(msg, "error when reading request body"):
+		return "malformed_body"
+	default:
+		return "other"
+	}
+}

@@ -24,10 +24,12 @@ import (
 	"github.com/kubernaut/datastorage/wire"
 )
 
-// Reply is a scripted answer to one request.
+// Reply is a scripted answer to one batch request.
 type Reply struct {
 	Status     int
 	RetryAfter string
+	// Body is the error body; nil: the usual one for Status.
+	Body *wire.ErrorBody
 }
 
 // Central records what it stored.
@@ -179,6 +181,9 @@ func (c *Central) serve(w http.ResponseWriter, r *http.Request, req *Request) in
 			body = wire.RateLimitExceeded(100)
 		case 503:
 			body = wire.ServiceUnavailable("scripted")
+		}
+		if s.Body != nil {
+			body = s.Body
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(s.Status)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -17,6 +18,7 @@ import (
 	fakecentral "github.com/kubernaut/datastorage/agent/agenttest"
 	"github.com/kubernaut/datastorage/agent/forward"
 	"github.com/kubernaut/datastorage/agent/queue"
+	"github.com/kubernaut/datastorage/internal/syncbuf"
 	"github.com/kubernaut/datastorage/wire"
 )
 
@@ -272,4 +274,45 @@ func TestNew_RefusesPlainHTTPUnlessInsecureAndABadCAFile(t *testing.T) {
 	require.ErrorContains(t, err, "no PEM certificate")
 	_, err = forward.New(forward.Config{CentralURL: "https://central:8080", CAFile: filepath.Join(t.TempDir(), "missing")}, q)
 	require.ErrorContains(t, err, "CA file")
+}
+
+// The central's messages may quote a record ("… (got 1e999)"): they are kept
+// in the dead letter for the operator, never written to the log.
+func TestForwarder_LogsNoRecordContentEvenAtDebug(t *testing.T) {
+	const marker = "M4RKER-rec0rd-c0ntent"
+	logs := &syncbuf.Buffer{}
+	log := zerolog.New(logs).Level(zerolog.DebugLevel)
+	central := fakecentral.NewCentral("")
+	t.Cleanup(central.Close)
+	q, err := queue.Open(queue.Config{Dir: t.TempDir(), Logger: log})
+	require.NoError(t, err)
+	f, err := forward.New(forward.Config{CentralURL: central.URL, Insecure: true, Linger: time.Millisecond,
+		MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Logger: log}, q)
+	require.NoError(t, err)
+
+	recs := records(t, 2)
+	central.Script(fakecentral.Reply{Status: 400, Body: wire.ValidationFailed("records", "Malformed JSON (got "+marker+")")})
+	central.Reject(func(r wire.Record) *wire.ErrorBody {
+		if r.ID == recs[0].ID {
+			return wire.ValidationFailed("record.reasoning", "Reasoning must be a string (got "+marker+")")
+		}
+		return nil
+	})
+	require.NoError(t, q.Append(context.Background(), recs))
+	require.Eventually(t, func() bool { return q.Depth().Records == 0 }, 10*time.Second, 5*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, f.Close(ctx))
+	dead, err := q.ListDeadLetters(ctx, 0)
+	require.NoError(t, err)
+	require.NoError(t, q.Close(ctx))
+
+	require.Len(t, dead, 1)
+	assert.Contains(t, dead[0].Reason, marker, "the operator sees the central's message in the dead letter")
+	out := logs.String()
+	require.Contains(t, out, "record dead-lettered")
+	require.Contains(t, out, "forwarding failed")
+	for i, line := range strings.Split(out, "\n") {
+		assert.NotContains(t, line, marker, "log line %d", i+1)
+	}
 }

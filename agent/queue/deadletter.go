@@ -115,7 +115,8 @@ func (q *Queue) moveToDead(dead []DeadLetter) error {
 	q.deadBytes.Add(deadBytes)
 	for _, d := range dead {
 		q.metricDead(d.Reason).Inc()
-		q.log.Warn().Uint64("seq", uint64(d.Key)).Str("id", d.ID).Str("reason", d.Reason).Msg("record dead-lettered")
+		// The reason's class only: the central's message may quote the record.
+		q.log.Warn().Uint64("seq", uint64(d.Key)).Str("id", d.ID).Str("reason", reasonClass(d.Reason)).Msg("record dead-lettered")
 	}
 	return q.refreshOldest()
 }

@@ -138,7 +138,8 @@ func decodeEntry(v []byte) (id string, item []byte, err error) {
 	case entryVersion1:
 		var r wire.Record
 		if err := json.Unmarshal(payload, &r); err != nil {
-			return "", nil, fmt.Errorf("%w: %v", errCorrupt, err)
+			// Not the decoder's message: it is logged, and may quote the record.
+			return "", nil, fmt.Errorf("%w: version 1 record is not valid JSON", errCorrupt)
 		}
 		if r.ID == "" || wire.ValidateID(r.ID) != nil {
 			return "", nil, fmt.Errorf("%w: record without a valid ID", errCorrupt)
