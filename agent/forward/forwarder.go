@@ -257,7 +257,7 @@ func (f *Forwarder) settle(ctx context.Context, entries []queue.Entry, results [
 	defer cancel()
 	byReason := map[string][]queue.Entry{}
 	var reasons []string
-	var dup int
+	var dup, rejected int
 	for i, r := range results {
 		switch r.Status {
 		case wire.StatusRejected:
@@ -266,6 +266,7 @@ func (f *Forwarder) settle(ctx context.Context, entries []queue.Entry, results [
 				reasons = append(reasons, reason)
 			}
 			byReason[reason] = append(byReason[reason], entries[i])
+			rejected++
 		case wire.StatusDuplicate:
 			dup++
 		}
@@ -283,22 +284,38 @@ func (f *Forwarder) settle(ctx context.Context, entries []queue.Entry, results [
 	}
 	f.mBatches.Inc()
 	f.mBatchRecs.Update(float64(len(entries)))
-	f.mRecords.Add(len(entries) - len(byReason))
+	f.mRecords.Add(len(entries) - rejected)
 	f.mDuplicates.Add(dup)
 	return nil
 }
 
 // rejectReason is the dead-letter reason of a rejected record: the error
 // code first (it doubles as the metric label), then the message and field.
+// The field loses its "records[i]." prefix: a position in one batch means
+// nothing later, and records refused alike then share one reason (and one
+// dead-letter transaction).
 func rejectReason(b *wire.ErrorBody) string {
 	if b == nil {
 		return "rejected: no reason given"
 	}
 	s := b.Error + ": " + b.Message
-	if b.Field != "" {
-		s += " (field " + b.Field + ")"
+	if field := withoutBatchIndex(b.Field); field != "" {
+		s += " (field " + field + ")"
 	}
 	return s
+}
+
+// withoutBatchIndex is "kind" for "records[3].kind".
+func withoutBatchIndex(field string) string {
+	rest, ok := strings.CutPrefix(field, "records[")
+	if !ok {
+		return field
+	}
+	i := strings.Index(rest, "].")
+	if i < 1 || strings.Trim(rest[:i], "0123456789") != "" {
+		return field
+	}
+	return rest[i+2:]
 }
 
 // noteOutcome counts failures and logs a change of state once.

@@ -3,6 +3,7 @@ package forward_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -37,8 +39,15 @@ type harness struct {
 
 func setup(t *testing.T, cfg forward.Config) (*harness, *forward.Forwarder) {
 	t.Helper()
-	h := &harness{central: fakecentral.NewCentral("tok-1"), token: filepath.Join(t.TempDir(), "token")}
-	t.Cleanup(h.central.Close)
+	central := fakecentral.NewCentral("tok-1")
+	t.Cleanup(central.Close)
+	return setupWith(t, central, cfg)
+}
+
+// setupWith is setup against a central of the caller's, which accepts "tok-1".
+func setupWith(t *testing.T, central *fakecentral.Central, cfg forward.Config) (*harness, *forward.Forwarder) {
+	t.Helper()
+	h := &harness{central: central, token: filepath.Join(t.TempDir(), "token")}
 	require.NoError(t, os.WriteFile(h.token, []byte("tok-1\n"), 0o600))
 	q, err := queue.Open(queue.Config{Dir: t.TempDir()})
 	require.NoError(t, err)
@@ -315,4 +324,52 @@ func TestForwarder_LogsNoRecordContentEvenAtDebug(t *testing.T) {
 	for i, line := range strings.Split(out, "\n") {
 		assert.NotContains(t, line, marker, "log line %d", i+1)
 	}
+}
+
+func workflowRecords(t *testing.T, n int) []wire.RawRecord {
+	t.Helper()
+	out := make([]wire.RawRecord, n)
+	for i := range out {
+		out[i] = wire.RawRecord{ID: wire.NewID(), Kind: wire.KindWorkflow, ReceivedAt: time.Now().UTC(),
+			Body: []byte(`{"workflowID":"wf-1","stepName":"scale","stepStatus":"completed"}`)}
+	}
+	return out
+}
+
+func TestForwarder_DeadLettersRecordsOfAKindTheCallerMayNotWriteAndDeliversTheRest(t *testing.T) {
+	set := metrics.NewSet()
+	h, _ := setup(t, forward.Config{Metrics: set, BatchMaxRecords: 10})
+	h.central.Grant("tok-1", "ns/gateway-sa", fakecentral.WriteRemediation)
+	rem, wf := records(t, 3), workflowRecords(t, 2)
+	all := []wire.RawRecord{rem[0], wf[0], rem[1], wf[1], rem[2]}
+	require.NoError(t, h.q.Append(context.Background(), all))
+
+	assert.Equal(t, idsOf(rem), h.drained(t), "the permitted records are delivered")
+	assert.Len(t, h.central.Requests(), 1, "a refused record holds up nothing: no retry")
+	dead, err := h.q.ListDeadLetters(context.Background(), 0)
+	require.NoError(t, err)
+	require.Len(t, dead, 2)
+	for i, d := range dead {
+		assert.Equal(t, wf[i].ID, d.ID)
+		assert.Equal(t, "authorization_failed: ns/gateway-sa may not write workflow audits (field kind)", d.Reason,
+			"one reason for the kind, not one per position in a batch")
+	}
+	assert.EqualValues(t, 3, set.GetOrCreateCounter("agent_forward_records_total").Get(), "delivered records")
+	assert.EqualValues(t, 2, set.GetOrCreateCounter("agent_forward_deadlettered_records_total").Get())
+}
+
+func TestForwarder_KeepsRetryingABatchRefusedWholeUntilRBACIsFixed(t *testing.T) {
+	h, _ := setup(t, forward.Config{})
+	h.central.Grant("tok-1", "ns/gateway-sa", fakecentral.ReadSimilar)
+	recs := records(t, 3)
+	require.NoError(t, h.q.Append(context.Background(), recs))
+	require.Eventually(t, func() bool { return len(h.central.Requests()) >= 3 }, 5*time.Second, 5*time.Millisecond)
+	for _, r := range h.central.Requests() {
+		assert.Equal(t, http.StatusForbidden, r.Status)
+	}
+	assert.EqualValues(t, 3, h.q.Depth().Records, "a 403 for the whole batch drops nothing")
+	assert.Zero(t, h.q.DeadLetters())
+
+	h.central.Grant("tok-1", "ns/gateway-sa", fakecentral.WriteRemediation)
+	assert.Equal(t, idsOf(recs), h.drained(t))
 }
