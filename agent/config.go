@@ -9,6 +9,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/rs/zerolog"
+
+	"github.com/kubernaut/datastorage/wire"
 )
 
 // Defaults for Config's zero fields.
@@ -42,11 +44,22 @@ type Config struct {
 	// ReadTimeout bounds reading one whole request: a client that sends it
 	// slower (slowloris) is cut off. Zero: DefaultReadTimeout.
 	ReadTimeout time.Duration
+	// Access says whether the pod's identity may write a kind; a write of a
+	// kind it may not is answered 403 at once, nothing stored. It is asked on
+	// every write, so it must be cheap (forward.Access: one atomic load).
+	// Nil: every kind.
+	Access Access
 	// Logger: zero value disabled. Metrics: nil means a private set.
 	Logger  zerolog.Logger
 	Metrics *metrics.Set
 	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
+}
+
+// Access is what the server needs to know of its identity's permissions
+// (forward.Access: what the central last said).
+type Access interface {
+	Allows(kind wire.Kind) bool
 }
 
 func (c Config) withDefaults() Config {

@@ -169,6 +169,11 @@ func (s *Server) handleWrite(ctx *fasthttp.RequestCtx, kind wire.Kind) {
 		s.writeError(ctx, errMethodNotAllowed)
 		return
 	}
+	// The central would refuse it: say so now rather than buffer it for a dead letter.
+	if s.cfg.Access != nil && !s.cfg.Access.Allows(kind) {
+		s.writeError(ctx, &refusedKindError{identity: s.cfg.ServiceAccount, kind: kind})
+		return
+	}
 	if ct := ctx.Request.Header.ContentType(); len(ct) > 0 && !edge.IsJSON(string(ct)) {
 		s.writeError(ctx, errUnsupportedMediaType)
 		return

@@ -282,3 +282,21 @@ func TestServer_DeadLetterSeqIsAStringThatJSONNumberToolsKeepExact(t *testing.T)
 	assert.JSONEq(t, `{"deleted":1}`, string(body), "through=%s", through)
 	assert.Zero(t, q.DeadLetters())
 }
+
+// onlyKinds is an agent.Access that allows the kinds it holds.
+type onlyKinds map[wire.Kind]bool
+
+func (o onlyKinds) Allows(k wire.Kind) bool { return o[k] }
+
+func TestServer_RefusesAKindItsIdentityMayNotWriteAtOnceAndStoresNothing(t *testing.T) {
+	q, base := startWith(t, queue.Config{}, agent.Config{Access: onlyKinds{wire.KindRemediation: true}})
+	resp, body := post(t, base+"/api/v1/audit/workflow", `{"workflowID":"wf-1","stepName":"scale","stepStatus":"completed"}`)
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+	assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+	assert.JSONEq(t, `{"error":"authorization_failed","message":"ns/gateway-sa may not write workflow audits"}`, string(body))
+	assert.Zero(t, q.Depth().Records, "nothing stored")
+
+	resp, body = post(t, base+"/api/v1/audit/remediation", remediation)
+	assert.Equal(t, http.StatusCreated, resp.StatusCode, string(body))
+	assert.EqualValues(t, 1, q.Depth().Records)
+}

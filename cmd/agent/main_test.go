@@ -7,6 +7,7 @@ import (
 	"flag"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -33,6 +34,7 @@ func TestHelp_ListsEveryFlagWithItsEnvironmentVariable(t *testing.T) {
 		"batch-max-records": "AGENT_BATCH_MAX_RECORDS", "batch-max-bytes": "AGENT_BATCH_MAX_BYTES",
 		"linger": "AGENT_LINGER", "shutdown-grace": "AGENT_SHUTDOWN_GRACE", "log-level": "AGENT_LOG_LEVEL",
 		"log-format": "AGENT_LOG_FORMAT", "allow-remote-writes": "AGENT_ALLOW_REMOTE_WRITES",
+		"access-refresh": "AGENT_ACCESS_REFRESH",
 	} {
 		// The flag's own line, then its usage line (a bool flag has no type).
 		assert.Regexp(t, `(?m)^\s+-`+name+`( \w+)?\n\s+.*\(env `+env+`\)`, stderr.String())
@@ -56,6 +58,8 @@ func TestRun_RefusesBadConfigurationNamingTheFlagAndVariable(t *testing.T) {
 			"--listen (or AGENT_LISTEN) :18080 is not a loopback address"},
 		{"listen on a pod IP from env", map[string]string{"AGENT_LISTEN": "10.1.2.3:18080"},
 			[]string{"--central-url", "https://c", "--data-dir", dir}, "--allow-remote-writes (AGENT_ALLOW_REMOTE_WRITES=true)"},
+		{"negative access refresh", nil, []string{"--central-url", "https://c", "--data-dir", dir, "--access-refresh", "-1s"},
+			"--access-refresh (or AGENT_ACCESS_REFRESH) must not be negative"},
 		{"plain http", nil, []string{"--central-url", "http://central:8080", "--data-dir", dir}, "--insecure"},
 		{"plain http from env", map[string]string{"AGENT_CENTRAL_URL": "http://central:8080", "AGENT_DATA_DIR": dir}, nil, "plain http"},
 		{"bad CA file", nil, []string{"--central-url", "https://c", "--data-dir", dir, "--listen", freeport.Addr(t),
@@ -144,5 +148,44 @@ func TestRun_ForwardsOverTLSTrustingTheCentralCAFile(t *testing.T) {
 	addr, stop := runAgent(t, "--central-url", central.URL, "--central-ca-file", ca)
 	postRecord(t, addr)
 	require.Eventually(t, func() bool { return len(central.Stored()) == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.NoError(t, stop())
+}
+
+// The agent learns from the central which kinds its identity may write and
+// refuses the others at once, instead of buffering records bound for the
+// dead letters.
+func TestRun_RefusesAKindTheCentralSaysItsIdentityMayNotWrite(t *testing.T) {
+	central := agenttest.NewCentral("tok-1")
+	t.Cleanup(central.Close)
+	central.Grant("tok-1", "kubernaut/gateway-sa", agenttest.WriteRemediation)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	require.NoError(t, os.WriteFile(tokenFile, []byte("tok-1"), 0o600))
+	addr, stop := runAgent(t, "--central-url", central.URL, "--insecure", "--token-file", tokenFile)
+
+	var status int
+	var body []byte
+	require.Eventually(t, func() bool {
+		resp, err := http.Post("http://"+addr+"/api/v1/audit/workflow", "application/json",
+			strings.NewReader(`{"workflowID":"wf-1","stepName":"scale","stepStatus":"completed"}`))
+		require.NoError(t, err)
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		status = resp.StatusCode
+		return status == http.StatusForbidden
+	}, 10*time.Second, 20*time.Millisecond)
+	assert.Contains(t, string(body), `"error":"authorization_failed"`)
+	assert.Contains(t, string(body), "may not write workflow audits")
+	postRecord := func() int {
+		resp, err := http.Post("http://"+addr+"/api/v1/audit/remediation", "application/json",
+			strings.NewReader(`{"remediationRequestID":"rr-1"}`))
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	assert.Equal(t, http.StatusCreated, postRecord())
+	require.Eventually(t, func() bool { return len(central.Stored()) >= 1 }, 5*time.Second, 5*time.Millisecond)
+	for _, r := range central.AccessRequests() {
+		assert.Equal(t, "tok-1", r.Token, "asked with the forwarder's token")
+	}
 	require.NoError(t, stop())
 }
