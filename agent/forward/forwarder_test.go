@@ -373,3 +373,23 @@ func TestForwarder_KeepsRetryingABatchRefusedWholeUntilRBACIsFixed(t *testing.T)
 	h.central.Grant("tok-1", "ns/gateway-sa", fakecentral.WriteRemediation)
 	assert.Equal(t, idsOf(recs), h.drained(t))
 }
+
+// A batch can hold more refused records than one Badger transaction takes
+// (4 MiB of batch, ~600 KiB of transaction): dead-lettering them must not
+// fail and wedge the queue behind them.
+func TestForwarder_DeadLettersARefusedBatchLargerThanOneTransaction(t *testing.T) {
+	h, _ := setup(t, forward.Config{BatchMaxRecords: 500})
+	h.central.Grant("tok-1", "ns/gateway-sa", fakecentral.WriteRemediation)
+	big := `{"workflowID":"wf-1","stepName":"scale","stepStatus":"failed","errorMessage":"` + strings.Repeat("e", 4<<10) + `"}`
+	var wf []wire.RawRecord
+	for range 250 { // ~1 MiB
+		wf = append(wf, wire.RawRecord{ID: wire.NewID(), Kind: wire.KindWorkflow, ReceivedAt: time.Now().UTC(), Body: []byte(big)})
+	}
+	for i := 0; i < len(wf); i += 50 {
+		require.NoError(t, h.q.Append(context.Background(), wf[i:i+50]))
+	}
+	after := records(t, 1)
+	require.NoError(t, h.q.Append(context.Background(), after))
+	assert.Equal(t, idsOf(after), h.drained(t))
+	assert.EqualValues(t, 250, h.q.DeadLetters())
+}
