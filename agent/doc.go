@@ -2,7 +2,8 @@
 // (POST /api/v1/audit/{remediation,workflow}) answered from the local
 // durable queue (201 only once the record is fsynced; 403 at once for a kind
 // the identity may not write, per Config.Access), /healthz, /readyz,
-// the dead-letter listing (GET /api/v1/deadletter, loopback callers only)
+// the dead letters for loopback callers only (GET and DELETE
+// /api/v1/deadletter, POST /api/v1/deadletter/replay)
 // and /metrics. The queue lives in agent/queue, the forwarder in
 // agent/forward; cmd/agent wires the three together.
 //

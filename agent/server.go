@@ -138,6 +138,8 @@ func (s *Server) handleAPI(ctx *fasthttp.RequestCtx) {
 		s.handleWrite(ctx, wire.KindWorkflow)
 	case "/api/v1/deadletter":
 		s.handleDeadLetters(ctx)
+	case "/api/v1/deadletter/replay":
+		s.handleReplay(ctx)
 	case "/healthz", "/readyz":
 		s.handleHealth(ctx, path)
 	default:
@@ -280,18 +282,54 @@ func (s *Server) handleDeadLetters(ctx *fasthttp.RequestCtx) {
 // given as "through" (required, so that one listed and saved is never
 // confused with all), and answers {"deleted":N}.
 func (s *Server) deleteDeadLetters(ctx *fasthttp.RequestCtx) {
-	through, err := strconv.ParseUint(string(ctx.QueryArgs().Peek("through")), 10, 64)
-	if err != nil || through == 0 {
-		s.writeError(ctx, &wire.ValidationError{Field: "through",
-			Message: "through must be the seq of the last dead letter to delete (its decimal digits, as GET lists them)"})
+	through, err := throughArg(ctx, "delete")
+	if err != nil {
+		s.writeError(ctx, err)
 		return
 	}
-	n, err := s.q.DeleteDeadLetters(ctx, queue.Key(through))
+	n, err := s.q.DeleteDeadLetters(ctx, through)
 	if err != nil {
 		s.writeError(ctx, err)
 		return
 	}
 	s.writeJSON(ctx, fasthttp.StatusOK, DeadLetterDeletion{Deleted: n})
+}
+
+// handleReplay is POST /api/v1/deadletter/replay?through=SEQ, for loopback
+// callers only: the dead letters up to and including SEQ go back into the
+// queue (once whatever made the central refuse them is fixed), and the
+// answer is {"replayed":N,"skipped":M}; skipped ones stay.
+func (s *Server) handleReplay(ctx *fasthttp.RequestCtx) {
+	if !ctx.RemoteIP().IsLoopback() {
+		s.writeError(ctx, errNotFound)
+		return
+	}
+	if !ctx.IsPost() {
+		ctx.Response.Header.Set("Allow", "POST")
+		s.writeError(ctx, errMethodNotAllowed)
+		return
+	}
+	through, err := throughArg(ctx, "replay")
+	if err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	r, err := s.q.ReplayDeadLetters(ctx, through)
+	if err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	s.writeJSON(ctx, fasthttp.StatusOK, r)
+}
+
+// throughArg is the required "through" seq: the decimal digits GET lists.
+func throughArg(ctx *fasthttp.RequestCtx, verb string) (queue.Key, error) {
+	through, err := strconv.ParseUint(string(ctx.QueryArgs().Peek("through")), 10, 64)
+	if err != nil || through == 0 {
+		return 0, &wire.ValidationError{Field: "through",
+			Message: "through must be the seq of the last dead letter to " + verb + " (its decimal digits, as GET lists them)"}
+	}
+	return queue.Key(through), nil
 }
 
 // DeadLetterDeletion is the body of DELETE /api/v1/deadletter.

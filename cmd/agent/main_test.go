@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"io"
@@ -188,4 +189,59 @@ func TestRun_RefusesAKindTheCentralSaysItsIdentityMayNotWrite(t *testing.T) {
 		assert.Equal(t, "tok-1", r.Token, "asked with the forwarder's token")
 	}
 	require.NoError(t, stop())
+}
+
+// The operator's procedure end to end: a record of a kind the identity may
+// not write goes dead, RBAC is fixed, the dead letter is replayed, and the
+// record reaches the central once.
+func TestRun_ReplayedDeadLetterArrivesOnceAfterRBACIsFixed(t *testing.T) {
+	central := agenttest.NewCentral("tok-1")
+	t.Cleanup(central.Close)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	require.NoError(t, os.WriteFile(tokenFile, []byte("tok-1"), 0o600))
+	addr, stop := runAgent(t, "--central-url", central.URL, "--insecure", "--token-file", tokenFile, "--access-refresh", "1h")
+	require.Eventually(t, func() bool { return len(central.AccessRequests()) == 1 }, 5*time.Second, 5*time.Millisecond)
+
+	// RBAC changes under the agent, which still believes it may write workflow audits.
+	central.Grant("tok-1", "kubernaut/workflowexecution-controller-sa", agenttest.WriteRemediation)
+	postRecord(t, addr)
+	var list struct {
+		Count       int `json:"count"`
+		DeadLetters []struct {
+			Seq    string `json:"seq"`
+			ID     string `json:"id"`
+			Reason string `json:"reason"`
+		} `json:"deadLetters"`
+	}
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addr + "/api/v1/deadletter")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&list))
+		return list.Count == 1
+	}, 10*time.Second, 10*time.Millisecond)
+	dead := list.DeadLetters[0]
+	assert.Equal(t, "authorization_failed: kubernaut/workflowexecution-controller-sa may not write workflow audits (field kind)", dead.Reason)
+	assert.Empty(t, central.Stored())
+
+	central.Grant("tok-1", "kubernaut/workflowexecution-controller-sa", agenttest.WriteRemediation, agenttest.WriteWorkflow)
+	resp, err := http.Post("http://"+addr+"/api/v1/deadletter/replay?through="+dead.Seq, "", nil)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	assert.JSONEq(t, `{"replayed":1,"skipped":0}`, string(body))
+
+	require.Eventually(t, func() bool { return central.Has(dead.ID) }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, stop()) // drains: nothing is left to send
+	assert.Equal(t, []string{dead.ID}, central.Stored(), "stored once")
+	var sent int
+	for _, r := range central.Requests() {
+		for _, id := range r.IDs {
+			if id == dead.ID && r.Status == http.StatusOK {
+				sent++
+			}
+		}
+	}
+	assert.Equal(t, 2, sent, "refused once, delivered once")
 }
