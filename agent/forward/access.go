@@ -135,12 +135,15 @@ func (a *Access) ask(ctx context.Context) {
 		return
 	}
 	a.class = class
-	ev := a.log.Warn()
 	if class == classNotSupported {
-		ev = a.log.Info()
+		a.log.Info().Msg("the central does not serve GET /api/v1/access: every kind is accepted, the central decides per record")
+		return
 	}
-	ev.Err(err).Str("class", class).Bool("known", a.state.Load()&accessKnown != 0).
-		Msg("access unknown or unchanged: the last answer stands (every kind is accepted until there is one)")
+	msg := "asking the central what this identity may write failed: every kind is accepted until it answers"
+	if a.state.Load()&accessKnown != 0 {
+		msg = "asking the central what this identity may write failed: its last answer stands"
+	}
+	a.log.Warn().Err(err).Str("class", class).Msg(msg)
 }
 
 // classNotSupported: a central without GET /api/v1/access (404).

@@ -28,15 +28,37 @@ type Replay struct {
 // the JSON of a wire.Record) is re-encoded exactly as the queue re-encodes a
 // version 1 entry it forwards. Each move deletes the dead letter and adds
 // the record in one transaction, so a crash leaves a record dead or queued,
-// never both and never neither.
+// never both and never neither. Each chunk (one transaction) runs on the
+// writer on its own, so appends are not held up for a whole large replay.
 func (q *Queue) ReplayDeadLetters(ctx context.Context, through Key) (Replay, error) {
 	var r Replay
-	err := q.do(ctx, func() error {
-		var err error
-		r, err = q.replay(through)
-		return err
-	})
-	return r, err
+	for from := Key(0); ; {
+		// Read only once q.do has returned nil: on ctx's end the writer may
+		// still be running the chunk.
+		var (
+			chunk Replay
+			next  Key
+		)
+		err := q.do(ctx, func() error {
+			var err error
+			next, err = q.replayChunk(from, through, &chunk)
+			return err
+		})
+		if err != nil {
+			return r, fmt.Errorf("replay dead letters: %w", err)
+		}
+		r.Replayed += chunk.Replayed
+		r.Skipped += chunk.Skipped
+		if next == 0 {
+			break
+		}
+		from = next
+	}
+	if r.Replayed+r.Skipped > 0 {
+		q.log.Info().Int64("replayed", r.Replayed).Int64("skipped", r.Skipped).Uint64("through", uint64(through)).
+			Msg("dead letters replayed")
+	}
+	return r, nil
 }
 
 // move is one dead letter on its way back to the queue.
@@ -46,33 +68,23 @@ type move struct {
 	value    []byte // the queue entry
 }
 
-// replay runs on the writer, in transactions below Badger's size limit.
-func (q *Queue) replay(through Key) (Replay, error) {
-	var r Replay
+// replayChunk moves the dead letters from from up to through that one
+// transaction takes (writer only); next is where the following chunk starts,
+// 0 when there is none.
+func (q *Queue) replayChunk(from, through Key, r *Replay) (next Key, err error) {
 	if err := q.checkDiskSpace(); err != nil {
-		return r, fmt.Errorf("replay dead letters: %w", err)
+		return 0, err
 	}
-	for from := Key(0); ; {
-		moves, skipped, next, err := q.collectReplay(from, through)
-		r.Skipped += skipped
-		if err != nil {
-			return r, err
-		}
-		if len(moves) > 0 {
-			if err := q.commitReplay(moves); err != nil {
-				return r, err
-			}
-			r.Replayed += int64(len(moves))
-		}
-		if next == 0 {
-			if r.Replayed+r.Skipped > 0 {
-				q.log.Info().Int64("replayed", r.Replayed).Int64("skipped", r.Skipped).Uint64("through", uint64(through)).
-					Msg("dead letters replayed")
-			}
-			return r, nil
-		}
-		from = next
+	moves, skipped, next, err := q.collectReplay(from, through)
+	r.Skipped += skipped
+	if err != nil || len(moves) == 0 {
+		return next, err
 	}
+	if err := q.commitReplay(moves); err != nil {
+		return 0, err
+	}
+	r.Replayed += int64(len(moves))
+	return next, nil
 }
 
 // collectReplay reads the dead letters from from up to through, as many as
@@ -93,7 +105,7 @@ func (q *Queue) collectReplay(from, through Key) (moves []move, skipped int64, n
 			}
 			v, err := item.ValueCopy(nil)
 			if err != nil {
-				return fmt.Errorf("replay dead letter %d: %w", k, err)
+				return fmt.Errorf("read dead letter %d: %w", k, err)
 			}
 			id, entry, err := replayEntry(v)
 			est := int64(len(entry)) + 2*entryOverhead
@@ -182,16 +194,16 @@ func (q *Queue) commitReplay(moves []move) error {
 			first = q.lastSeq
 		}
 		if err := txn.Delete(m.dead.bytes(deadPrefix)); err != nil {
-			return fmt.Errorf("replay dead letters: %w", err)
+			return err
 		}
 		if err := txn.Set(Key(q.lastSeq).bytes(recordPrefix), m.value); err != nil {
-			return fmt.Errorf("replay dead letters: %w", err)
+			return err
 		}
 		bytes += int64(len(m.value))
 		deadBytes += m.deadSize
 	}
 	if err := txn.Commit(); err != nil {
-		return fmt.Errorf("replay dead letters commit: %w", err)
+		return fmt.Errorf("commit: %w", err)
 	}
 	n := int64(len(moves))
 	if q.records.Add(n) == n {
