@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/rs/zerolog"
+
+	"github.com/kubernaut/datastorage/wire"
 )
 
 // Defaults for Config's zero fields.
@@ -21,8 +24,13 @@ const (
 
 // Config configures a Server. Every field documents its zero value.
 type Config struct {
-	// Listen is the API address. Zero: DefaultListen (loopback only).
+	// Listen is the API address. Zero: DefaultListen. Its host must be
+	// loopback (see IsLoopback) unless AllowRemoteWrites is set.
 	Listen string
+	// AllowRemoteWrites lets Listen be a non-loopback address: whoever can
+	// reach it writes audit records under the pod's identity. Zero (false):
+	// loopback only.
+	AllowRemoteWrites bool
 	// MetricsListen serves /metrics, /healthz and /readyz. Zero:
 	// DefaultMetricsListen. "-" disables it.
 	MetricsListen string
@@ -36,11 +44,22 @@ type Config struct {
 	// ReadTimeout bounds reading one whole request: a client that sends it
 	// slower (slowloris) is cut off. Zero: DefaultReadTimeout.
 	ReadTimeout time.Duration
+	// Access says whether the pod's identity may write a kind; a write of a
+	// kind it may not is answered 403 at once, nothing stored. It is asked on
+	// every write, so it must be cheap (forward.Access: one atomic load).
+	// Nil: every kind.
+	Access Access
 	// Logger: zero value disabled. Metrics: nil means a private set.
 	Logger  zerolog.Logger
 	Metrics *metrics.Set
 	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
+}
+
+// Access is what the server needs to know of its identity's permissions
+// (forward.Access: what the central last said).
+type Access interface {
+	Allows(kind wire.Kind) bool
 }
 
 func (c Config) withDefaults() Config {
@@ -74,6 +93,10 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("agent config: Listen %q: %w", c.Listen, err)
 	}
+	if !c.AllowRemoteWrites && !IsLoopback(c.Listen) {
+		return fmt.Errorf("agent config: Listen %q is not a loopback address: whoever reaches it writes under the pod's "+
+			"identity (set AllowRemoteWrites to allow it)", c.Listen)
+	}
 	if c.MetricsListen != "-" {
 		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
 			return fmt.Errorf("agent config: MetricsListen %q: %w", c.MetricsListen, err)
@@ -86,4 +109,19 @@ func (c Config) Validate() error {
 		return errors.New("agent config: AppendTimeout must be positive")
 	}
 	return nil
+}
+
+// IsLoopback reports whether a listen address's host is loopback only:
+// 127.0.0.0/8, ::1 or "localhost". An empty host, 0.0.0.0 or :: listens on
+// every interface and is not.
+func IsLoopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -1,7 +1,9 @@
 // Package agent is the sidecar's HTTP edge: the central's single-record API
 // (POST /api/v1/audit/{remediation,workflow}) answered from the local
-// durable queue (201 only once the record is fsynced), /healthz, /readyz,
-// the dead-letter listing (GET /api/v1/deadletter, loopback callers only)
+// durable queue (201 only once the record is fsynced; 403 at once for a kind
+// the identity may not write, per Config.Access), /healthz, /readyz,
+// the dead letters for loopback callers only (GET and DELETE
+// /api/v1/deadletter, POST /api/v1/deadletter/replay)
 // and /metrics. The queue lives in agent/queue, the forwarder in
 // agent/forward; cmd/agent wires the three together.
 //

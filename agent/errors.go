@@ -21,16 +21,36 @@ var (
 	errUnsupportedEncoding  = errors.New("unsupported content encoding")
 )
 
+// refusedKindError is a write of a kind the pod's identity may not write,
+// as the central last said (Config.Access).
+type refusedKindError struct {
+	identity string // "namespace/name", or "" when the token did not say
+	kind     wire.Kind
+}
+
+func (e *refusedKindError) Error() string {
+	who := e.identity
+	if who == "" {
+		who = "this service account"
+	}
+	return who + " may not write " + string(e.kind) + " audits"
+}
+
 // writeError is the one place that maps an error to a status and a JSON
 // body; it logs what the client is not told.
 func (s *Server) writeError(ctx *fasthttp.RequestCtx, err error) {
 	var (
-		body *wire.ErrorBody
-		verr *wire.ValidationError
+		body    *wire.ErrorBody
+		verr    *wire.ValidationError
+		refused *refusedKindError
 	)
 	switch {
 	case errors.As(err, &verr):
 		body = verr.Body()
+	case errors.As(err, &refused):
+		// The central's message for the same refusal of a batch item.
+		body = &wire.ErrorBody{Error: wire.CodeAuthorizationFailed, Message: refused.Error()}
+		s.cfg.Metrics.GetOrCreateCounter(`agent_records_refused_total{kind="` + string(refused.kind) + `"}`).Inc()
 	case errors.Is(err, errNotFound):
 		body = wire.NotFound()
 	case errors.Is(err, errMethodNotAllowed):

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -136,6 +138,8 @@ func (s *Server) handleAPI(ctx *fasthttp.RequestCtx) {
 		s.handleWrite(ctx, wire.KindWorkflow)
 	case "/api/v1/deadletter":
 		s.handleDeadLetters(ctx)
+	case "/api/v1/deadletter/replay":
+		s.handleReplay(ctx)
 	case "/healthz", "/readyz":
 		s.handleHealth(ctx, path)
 	default:
@@ -165,6 +169,11 @@ func (s *Server) handleWrite(ctx *fasthttp.RequestCtx, kind wire.Kind) {
 	if !ctx.IsPost() {
 		ctx.Response.Header.Set("Allow", "POST")
 		s.writeError(ctx, errMethodNotAllowed)
+		return
+	}
+	// The central would refuse it: say so now rather than buffer it for a dead letter.
+	if s.cfg.Access != nil && !s.cfg.Access.Allows(kind) {
+		s.writeError(ctx, &refusedKindError{identity: s.cfg.ServiceAccount, kind: kind})
 		return
 	}
 	if ct := ctx.Request.Header.ContentType(); len(ct) > 0 && !edge.IsJSON(string(ct)) {
@@ -273,18 +282,54 @@ func (s *Server) handleDeadLetters(ctx *fasthttp.RequestCtx) {
 // given as "through" (required, so that one listed and saved is never
 // confused with all), and answers {"deleted":N}.
 func (s *Server) deleteDeadLetters(ctx *fasthttp.RequestCtx) {
-	through, err := strconv.ParseUint(string(ctx.QueryArgs().Peek("through")), 10, 64)
-	if err != nil || through == 0 {
-		s.writeError(ctx, &wire.ValidationError{Field: "through",
-			Message: "through must be the seq of the last dead letter to delete (a positive integer, as GET lists them)"})
+	through, err := throughArg(ctx, "delete")
+	if err != nil {
+		s.writeError(ctx, err)
 		return
 	}
-	n, err := s.q.DeleteDeadLetters(ctx, queue.Key(through))
+	n, err := s.q.DeleteDeadLetters(ctx, through)
 	if err != nil {
 		s.writeError(ctx, err)
 		return
 	}
 	s.writeJSON(ctx, fasthttp.StatusOK, DeadLetterDeletion{Deleted: n})
+}
+
+// handleReplay is POST /api/v1/deadletter/replay?through=SEQ, for loopback
+// callers only: the dead letters up to and including SEQ go back into the
+// queue (once whatever made the central refuse them is fixed), and the
+// answer is {"replayed":N,"skipped":M}; skipped ones stay.
+func (s *Server) handleReplay(ctx *fasthttp.RequestCtx) {
+	if !ctx.RemoteIP().IsLoopback() {
+		s.writeError(ctx, errNotFound)
+		return
+	}
+	if !ctx.IsPost() {
+		ctx.Response.Header.Set("Allow", "POST")
+		s.writeError(ctx, errMethodNotAllowed)
+		return
+	}
+	through, err := throughArg(ctx, "replay")
+	if err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	r, err := s.q.ReplayDeadLetters(ctx, through)
+	if err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	s.writeJSON(ctx, fasthttp.StatusOK, r)
+}
+
+// throughArg is the required "through" seq: the decimal digits GET lists.
+func throughArg(ctx *fasthttp.RequestCtx, verb string) (queue.Key, error) {
+	through, err := strconv.ParseUint(string(ctx.QueryArgs().Peek("through")), 10, 64)
+	if err != nil || through == 0 {
+		return 0, &wire.ValidationError{Field: "through",
+			Message: "through must be the seq of the last dead letter to " + verb + " (its decimal digits, as GET lists them)"}
+	}
+	return queue.Key(through), nil
 }
 
 // DeadLetterDeletion is the body of DELETE /api/v1/deadletter.
@@ -311,7 +356,46 @@ func (s *Server) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 }
 
 // fasthttpLogger sends fasthttp's connection errors to zerolog at debug
-// level: they are the client's problem, already answered.
+// level: they are the client's problem, already answered. It logs fasthttp's
+// format string (a constant) and a class for each error argument, never the
+// arguments themselves: for a request it could not parse, fasthttp's error
+// quotes the request buffer, bearer token and record included.
 type fasthttpLogger struct{ log zerolog.Logger }
 
-func (l fasthttpLogger) Printf(format string, args ...any) { l.log.Debug().Msgf(format, args...) }
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	ev := l.log.Debug()
+	if !ev.Enabled() {
+		return
+	}
+	for _, a := range args {
+		if err, ok := a.(error); ok {
+			ev = ev.Str("class", connErrorClass(err))
+		}
+	}
+	ev.Str("fasthttp", format).Msg("http connection error")
+}
+
+// connErrorClass names an error of fasthttp's without repeating its text.
+func connErrorClass(err error) string {
+	var (
+		netErr net.Error
+		small  *fasthttp.ErrSmallBuffer
+	)
+	switch msg := err.Error(); {
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return "timeout"
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		return "body_too_large"
+	case errors.As(err, &small):
+		return "headers_too_large"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return "connection_closed"
+	case strings.HasPrefix(msg, "error when reading request headers"):
+		return "malformed_headers"
+	case strings.HasPrefix(msg, "error when reading request body"):
+		return "malformed_body"
+	default:
+		return "other"
+	}
+}

@@ -3,9 +3,12 @@ package agent_test
 import (
 	"context"
 	"encoding/base64"
+	stdjson "encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +30,13 @@ func start(t *testing.T, qcfg queue.Config) (*queue.Queue, string) {
 // startWith starts a server with cfg's fields over the test defaults.
 func startWith(t *testing.T, qcfg queue.Config, cfg agent.Config) (*queue.Queue, string) {
 	t.Helper()
+	q, srv := startServer(t, qcfg, cfg)
+	return q, "http://" + srv.Addr()
+}
+
+// startServer is startWith returning the server.
+func startServer(t *testing.T, qcfg queue.Config, cfg agent.Config) (*queue.Queue, *agent.Server) {
+	t.Helper()
 	if qcfg.Dir == "" {
 		qcfg.Dir = t.TempDir()
 	}
@@ -40,7 +50,7 @@ func startWith(t *testing.T, qcfg queue.Config, cfg agent.Config) (*queue.Queue,
 		require.NoError(t, srv.Close(context.Background()))
 		require.NoError(t, q.Close(context.Background()))
 	})
-	return q, "http://" + srv.Addr()
+	return q, srv
 }
 
 func post(t *testing.T, url, body string, hdr ...string) (*http.Response, []byte) {
@@ -234,4 +244,161 @@ func TestServiceAccountFromToken(t *testing.T) {
 	assert.Equal(t, "", agent.ServiceAccountFromToken(jwt(`{"sub":"alice"}`)))
 	assert.Equal(t, "", agent.ServiceAccountFromToken("not-a-jwt"))
 	assert.Equal(t, "", agent.ServiceAccountFromToken(jwt(`not json`)))
+}
+
+// Sequences are Unix-nanosecond keys, above 2^53: a JSON tool that reads
+// numbers as float64 (jq, JavaScript) would round one and then delete the
+// wrong range.
+func TestServer_DeadLetterSeqIsAStringThatJSONNumberToolsKeepExact(t *testing.T) {
+	const seq = 1764412345678901249 // as a float64: …248, below it
+	require.NotEqual(t, uint64(seq), uint64(float64(seq)), "the test needs a seq a float64 changes")
+	q, base := startWith(t, queue.Config{Now: func() time.Time { return time.Unix(0, seq) }}, agent.Config{})
+	resp, _ := post(t, base+"/api/v1/audit/remediation", remediation)
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	got, err := q.Read(context.Background(), 10, 1<<20)
+	require.NoError(t, err)
+	require.Equal(t, queue.Key(seq), got[0].Key)
+	require.NoError(t, q.DeadLetter(context.Background(), got, "validation_failed: nope"))
+
+	r, err := http.Get(base + "/api/v1/deadletter")
+	require.NoError(t, err)
+	body, err := io.ReadAll(r.Body)
+	r.Body.Close()
+	require.NoError(t, err)
+	assert.Contains(t, string(body), `"seq":"1764412345678901249"`)
+
+	// What a script does: decode the list as untyped JSON, print the seq, pass it back.
+	var list struct {
+		DeadLetters []map[string]any `json:"deadLetters"`
+	}
+	require.NoError(t, stdjson.Unmarshal(body, &list))
+	require.Len(t, list.DeadLetters, 1)
+	var through string
+	switch v := list.DeadLetters[0]["seq"].(type) {
+	case string:
+		through = v
+	case float64:
+		through = strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	req, err := http.NewRequest(http.MethodDelete, base+"/api/v1/deadletter?through="+through, nil)
+	require.NoError(t, err)
+	r, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, _ = io.ReadAll(r.Body)
+	r.Body.Close()
+	require.Equal(t, http.StatusOK, r.StatusCode, string(body))
+	assert.JSONEq(t, `{"deleted":1}`, string(body), "through=%s", through)
+	assert.Zero(t, q.DeadLetters())
+}
+
+// onlyKinds is an agent.Access that allows the kinds it holds.
+type onlyKinds map[wire.Kind]bool
+
+func (o onlyKinds) Allows(k wire.Kind) bool { return o[k] }
+
+func TestServer_RefusesAKindItsIdentityMayNotWriteAtOnceAndStoresNothing(t *testing.T) {
+	q, base := startWith(t, queue.Config{}, agent.Config{Access: onlyKinds{wire.KindRemediation: true}})
+	resp, body := post(t, base+"/api/v1/audit/workflow", `{"workflowID":"wf-1","stepName":"scale","stepStatus":"completed"}`)
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+	assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+	assert.JSONEq(t, `{"error":"authorization_failed","message":"ns/gateway-sa may not write workflow audits"}`, string(body))
+	assert.Zero(t, q.Depth().Records, "nothing stored")
+
+	resp, body = post(t, base+"/api/v1/audit/remediation", remediation)
+	assert.Equal(t, http.StatusCreated, resp.StatusCode, string(body))
+	assert.EqualValues(t, 1, q.Depth().Records)
+}
+
+// send makes a request with no body and returns the status and body.
+func send(t *testing.T, method, url string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	require.NoError(t, err)
+	r, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer r.Body.Close()
+	b, err := io.ReadAll(r.Body)
+	require.NoError(t, err)
+	return r.StatusCode, r.Header, string(b)
+}
+
+// deadLetters buffers n remediation records through the API and
+// dead-letters them, oldest first.
+func deadLetters(t *testing.T, q *queue.Queue, base string, n int) []queue.Entry {
+	t.Helper()
+	for range n {
+		resp, body := post(t, base+"/api/v1/audit/remediation", remediation)
+		require.Equal(t, http.StatusCreated, resp.StatusCode, string(body))
+	}
+	got, err := q.Read(context.Background(), n, 1<<20)
+	require.NoError(t, err)
+	require.Len(t, got, n)
+	require.NoError(t, q.DeadLetter(context.Background(), got, "authorization_failed: ns/gateway-sa may not write remediation audits"))
+	return got
+}
+
+func TestServer_ReplaysDeadLettersThroughASeq(t *testing.T) {
+	q, base := start(t, queue.Config{})
+	dead := deadLetters(t, q, base, 2)
+	url := base + "/api/v1/deadletter/replay"
+
+	for _, query := range []string{"", "?through=", "?through=abc", "?through=0", "?through=-5", "?through=1e18", "?through=18446744073709551616"} {
+		code, _, body := send(t, http.MethodPost, url+query)
+		assert.Equal(t, http.StatusBadRequest, code, "%s: %s", query, body)
+		assert.Contains(t, body, `"field":"through"`, query)
+	}
+	code, hdr, _ := send(t, http.MethodGet, url+"?through=1")
+	assert.Equal(t, http.StatusMethodNotAllowed, code)
+	assert.Equal(t, "POST", hdr.Get("Allow"))
+	assert.EqualValues(t, 2, q.DeadLetters(), "nothing replayed by a refused request")
+
+	code, _, body := send(t, http.MethodPost, url+"?through="+strconv.FormatUint(uint64(dead[0].Key), 10))
+	require.Equal(t, http.StatusOK, code, body)
+	assert.JSONEq(t, `{"replayed":1,"skipped":0}`, body)
+	assert.EqualValues(t, 1, q.DeadLetters())
+	got, err := q.Read(context.Background(), 10, 1<<20)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.Equal(t, dead[0].ID, got[0].ID, "the same ID: the central stores it once")
+	assert.Equal(t, string(dead[0].Item[len(dead[0].Item)-len(remediation)-1:]), string(got[0].Item[len(got[0].Item)-len(remediation)-1:]))
+}
+
+// remoteListener makes every caller look as if it came from 10.1.2.3.
+type remoteListener struct{ net.Listener }
+
+func (l remoteListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return remoteConn{c}, nil
+}
+
+type remoteConn struct{ net.Conn }
+
+func (remoteConn) RemoteAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 40000} }
+
+// With --allow-remote-writes others may write; the dead letters stay the
+// pod's business.
+func TestServer_AnswersDeadLetterRequestsFromLoopbackOnly(t *testing.T) {
+	q, srv := startServer(t, queue.Config{}, agent.Config{})
+	dead := deadLetters(t, q, "http://"+srv.Addr(), 1)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	agent.ServeAPIOn(srv, remoteListener{ln})
+	remote := "http://" + ln.Addr().String()
+	through := "?through=" + strconv.FormatUint(uint64(dead[0].Key), 10)
+
+	for _, c := range []struct{ method, path string }{
+		{http.MethodGet, "/api/v1/deadletter"},
+		{http.MethodDelete, "/api/v1/deadletter" + through},
+		{http.MethodPost, "/api/v1/deadletter/replay" + through},
+	} {
+		code, _, body := send(t, c.method, remote+c.path)
+		assert.Equal(t, http.StatusNotFound, code, "%s %s: %s", c.method, c.path, body)
+	}
+	assert.EqualValues(t, 1, q.DeadLetters())
+	assert.Zero(t, q.Depth().Records)
+	resp, body := post(t, remote+"/api/v1/audit/remediation", remediation)
+	assert.Equal(t, http.StatusCreated, resp.StatusCode, "writes are not loopback-only here: %s", body)
 }

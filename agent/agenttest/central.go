@@ -1,8 +1,10 @@
 // Package agenttest holds test helpers for the agent. Central is an in-process stand-in for the central's
-// POST /api/v1/audit/batch, faithful to the contract the forwarder is built
+// POST /api/v1/audit/batch and GET /api/v1/access, faithful to the contract the forwarder is built
 // against: zstd or gzip bodies, wire.DecodeBatch, one result per record
-// (persisted, duplicate by ID, rejected with the validation error), bearer
-// token check, a record-count limit (413), and scripted failures. For tests only.
+// (persisted, duplicate by ID, rejected with the validation error, or with
+// authorization_failed for a kind the caller may not write), bearer token
+// check, per-token grants (403 for a caller that may write no kind), a
+// record-count limit (413), and scripted failures. For tests only.
 package agenttest
 
 import (
@@ -14,6 +16,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -24,10 +27,12 @@ import (
 	"github.com/kubernaut/datastorage/wire"
 )
 
-// Reply is a scripted answer to one request.
+// Reply is a scripted answer to one batch request.
 type Reply struct {
 	Status     int
 	RetryAfter string
+	// Body is the error body; nil: the usual one for Status.
+	Body *wire.ErrorBody
 }
 
 // Central records what it stored.
@@ -42,7 +47,32 @@ type Central struct {
 	stored   map[string]wire.Record
 	order    []string
 	requests []Request
+
+	grants       map[string]Grant // by token
+	accessStatus int
+	accessReqs   []Request
 }
+
+// Actions a grant may hold, as the central's allow-list names them.
+const (
+	WriteRemediation = "write:remediation"
+	WriteWorkflow    = "write:workflow"
+	ReadSimilar      = "read:similar"
+)
+
+// Grant is what one token's caller is and may do.
+type Grant struct {
+	Identity string   // "namespace/name"
+	Actions  []string // WriteRemediation, WriteWorkflow, ReadSimilar
+}
+
+// DefaultIdentity is the identity of a token without a grant, which may do
+// everything.
+const DefaultIdentity = "test/writer"
+
+func (g Grant) may(action string) bool { return slices.Contains(g.Actions, action) }
+
+func (g Grant) writesAnything() bool { return g.may(WriteRemediation) || g.may(WriteWorkflow) }
 
 // Request is what one POST carried.
 type Request struct {
@@ -54,7 +84,7 @@ type Request struct {
 
 // NewCentral starts a fake central. token "" accepts any caller.
 func NewCentral(token string) *Central {
-	c := &Central{token: token, stored: map[string]wire.Record{}}
+	c := &Central{token: token, stored: map[string]wire.Record{}, grants: map[string]Grant{}}
 	c.Server = httptest.NewServer(http.HandlerFunc(c.handle))
 	return c
 }
@@ -62,7 +92,7 @@ func NewCentral(token string) *Central {
 // NewTLSCentral starts a fake central over https with httptest's
 // self-signed certificate (valid for 127.0.0.1); WriteCAFile saves it as PEM.
 func NewTLSCentral(token string) *Central {
-	c := &Central{token: token, stored: map[string]wire.Record{}}
+	c := &Central{token: token, stored: map[string]wire.Record{}, grants: map[string]Grant{}}
 	c.Server = httptest.NewTLSServer(http.HandlerFunc(c.handle))
 	return c
 }
@@ -94,6 +124,41 @@ func (c *Central) Reject(fn func(wire.Record) *wire.ErrorBody) {
 	c.mu.Unlock()
 }
 
+// Grant sets what the caller with token is and may do, as an operator
+// changes RBAC: batch items of a kind it may not write are rejected with
+// authorization_failed (the others are stored), a caller that may write no
+// kind gets 403 for the whole batch, and GET /api/v1/access lists actions.
+// A token without a grant may do everything, as DefaultIdentity.
+func (c *Central) Grant(token, identity string, actions ...string) {
+	c.mu.Lock()
+	c.grants[token] = Grant{Identity: identity, Actions: actions}
+	c.mu.Unlock()
+}
+
+// SetAccessStatus makes GET /api/v1/access answer status with its error body
+// (404: a central older than the endpoint; 503: unavailable); 0 restores the
+// contract's 200.
+func (c *Central) SetAccessStatus(status int) {
+	c.mu.Lock()
+	c.accessStatus = status
+	c.mu.Unlock()
+}
+
+// AccessRequests is every GET /api/v1/access received (Requests has the
+// batches only).
+func (c *Central) AccessRequests() []Request {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Request(nil), c.accessReqs...)
+}
+
+func (c *Central) grant(token string) Grant {
+	if g, ok := c.grants[token]; ok {
+		return g
+	}
+	return Grant{Identity: DefaultIdentity, Actions: []string{WriteRemediation, WriteWorkflow, ReadSimilar}}
+}
+
 // Stored is the stored IDs in arrival order.
 func (c *Central) Stored() []string {
 	c.mu.Lock()
@@ -122,9 +187,44 @@ func (c *Central) handle(w http.ResponseWriter, r *http.Request) {
 	req := Request{At: time.Now()}
 	tok, _ := cutBearer(r.Header.Get("Authorization"))
 	req.Token = tok
+	if r.URL.Path == "/api/v1/access" {
+		req.Status = c.serveAccess(w, r, tok)
+		c.accessReqs = append(c.accessReqs, req)
+		return
+	}
 	status := c.serve(w, r, &req)
 	req.Status = status
 	c.requests = append(c.requests, req)
+}
+
+// serveAccess is GET /api/v1/access: the caller's identity and actions.
+func (c *Central) serveAccess(w http.ResponseWriter, r *http.Request, tok string) int {
+	if r.Method != http.MethodGet {
+		return writeErr(w, wire.MethodNotAllowed())
+	}
+	switch c.accessStatus {
+	case 0:
+	case http.StatusNotFound:
+		return writeErr(w, wire.NotFound())
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", "1")
+		return writeErr(w, wire.ServiceUnavailable(""))
+	case http.StatusUnauthorized:
+		return writeErr(w, wire.AuthenticationFailed())
+	default:
+		return writeErr(w, wire.InternalError("scripted"))
+	}
+	if c.token != "" && tok != c.token {
+		return writeErr(w, wire.AuthenticationFailed())
+	}
+	g := c.grant(tok)
+	b, _ := json.Marshal(struct {
+		Identity string   `json:"identity"`
+		Actions  []string `json:"actions"`
+	}{g.Identity, append(make([]string, 0, len(g.Actions)), g.Actions...)})
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+	return http.StatusOK
 }
 
 func cutBearer(h string) (string, bool) {
@@ -180,6 +280,9 @@ func (c *Central) serve(w http.ResponseWriter, r *http.Request, req *Request) in
 		case 503:
 			body = wire.ServiceUnavailable("scripted")
 		}
+		if s.Body != nil {
+			body = s.Body
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(s.Status)
 		_, _ = w.Write(body.Marshal())
@@ -187,6 +290,10 @@ func (c *Central) serve(w http.ResponseWriter, r *http.Request, req *Request) in
 	}
 	if c.token != "" && req.Token != c.token {
 		return writeErr(w, wire.AuthenticationFailed())
+	}
+	g := c.grant(req.Token)
+	if !g.writesAnything() {
+		return writeErr(w, wire.AuthorizationFailed())
 	}
 	if derr != nil {
 		if verr, ok := derr.(*wire.ValidationError); ok {
@@ -198,10 +305,14 @@ func (c *Central) serve(w http.ResponseWriter, r *http.Request, req *Request) in
 		return writeErr(w, wire.PayloadTooLarge("Batch of "+strconv.Itoa(len(batch.Records))+" records exceeds the burst"))
 	}
 	var resp wire.BatchResponse
-	for _, it := range batch.Records {
+	for i, it := range batch.Records {
 		rec, err := it.Decode(time.Now())
 		res := wire.ItemResult{ID: it.ID}
+		kind, kerr := wire.ParseKind(string(it.Kind))
 		switch {
+		case kerr == nil && !g.may("write:"+string(kind)):
+			res.Status, res.Error = wire.StatusRejected, &wire.ErrorBody{Error: wire.CodeAuthorizationFailed,
+				Message: g.Identity + " may not write " + string(kind) + " audits", Field: "records[" + strconv.Itoa(i) + "].kind"}
 		case err != nil:
 			res.Status, res.Error = wire.StatusRejected, err.(*wire.ValidationError).Body()
 		case c.reject != nil && c.reject(rec) != nil:

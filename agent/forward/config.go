@@ -22,6 +22,7 @@ const (
 	DefaultRequestTimeout  = 15 * time.Second
 	DefaultMinBackoff      = 250 * time.Millisecond
 	DefaultMaxBackoff      = 30 * time.Second
+	DefaultAccessRefresh   = time.Minute
 	// MaxRetryAfter caps a central's Retry-After.
 	MaxRetryAfter = 5 * time.Minute
 )
@@ -56,6 +57,12 @@ type Config struct {
 	RequestTimeout time.Duration
 	// MinBackoff, MaxBackoff bound the exponential backoff. Zero: defaults.
 	MinBackoff, MaxBackoff time.Duration
+	// AccessRefresh is how often the central is asked which kinds the
+	// identity may write (GET /api/v1/access, see Access); it is also asked
+	// at start and soon after a refusal for authorization. Zero:
+	// DefaultAccessRefresh (1m). Negative: never (every kind is accepted
+	// and the central decides per record).
+	AccessRefresh time.Duration
 	// Client sends the requests. Nil: a client with its own transport that
 	// trusts CAFile (Insecure and CAFile still govern the URL check).
 	Client *http.Client
@@ -84,6 +91,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = DefaultMaxBackoff
+	}
+	if c.AccessRefresh == 0 {
+		c.AccessRefresh = DefaultAccessRefresh
 	}
 	if c.Metrics == nil {
 		c.Metrics = metrics.NewSet()

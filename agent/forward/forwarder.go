@@ -42,6 +42,9 @@ type Forwarder struct {
 	url   string
 	token *tokenfile.Source // nil without a token file
 	enc   *zstd.Encoder
+	// access asks the central what the identity may write; the loop only
+	// prompts it after a refusal for authorization.
+	access *Access
 
 	cancel   context.CancelFunc
 	draining chan struct{}
@@ -82,13 +85,15 @@ func New(cfg Config, q Queue) (*Forwarder, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := cfg.Metrics
+	token := tokenSource(cfg.TokenFile)
 	f := &Forwarder{
 		cfg:         cfg,
 		q:           q,
 		log:         cfg.Logger.With().Str("component", "forwarder").Logger(),
 		url:         strings.TrimRight(cfg.CentralURL, "/") + "/api/v1/audit/batch",
-		token:       tokenSource(cfg.TokenFile),
+		token:       token,
 		enc:         enc,
+		access:      newAccess(cfg, cfg.Client, token),
 		cancel:      cancel,
 		draining:    make(chan struct{}),
 		done:        make(chan struct{}),
@@ -102,8 +107,17 @@ func New(cfg Config, q Queue) (*Forwarder, error) {
 		mRequest:    s.NewHistogram("agent_forward_request_seconds"),
 	}
 	go f.run(ctx)
+	if cfg.AccessRefresh > 0 {
+		go f.access.run(ctx)
+	} else {
+		close(f.access.done)
+	}
 	return f, nil
 }
+
+// Access is what the central said the identity may write, for the agent's
+// edge (agent.Config.Access). It lives as long as the Forwarder.
+func (f *Forwarder) Access() *Access { return f.access }
 
 // Close stops taking new batches after the queue is empty: it forwards what
 // it can until ctx ends, then abandons the batch in flight (it stays on disk
@@ -117,6 +131,7 @@ func (f *Forwarder) Close(ctx context.Context) error {
 		<-f.done
 	}
 	f.cancel()
+	<-f.access.done
 	return nil
 }
 
@@ -212,6 +227,9 @@ func (f *Forwarder) deliver(ctx context.Context, entries []queue.Entry) error {
 	for {
 		out := f.send(ctx, body, entries, forceToken)
 		f.noteOutcome(out, len(entries))
+		if out.class == classForbidden {
+			f.access.askSoon() // RBAC changed: the edge should know
+		}
 		forceToken = out.class == classUnauthorized
 		var wait time.Duration
 		switch out.kind {
@@ -257,15 +275,19 @@ func (f *Forwarder) settle(ctx context.Context, entries []queue.Entry, results [
 	defer cancel()
 	byReason := map[string][]queue.Entry{}
 	var reasons []string
-	var dup int
+	var dup, rejected int
 	for i, r := range results {
 		switch r.Status {
 		case wire.StatusRejected:
+			if r.Error != nil && r.Error.Error == wire.CodeAuthorizationFailed {
+				f.access.askSoon()
+			}
 			reason := rejectReason(r.Error)
 			if byReason[reason] == nil {
 				reasons = append(reasons, reason)
 			}
 			byReason[reason] = append(byReason[reason], entries[i])
+			rejected++
 		case wire.StatusDuplicate:
 			dup++
 		}
@@ -283,22 +305,38 @@ func (f *Forwarder) settle(ctx context.Context, entries []queue.Entry, results [
 	}
 	f.mBatches.Inc()
 	f.mBatchRecs.Update(float64(len(entries)))
-	f.mRecords.Add(len(entries) - len(byReason))
+	f.mRecords.Add(len(entries) - rejected)
 	f.mDuplicates.Add(dup)
 	return nil
 }
 
 // rejectReason is the dead-letter reason of a rejected record: the error
 // code first (it doubles as the metric label), then the message and field.
+// The field loses its "records[i]." prefix: a position in one batch means
+// nothing later, and records refused alike then share one reason (and one
+// dead-letter transaction).
 func rejectReason(b *wire.ErrorBody) string {
 	if b == nil {
 		return "rejected: no reason given"
 	}
 	s := b.Error + ": " + b.Message
-	if b.Field != "" {
-		s += " (field " + b.Field + ")"
+	if field := withoutBatchIndex(b.Field); field != "" {
+		s += " (field " + field + ")"
 	}
 	return s
+}
+
+// withoutBatchIndex is "kind" for "records[3].kind".
+func withoutBatchIndex(field string) string {
+	rest, ok := strings.CutPrefix(field, "records[")
+	if !ok {
+		return field
+	}
+	i := strings.Index(rest, "].")
+	if i < 1 || strings.Trim(rest[:i], "0123456789") != "" {
+		return field
+	}
+	return rest[i+2:]
 }
 
 // noteOutcome counts failures and logs a change of state once.

@@ -3,6 +3,7 @@ package forward_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -17,6 +20,7 @@ import (
 	fakecentral "github.com/kubernaut/datastorage/agent/agenttest"
 	"github.com/kubernaut/datastorage/agent/forward"
 	"github.com/kubernaut/datastorage/agent/queue"
+	"github.com/kubernaut/datastorage/internal/syncbuf"
 	"github.com/kubernaut/datastorage/wire"
 )
 
@@ -35,8 +39,15 @@ type harness struct {
 
 func setup(t *testing.T, cfg forward.Config) (*harness, *forward.Forwarder) {
 	t.Helper()
-	h := &harness{central: fakecentral.NewCentral("tok-1"), token: filepath.Join(t.TempDir(), "token")}
-	t.Cleanup(h.central.Close)
+	central := fakecentral.NewCentral("tok-1")
+	t.Cleanup(central.Close)
+	return setupWith(t, central, cfg)
+}
+
+// setupWith is setup against a central of the caller's, which accepts "tok-1".
+func setupWith(t *testing.T, central *fakecentral.Central, cfg forward.Config) (*harness, *forward.Forwarder) {
+	t.Helper()
+	h := &harness{central: central, token: filepath.Join(t.TempDir(), "token")}
 	require.NoError(t, os.WriteFile(h.token, []byte("tok-1\n"), 0o600))
 	q, err := queue.Open(queue.Config{Dir: t.TempDir()})
 	require.NoError(t, err)
@@ -272,4 +283,113 @@ func TestNew_RefusesPlainHTTPUnlessInsecureAndABadCAFile(t *testing.T) {
 	require.ErrorContains(t, err, "no PEM certificate")
 	_, err = forward.New(forward.Config{CentralURL: "https://central:8080", CAFile: filepath.Join(t.TempDir(), "missing")}, q)
 	require.ErrorContains(t, err, "CA file")
+}
+
+// The central's messages may quote a record ("… (got 1e999)"): they are kept
+// in the dead letter for the operator, never written to the log.
+func TestForwarder_LogsNoRecordContentEvenAtDebug(t *testing.T) {
+	const marker = "M4RKER-rec0rd-c0ntent"
+	logs := &syncbuf.Buffer{}
+	log := zerolog.New(logs).Level(zerolog.DebugLevel)
+	central := fakecentral.NewCentral("")
+	t.Cleanup(central.Close)
+	q, err := queue.Open(queue.Config{Dir: t.TempDir(), Logger: log})
+	require.NoError(t, err)
+	f, err := forward.New(forward.Config{CentralURL: central.URL, Insecure: true, Linger: time.Millisecond,
+		MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Logger: log}, q)
+	require.NoError(t, err)
+
+	recs := records(t, 2)
+	central.Script(fakecentral.Reply{Status: 400, Body: wire.ValidationFailed("records", "Malformed JSON (got "+marker+")")})
+	central.Reject(func(r wire.Record) *wire.ErrorBody {
+		if r.ID == recs[0].ID {
+			return wire.ValidationFailed("record.reasoning", "Reasoning must be a string (got "+marker+")")
+		}
+		return nil
+	})
+	require.NoError(t, q.Append(context.Background(), recs))
+	require.Eventually(t, func() bool { return q.Depth().Records == 0 }, 10*time.Second, 5*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, f.Close(ctx))
+	dead, err := q.ListDeadLetters(ctx, 0)
+	require.NoError(t, err)
+	require.NoError(t, q.Close(ctx))
+
+	require.Len(t, dead, 1)
+	assert.Contains(t, dead[0].Reason, marker, "the operator sees the central's message in the dead letter")
+	out := logs.String()
+	require.Contains(t, out, "record dead-lettered")
+	require.Contains(t, out, "forwarding failed")
+	for i, line := range strings.Split(out, "\n") {
+		assert.NotContains(t, line, marker, "log line %d", i+1)
+	}
+}
+
+func workflowRecords(t *testing.T, n int) []wire.RawRecord {
+	t.Helper()
+	out := make([]wire.RawRecord, n)
+	for i := range out {
+		out[i] = wire.RawRecord{ID: wire.NewID(), Kind: wire.KindWorkflow, ReceivedAt: time.Now().UTC(),
+			Body: []byte(`{"workflowID":"wf-1","stepName":"scale","stepStatus":"completed"}`)}
+	}
+	return out
+}
+
+func TestForwarder_DeadLettersRecordsOfAKindTheCallerMayNotWriteAndDeliversTheRest(t *testing.T) {
+	set := metrics.NewSet()
+	h, _ := setup(t, forward.Config{Metrics: set, BatchMaxRecords: 10})
+	h.central.Grant("tok-1", "ns/gateway-sa", fakecentral.WriteRemediation)
+	rem, wf := records(t, 3), workflowRecords(t, 2)
+	all := []wire.RawRecord{rem[0], wf[0], rem[1], wf[1], rem[2]}
+	require.NoError(t, h.q.Append(context.Background(), all))
+
+	assert.Equal(t, idsOf(rem), h.drained(t), "the permitted records are delivered")
+	assert.Len(t, h.central.Requests(), 1, "a refused record holds up nothing: no retry")
+	dead, err := h.q.ListDeadLetters(context.Background(), 0)
+	require.NoError(t, err)
+	require.Len(t, dead, 2)
+	for i, d := range dead {
+		assert.Equal(t, wf[i].ID, d.ID)
+		assert.Equal(t, "authorization_failed: ns/gateway-sa may not write workflow audits (field kind)", d.Reason,
+			"one reason for the kind, not one per position in a batch")
+	}
+	assert.EqualValues(t, 3, set.GetOrCreateCounter("agent_forward_records_total").Get(), "delivered records")
+	assert.EqualValues(t, 2, set.GetOrCreateCounter("agent_forward_deadlettered_records_total").Get())
+}
+
+func TestForwarder_KeepsRetryingABatchRefusedWholeUntilRBACIsFixed(t *testing.T) {
+	h, _ := setup(t, forward.Config{})
+	h.central.Grant("tok-1", "ns/gateway-sa", fakecentral.ReadSimilar)
+	recs := records(t, 3)
+	require.NoError(t, h.q.Append(context.Background(), recs))
+	require.Eventually(t, func() bool { return len(h.central.Requests()) >= 3 }, 5*time.Second, 5*time.Millisecond)
+	for _, r := range h.central.Requests() {
+		assert.Equal(t, http.StatusForbidden, r.Status)
+	}
+	assert.EqualValues(t, 3, h.q.Depth().Records, "a 403 for the whole batch drops nothing")
+	assert.Zero(t, h.q.DeadLetters())
+
+	h.central.Grant("tok-1", "ns/gateway-sa", fakecentral.WriteRemediation)
+	assert.Equal(t, idsOf(recs), h.drained(t))
+}
+
+// A batch can hold more refused records than one Badger transaction takes
+// (4 MiB of batch, ~600 KiB of transaction): dead-lettering them must not
+// fail and wedge the queue behind them.
+func TestForwarder_DeadLettersARefusedBatchLargerThanOneTransaction(t *testing.T) {
+	h, _ := setup(t, forward.Config{BatchMaxRecords: 500})
+	h.central.Grant("tok-1", "ns/gateway-sa", fakecentral.WriteRemediation)
+	big := `{"workflowID":"wf-1","stepName":"scale","stepStatus":"failed","errorMessage":"` + strings.Repeat("e", 4<<10) + `"}`
+	var wf []wire.RawRecord
+	for range 250 { // ~1 MiB
+		wf = append(wf, wire.RawRecord{ID: wire.NewID(), Kind: wire.KindWorkflow, ReceivedAt: time.Now().UTC(), Body: []byte(big)})
+	}
+	for i := 0; i < len(wf); i += 50 {
+		require.NoError(t, h.q.Append(context.Background(), wf[i:i+50]))
+	}
+	after := records(t, 1)
+	require.NoError(t, h.q.Append(context.Background(), after))
+	assert.Equal(t, idsOf(after), h.drained(t))
+	assert.EqualValues(t, 250, h.q.DeadLetters())
 }

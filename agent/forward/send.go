@@ -87,7 +87,7 @@ func (f *Forwarder) send(ctx context.Context, body []byte, entries []queue.Entry
 		return outcome{kind: kindRetry, class: classNetwork, err: fmt.Errorf("read answer: %w", err)}
 	}
 	status := resp.StatusCode
-	statusErr := fmt.Errorf("central answered %d: %s", status, errorMessage(answer))
+	statusErr := fmt.Errorf("central answered %d: %s", status, errorSummary(answer))
 	switch {
 	case status == http.StatusOK:
 		results, err := checkResults(answer, entries)
@@ -151,6 +151,24 @@ func errorMessage(answer []byte) string {
 		answer = answer[:200]
 	}
 	return strconv.Quote(string(answer))
+}
+
+// errorSummary is what the log says of an answer: the error code, field and
+// correlation ID, never the message, which may quote a record ("… (got
+// 1e999)"); the message goes to the dead letter's reason instead.
+func errorSummary(answer []byte) string {
+	var b wire.ErrorBody
+	if json.Unmarshal(answer, &b) != nil || b.Error == "" {
+		return "an answer of " + strconv.Itoa(len(answer)) + " bytes that is not a JSON error"
+	}
+	s := b.Error
+	if b.Field != "" {
+		s += " (field " + b.Field + ")"
+	}
+	if b.CorrelationID != "" {
+		s += " (correlation_id " + b.CorrelationID + ")"
+	}
+	return s
 }
 
 // retryAfter parses Retry-After (seconds or an HTTP date); 0 when absent.

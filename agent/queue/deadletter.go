@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -19,7 +20,8 @@ const ReasonCorrupt = "corrupt"
 // DeadLetter is a record that will not be forwarded again, with the reason.
 // Record is the body its client sent (the JSON of a wire.Record for a dead
 // letter written before entry version 2); it is empty when the entry was
-// corrupt, and Raw then holds its stored bytes.
+// corrupt, and Raw then holds its stored bytes. Key is "seq" in JSON, a
+// string of digits (see Key.MarshalJSON).
 type DeadLetter struct {
 	Key        Key            `json:"seq"`
 	ID         string         `json:"id,omitempty"`
@@ -48,7 +50,8 @@ func newDeadLetter(e Entry, reason string, at time.Time) DeadLetter {
 }
 
 // DeadLetter moves entries out of the buffer into the dead-letter area with
-// the given reason, in one durable transaction. Moving an entry that is
+// the given reason, durably, in as few transactions as Badger's size limit
+// allows (each entry moves whole in one of them). Moving an entry that is
 // already gone (acknowledged, or dead-lettered before) only rewrites its dead
 // letter.
 func (q *Queue) DeadLetter(ctx context.Context, entries []Entry, reason string) error {
@@ -63,16 +66,46 @@ func (q *Queue) DeadLetter(ctx context.Context, entries []Entry, reason string) 
 	return q.do(ctx, func() error { return q.moveToDead(dead) })
 }
 
-// moveToDead runs on the writer.
+// moveToDead runs on the writer. It takes as many transactions as Badger's
+// size limit requires (a rejected batch may be megabytes); each dead letter
+// replaces its record in one of them.
 func (q *Queue) moveToDead(dead []DeadLetter) error {
-	txn := q.db.NewTransaction(true)
-	defer txn.Discard()
-	var gone, goneBytes, newDead, deadBytes int64
-	for _, d := range dead {
+	values := make([][]byte, len(dead))
+	for i, d := range dead {
 		v, err := json.Marshal(d)
 		if err != nil {
 			return fmt.Errorf("encode dead letter: %w", err)
 		}
+		values[i] = v
+	}
+	if q.ackEstimate() > q.txnLimit/2 {
+		q.persistAck()
+	}
+	for len(dead) > 0 {
+		budget := q.txnLimit - q.ackEstimate()
+		n := 0
+		for size := int64(0); n < len(dead); n++ {
+			est := int64(len(values[n])) + 2*entryOverhead
+			if n > 0 && size+est > budget {
+				break
+			}
+			size += est
+		}
+		if err := q.moveToDeadTxn(dead[:n], values[:n]); err != nil {
+			return errors.Join(err, q.refreshOldest()) // earlier chunks did move
+		}
+		dead, values = dead[n:], values[n:]
+	}
+	return q.refreshOldest()
+}
+
+// moveToDeadTxn moves dead letters in one transaction (writer only).
+func (q *Queue) moveToDeadTxn(dead []DeadLetter, values [][]byte) error {
+	txn := q.db.NewTransaction(true)
+	defer txn.Discard()
+	var gone, goneBytes, newDead, deadBytes int64
+	for i, d := range dead {
+		v := values[i]
 		deadBytes += int64(len(v))
 		switch old, err := txn.Get(d.Key.bytes(deadPrefix)); {
 		case err == nil: // rewritten: its old size no longer counts
@@ -114,9 +147,10 @@ func (q *Queue) moveToDead(dead []DeadLetter) error {
 	q.deadBytes.Add(deadBytes)
 	for _, d := range dead {
 		q.metricDead(d.Reason).Inc()
-		q.log.Warn().Uint64("seq", uint64(d.Key)).Str("id", d.ID).Str("reason", d.Reason).Msg("record dead-lettered")
+		// The reason's class only: the central's message may quote the record.
+		q.log.Warn().Uint64("seq", uint64(d.Key)).Str("id", d.ID).Str("reason", reasonClass(d.Reason)).Msg("record dead-lettered")
 	}
-	return q.refreshOldest()
+	return nil
 }
 
 // ListDeadLetters returns up to limit dead letters, oldest first (limit <= 0: all).

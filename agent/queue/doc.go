@@ -41,7 +41,10 @@
 //
 // Byte accounting (for the buffer limit) counts value bytes of buffered
 // records and of dead letters, and is recomputed on Open by a key-only scan.
-// Dead letters leave only when an operator deletes them (DeleteDeadLetters).
+// Dead letters leave only when an operator deletes them (DeleteDeadLetters)
+// or replays them (ReplayDeadLetters: back to the tail of the queue under new
+// keys, with their ID, kind, receive time and body; each dead letter's delete
+// and its record's insert share one transaction).
 //
 // This package must not import net/http, fasthttp, pgx or client-go: it
 // knows nothing of the network.

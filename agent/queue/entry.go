@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"strconv"
 
 	"github.com/go-json-experiment/json"
 
@@ -39,6 +40,29 @@ func (k Key) bytes(prefix []byte) []byte {
 	b[0] = prefix[0]
 	binary.BigEndian.PutUint64(b[1:], uint64(k))
 	return b
+}
+
+// MarshalJSON writes k as a JSON string of decimal digits: sequences are
+// above 2^53, where a JSON tool that reads numbers as float64 (jq,
+// JavaScript) would round them.
+func (k Key) MarshalJSON() ([]byte, error) {
+	b := append(make([]byte, 0, 22), '"')
+	b = strconv.AppendUint(b, uint64(k), 10)
+	return append(b, '"'), nil
+}
+
+// UnmarshalJSON reads a string of decimal digits, or a number (dead letters
+// stored before the seq became a string).
+func (k *Key) UnmarshalJSON(b []byte) error {
+	if len(b) >= 2 && b[0] == '"' && b[len(b)-1] == '"' {
+		b = b[1 : len(b)-1]
+	}
+	n, err := strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		return fmt.Errorf("seq: %w", err)
+	}
+	*k = Key(n)
+	return nil
 }
 
 func parseKey(b []byte) (Key, bool) {
@@ -114,7 +138,8 @@ func decodeEntry(v []byte) (id string, item []byte, err error) {
 	case entryVersion1:
 		var r wire.Record
 		if err := json.Unmarshal(payload, &r); err != nil {
-			return "", nil, fmt.Errorf("%w: %v", errCorrupt, err)
+			// Not the decoder's message: it is logged, and may quote the record.
+			return "", nil, fmt.Errorf("%w: version 1 record is not valid JSON", errCorrupt)
 		}
 		if r.ID == "" || wire.ValidateID(r.ID) != nil {
 			return "", nil, fmt.Errorf("%w: record without a valid ID", errCorrupt)

@@ -16,6 +16,7 @@ func (q *Queue) registerMetrics() {
 	q.mAcked = s.NewCounter("agent_queue_acked_records_total")
 	q.mReclaims = s.NewCounter("agent_queue_reclaims_total")
 	q.mDeadDeleted = s.NewCounter("agent_queue_deadletter_deleted_total")
+	q.mReplayed = s.NewCounter("agent_queue_deadletter_replayed_total")
 	q.mCommitD = s.NewHistogram("agent_queue_commit_fsync_seconds")
 	q.mGroup = s.NewHistogram("agent_queue_commit_group_records")
 	s.NewGauge("agent_queue_buffered_records", func() float64 { return float64(q.records.Load()) })

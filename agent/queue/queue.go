@@ -73,6 +73,7 @@ type Queue struct {
 	mAcked       *metrics.Counter
 	mReclaims    *metrics.Counter
 	mDeadDeleted *metrics.Counter
+	mReplayed    *metrics.Counter
 	mCommitD     *metrics.Histogram
 	mGroup       *metrics.Histogram
 }

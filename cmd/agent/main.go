@@ -46,17 +46,18 @@ type Main struct {
 type options struct {
 	listen, metricsListen, centralURL, tokenFile, dataDir string
 	centralCAFile, logLevel, logFormat                    string
-	insecure                                              bool
+	insecure, allowRemoteWrites                           bool
 	maxBufferBytes                                        int64
 	batchMaxRecords, batchMaxBytes                        int
-	linger, shutdownGrace                                 time.Duration
+	linger, shutdownGrace, accessRefresh                  time.Duration
 }
 
 // parse reads flags, each defaulting to its environment variable, and
 // checks what the packages' own Validate cannot phrase in flag terms.
 func (m *Main) parse(args []string) (options, error) {
 	fs := cli.NewFlagSet("agent", m.Stderr)
-	listen := fs.String("listen", "AGENT_LISTEN", agent.DefaultListen, "API address (loopback: the pod shares it with the controller)")
+	listen := fs.String("listen", "AGENT_LISTEN", agent.DefaultListen, "API address, loopback unless --allow-remote-writes (the pod shares it with the controller)")
+	allowRemote := fs.Bool("allow-remote-writes", "AGENT_ALLOW_REMOTE_WRITES", false, "allow a non-loopback --listen: whoever reaches it writes audit records under the pod's identity")
 	metricsListen := fs.String("metrics-listen", "AGENT_METRICS_LISTEN", agent.DefaultMetricsListen, `address of /metrics, /healthz, /readyz ("-": off)`)
 	centralURL := fs.String("central-url", "AGENT_CENTRAL_URL", "", "base URL of the central data storage service, https unless --insecure (required)")
 	centralCA := fs.String("central-ca-file", "AGENT_CENTRAL_CA_FILE", "", "PEM bundle of the CAs trusted for an https central, re-read when it changes (empty: system roots)")
@@ -67,6 +68,8 @@ func (m *Main) parse(args []string) (options, error) {
 	batchRecs := fs.Int("batch-max-records", "AGENT_BATCH_MAX_RECORDS", forward.DefaultBatchMaxRecords, "records per forwarded batch")
 	batchBytes := fs.Int("batch-max-bytes", "AGENT_BATCH_MAX_BYTES", forward.DefaultBatchMaxBytes, "bytes per forwarded batch (before compression)")
 	linger := fs.Duration("linger", "AGENT_LINGER", forward.DefaultLinger, "how long a partial batch waits for more records")
+	accessRefresh := fs.Duration("access-refresh", "AGENT_ACCESS_REFRESH", forward.DefaultAccessRefresh,
+		"how often to ask the central which audit kinds this identity may write (writes of others get 403); 0: never ask, accept every kind")
 	grace := fs.Duration("shutdown-grace", "AGENT_SHUTDOWN_GRACE", 10*time.Second, "on SIGTERM, how long to keep forwarding before exiting")
 	logLevel := fs.String("log-level", "AGENT_LOG_LEVEL", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "AGENT_LOG_FORMAT", "json", "json or console")
@@ -75,9 +78,9 @@ func (m *Main) parse(args []string) (options, error) {
 	}
 	o := options{
 		listen: *listen, metricsListen: *metricsListen, centralURL: *centralURL, centralCAFile: *centralCA,
-		insecure: *insecure, tokenFile: *tokenFile, dataDir: *dataDir, maxBufferBytes: *maxBuf,
+		allowRemoteWrites: *allowRemote, insecure: *insecure, tokenFile: *tokenFile, dataDir: *dataDir, maxBufferBytes: *maxBuf,
 		batchMaxRecords: *batchRecs, batchMaxBytes: *batchBytes, linger: *linger, shutdownGrace: *grace,
-		logLevel: *logLevel, logFormat: *logFormat,
+		accessRefresh: *accessRefresh, logLevel: *logLevel, logFormat: *logFormat,
 	}
 	flagErr := func(name, msg string) error { return fmt.Errorf("--%s (or %s) %s", name, fs.Env(name), msg) }
 	switch {
@@ -89,6 +92,11 @@ func (m *Main) parse(args []string) (options, error) {
 		return o, flagErr("max-buffer-bytes", "must be positive")
 	case o.shutdownGrace < 0:
 		return o, flagErr("shutdown-grace", "must not be negative")
+	case o.accessRefresh < 0:
+		return o, flagErr("access-refresh", "must not be negative (0 turns the question off)")
+	case !o.allowRemoteWrites && !agent.IsLoopback(o.listen):
+		return o, flagErr("listen", fmt.Sprintf("%s is not a loopback address: whoever reaches it writes audit records "+
+			"under the pod's identity; use 127.0.0.1:PORT, or pass --allow-remote-writes (%s=true)", o.listen, fs.Env("allow-remote-writes")))
 	}
 	u, err := url.Parse(o.centralURL)
 	if err != nil {
@@ -128,23 +136,35 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	srv, err := agent.NewServer(agent.Config{
-		Listen: o.listen, MetricsListen: o.metricsListen, ServiceAccount: serviceAccount,
-		Logger: log, Metrics: set,
-	}, q)
-	if err != nil {
-		return errors.Join(err, q.Close(context.Background()))
+	accessRefresh := o.accessRefresh
+	if accessRefresh == 0 {
+		accessRefresh = -1 // the flag's 0 is "never"; the Config's zero is the default
 	}
+	// The forwarder comes first: the server asks its Access on every write.
 	fwd, err := forward.New(forward.Config{
 		CentralURL: o.centralURL, Insecure: o.insecure, CAFile: o.centralCAFile, TokenFile: o.tokenFile,
 		BatchMaxRecords: o.batchMaxRecords, BatchMaxBytes: o.batchMaxBytes, Linger: o.linger,
-		Logger: log, Metrics: set,
+		AccessRefresh: accessRefresh, Logger: log, Metrics: set,
 	}, q)
 	if err != nil {
 		return errors.Join(err, q.Close(context.Background()))
 	}
+	// On a failed start nothing was accepted: stop forwarding at once rather
+	// than drain a backlog first.
+	abandon := func(err error) error {
+		now, cancel := context.WithCancel(context.Background())
+		cancel()
+		return errors.Join(err, fwd.Close(now), q.Close(context.Background()))
+	}
+	srv, err := agent.NewServer(agent.Config{
+		Listen: o.listen, AllowRemoteWrites: o.allowRemoteWrites, MetricsListen: o.metricsListen, ServiceAccount: serviceAccount,
+		Access: fwd.Access(), Logger: log, Metrics: set,
+	}, q)
+	if err != nil {
+		return abandon(err)
+	}
 	if err := srv.Start(); err != nil {
-		return errors.Join(err, fwd.Close(context.Background()), q.Close(context.Background()))
+		return abandon(err)
 	}
 	log.Info().Str("service_account", serviceAccount).Str("data_dir", o.dataDir).Msg("agent started")
 
