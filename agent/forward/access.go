@@ -152,12 +152,6 @@ const classNotSupported = "not_supported"
 // maxAccessBytes bounds what is read of an answer to GET /api/v1/access.
 const maxAccessBytes = 64 << 10
 
-// accessAnswer is the body of GET /api/v1/access.
-type accessAnswer struct {
-	Identity string   `json:"identity"`
-	Actions  []string `json:"actions"`
-}
-
 func (a *Access) fetch(ctx context.Context) (string, error) {
 	var tok string
 	if a.token != nil {
@@ -188,7 +182,7 @@ func (a *Access) fetch(ctx context.Context) (string, error) {
 	statusErr := fmt.Errorf("central answered %d: %s", resp.StatusCode, errorSummary(body))
 	switch status := resp.StatusCode; {
 	case status == http.StatusOK:
-		var ans accessAnswer
+		var ans wire.AccessResponse
 		if err := json.Unmarshal(body, &ans); err != nil || ans.Actions == nil {
 			return classBadResponse, fmt.Errorf("%w: GET /api/v1/access: no list of actions", errBadResponse)
 		}
@@ -212,7 +206,7 @@ func (a *Access) fetch(ctx context.Context) (string, error) {
 }
 
 // learn stores an answer and logs it when it changes what is allowed.
-func (a *Access) learn(ans accessAnswer) {
+func (a *Access) learn(ans wire.AccessResponse) {
 	s := accessKnown
 	var writes []string
 	for _, act := range ans.Actions {

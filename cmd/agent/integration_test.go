@@ -71,16 +71,24 @@ type centralProc struct {
 	logs                             *syncbuf.Buffer
 }
 
+// bothKinds lets gateway-sa write both kinds: the default allow-list lets it
+// write remediation only, and most tests write both through one agent.
+const bothKinds = "serviceAccounts:\n- name: gateway-sa\n  namespace: kubernaut-system\n" +
+	"  actions: [write:remediation, write:workflow]\n"
+
 func startCentral(t *testing.T, dsn, tokens string) *centralProc {
+	t.Helper()
+	return startCentralWith(t, dsn, tokens, bothKinds)
+}
+
+// startCentralWith runs the central with an allow-list of its own.
+func startCentralWith(t *testing.T, dsn, tokens, authz string) *centralProc {
 	t.Helper()
 	dir := t.TempDir()
 	c := &centralProc{dsn: dsn, api: freeport.Addr(t), metrics: freeport.Addr(t),
 		tokens: filepath.Join(dir, "tokens.csv"), authz: filepath.Join(dir, "authz.yaml")}
 	require.NoError(t, os.WriteFile(c.tokens, []byte(tokens), 0o600))
-	// The default allow-list lets gateway-sa write remediation only; the
-	// tests write both kinds through one agent.
-	require.NoError(t, os.WriteFile(c.authz, []byte("serviceAccounts:\n- name: gateway-sa\n  namespace: kubernaut-system\n"+
-		"  actions: [write:remediation, write:workflow]\n"), 0o600))
+	require.NoError(t, os.WriteFile(c.authz, []byte(authz), 0o600))
 	c.start(t)
 	t.Cleanup(func() {
 		if c.cmd != nil && c.cmd.ProcessState == nil {
