@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -184,13 +185,15 @@ func (q *Queue) ListDeadLetters(ctx context.Context, limit int) ([]DeadLetter, e
 // for an operator who has looked at (and kept elsewhere) what they hold; it
 // returns how many it deleted. They stop counting toward MaxBytes.
 func (q *Queue) DeleteDeadLetters(ctx context.Context, through Key) (int64, error) {
-	var n int64
+	// Atomic: when ctx ends first, q.do returns while the writer may still
+	// be deleting.
+	var n atomic.Int64
 	err := q.do(ctx, func() error {
-		var err error
-		n, err = q.deleteDead(through)
+		d, err := q.deleteDead(through)
+		n.Store(d)
 		return err
 	})
-	return n, err
+	return n.Load(), err
 }
 
 // deleteDeadBatch bounds the keys of one delete transaction (Badger's
