@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -62,10 +60,10 @@ func NewServer(cfg Config, q *queue.Queue) (*Server, error) {
 		IdleTimeout:          2 * time.Minute,
 		NoDefaultDate:        true,
 		NoDefaultContentType: true,
-		Logger:               fasthttpLogger{s.log},
+		Logger:               edge.Logger(s.log, zerolog.DebugLevel),
 	}
 	s.metricsSrv = &fasthttp.Server{Handler: s.handleMetrics, Name: "kubernaut-agent", ReadTimeout: 10 * time.Second,
-		Logger: fasthttpLogger{s.log}}
+		Logger: edge.Logger(s.log, zerolog.DebugLevel)}
 	return s, nil
 }
 
@@ -353,49 +351,4 @@ func (s *Server) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	ctx.SetStatusCode(status)
 	ctx.SetContentType("application/json")
 	ctx.SetBody(b)
-}
-
-// fasthttpLogger sends fasthttp's connection errors to zerolog at debug
-// level: they are the client's problem, already answered. It logs fasthttp's
-// format string (a constant) and a class for each error argument, never the
-// arguments themselves: for a request it could not parse, fasthttp's error
-// quotes the request buffer, bearer token and record included.
-type fasthttpLogger struct{ log zerolog.Logger }
-
-func (l fasthttpLogger) Printf(format string, args ...any) {
-	ev := l.log.Debug()
-	if !ev.Enabled() {
-		return
-	}
-	for _, a := range args {
-		if err, ok := a.(error); ok {
-			ev = ev.Str("class", connErrorClass(err))
-		}
-	}
-	ev.Str("fasthttp", format).Msg("http connection error")
-}
-
-// connErrorClass names an error of fasthttp's without repeating its text.
-func connErrorClass(err error) string {
-	var (
-		netErr net.Error
-		small  *fasthttp.ErrSmallBuffer
-	)
-	switch msg := err.Error(); {
-	case errors.As(err, &netErr) && netErr.Timeout():
-		return "timeout"
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		return "body_too_large"
-	case errors.As(err, &small):
-		return "headers_too_large"
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
-		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return "connection_closed"
-	case strings.HasPrefix(msg, "error when reading request headers"):
-		return "malformed_headers"
-	case strings.HasPrefix(msg, "error when reading request body"):
-		return "malformed_body"
-	default:
-		return "other"
-	}
 }

@@ -187,7 +187,7 @@ func (s *Server) newHTTPServer(name string, h fasthttp.RequestHandler) *fasthttp
 		NoDefaultServerHeader:         true,
 		NoDefaultContentType:          true,
 		DisableHeaderNamesNormalizing: false,
-		Logger:                        fasthttpLogger{log: s.log.With().Str("listener", name).Logger()},
+		Logger:                        edge.Logger(s.log.With().Str("listener", name).Logger(), zerolog.WarnLevel),
 		ErrorHandler:                  edge.ParseError, // requests fasthttp could not read
 	}
 }
@@ -206,15 +206,4 @@ func serveUntil(ctx context.Context, srv *fasthttp.Server, ln net.Listener, grac
 		return fmt.Errorf("shutdown %s: %w", ln.Addr(), err)
 	}
 	return nil
-}
-
-// fasthttpLogger routes fasthttp's own messages into zerolog, without their
-// arguments: for a request it cannot parse, fasthttp passes a snippet of the
-// raw request buffer (the Authorization header and the body included), and
-// nothing from a request may reach the log. The format string is fasthttp's
-// constant text, e.g. "error when serving connection %q<->%q: %v".
-type fasthttpLogger struct{ log zerolog.Logger }
-
-func (l fasthttpLogger) Printf(format string, _ ...any) {
-	l.log.Warn().Str("fasthttp", format).Msg("connection error")
 }
