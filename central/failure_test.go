@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -65,8 +66,24 @@ func TestFailure_DatabaseGoneIs503ThenRecoversWithoutRestart(t *testing.T) {
 // the TokenReview client itself is tested against a real clientset in auth.
 type downAuthenticator struct{}
 
-func (downAuthenticator) Authenticate(context.Context, string) (auth.Identity, error) {
+func (downAuthenticator) Authenticate(context.Context, string, netip.Addr) (auth.Identity, error) {
 	return auth.Identity{}, auth.ErrUnavailable
+}
+
+// peerRecorder remembers the peer each token came from and knows no token.
+type peerRecorder struct{ peers chan netip.Addr }
+
+func (p peerRecorder) Authenticate(_ context.Context, _ string, peer netip.Addr) (auth.Identity, error) {
+	p.peers <- peer
+	return auth.Identity{}, auth.ErrUnauthenticated
+}
+
+func TestAuth_AuthenticatorIsToldTheTCPPeer(t *testing.T) {
+	rec := peerRecorder{peers: make(chan netip.Addr, 1)}
+	h := newHarness(t, options{authn: rec})
+	r := h.post(t, "/api/v1/audit/remediation", "some-token", []byte(`{"remediationRequestID":"rr-1"}`))
+	require.Equal(t, 401, r.status, r.body)
+	assert.Equal(t, netip.MustParseAddr("127.0.0.1"), <-rec.peers, "an IPv4 peer, unmapped")
 }
 
 func TestFailure_TokenReviewUnreachableIs503Not401(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -71,13 +72,14 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, handle func() error) {
 	}
 }
 
-// caller authenticates the request's bearer token.
+// caller authenticates the request's bearer token, on behalf of the TCP peer.
 func (s *Server) caller(ctx *fasthttp.RequestCtx) (auth.Identity, error) {
 	token, ok := bearerToken(string(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)))
 	if !ok {
 		return auth.Identity{}, errMissingToken
 	}
-	return s.cfg.Authenticator.Authenticate(ctx, token)
+	peer, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	return s.cfg.Authenticator.Authenticate(ctx, token, peer.Unmap())
 }
 
 func bearerToken(h string) (string, bool) {

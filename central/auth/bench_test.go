@@ -32,7 +32,7 @@ func BenchmarkTokenReview_CacheHitVersusReview(b *testing.B) {
 	start := time.Now()
 	reviews := 0
 	for i := 0; i < tokens && time.Since(start) < 2*time.Second; i++ {
-		if _, err := tr.Authenticate(ctx, fmt.Sprintf("tok-%d", i)); err != nil {
+		if _, err := tr.Authenticate(ctx, fmt.Sprintf("tok-%d", i), testPeer); err != nil {
 			b.Fatal(err)
 		}
 		reviews++
@@ -41,7 +41,7 @@ func BenchmarkTokenReview_CacheHitVersusReview(b *testing.B) {
 
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		if _, err := tr.Authenticate(ctx, fmt.Sprintf("tok-%d", i%reviews)); err != nil {
+		if _, err := tr.Authenticate(ctx, fmt.Sprintf("tok-%d", i%reviews), testPeer); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -66,7 +66,7 @@ func BenchmarkStaticTokens_Authenticate(b *testing.B) {
 			}
 			ctx := context.Background()
 			for b.Loop() {
-				if _, err := s.Authenticate(ctx, "tok-5"); err != nil {
+				if _, err := s.Authenticate(ctx, "tok-5", testPeer); err != nil {
 					b.Fatal(err)
 				}
 			}

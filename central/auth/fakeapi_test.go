@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -29,6 +30,9 @@ const (
 	centralToken = "central-own-credential"
 	reviewPath   = "/apis/authentication.k8s.io/v1/tokenreviews"
 )
+
+// testPeer is the network address tests authenticate from (TEST-NET-1).
+var testPeer = netip.MustParseAddr("192.0.2.10")
 
 // fakeAPI is an API server that speaks authentication.k8s.io/v1 TokenReview
 // JSON over TLS. By default it authenticates the tokens in users, for the

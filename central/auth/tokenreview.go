@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -147,7 +148,7 @@ func (t *TokenReview) Audience() string { return t.cfg.Audience }
 // CacheTTL, negative for NegativeTTL); concurrent calls for one token share
 // one TokenReview. The returned error wraps ErrUnauthenticated or
 // ErrUnavailable and never contains the token.
-func (t *TokenReview) Authenticate(ctx context.Context, token string) (Identity, error) {
+func (t *TokenReview) Authenticate(ctx context.Context, token string, peer netip.Addr) (Identity, error) {
 	if token == "" {
 		return Identity{}, fmt.Errorf("%w: empty token", ErrUnauthenticated)
 	}

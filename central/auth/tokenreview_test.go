@@ -29,7 +29,7 @@ func TestTokenReview_AuthenticatesServiceAccount(t *testing.T) {
 		"system:serviceaccounts", "system:serviceaccounts:kubernaut-system", "system:authenticated")
 	tr, _, _ := newReviewer(t, f, nil)
 
-	id, err := tr.Authenticate(context.Background(), gatewayToken)
+	id, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, auth.Identity{
 		Username:       "system:serviceaccount:kubernaut-system:gateway-sa",
@@ -46,7 +46,7 @@ func TestTokenReview_SendsTokenAndAudienceWithOwnCredential(t *testing.T) {
 	f.addUser(gatewayToken, "system:serviceaccount:ns:gateway-sa", "uid-1")
 	tr, _, _ := newReviewer(t, f, nil)
 
-	_, err := tr.Authenticate(context.Background(), gatewayToken)
+	_, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 	require.NoError(t, err)
 	spec, bearer := f.lastRequest()
 	assert.Equal(t, gatewayToken, spec.Token)
@@ -59,7 +59,7 @@ func TestTokenReview_UserIsNotAServiceAccount(t *testing.T) {
 	f.addUser(aliceToken, "alice", "uid-a", "devs")
 	tr, _, _ := newReviewer(t, f, nil)
 
-	id, err := tr.Authenticate(context.Background(), aliceToken)
+	id, err := tr.Authenticate(context.Background(), aliceToken, testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, "alice", id.Username)
 	assert.Empty(t, id.Namespace)
@@ -71,7 +71,7 @@ func TestTokenReview_RejectsUnauthenticatedToken(t *testing.T) {
 	f := newFakeAPI(t)
 	tr, set, _ := newReviewer(t, f, nil)
 
-	_, err := tr.Authenticate(context.Background(), "nobody-knows-this-token")
+	_, err := tr.Authenticate(context.Background(), "nobody-knows-this-token", testPeer)
 	require.ErrorIs(t, err, auth.ErrUnauthenticated)
 	assert.NotErrorIs(t, err, auth.ErrUnavailable)
 	assert.NotContains(t, err.Error(), "nobody-knows-this-token")
@@ -82,7 +82,7 @@ func TestTokenReview_RejectsUnauthenticatedToken(t *testing.T) {
 func TestTokenReview_RejectsEmptyTokenWithoutAsking(t *testing.T) {
 	f := newFakeAPI(t)
 	tr, _, _ := newReviewer(t, f, nil)
-	_, err := tr.Authenticate(context.Background(), "")
+	_, err := tr.Authenticate(context.Background(), "", testPeer)
 	require.ErrorIs(t, err, auth.ErrUnauthenticated)
 	assert.Zero(t, f.count())
 }
@@ -102,7 +102,7 @@ func TestTokenReview_RejectsWrongOrDefaultAudience(t *testing.T) {
 				}
 			})
 			tr, _, _ := newReviewer(t, f, nil)
-			id, err := tr.Authenticate(context.Background(), gatewayToken)
+			id, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 			require.ErrorIs(t, err, auth.ErrUnauthenticated)
 			assert.Zero(t, id)
 			assert.Contains(t, err.Error(), "audience")
@@ -120,7 +120,7 @@ func TestTokenReview_AcceptsOurAudienceAmongOthers(t *testing.T) {
 		}
 	})
 	tr, _, _ := newReviewer(t, f, nil)
-	id, err := tr.Authenticate(context.Background(), gatewayToken)
+	id, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, "ns/gateway-sa", id.Key())
 }
@@ -135,7 +135,7 @@ func TestTokenReview_ServerErrorIsUnavailableAndNotCached(t *testing.T) {
 			})
 			tr, set, _ := newReviewer(t, f, nil)
 
-			_, err := tr.Authenticate(context.Background(), gatewayToken)
+			_, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 			require.ErrorIs(t, err, auth.ErrUnavailable)
 			assert.NotErrorIs(t, err, auth.ErrUnauthenticated)
 			assert.NotContains(t, err.Error(), gatewayToken)
@@ -143,7 +143,7 @@ func TestTokenReview_ServerErrorIsUnavailableAndNotCached(t *testing.T) {
 
 			// The API server recovers: the next call asks again and succeeds.
 			f.setAnswer(nil)
-			id, err := tr.Authenticate(context.Background(), gatewayToken)
+			id, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 			require.NoError(t, err)
 			assert.Equal(t, "ns/gateway-sa", id.Key())
 			assert.Equal(t, 2, f.count())
@@ -156,7 +156,7 @@ func TestTokenReview_UnreachableServerIsUnavailable(t *testing.T) {
 	tr, _, _ := newReviewer(t, f, nil)
 	f.srv.Close()
 
-	_, err := tr.Authenticate(context.Background(), gatewayToken)
+	_, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 	require.ErrorIs(t, err, auth.ErrUnavailable)
 	assert.NotContains(t, err.Error(), gatewayToken)
 }
@@ -167,7 +167,7 @@ func TestTokenReview_SlowServerTimesOutAsUnavailable(t *testing.T) {
 	defer close(gate)
 	tr, _, _ := newReviewer(t, f, func(c *auth.TokenReviewConfig) { c.Timeout = 100 * time.Millisecond })
 
-	_, err := tr.Authenticate(context.Background(), gatewayToken)
+	_, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 	require.ErrorIs(t, err, auth.ErrUnavailable)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 }
@@ -178,7 +178,7 @@ func TestTokenReview_ServerEchoingTheTokenIsRedacted(t *testing.T) {
 		return http.StatusCreated, authenticationv1.TokenReviewStatus{Error: "token " + spec.Token + " is revoked"}
 	})
 	tr, _, _ := newReviewer(t, f, nil)
-	_, err := tr.Authenticate(context.Background(), gatewayToken)
+	_, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 	require.ErrorIs(t, err, auth.ErrUnauthenticated)
 	assert.NotContains(t, err.Error(), gatewayToken)
 	assert.Contains(t, err.Error(), "is revoked")
@@ -190,10 +190,10 @@ func TestTokenReview_CachesPositiveAnswerUntilTTL(t *testing.T) {
 	tr, set, clk := newReviewer(t, f, func(c *auth.TokenReviewConfig) { c.CacheTTL = time.Minute })
 	ctx := context.Background()
 
-	first, err := tr.Authenticate(ctx, gatewayToken)
+	first, err := tr.Authenticate(ctx, gatewayToken, testPeer)
 	require.NoError(t, err)
 	clk.Advance(time.Minute - time.Second)
-	second, err := tr.Authenticate(ctx, gatewayToken)
+	second, err := tr.Authenticate(ctx, gatewayToken, testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, first, second)
 	assert.Equal(t, 1, f.count(), "the second call is answered from the cache")
@@ -201,7 +201,7 @@ func TestTokenReview_CachesPositiveAnswerUntilTTL(t *testing.T) {
 	assert.Equal(t, uint64(1), counter(set, "auth_cache_misses_total"))
 
 	clk.Advance(time.Second)
-	_, err = tr.Authenticate(ctx, gatewayToken)
+	_, err = tr.Authenticate(ctx, gatewayToken, testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, 2, f.count(), "after the TTL the API server is asked again")
 }
@@ -210,10 +210,10 @@ func TestTokenReview_CachedIdentityCannotBeAlteredByACaller(t *testing.T) {
 	f := newFakeAPI(t)
 	f.addUser(gatewayToken, "system:serviceaccount:ns:gateway-sa", "uid-1", "g1")
 	tr, _, _ := newReviewer(t, f, nil)
-	id, err := tr.Authenticate(context.Background(), gatewayToken)
+	id, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 	require.NoError(t, err)
 	id.Groups[0] = "system:masters"
-	again, err := tr.Authenticate(context.Background(), gatewayToken)
+	again, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"g1"}, again.Groups)
 }
@@ -223,10 +223,10 @@ func TestTokenReview_CachesNegativeAnswerForNegativeTTL(t *testing.T) {
 	tr, _, clk := newReviewer(t, f, func(c *auth.TokenReviewConfig) { c.NegativeTTL = 10 * time.Second })
 	ctx := context.Background()
 
-	_, err := tr.Authenticate(ctx, aliceToken)
+	_, err := tr.Authenticate(ctx, aliceToken, testPeer)
 	require.ErrorIs(t, err, auth.ErrUnauthenticated)
 	clk.Advance(9 * time.Second)
-	_, err = tr.Authenticate(ctx, aliceToken)
+	_, err = tr.Authenticate(ctx, aliceToken, testPeer)
 	require.ErrorIs(t, err, auth.ErrUnauthenticated)
 	assert.Equal(t, 1, f.count())
 
@@ -234,7 +234,7 @@ func TestTokenReview_CachesNegativeAnswerForNegativeTTL(t *testing.T) {
 	// negative TTL it is accepted.
 	f.addUser(aliceToken, "alice", "uid-a")
 	clk.Advance(time.Second)
-	id, err := tr.Authenticate(ctx, aliceToken)
+	id, err := tr.Authenticate(ctx, aliceToken, testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, "user:alice", id.Key())
 	assert.Equal(t, 2, f.count())
@@ -261,15 +261,15 @@ func TestTokenReview_CacheNeverOutlivesTheTokensExpiry(t *testing.T) {
 	})
 	ctx := context.Background()
 
-	_, err := tr.Authenticate(ctx, token)
+	_, err := tr.Authenticate(ctx, token, testPeer)
 	require.NoError(t, err)
 	clk.Advance(29 * time.Second)
-	_, err = tr.Authenticate(ctx, token)
+	_, err = tr.Authenticate(ctx, token, testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, 1, f.count())
 
 	clk.Advance(time.Second)
-	_, err = tr.Authenticate(ctx, token)
+	_, err = tr.Authenticate(ctx, token, testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, 2, f.count(), "the cache entry ended with the token's exp, not the 2m TTL")
 }
@@ -284,7 +284,7 @@ func TestTokenReview_CacheIsBoundedLRU(t *testing.T) {
 	ctx := context.Background()
 	authn := func(tok string) {
 		t.Helper()
-		_, err := tr.Authenticate(ctx, tok)
+		_, err := tr.Authenticate(ctx, tok, testPeer)
 		require.NoError(t, err)
 	}
 
@@ -314,7 +314,7 @@ func TestTokenReview_ConcurrentLookupsOfOneTokenMakeOneReview(t *testing.T) {
 	ids := make([]auth.Identity, callers)
 	errs := make([]error, callers)
 	for i := range callers {
-		wg.Go(func() { ids[i], errs[i] = tr.Authenticate(context.Background(), gatewayToken) })
+		wg.Go(func() { ids[i], errs[i] = tr.Authenticate(context.Background(), gatewayToken, testPeer) })
 	}
 	// Hold the API server until every caller has missed the cache.
 	require.Eventually(t, func() bool { return counter(set, "auth_cache_misses_total") == callers },
@@ -339,7 +339,7 @@ func TestTokenReview_CallerGivingUpDoesNotCancelTheSharedReview(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := tr.Authenticate(ctx, gatewayToken)
+		_, err := tr.Authenticate(ctx, gatewayToken, testPeer)
 		done <- err
 	}()
 	require.Eventually(t, func() bool { return f.count() == 1 }, 5*time.Second, time.Millisecond)
@@ -351,12 +351,12 @@ func TestTokenReview_CallerGivingUpDoesNotCancelTheSharedReview(t *testing.T) {
 	// The review goes on without the caller and its answer is cached.
 	second := make(chan error, 1)
 	go func() {
-		_, err := tr.Authenticate(context.Background(), gatewayToken)
+		_, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 		second <- err
 	}()
 	close(gate)
 	require.NoError(t, <-second)
-	_, err = tr.Authenticate(context.Background(), gatewayToken)
+	_, err = tr.Authenticate(context.Background(), gatewayToken, testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, 1, f.count())
 }
@@ -367,9 +367,9 @@ func TestTokenReview_DifferentTokensAreReviewedSeparately(t *testing.T) {
 	f.addUser(aliceToken, "alice", "uid-a")
 	tr, _, _ := newReviewer(t, f, nil)
 
-	a, err := tr.Authenticate(context.Background(), gatewayToken)
+	a, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 	require.NoError(t, err)
-	b, err := tr.Authenticate(context.Background(), aliceToken)
+	b, err := tr.Authenticate(context.Background(), aliceToken, testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, "ns/gateway-sa", a.Key())
 	assert.Equal(t, "user:alice", b.Key())
@@ -400,7 +400,7 @@ func TestTokenReview_ExportsLatencyHistogram(t *testing.T) {
 	f := newFakeAPI(t)
 	f.addUser(gatewayToken, "system:serviceaccount:ns:gateway-sa", "uid-1")
 	tr, set, _ := newReviewer(t, f, nil)
-	_, err := tr.Authenticate(context.Background(), gatewayToken)
+	_, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 	require.NoError(t, err)
 	text := metricsText(set)
 	assert.Contains(t, text, "auth_tokenreview_duration_seconds_count 1")
