@@ -3,7 +3,6 @@ package auth_test
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"fmt"
 	"net/http"
 	"sync"
@@ -16,11 +15,6 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 
 	"github.com/kubernaut/datastorage/central/auth"
-)
-
-const (
-	gatewayToken = "gateway-token-7f3a9c"
-	aliceToken   = "alice-token-b81d20"
 )
 
 func TestTokenReview_AuthenticatesServiceAccount(t *testing.T) {
@@ -71,10 +65,11 @@ func TestTokenReview_RejectsUnauthenticatedToken(t *testing.T) {
 	f := newFakeAPI(t)
 	tr, set, _ := newReviewer(t, f, nil)
 
-	_, err := tr.Authenticate(context.Background(), "nobody-knows-this-token", testPeer)
+	unknown := projectedToken("ns", "deleted-sa")
+	_, err := tr.Authenticate(context.Background(), unknown, testPeer)
 	require.ErrorIs(t, err, auth.ErrUnauthenticated)
 	assert.NotErrorIs(t, err, auth.ErrUnavailable)
-	assert.NotContains(t, err.Error(), "nobody-knows-this-token")
+	assert.NotContains(t, err.Error(), unknown)
 	assert.Contains(t, err.Error(), "invalid bearer token", "the API server's reason is kept")
 	assert.Equal(t, uint64(1), counter(set, `auth_tokenreview_requests_total{result="unauthenticated"}`))
 }
@@ -240,20 +235,10 @@ func TestTokenReview_CachesNegativeAnswerForNegativeTTL(t *testing.T) {
 	assert.Equal(t, 2, f.count())
 }
 
-// jwt builds an unsigned JWT-shaped token with the given expiry; the fake API
-// server does not check signatures, a real one would.
-func jwt(t *testing.T, exp time.Time) string {
-	t.Helper()
-	enc := base64.RawURLEncoding
-	header := enc.EncodeToString([]byte(`{"alg":"RS256","kid":"k"}`))
-	claims := enc.EncodeToString(fmt.Appendf(nil, `{"aud":[%q],"exp":%d,"sub":"system:serviceaccount:ns:gateway-sa"}`, audience, exp.Unix()))
-	return header + "." + claims + "." + enc.EncodeToString([]byte("signature"))
-}
-
 func TestTokenReview_CacheNeverOutlivesTheTokensExpiry(t *testing.T) {
 	f := newFakeAPI(t)
 	clk := newClock()
-	token := jwt(t, clk.Now().Add(30*time.Second))
+	token := projectedToken("ns", "gateway-sa", func(c map[string]any) { c["exp"] = clk.Now().Add(30 * time.Second).Unix() })
 	f.addUser(token, "system:serviceaccount:ns:gateway-sa", "uid-1")
 	tr, _, _ := newReviewer(t, f, func(c *auth.TokenReviewConfig) {
 		c.CacheTTL = 2 * time.Minute
@@ -276,8 +261,8 @@ func TestTokenReview_CacheNeverOutlivesTheTokensExpiry(t *testing.T) {
 
 func TestTokenReview_CacheIsBoundedLRU(t *testing.T) {
 	f := newFakeAPI(t)
-	tokens := []string{"tok-a", "tok-b", "tok-c"}
-	for i, tok := range tokens {
+	tokA, tokB, tokC := projectedToken("ns", "sa-a"), projectedToken("ns", "sa-b"), projectedToken("ns", "sa-c")
+	for i, tok := range []string{tokA, tokB, tokC} {
 		f.addUser(tok, fmt.Sprintf("system:serviceaccount:ns:sa-%d", i), "")
 	}
 	tr, set, _ := newReviewer(t, f, func(c *auth.TokenReviewConfig) { c.CacheSize = 2 })
@@ -288,18 +273,18 @@ func TestTokenReview_CacheIsBoundedLRU(t *testing.T) {
 		require.NoError(t, err)
 	}
 
-	authn("tok-a")
-	authn("tok-b")
-	authn("tok-a") // hit: tok-b is now the least recently used
+	authn(tokA)
+	authn(tokB)
+	authn(tokA) // hit: B is now the least recently used
 	require.Equal(t, 2, f.count())
-	authn("tok-c") // evicts tok-b
+	authn(tokC) // evicts B
 	require.Equal(t, 3, f.count())
 	assert.Contains(t, metricsText(set), "auth_cache_entries 2")
 
-	authn("tok-a")
-	assert.Equal(t, 3, f.count(), "tok-a stayed")
-	authn("tok-b")
-	assert.Equal(t, 4, f.count(), "tok-b was evicted")
+	authn(tokA)
+	assert.Equal(t, 3, f.count(), "token A stayed")
+	authn(tokB)
+	assert.Equal(t, 4, f.count(), "token B was evicted")
 	assert.Contains(t, metricsText(set), "auth_cache_entries 2")
 }
 
