@@ -223,7 +223,9 @@ func (c *clock) Advance(d time.Duration) {
 func newReviewer(t *testing.T, f *fakeAPI, mutate func(*auth.TokenReviewConfig)) (*auth.TokenReview, *metrics.Set, *clock) {
 	t.Helper()
 	set, clk := metrics.NewSet(), newClock()
-	cfg := auth.TokenReviewConfig{Client: f.clientset(), Audience: audience, Metrics: set, Now: clk.Now}
+	rc := f.restConfig()
+	rc.QPS, rc.Burst = auth.ClientQPS, auth.ClientBurst // as NewClientset sets them
+	cfg := auth.TokenReviewConfig{Client: f.clientsetFor(rc), Audience: audience, Metrics: set, Now: clk.Now}
 	if mutate != nil {
 		mutate(&cfg)
 	}

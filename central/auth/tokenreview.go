@@ -23,10 +23,11 @@ import (
 
 // Defaults for the zero fields of TokenReviewConfig.
 const (
-	DefaultCacheTTL    = 2 * time.Minute
-	DefaultNegativeTTL = 10 * time.Second
-	DefaultCacheSize   = 10000
-	DefaultTimeout     = 5 * time.Second
+	DefaultCacheTTL          = 2 * time.Minute
+	DefaultNegativeTTL       = 10 * time.Second
+	DefaultCacheSize         = 10000
+	DefaultNegativeCacheSize = 10000
+	DefaultTimeout           = 5 * time.Second
 )
 
 // TokenReviewConfig configures NewTokenReview. Every zero value but Client and
@@ -46,13 +47,19 @@ type TokenReviewConfig struct {
 	// NegativeTTL bounds how long a failed authentication is reused; 0 means
 	// DefaultNegativeTTL. Unavailability (ErrUnavailable) is never cached.
 	NegativeTTL time.Duration
-	// CacheSize is the maximum number of cached answers, least recently used
-	// evicted first; 0 means DefaultCacheSize.
+	// CacheSize is the maximum number of cached identities, least recently
+	// used evicted first; 0 means DefaultCacheSize. Failed authentications
+	// have a cache of their own and never take this one's room.
 	CacheSize int
+	// NegativeCacheSize is the maximum number of cached failed
+	// authentications, least recently used evicted first; 0 means
+	// DefaultNegativeCacheSize.
+	NegativeCacheSize int
 	// Timeout bounds each TokenReview call; 0 means DefaultTimeout.
 	Timeout time.Duration
 	// Metrics receives auth_cache_hits_total, auth_cache_misses_total,
-	// auth_cache_entries, auth_tokenreview_requests_total{result=...} and
+	// auth_cache_entries, auth_negative_cache_entries,
+	// auth_tokenreview_requests_total{result=...} and
 	// auth_tokenreview_duration_seconds. nil means a private set nobody reads.
 	Metrics *metrics.Set
 	// Now is the clock; nil means time.Now.
@@ -68,6 +75,9 @@ func (c TokenReviewConfig) withDefaults() TokenReviewConfig {
 	}
 	if c.CacheSize == 0 {
 		c.CacheSize = DefaultCacheSize
+	}
+	if c.NegativeCacheSize == 0 {
+		c.NegativeCacheSize = DefaultNegativeCacheSize
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
@@ -95,6 +105,8 @@ func (c TokenReviewConfig) Validate() error {
 		return fmt.Errorf("auth: TokenReviewConfig.NegativeTTL must not be negative, got %s", c.NegativeTTL)
 	case c.CacheSize < 0:
 		return fmt.Errorf("auth: TokenReviewConfig.CacheSize must not be negative, got %d", c.CacheSize)
+	case c.NegativeCacheSize < 0:
+		return fmt.Errorf("auth: TokenReviewConfig.NegativeCacheSize must not be negative, got %d", c.NegativeCacheSize)
 	case c.Timeout < 0:
 		return fmt.Errorf("auth: TokenReviewConfig.Timeout must not be negative, got %s", c.Timeout)
 	}
@@ -105,10 +117,11 @@ func (c TokenReviewConfig) Validate() error {
 // and caches the answers. It is safe for concurrent use and owns no
 // goroutines, so it needs no Close.
 type TokenReview struct {
-	cfg     TokenReviewConfig
-	hmacKey []byte
-	cache   *resultCache
-	flight  singleflight.Group
+	cfg      TokenReviewConfig
+	hmacKey  []byte
+	positive *resultCache // identities
+	negative *resultCache // failed authentications, apart so they never evict an identity
+	flight   singleflight.Group
 
 	hits, misses                  *metrics.Counter
 	authenticated, rejected, errs *metrics.Counter
@@ -128,7 +141,8 @@ func NewTokenReview(cfg TokenReviewConfig) (*TokenReview, error) {
 	t := &TokenReview{
 		cfg:           cfg,
 		hmacKey:       key,
-		cache:         newResultCache(cfg.CacheSize),
+		positive:      newResultCache(cfg.CacheSize),
+		negative:      newResultCache(cfg.NegativeCacheSize),
 		hits:          cfg.Metrics.GetOrCreateCounter("auth_cache_hits_total"),
 		misses:        cfg.Metrics.GetOrCreateCounter("auth_cache_misses_total"),
 		authenticated: cfg.Metrics.GetOrCreateCounter(`auth_tokenreview_requests_total{result="authenticated"}`),
@@ -136,8 +150,9 @@ func NewTokenReview(cfg TokenReviewConfig) (*TokenReview, error) {
 		errs:          cfg.Metrics.GetOrCreateCounter(`auth_tokenreview_requests_total{result="error"}`),
 		latency:       cfg.Metrics.GetOrCreateHistogram("auth_tokenreview_duration_seconds"),
 	}
-	cache := t.cache
-	cfg.Metrics.GetOrCreateGauge("auth_cache_entries", func() float64 { return float64(cache.len()) })
+	positive, negative := t.positive, t.negative
+	cfg.Metrics.GetOrCreateGauge("auth_cache_entries", func() float64 { return float64(positive.len()) })
+	cfg.Metrics.GetOrCreateGauge("auth_negative_cache_entries", func() float64 { return float64(negative.len()) })
 	return t, nil
 }
 
@@ -153,7 +168,7 @@ func (t *TokenReview) Authenticate(ctx context.Context, token string, peer netip
 		return Identity{}, fmt.Errorf("%w: empty token", ErrUnauthenticated)
 	}
 	key := t.key(token)
-	if e, ok := t.cache.get(key, t.cfg.Now()); ok {
+	if e, ok := t.cached(key); ok {
 		t.hits.Inc()
 		return e.id.clone(), e.err
 	}
@@ -165,7 +180,7 @@ func (t *TokenReview) Authenticate(ctx context.Context, token string, peer netip
 	ch := t.flight.DoChan(string(key[:]), func() (any, error) {
 		// Re-check: a call for this token may have finished between our
 		// cache miss and joining the flight.
-		if e, ok := t.cache.get(key, t.cfg.Now()); ok {
+		if e, ok := t.cached(key); ok {
 			return e, nil
 		}
 		e, err := t.review(token)
@@ -173,8 +188,12 @@ func (t *TokenReview) Authenticate(ctx context.Context, token string, peer netip
 			return nil, err // unavailable: not cached
 		}
 		e.key = key
+		cache := t.positive
+		if e.err != nil {
+			cache = t.negative
+		}
 		if e.expires.After(t.cfg.Now()) {
-			t.cache.put(e)
+			cache.put(e)
 		}
 		return e, nil
 	})
@@ -188,6 +207,15 @@ func (t *TokenReview) Authenticate(ctx context.Context, token string, peer netip
 		e := res.Val.(cacheEntry)
 		return e.id.clone(), e.err
 	}
+}
+
+// cached is the unexpired answer for key, positive or negative.
+func (t *TokenReview) cached(key cacheKey) (cacheEntry, bool) {
+	now := t.cfg.Now()
+	if e, ok := t.positive.get(key, now); ok {
+		return e, true
+	}
+	return t.negative.get(key, now)
 }
 
 // review makes one TokenReview call and turns its answer into a cache entry

@@ -365,12 +365,13 @@ func TestNewTokenReview_ValidatesConfig(t *testing.T) {
 	f := newFakeAPI(t)
 	cs := f.clientset()
 	for name, cfg := range map[string]auth.TokenReviewConfig{
-		"no client":         {Audience: audience},
-		"no audience":       {Client: cs},
-		"negative TTL":      {Client: cs, Audience: audience, CacheTTL: -time.Second},
-		"negative size":     {Client: cs, Audience: audience, CacheSize: -1},
-		"negative timeout":  {Client: cs, Audience: audience, Timeout: -time.Second},
-		"negative negative": {Client: cs, Audience: audience, NegativeTTL: -time.Second},
+		"no client":                    {Audience: audience},
+		"no audience":                  {Client: cs},
+		"negative TTL":                 {Client: cs, Audience: audience, CacheTTL: -time.Second},
+		"negative size":                {Client: cs, Audience: audience, CacheSize: -1},
+		"negative timeout":             {Client: cs, Audience: audience, Timeout: -time.Second},
+		"negative negative":            {Client: cs, Audience: audience, NegativeTTL: -time.Second},
+		"negative negative cache size": {Client: cs, Audience: audience, NegativeCacheSize: -1},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := auth.NewTokenReview(cfg)
