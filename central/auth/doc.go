@@ -12,6 +12,18 @@
 //   - StaticTokens reads kube-apiserver's --token-auth-file CSV format, for
 //     tests and clusters without TokenReview.
 //
+// Unknown tokens must not be free to send, or a flood of them would evict
+// good answers and queue legitimate reviews behind bogus ones (issue 11).
+// So TokenReview keeps failed authentications in a cache of their own, which
+// a flood can churn without touching a cached identity, and rejects without
+// a review a token that could not pass one: anything but a JWT (three
+// base64url segments, a JSON header with an alg, a JSON object of claims, a
+// signature), or a JWT whose unverified exp, nbf or aud rule it out. Tokens
+// bound to an audience are always JWTs (projected service-account tokens);
+// bootstrap, static and other audience-agnostic tokens are valid only for the
+// API server's own audiences, which the central's never is, so TokenReview
+// would reject them anyway.
+//
 // A token is never logged, never stored in a cache key and never put in an
 // error message.
 //

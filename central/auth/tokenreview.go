@@ -5,8 +5,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -59,8 +57,10 @@ type TokenReviewConfig struct {
 	Timeout time.Duration
 	// Metrics receives auth_cache_hits_total, auth_cache_misses_total,
 	// auth_cache_entries, auth_negative_cache_entries,
-	// auth_tokenreview_requests_total{result=...} and
-	// auth_tokenreview_duration_seconds. nil means a private set nobody reads.
+	// auth_tokenreview_requests_total{result=...},
+	// auth_tokenreview_duration_seconds and
+	// auth_prescreen_rejections_total{reason=...}. nil means a private set
+	// nobody reads.
 	Metrics *metrics.Set
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -122,6 +122,8 @@ type TokenReview struct {
 	positive *resultCache // identities
 	negative *resultCache // failed authentications, apart so they never evict an identity
 	flight   singleflight.Group
+	// prescreen counts tokens rejected without a review, by reason.
+	prescreen map[string]*metrics.Counter
 
 	hits, misses                  *metrics.Counter
 	authenticated, rejected, errs *metrics.Counter
@@ -149,6 +151,10 @@ func NewTokenReview(cfg TokenReviewConfig) (*TokenReview, error) {
 		rejected:      cfg.Metrics.GetOrCreateCounter(`auth_tokenreview_requests_total{result="unauthenticated"}`),
 		errs:          cfg.Metrics.GetOrCreateCounter(`auth_tokenreview_requests_total{result="error"}`),
 		latency:       cfg.Metrics.GetOrCreateHistogram("auth_tokenreview_duration_seconds"),
+		prescreen:     map[string]*metrics.Counter{},
+	}
+	for _, reason := range []string{reasonMalformed, reasonExpired, reasonNotYetValid, reasonAudience} {
+		t.prescreen[reason] = cfg.Metrics.GetOrCreateCounter(`auth_prescreen_rejections_total{reason="` + reason + `"}`)
 	}
 	positive, negative := t.positive, t.negative
 	cfg.Metrics.GetOrCreateGauge("auth_cache_entries", func() float64 { return float64(positive.len()) })
@@ -160,8 +166,9 @@ func NewTokenReview(cfg TokenReviewConfig) (*TokenReview, error) {
 func (t *TokenReview) Audience() string { return t.cfg.Audience }
 
 // Authenticate returns the identity of token. Answers are cached (positive for
-// CacheTTL, negative for NegativeTTL); concurrent calls for one token share
-// one TokenReview. The returned error wraps ErrUnauthenticated or
+// CacheTTL, negative for NegativeTTL); a token that cannot pass (see
+// prescreen) is rejected without a review; concurrent calls for one token
+// share one TokenReview. The returned error wraps ErrUnauthenticated or
 // ErrUnavailable and never contains the token.
 func (t *TokenReview) Authenticate(ctx context.Context, token string, peer netip.Addr) (Identity, error) {
 	if token == "" {
@@ -173,6 +180,14 @@ func (t *TokenReview) Authenticate(ctx context.Context, token string, peer netip
 		return e.id.clone(), e.err
 	}
 	t.misses.Inc()
+	claims, err := prescreen(token, t.cfg.Audience, t.cfg.Now())
+	if err != nil {
+		var pe *prescreenError
+		if errors.As(err, &pe) {
+			t.prescreen[pe.reason].Inc()
+		}
+		return Identity{}, fmt.Errorf("%w: %w", ErrUnauthenticated, err)
+	}
 	if err := ctx.Err(); err != nil {
 		return Identity{}, fmt.Errorf("%w: %w", ErrUnavailable, context.Cause(ctx))
 	}
@@ -183,7 +198,7 @@ func (t *TokenReview) Authenticate(ctx context.Context, token string, peer netip
 		if e, ok := t.cached(key); ok {
 			return e, nil
 		}
-		e, err := t.review(token)
+		e, err := t.review(token, claims)
 		if err != nil {
 			return nil, err // unavailable: not cached
 		}
@@ -226,7 +241,7 @@ func (t *TokenReview) cached(key cacheKey) (cacheEntry, bool) {
 // callers that join it through singleflight must not see it cancelled because
 // the first caller went away, and the caller's context may be a request
 // context (fasthttp's) that is recycled once its handler returns.
-func (t *TokenReview) review(token string) (cacheEntry, error) {
+func (t *TokenReview) review(token string, claims jwtClaims) (cacheEntry, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.Timeout)
 	defer cancel()
 
@@ -269,8 +284,8 @@ func (t *TokenReview) review(token string) (cacheEntry, error) {
 
 	t.authenticated.Inc()
 	expires := now.Add(t.cfg.CacheTTL)
-	if exp, ok := jwtExpiry(token); ok && exp.Before(expires) {
-		expires = exp
+	if !claims.exp.IsZero() && claims.exp.Before(expires) {
+		expires = claims.exp
 	}
 	return cacheEntry{
 		id:      NewIdentity(st.User.Username, st.User.UID, st.User.Groups),
@@ -289,31 +304,6 @@ func (t *TokenReview) key(token string) cacheKey {
 	var k cacheKey
 	m.Sum(k[:0])
 	return k
-}
-
-// jwtExpiry reads the "exp" claim of a JWT without verifying it. It is only
-// used after the API server has accepted the token (and so its signature), to
-// stop the cache outliving the token.
-func jwtExpiry(token string) (time.Time, bool) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return time.Time{}, false
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
-	if err != nil {
-		return time.Time{}, false
-	}
-	var claims struct {
-		Exp *json.Number `json:"exp"`
-	}
-	if err := json.Unmarshal(payload, &claims); err != nil || claims.Exp == nil {
-		return time.Time{}, false
-	}
-	sec, err := claims.Exp.Float64()
-	if err != nil || sec <= 0 || sec > 1<<40 {
-		return time.Time{}, false
-	}
-	return time.Unix(int64(sec), 0), true
 }
 
 // redactedError keeps err's chain for errors.Is/As but never prints the token.
