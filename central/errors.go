@@ -108,6 +108,9 @@ func (s *Server) classify(err error) (status int, body *wire.ErrorBody, retryAft
 		tooMany   *batchTooLargeError
 		badSearch *searchRequestError
 		noSearch  *readForbiddenError
+		// A peer that sent too many tokens that failed review: 429, not
+		// 401, so that a client retries after Retry-After.
+		authThrottled *auth.ThrottledError
 	)
 	switch {
 	case errors.As(err, &ve):
@@ -120,6 +123,11 @@ func (s *Server) classify(err error) (status int, body *wire.ErrorBody, retryAft
 		return fasthttp.StatusServiceUnavailable, wire.ServiceUnavailable("Embedding provider unavailable"), time.Second
 	case errors.Is(err, errBadEncoding):
 		return fasthttp.StatusBadRequest, wire.ValidationFailed("", "request body is not valid for its Content-Encoding"), 0
+	case errors.As(err, &authThrottled):
+		return fasthttp.StatusTooManyRequests, &wire.ErrorBody{
+			Error:   wire.CodeRateLimitExceeded,
+			Message: "Too many failed authentications from this address; retry later",
+		}, authThrottled.RetryAfter
 	case errors.Is(err, errMissingToken), errors.Is(err, auth.ErrUnauthenticated):
 		return fasthttp.StatusUnauthorized, wire.AuthenticationFailed(), 0
 	case errors.Is(err, auth.ErrUnavailable):

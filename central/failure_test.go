@@ -3,6 +3,7 @@ package central_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
@@ -84,6 +85,24 @@ func TestAuth_AuthenticatorIsToldTheTCPPeer(t *testing.T) {
 	r := h.post(t, "/api/v1/audit/remediation", "some-token", []byte(`{"remediationRequestID":"rr-1"}`))
 	require.Equal(t, 401, r.status, r.body)
 	assert.Equal(t, netip.MustParseAddr("127.0.0.1"), <-rec.peers, "an IPv4 peer, unmapped")
+}
+
+// throttledAuthenticator stands for a TokenReview that refuses to review
+// more failed tokens from the caller's address for now.
+type throttledAuthenticator struct{ retryAfter time.Duration }
+
+func (a throttledAuthenticator) Authenticate(_ context.Context, _ string, peer netip.Addr) (auth.Identity, error) {
+	return auth.Identity{}, fmt.Errorf("authenticate: %w", &auth.ThrottledError{Peer: peer, RetryAfter: a.retryAfter})
+}
+
+func TestAuth_PeerOverItsFailedReviewBudgetGets429WithRetryAfter(t *testing.T) {
+	h := newHarness(t, options{authn: throttledAuthenticator{retryAfter: 1500 * time.Millisecond}})
+	r := h.post(t, "/api/v1/audit/remediation", "some-token", []byte(`{"remediationRequestID":"rr-1"}`))
+	require.Equal(t, 429, r.status, r.body)
+	assertErrorShape(t, r.body)
+	assert.Contains(t, r.body, `"error":"rate_limit_exceeded"`)
+	assert.Contains(t, r.body, "failed authentications")
+	assert.Equal(t, "2", r.header.Get("Retry-After"), "rounded up to whole seconds")
 }
 
 func TestFailure_TokenReviewUnreachableIs503Not401(t *testing.T) {

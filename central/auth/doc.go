@@ -1,9 +1,10 @@
 // Package auth answers "who is calling?" for the central: it turns a bearer
-// token into an Identity.
+// token, and the network peer that presented it, into an Identity.
 //
 // It owns the Identity type, the Authenticator interface the HTTP edge
 // consumes, the sentinel errors that edge maps to 401 (ErrUnauthenticated)
-// and 503 (ErrUnavailable), and two authenticators:
+// and 503 (ErrUnavailable), the *ThrottledError it maps to 429, and two
+// authenticators:
 //
 //   - TokenReview asks the Kubernetes API server (authentication.k8s.io/v1
 //     TokenReview, through client-go) with the central's own audience, and
@@ -24,10 +25,19 @@
 // API server's own audiences, which the central's never is, so TokenReview
 // would reject them anyway.
 //
+// What is left to review costs the peer (client IP) that sends it: each peer
+// has a budget of reviews of uncached tokens, taken before a review and
+// refunded when the token proves valid, so only failures spend it. A peer
+// whose budget is spent gets a *ThrottledError, while its cached tokens go on
+// working and other peers' tokens are reviewed at once. The budgets are kept
+// for a bounded number of peers. Clients behind one address (a proxy, a NAT,
+// the hostNetwork pods of a node) share one budget.
+//
 // A token is never logged, never stored in a cache key and never put in an
 // error message.
 //
 // This package must not import fasthttp, the storage layer or the central's
-// server: it knows tokens and identities, not HTTP or records. Deciding what
-// an identity may do is package authz's job; how much, package ratelimit's.
+// server: it knows tokens, peers and identities, not HTTP or records.
+// Deciding what an identity may do is package authz's job; how much, package
+// ratelimit's.
 package auth

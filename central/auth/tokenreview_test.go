@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"sync"
 	"testing"
@@ -372,6 +373,11 @@ func TestNewTokenReview_ValidatesConfig(t *testing.T) {
 		"negative timeout":             {Client: cs, Audience: audience, Timeout: -time.Second},
 		"negative negative":            {Client: cs, Audience: audience, NegativeTTL: -time.Second},
 		"negative negative cache size": {Client: cs, Audience: audience, NegativeCacheSize: -1},
+		"negative peer failure rate":   {Client: cs, Audience: audience, PeerFailureRate: -1},
+		"NaN peer failure rate":        {Client: cs, Audience: audience, PeerFailureRate: math.NaN()},
+		"infinite peer failure rate":   {Client: cs, Audience: audience, PeerFailureRate: math.Inf(1)},
+		"negative peer failure burst":  {Client: cs, Audience: audience, PeerFailureBurst: -1},
+		"negative max peers":           {Client: cs, Audience: audience, MaxPeers: -1},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := auth.NewTokenReview(cfg)
