@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -52,6 +53,9 @@ type fakeAPI struct {
 	answer func(spec authenticationv1.TokenReviewSpec) (int, authenticationv1.TokenReviewStatus)
 	// gate, when set, holds every request until it is closed.
 	gate chan struct{}
+	// latency, when set, is how long each answer takes, like a real API
+	// server's round trip.
+	latency func() time.Duration
 }
 
 func newFakeAPI(t testing.TB) *fakeAPI {
@@ -72,6 +76,13 @@ func (f *fakeAPI) setAnswer(fn func(spec authenticationv1.TokenReviewSpec) (int,
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.answer = fn
+}
+
+// setLatency makes every answer take between lo and hi.
+func (f *fakeAPI) setLatency(lo, hi time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.latency = func() time.Duration { return lo + rand.N(hi-lo+1) }
 }
 
 func (f *fakeAPI) hold() chan struct{} {
@@ -123,10 +134,17 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.requests = append(f.requests, tr.Spec)
 	f.bearers = append(f.bearers, r.Header.Get("Authorization"))
-	gate, answer := f.gate, f.answer
+	gate, answer, latency := f.gate, f.answer, f.latency
 	user, known := f.users[tr.Spec.Token]
 	f.mu.Unlock()
 
+	if latency != nil {
+		select {
+		case <-time.After(latency()):
+		case <-r.Context().Done():
+			return
+		}
+	}
 	if gate != nil {
 		select {
 		case <-gate:
