@@ -59,7 +59,9 @@ func (p *peerBudgets) take(peer netip.Addr, now time.Time) (ok bool, retryAfter 
 		b.tokens--
 		return true, 0
 	}
-	return false, time.Duration(math.Ceil((1 - b.tokens) / p.rate * float64(time.Second)))
+	// Capped: at a tiny rate the wait would overflow a Duration.
+	wait := math.Ceil((1 - b.tokens) / p.rate * float64(time.Second))
+	return false, time.Duration(min(wait, float64(24*time.Hour)))
 }
 
 // refund gives back a review taken from peer's budget.

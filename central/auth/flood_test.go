@@ -218,6 +218,17 @@ func TestTokenReview_PeerBudgetRefillsAtItsRate(t *testing.T) {
 	assert.Equal(t, 2, f.count())
 }
 
+func TestTokenReview_RetryAfterOfATinyRateIsCapped(t *testing.T) {
+	f := newFakeAPI(t)
+	tr, _, _ := newReviewer(t, f, func(c *auth.TokenReviewConfig) {
+		c.PeerFailureRate, c.PeerFailureBurst = 1e-300, 1
+	})
+	_, err := tr.Authenticate(context.Background(), bogusToken(), floodPeer)
+	require.ErrorIs(t, err, auth.ErrUnauthenticated)
+	_, err = tr.Authenticate(context.Background(), bogusToken(), floodPeer)
+	assert.Equal(t, 24*time.Hour, throttled(t, err).RetryAfter, "not an overflowed, negative Duration")
+}
+
 func TestTokenReview_ValidTokensCostThePeerNothing(t *testing.T) {
 	f := newFakeAPI(t)
 	tr, _, _ := newReviewer(t, f, func(c *auth.TokenReviewConfig) {
