@@ -130,6 +130,9 @@ func (s *Server) classify(err error) (status int, body *wire.ErrorBody, retryAft
 		limited   *rateLimitedError
 		tooMany   *batchTooLargeError
 		badSearch *searchRequestError
+		// A peer that sent too many tokens that failed review: 429, not
+		// 401, so that a client retries after Retry-After.
+		authThrottled *auth.ThrottledError
 	)
 	switch {
 	case errors.As(err, &ve):
@@ -142,6 +145,11 @@ func (s *Server) classify(err error) (status int, body *wire.ErrorBody, retryAft
 		return fasthttp.StatusBadRequest, wire.ValidationFailed("", "the request body could not be read to its end"), 0
 	case errors.Is(err, errBadEncoding):
 		return fasthttp.StatusBadRequest, wire.ValidationFailed("", "request body is not valid for its Content-Encoding"), 0
+	case errors.As(err, &authThrottled):
+		return fasthttp.StatusTooManyRequests, &wire.ErrorBody{
+			Error:   wire.CodeRateLimitExceeded,
+			Message: "Too many failed authentications from this address; retry later",
+		}, authThrottled.RetryAfter
 	case errors.Is(err, errMissingToken), errors.Is(err, auth.ErrUnauthenticated):
 		return fasthttp.StatusUnauthorized, wire.AuthenticationFailed(), 0
 	case errors.Is(err, auth.ErrUnavailable):

@@ -3,8 +3,10 @@ package central_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -65,8 +67,42 @@ func TestFailure_DatabaseGoneIs503ThenRecoversWithoutRestart(t *testing.T) {
 // the TokenReview client itself is tested against a real clientset in auth.
 type downAuthenticator struct{}
 
-func (downAuthenticator) Authenticate(context.Context, string) (auth.Identity, error) {
+func (downAuthenticator) Authenticate(context.Context, string, netip.Addr) (auth.Identity, error) {
 	return auth.Identity{}, auth.ErrUnavailable
+}
+
+// peerRecorder remembers the peer each token came from and knows no token.
+type peerRecorder struct{ peers chan netip.Addr }
+
+func (p peerRecorder) Authenticate(_ context.Context, _ string, peer netip.Addr) (auth.Identity, error) {
+	p.peers <- peer
+	return auth.Identity{}, auth.ErrUnauthenticated
+}
+
+func TestAuth_AuthenticatorIsToldTheTCPPeer(t *testing.T) {
+	rec := peerRecorder{peers: make(chan netip.Addr, 1)}
+	h := newHarness(t, options{authn: rec})
+	r := h.post(t, "/api/v1/audit/remediation", "some-token", []byte(`{"remediationRequestID":"rr-1"}`))
+	require.Equal(t, 401, r.status, r.body)
+	assert.Equal(t, netip.MustParseAddr("127.0.0.1"), <-rec.peers, "an IPv4 peer, unmapped")
+}
+
+// throttledAuthenticator stands for a TokenReview that refuses to review
+// more failed tokens from the caller's address for now.
+type throttledAuthenticator struct{ retryAfter time.Duration }
+
+func (a throttledAuthenticator) Authenticate(_ context.Context, _ string, peer netip.Addr) (auth.Identity, error) {
+	return auth.Identity{}, fmt.Errorf("authenticate: %w", &auth.ThrottledError{Peer: peer, RetryAfter: a.retryAfter})
+}
+
+func TestAuth_PeerOverItsFailedReviewBudgetGets429WithRetryAfter(t *testing.T) {
+	h := newHarness(t, options{authn: throttledAuthenticator{retryAfter: 1500 * time.Millisecond}})
+	r := h.post(t, "/api/v1/audit/remediation", "some-token", []byte(`{"remediationRequestID":"rr-1"}`))
+	require.Equal(t, 429, r.status, r.body)
+	assertErrorShape(t, r.body)
+	assert.Contains(t, r.body, `"error":"rate_limit_exceeded"`)
+	assert.Contains(t, r.body, "failed authentications")
+	assert.Equal(t, "2", r.header.Get("Retry-After"), "rounded up to whole seconds")
 }
 
 func TestFailure_TokenReviewUnreachableIs503Not401(t *testing.T) {

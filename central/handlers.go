@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -87,13 +88,14 @@ func (s *Server) method(ctx *fasthttp.RequestCtx, method string, handle func() e
 	}
 }
 
-// caller authenticates the request's bearer token.
+// caller authenticates the request's bearer token, on behalf of the TCP peer.
 func (s *Server) caller(ctx *fasthttp.RequestCtx) (auth.Identity, error) {
 	token, ok := bearerToken(string(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)))
 	if !ok {
 		return auth.Identity{}, errMissingToken
 	}
-	return s.cfg.Authenticator.Authenticate(ctx, token)
+	peer, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	return s.cfg.Authenticator.Authenticate(ctx, token, peer.Unmap())
 }
 
 func bearerToken(h string) (string, bool) {

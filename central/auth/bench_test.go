@@ -16,9 +16,10 @@ import (
 // server is farther away than loopback).
 func BenchmarkTokenReview_CacheHitVersusReview(b *testing.B) {
 	f := newFakeAPI(b)
-	const tokens = 200
+	tokens := make([]string, 200)
 	for i := range tokens {
-		f.addUser(fmt.Sprintf("tok-%d", i), fmt.Sprintf("system:serviceaccount:ns:sa-%d", i), "")
+		tokens[i] = projectedToken("ns", fmt.Sprintf("sa-%d", i))
+		f.addUser(tokens[i], fmt.Sprintf("system:serviceaccount:ns:sa-%d", i), "")
 	}
 	cfg := f.restConfig()
 	cfg.QPS = -1 // no client-side throttling: measure the round trip itself
@@ -31,8 +32,8 @@ func BenchmarkTokenReview_CacheHitVersusReview(b *testing.B) {
 	// Reviews: the cache is made to miss with a fresh TokenReview per round.
 	start := time.Now()
 	reviews := 0
-	for i := 0; i < tokens && time.Since(start) < 2*time.Second; i++ {
-		if _, err := tr.Authenticate(ctx, fmt.Sprintf("tok-%d", i)); err != nil {
+	for i := 0; i < len(tokens) && time.Since(start) < 2*time.Second; i++ {
+		if _, err := tr.Authenticate(ctx, tokens[i], testPeer); err != nil {
 			b.Fatal(err)
 		}
 		reviews++
@@ -41,7 +42,7 @@ func BenchmarkTokenReview_CacheHitVersusReview(b *testing.B) {
 
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		if _, err := tr.Authenticate(ctx, fmt.Sprintf("tok-%d", i%reviews)); err != nil {
+		if _, err := tr.Authenticate(ctx, tokens[i%reviews], testPeer); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -66,7 +67,7 @@ func BenchmarkStaticTokens_Authenticate(b *testing.B) {
 			}
 			ctx := context.Background()
 			for b.Loop() {
-				if _, err := s.Authenticate(ctx, "tok-5"); err != nil {
+				if _, err := s.Authenticate(ctx, "tok-5", testPeer); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -20,7 +20,7 @@ func TestNewClientset_FromKubeconfigReachesTokenReview(t *testing.T) {
 	tr, err := auth.NewTokenReview(auth.TokenReviewConfig{Client: cs, Audience: audience})
 	require.NoError(t, err)
 
-	id, err := tr.Authenticate(context.Background(), gatewayToken)
+	id, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, "ns/gateway-sa", id.Key())
 	_, bearer := f.lastRequest()
@@ -64,7 +64,7 @@ func TestTokenReview_SpeaksProtobufAndJSON(t *testing.T) {
 			tr, err := auth.NewTokenReview(auth.TokenReviewConfig{Client: f.clientsetFor(cfg), Audience: audience})
 			require.NoError(t, err)
 
-			id, err := tr.Authenticate(context.Background(), gatewayToken)
+			id, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 			require.NoError(t, err)
 			assert.Equal(t, "ns/gateway-sa", id.Key())
 			f.mu.Lock()

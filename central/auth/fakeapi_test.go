@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -30,6 +32,9 @@ const (
 	reviewPath   = "/apis/authentication.k8s.io/v1/tokenreviews"
 )
 
+// testPeer is the network address tests authenticate from (TEST-NET-1).
+var testPeer = netip.MustParseAddr("192.0.2.10")
+
 // fakeAPI is an API server that speaks authentication.k8s.io/v1 TokenReview
 // JSON over TLS. By default it authenticates the tokens in users, for the
 // audiences the request asks for.
@@ -48,6 +53,9 @@ type fakeAPI struct {
 	answer func(spec authenticationv1.TokenReviewSpec) (int, authenticationv1.TokenReviewStatus)
 	// gate, when set, holds every request until it is closed.
 	gate chan struct{}
+	// latency, when set, is how long each answer takes, like a real API
+	// server's round trip.
+	latency func() time.Duration
 }
 
 func newFakeAPI(t testing.TB) *fakeAPI {
@@ -68,6 +76,13 @@ func (f *fakeAPI) setAnswer(fn func(spec authenticationv1.TokenReviewSpec) (int,
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.answer = fn
+}
+
+// setLatency makes every answer take between lo and hi.
+func (f *fakeAPI) setLatency(lo, hi time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.latency = func() time.Duration { return lo + rand.N(hi-lo+1) }
 }
 
 func (f *fakeAPI) hold() chan struct{} {
@@ -119,10 +134,17 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.requests = append(f.requests, tr.Spec)
 	f.bearers = append(f.bearers, r.Header.Get("Authorization"))
-	gate, answer := f.gate, f.answer
+	gate, answer, latency := f.gate, f.answer, f.latency
 	user, known := f.users[tr.Spec.Token]
 	f.mu.Unlock()
 
+	if latency != nil {
+		select {
+		case <-time.After(latency()):
+		case <-r.Context().Done():
+			return
+		}
+	}
 	if gate != nil {
 		select {
 		case <-gate:
@@ -219,7 +241,9 @@ func (c *clock) Advance(d time.Duration) {
 func newReviewer(t *testing.T, f *fakeAPI, mutate func(*auth.TokenReviewConfig)) (*auth.TokenReview, *metrics.Set, *clock) {
 	t.Helper()
 	set, clk := metrics.NewSet(), newClock()
-	cfg := auth.TokenReviewConfig{Client: f.clientset(), Audience: audience, Metrics: set, Now: clk.Now}
+	rc := f.restConfig()
+	rc.QPS, rc.Burst = auth.ClientQPS, auth.ClientBurst // as NewClientset sets them
+	cfg := auth.TokenReviewConfig{Client: f.clientsetFor(rc), Audience: audience, Metrics: set, Now: clk.Now}
 	if mutate != nil {
 		mutate(&cfg)
 	}

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -20,10 +21,12 @@ var ErrUnauthenticated = errors.New("auth: token not authenticated")
 // cached.
 var ErrUnavailable = errors.New("auth: token review unavailable")
 
-// Authenticator turns a bearer token into the identity it belongs to. It
-// returns an error wrapping ErrUnauthenticated or ErrUnavailable.
+// Authenticator turns a bearer token into the identity it belongs to. peer is
+// the network address the token came from (the TCP peer, IPv4 unmapped): an
+// authenticator that pays for each look-up charges the peer's failures to it.
+// It returns an error wrapping ErrUnauthenticated or ErrUnavailable.
 type Authenticator interface {
-	Authenticate(ctx context.Context, token string) (Identity, error)
+	Authenticate(ctx context.Context, token string, peer netip.Addr) (Identity, error)
 }
 
 var (

@@ -34,7 +34,7 @@ func TestParseStaticTokens_ReadsTheKubeAPIServerFormat(t *testing.T) {
 	assert.Equal(t, 4, s.Len())
 	ctx := context.Background()
 
-	id, err := s.Authenticate(ctx, "gw-secret-1")
+	id, err := s.Authenticate(ctx, "gw-secret-1", testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, auth.Identity{
 		Username:       "system:serviceaccount:kubernaut-system:gateway-sa",
@@ -44,17 +44,17 @@ func TestParseStaticTokens_ReadsTheKubeAPIServerFormat(t *testing.T) {
 		ServiceAccount: "gateway-sa",
 	}, id)
 
-	id, err = s.Authenticate(ctx, "alice-secret")
+	id, err = s.Authenticate(ctx, "alice-secret", testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, auth.Identity{Username: "alice", UID: "uid-alice"}, id, "no fourth column, no groups")
 	assert.Equal(t, "user:alice", id.Key())
 
-	id, err = s.Authenticate(ctx, "bob-secret")
+	id, err = s.Authenticate(ctx, "bob-secret", testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, auth.Identity{Username: "bob", UID: "uid-bob", Groups: []string{"devs", "ops"}}, id,
 		"spaces trimmed, empty groups dropped")
 
-	id, err = s.Authenticate(ctx, "carol-secret")
+	id, err = s.Authenticate(ctx, "carol-secret", testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"ops"}, id.Groups, "an unquoted single group")
 }
@@ -88,7 +88,7 @@ func TestParseStaticTokens_EmptyFileHasNoTokens(t *testing.T) {
 	s, err := parseTokens(t, "# nothing yet\n\n")
 	require.NoError(t, err)
 	assert.Zero(t, s.Len())
-	_, err = s.Authenticate(context.Background(), "anything")
+	_, err = s.Authenticate(context.Background(), "anything", testPeer)
 	assert.ErrorIs(t, err, auth.ErrUnauthenticated)
 }
 
@@ -96,7 +96,7 @@ func TestStaticTokens_RejectsUnknownAndEmptyTokens(t *testing.T) {
 	s, err := parseTokens(t, "alice-secret,alice,uid\n")
 	require.NoError(t, err)
 	for _, tok := range []string{"", "alice-secre", "alice-secret ", "Alice-secret", "alice-secretx"} {
-		id, err := s.Authenticate(context.Background(), tok)
+		id, err := s.Authenticate(context.Background(), tok, testPeer)
 		require.ErrorIs(t, err, auth.ErrUnauthenticated, "%q", tok)
 		assert.Zero(t, id)
 		if tok != "" {
@@ -108,10 +108,10 @@ func TestStaticTokens_RejectsUnknownAndEmptyTokens(t *testing.T) {
 func TestStaticTokens_ReturnedGroupsAreACopy(t *testing.T) {
 	s, err := parseTokens(t, "tok,alice,uid,\"a,b\"\n")
 	require.NoError(t, err)
-	id, err := s.Authenticate(context.Background(), "tok")
+	id, err := s.Authenticate(context.Background(), "tok", testPeer)
 	require.NoError(t, err)
 	id.Groups[0] = "system:masters"
-	again, err := s.Authenticate(context.Background(), "tok")
+	again, err := s.Authenticate(context.Background(), "tok", testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"a", "b"}, again.Groups)
 }
@@ -121,7 +121,7 @@ func TestLoadStaticTokens_ReadsAFile(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte("wf-secret,system:serviceaccount:ns:workflowexecution-controller-sa,u1\n"), 0o600))
 	s, err := auth.LoadStaticTokens(path)
 	require.NoError(t, err)
-	id, err := s.Authenticate(context.Background(), "wf-secret")
+	id, err := s.Authenticate(context.Background(), "wf-secret", testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, "ns/workflowexecution-controller-sa", id.Key())
 }
@@ -144,7 +144,7 @@ func TestStaticTokens_CanceledContextIsNotAnAuthenticationFailure(t *testing.T) 
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err = s.Authenticate(ctx, "tok")
+	_, err = s.Authenticate(ctx, "tok", testPeer)
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.NotErrorIs(t, err, auth.ErrUnauthenticated)
 }

@@ -5,10 +5,10 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -22,10 +22,14 @@ import (
 
 // Defaults for the zero fields of TokenReviewConfig.
 const (
-	DefaultCacheTTL    = 2 * time.Minute
-	DefaultNegativeTTL = 10 * time.Second
-	DefaultCacheSize   = 10000
-	DefaultTimeout     = 5 * time.Second
+	DefaultCacheTTL          = 2 * time.Minute
+	DefaultNegativeTTL       = 10 * time.Second
+	DefaultCacheSize         = 10000
+	DefaultNegativeCacheSize = 10000
+	DefaultTimeout           = 5 * time.Second
+	DefaultPeerFailureRate   = 1.0 // failed reviews a second, per peer
+	DefaultPeerFailureBurst  = 10
+	DefaultMaxPeers          = 10000
 )
 
 // TokenReviewConfig configures NewTokenReview. Every zero value but Client and
@@ -36,7 +40,8 @@ type TokenReviewConfig struct {
 	// Audience is this service's audience. Required. It is sent in
 	// spec.audiences, and status.audiences must contain it: an empty
 	// status.audiences means the API server's default audience, which is not
-	// ours, so the token is rejected.
+	// ours, so the token is rejected. It must be the central's own, never the
+	// API server's (see the package doc).
 	Audience string
 	// CacheTTL bounds how long a positive answer is reused; 0 means
 	// DefaultCacheTTL. Never beyond the token's own expiry when the token is a
@@ -45,14 +50,35 @@ type TokenReviewConfig struct {
 	// NegativeTTL bounds how long a failed authentication is reused; 0 means
 	// DefaultNegativeTTL. Unavailability (ErrUnavailable) is never cached.
 	NegativeTTL time.Duration
-	// CacheSize is the maximum number of cached answers, least recently used
-	// evicted first; 0 means DefaultCacheSize.
+	// CacheSize is the maximum number of cached identities, least recently
+	// used evicted first; 0 means DefaultCacheSize. Failed authentications
+	// have a cache of their own and never take this one's room.
 	CacheSize int
+	// NegativeCacheSize is the maximum number of cached failed
+	// authentications, least recently used evicted first; 0 means
+	// DefaultNegativeCacheSize.
+	NegativeCacheSize int
 	// Timeout bounds each TokenReview call; 0 means DefaultTimeout.
 	Timeout time.Duration
+	// PeerFailureRate and PeerFailureBurst are each peer's budget of reviews
+	// of uncached tokens: a token bucket of PeerFailureBurst reviews, refilled
+	// at PeerFailureRate a second. A review is taken from the budget before it
+	// is made and given back when it proves the token valid, so only failures
+	// (rejected tokens, and reviews the API server did not answer) spend it.
+	// A peer with an empty budget gets a *ThrottledError. 0 means
+	// DefaultPeerFailureRate and DefaultPeerFailureBurst.
+	PeerFailureRate  float64
+	PeerFailureBurst int
+	// MaxPeers bounds the number of peers whose budgets are tracked; the
+	// least recently seen is forgotten beyond it and starts again with a full
+	// budget. 0 means DefaultMaxPeers.
+	MaxPeers int
 	// Metrics receives auth_cache_hits_total, auth_cache_misses_total,
-	// auth_cache_entries, auth_tokenreview_requests_total{result=...} and
-	// auth_tokenreview_duration_seconds. nil means a private set nobody reads.
+	// auth_cache_entries, auth_negative_cache_entries,
+	// auth_tokenreview_requests_total{result=...},
+	// auth_tokenreview_duration_seconds,
+	// auth_prescreen_rejections_total{reason=...}, auth_peer_throttled_total
+	// and auth_peer_budgets. nil means a private set nobody reads.
 	Metrics *metrics.Set
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -68,8 +94,20 @@ func (c TokenReviewConfig) withDefaults() TokenReviewConfig {
 	if c.CacheSize == 0 {
 		c.CacheSize = DefaultCacheSize
 	}
+	if c.NegativeCacheSize == 0 {
+		c.NegativeCacheSize = DefaultNegativeCacheSize
+	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
+	}
+	if c.PeerFailureRate == 0 {
+		c.PeerFailureRate = DefaultPeerFailureRate
+	}
+	if c.PeerFailureBurst == 0 {
+		c.PeerFailureBurst = DefaultPeerFailureBurst
+	}
+	if c.MaxPeers == 0 {
+		c.MaxPeers = DefaultMaxPeers
 	}
 	if c.Metrics == nil {
 		c.Metrics = metrics.NewSet()
@@ -94,8 +132,16 @@ func (c TokenReviewConfig) Validate() error {
 		return fmt.Errorf("auth: TokenReviewConfig.NegativeTTL must not be negative, got %s", c.NegativeTTL)
 	case c.CacheSize < 0:
 		return fmt.Errorf("auth: TokenReviewConfig.CacheSize must not be negative, got %d", c.CacheSize)
+	case c.NegativeCacheSize < 0:
+		return fmt.Errorf("auth: TokenReviewConfig.NegativeCacheSize must not be negative, got %d", c.NegativeCacheSize)
 	case c.Timeout < 0:
 		return fmt.Errorf("auth: TokenReviewConfig.Timeout must not be negative, got %s", c.Timeout)
+	case math.IsNaN(c.PeerFailureRate) || math.IsInf(c.PeerFailureRate, 0) || c.PeerFailureRate < 0:
+		return fmt.Errorf("auth: TokenReviewConfig.PeerFailureRate must be a positive number of reviews per second, got %v", c.PeerFailureRate)
+	case c.PeerFailureBurst < 0:
+		return fmt.Errorf("auth: TokenReviewConfig.PeerFailureBurst must not be negative, got %d", c.PeerFailureBurst)
+	case c.MaxPeers < 0:
+		return fmt.Errorf("auth: TokenReviewConfig.MaxPeers must not be negative, got %d", c.MaxPeers)
 	}
 	return nil
 }
@@ -104,13 +150,17 @@ func (c TokenReviewConfig) Validate() error {
 // and caches the answers. It is safe for concurrent use and owns no
 // goroutines, so it needs no Close.
 type TokenReview struct {
-	cfg     TokenReviewConfig
-	hmacKey []byte
-	cache   *resultCache
-	flight  singleflight.Group
+	cfg       TokenReviewConfig
+	hmacKey   []byte
+	positive  *resultCache // identities
+	negative  *resultCache // failed authentications, apart so they never evict an identity
+	budgets   *peerBudgets
+	flight    singleflight.Group
+	prescreen map[string]*metrics.Counter // by reason
 
 	hits, misses                  *metrics.Counter
 	authenticated, rejected, errs *metrics.Counter
+	throttled                     *metrics.Counter
 	latency                       *metrics.Histogram
 }
 
@@ -127,55 +177,70 @@ func NewTokenReview(cfg TokenReviewConfig) (*TokenReview, error) {
 	t := &TokenReview{
 		cfg:           cfg,
 		hmacKey:       key,
-		cache:         newResultCache(cfg.CacheSize),
+		positive:      newResultCache(cfg.CacheSize),
+		negative:      newResultCache(cfg.NegativeCacheSize),
+		budgets:       newPeerBudgets(cfg.PeerFailureRate, cfg.PeerFailureBurst, cfg.MaxPeers),
 		hits:          cfg.Metrics.GetOrCreateCounter("auth_cache_hits_total"),
 		misses:        cfg.Metrics.GetOrCreateCounter("auth_cache_misses_total"),
 		authenticated: cfg.Metrics.GetOrCreateCounter(`auth_tokenreview_requests_total{result="authenticated"}`),
 		rejected:      cfg.Metrics.GetOrCreateCounter(`auth_tokenreview_requests_total{result="unauthenticated"}`),
 		errs:          cfg.Metrics.GetOrCreateCounter(`auth_tokenreview_requests_total{result="error"}`),
+		throttled:     cfg.Metrics.GetOrCreateCounter("auth_peer_throttled_total"),
 		latency:       cfg.Metrics.GetOrCreateHistogram("auth_tokenreview_duration_seconds"),
+		prescreen:     map[string]*metrics.Counter{},
 	}
-	cache := t.cache
-	cfg.Metrics.GetOrCreateGauge("auth_cache_entries", func() float64 { return float64(cache.len()) })
+	for _, reason := range []string{reasonMalformed, reasonExpired, reasonNotYetValid, reasonAudience} {
+		t.prescreen[reason] = cfg.Metrics.GetOrCreateCounter(`auth_prescreen_rejections_total{reason="` + reason + `"}`)
+	}
+	positive, negative, budgets := t.positive, t.negative, t.budgets
+	cfg.Metrics.GetOrCreateGauge("auth_cache_entries", func() float64 { return float64(positive.len()) })
+	cfg.Metrics.GetOrCreateGauge("auth_negative_cache_entries", func() float64 { return float64(negative.len()) })
+	cfg.Metrics.GetOrCreateGauge("auth_peer_budgets", func() float64 { return float64(budgets.len()) })
 	return t, nil
 }
 
 // Audience is the audience tokens must carry.
 func (t *TokenReview) Audience() string { return t.cfg.Audience }
 
-// Authenticate returns the identity of token. Answers are cached (positive for
-// CacheTTL, negative for NegativeTTL); concurrent calls for one token share
-// one TokenReview. The returned error wraps ErrUnauthenticated or
-// ErrUnavailable and never contains the token.
-func (t *TokenReview) Authenticate(ctx context.Context, token string) (Identity, error) {
+// Authenticate returns the identity of token, presented by peer.
+//
+// In order: a cached answer (positive for CacheTTL, negative for
+// NegativeTTL) costs nothing; a token that cannot pass (see prescreen) is
+// rejected without a review; otherwise the review is charged to peer's
+// budget (a *ThrottledError when it is spent) and refunded if the token
+// proves valid. Concurrent calls for one token share one review, charged to
+// the peer that started it. The returned error wraps ErrUnauthenticated or
+// ErrUnavailable, or is a *ThrottledError, and never contains the token.
+func (t *TokenReview) Authenticate(ctx context.Context, token string, peer netip.Addr) (Identity, error) {
 	if token == "" {
 		return Identity{}, fmt.Errorf("%w: empty token", ErrUnauthenticated)
 	}
 	key := t.key(token)
-	if e, ok := t.cache.get(key, t.cfg.Now()); ok {
+	if e, ok := t.cached(key); ok {
 		t.hits.Inc()
 		return e.id.clone(), e.err
 	}
 	t.misses.Inc()
+	claims, err := prescreen(token, t.cfg.Audience, t.cfg.Now())
+	if err != nil {
+		var pe *prescreenError
+		if errors.As(err, &pe) {
+			t.prescreen[pe.reason].Inc()
+		}
+		return Identity{}, fmt.Errorf("%w: %w", ErrUnauthenticated, err)
+	}
 	if err := ctx.Err(); err != nil {
 		return Identity{}, fmt.Errorf("%w: %w", ErrUnavailable, context.Cause(ctx))
 	}
 
+	peer = peer.Unmap()
 	ch := t.flight.DoChan(string(key[:]), func() (any, error) {
 		// Re-check: a call for this token may have finished between our
 		// cache miss and joining the flight.
-		if e, ok := t.cache.get(key, t.cfg.Now()); ok {
+		if e, ok := t.cached(key); ok {
 			return e, nil
 		}
-		e, err := t.review(token)
-		if err != nil {
-			return nil, err // unavailable: not cached
-		}
-		e.key = key
-		if e.expires.After(t.cfg.Now()) {
-			t.cache.put(e)
-		}
-		return e, nil
+		return t.reviewCharged(token, key, claims, peer)
 	})
 	select {
 	case <-ctx.Done():
@@ -189,6 +254,41 @@ func (t *TokenReview) Authenticate(ctx context.Context, token string) (Identity,
 	}
 }
 
+// cached is the unexpired answer for key, positive or negative.
+func (t *TokenReview) cached(key cacheKey) (cacheEntry, bool) {
+	now := t.cfg.Now()
+	if e, ok := t.positive.get(key, now); ok {
+		return e, true
+	}
+	return t.negative.get(key, now)
+}
+
+// reviewCharged reviews token on peer's budget and caches the answer: an
+// identity in the positive cache (and the review refunded), a failed
+// authentication in the negative one. Unavailability is not cached and not
+// refunded: the call was made all the same.
+func (t *TokenReview) reviewCharged(token string, key cacheKey, claims jwtClaims, peer netip.Addr) (cacheEntry, error) {
+	if ok, wait := t.budgets.take(peer, t.cfg.Now()); !ok {
+		t.throttled.Inc()
+		return cacheEntry{}, &ThrottledError{Peer: peer, RetryAfter: wait}
+	}
+	e, err := t.review(token, claims)
+	if err != nil {
+		return cacheEntry{}, err
+	}
+	e.key = key
+	now := t.cfg.Now()
+	cache := t.negative
+	if e.err == nil {
+		cache = t.positive
+		t.budgets.refund(peer, now)
+	}
+	if e.expires.After(now) {
+		cache.put(e)
+	}
+	return e, nil
+}
+
 // review makes one TokenReview call and turns its answer into a cache entry
 // (an identity, or an error wrapping ErrUnauthenticated, with its expiry), or
 // returns an error wrapping ErrUnavailable.
@@ -197,7 +297,7 @@ func (t *TokenReview) Authenticate(ctx context.Context, token string) (Identity,
 // callers that join it through singleflight must not see it cancelled because
 // the first caller went away, and the caller's context may be a request
 // context (fasthttp's) that is recycled once its handler returns.
-func (t *TokenReview) review(token string) (cacheEntry, error) {
+func (t *TokenReview) review(token string, claims jwtClaims) (cacheEntry, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.Timeout)
 	defer cancel()
 
@@ -240,8 +340,8 @@ func (t *TokenReview) review(token string) (cacheEntry, error) {
 
 	t.authenticated.Inc()
 	expires := now.Add(t.cfg.CacheTTL)
-	if exp, ok := jwtExpiry(token); ok && exp.Before(expires) {
-		expires = exp
+	if !claims.exp.IsZero() && claims.exp.Before(expires) {
+		expires = claims.exp
 	}
 	return cacheEntry{
 		id:      NewIdentity(st.User.Username, st.User.UID, st.User.Groups),
@@ -260,31 +360,6 @@ func (t *TokenReview) key(token string) cacheKey {
 	var k cacheKey
 	m.Sum(k[:0])
 	return k
-}
-
-// jwtExpiry reads the "exp" claim of a JWT without verifying it. It is only
-// used after the API server has accepted the token (and so its signature), to
-// stop the cache outliving the token.
-func jwtExpiry(token string) (time.Time, bool) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return time.Time{}, false
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
-	if err != nil {
-		return time.Time{}, false
-	}
-	var claims struct {
-		Exp *json.Number `json:"exp"`
-	}
-	if err := json.Unmarshal(payload, &claims); err != nil || claims.Exp == nil {
-		return time.Time{}, false
-	}
-	sec, err := claims.Exp.Float64()
-	if err != nil || sec <= 0 || sec > 1<<40 {
-		return time.Time{}, false
-	}
-	return time.Unix(int64(sec), 0), true
 }
 
 // redactedError keeps err's chain for errors.Is/As but never prints the token.

@@ -3,8 +3,8 @@ package auth_test
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"fmt"
+	"math"
 	"net/http"
 	"sync"
 	"testing"
@@ -18,18 +18,13 @@ import (
 	"github.com/kubernaut/datastorage/central/auth"
 )
 
-const (
-	gatewayToken = "gateway-token-7f3a9c"
-	aliceToken   = "alice-token-b81d20"
-)
-
 func TestTokenReview_AuthenticatesServiceAccount(t *testing.T) {
 	f := newFakeAPI(t)
 	f.addUser(gatewayToken, "system:serviceaccount:kubernaut-system:gateway-sa", "uid-1",
 		"system:serviceaccounts", "system:serviceaccounts:kubernaut-system", "system:authenticated")
 	tr, _, _ := newReviewer(t, f, nil)
 
-	id, err := tr.Authenticate(context.Background(), gatewayToken)
+	id, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, auth.Identity{
 		Username:       "system:serviceaccount:kubernaut-system:gateway-sa",
@@ -46,7 +41,7 @@ func TestTokenReview_SendsTokenAndAudienceWithOwnCredential(t *testing.T) {
 	f.addUser(gatewayToken, "system:serviceaccount:ns:gateway-sa", "uid-1")
 	tr, _, _ := newReviewer(t, f, nil)
 
-	_, err := tr.Authenticate(context.Background(), gatewayToken)
+	_, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 	require.NoError(t, err)
 	spec, bearer := f.lastRequest()
 	assert.Equal(t, gatewayToken, spec.Token)
@@ -59,7 +54,7 @@ func TestTokenReview_UserIsNotAServiceAccount(t *testing.T) {
 	f.addUser(aliceToken, "alice", "uid-a", "devs")
 	tr, _, _ := newReviewer(t, f, nil)
 
-	id, err := tr.Authenticate(context.Background(), aliceToken)
+	id, err := tr.Authenticate(context.Background(), aliceToken, testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, "alice", id.Username)
 	assert.Empty(t, id.Namespace)
@@ -71,10 +66,11 @@ func TestTokenReview_RejectsUnauthenticatedToken(t *testing.T) {
 	f := newFakeAPI(t)
 	tr, set, _ := newReviewer(t, f, nil)
 
-	_, err := tr.Authenticate(context.Background(), "nobody-knows-this-token")
+	unknown := projectedToken("ns", "deleted-sa")
+	_, err := tr.Authenticate(context.Background(), unknown, testPeer)
 	require.ErrorIs(t, err, auth.ErrUnauthenticated)
 	assert.NotErrorIs(t, err, auth.ErrUnavailable)
-	assert.NotContains(t, err.Error(), "nobody-knows-this-token")
+	assert.NotContains(t, err.Error(), unknown)
 	assert.Contains(t, err.Error(), "invalid bearer token", "the API server's reason is kept")
 	assert.Equal(t, uint64(1), counter(set, `auth_tokenreview_requests_total{result="unauthenticated"}`))
 }
@@ -82,7 +78,7 @@ func TestTokenReview_RejectsUnauthenticatedToken(t *testing.T) {
 func TestTokenReview_RejectsEmptyTokenWithoutAsking(t *testing.T) {
 	f := newFakeAPI(t)
 	tr, _, _ := newReviewer(t, f, nil)
-	_, err := tr.Authenticate(context.Background(), "")
+	_, err := tr.Authenticate(context.Background(), "", testPeer)
 	require.ErrorIs(t, err, auth.ErrUnauthenticated)
 	assert.Zero(t, f.count())
 }
@@ -102,7 +98,7 @@ func TestTokenReview_RejectsWrongOrDefaultAudience(t *testing.T) {
 				}
 			})
 			tr, _, _ := newReviewer(t, f, nil)
-			id, err := tr.Authenticate(context.Background(), gatewayToken)
+			id, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 			require.ErrorIs(t, err, auth.ErrUnauthenticated)
 			assert.Zero(t, id)
 			assert.Contains(t, err.Error(), "audience")
@@ -120,7 +116,7 @@ func TestTokenReview_AcceptsOurAudienceAmongOthers(t *testing.T) {
 		}
 	})
 	tr, _, _ := newReviewer(t, f, nil)
-	id, err := tr.Authenticate(context.Background(), gatewayToken)
+	id, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, "ns/gateway-sa", id.Key())
 }
@@ -135,7 +131,7 @@ func TestTokenReview_ServerErrorIsUnavailableAndNotCached(t *testing.T) {
 			})
 			tr, set, _ := newReviewer(t, f, nil)
 
-			_, err := tr.Authenticate(context.Background(), gatewayToken)
+			_, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 			require.ErrorIs(t, err, auth.ErrUnavailable)
 			assert.NotErrorIs(t, err, auth.ErrUnauthenticated)
 			assert.NotContains(t, err.Error(), gatewayToken)
@@ -143,7 +139,7 @@ func TestTokenReview_ServerErrorIsUnavailableAndNotCached(t *testing.T) {
 
 			// The API server recovers: the next call asks again and succeeds.
 			f.setAnswer(nil)
-			id, err := tr.Authenticate(context.Background(), gatewayToken)
+			id, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 			require.NoError(t, err)
 			assert.Equal(t, "ns/gateway-sa", id.Key())
 			assert.Equal(t, 2, f.count())
@@ -156,7 +152,7 @@ func TestTokenReview_UnreachableServerIsUnavailable(t *testing.T) {
 	tr, _, _ := newReviewer(t, f, nil)
 	f.srv.Close()
 
-	_, err := tr.Authenticate(context.Background(), gatewayToken)
+	_, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 	require.ErrorIs(t, err, auth.ErrUnavailable)
 	assert.NotContains(t, err.Error(), gatewayToken)
 }
@@ -167,7 +163,7 @@ func TestTokenReview_SlowServerTimesOutAsUnavailable(t *testing.T) {
 	defer close(gate)
 	tr, _, _ := newReviewer(t, f, func(c *auth.TokenReviewConfig) { c.Timeout = 100 * time.Millisecond })
 
-	_, err := tr.Authenticate(context.Background(), gatewayToken)
+	_, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 	require.ErrorIs(t, err, auth.ErrUnavailable)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 }
@@ -178,7 +174,7 @@ func TestTokenReview_ServerEchoingTheTokenIsRedacted(t *testing.T) {
 		return http.StatusCreated, authenticationv1.TokenReviewStatus{Error: "token " + spec.Token + " is revoked"}
 	})
 	tr, _, _ := newReviewer(t, f, nil)
-	_, err := tr.Authenticate(context.Background(), gatewayToken)
+	_, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 	require.ErrorIs(t, err, auth.ErrUnauthenticated)
 	assert.NotContains(t, err.Error(), gatewayToken)
 	assert.Contains(t, err.Error(), "is revoked")
@@ -190,10 +186,10 @@ func TestTokenReview_CachesPositiveAnswerUntilTTL(t *testing.T) {
 	tr, set, clk := newReviewer(t, f, func(c *auth.TokenReviewConfig) { c.CacheTTL = time.Minute })
 	ctx := context.Background()
 
-	first, err := tr.Authenticate(ctx, gatewayToken)
+	first, err := tr.Authenticate(ctx, gatewayToken, testPeer)
 	require.NoError(t, err)
 	clk.Advance(time.Minute - time.Second)
-	second, err := tr.Authenticate(ctx, gatewayToken)
+	second, err := tr.Authenticate(ctx, gatewayToken, testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, first, second)
 	assert.Equal(t, 1, f.count(), "the second call is answered from the cache")
@@ -201,7 +197,7 @@ func TestTokenReview_CachesPositiveAnswerUntilTTL(t *testing.T) {
 	assert.Equal(t, uint64(1), counter(set, "auth_cache_misses_total"))
 
 	clk.Advance(time.Second)
-	_, err = tr.Authenticate(ctx, gatewayToken)
+	_, err = tr.Authenticate(ctx, gatewayToken, testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, 2, f.count(), "after the TTL the API server is asked again")
 }
@@ -210,10 +206,10 @@ func TestTokenReview_CachedIdentityCannotBeAlteredByACaller(t *testing.T) {
 	f := newFakeAPI(t)
 	f.addUser(gatewayToken, "system:serviceaccount:ns:gateway-sa", "uid-1", "g1")
 	tr, _, _ := newReviewer(t, f, nil)
-	id, err := tr.Authenticate(context.Background(), gatewayToken)
+	id, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 	require.NoError(t, err)
 	id.Groups[0] = "system:masters"
-	again, err := tr.Authenticate(context.Background(), gatewayToken)
+	again, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"g1"}, again.Groups)
 }
@@ -223,10 +219,10 @@ func TestTokenReview_CachesNegativeAnswerForNegativeTTL(t *testing.T) {
 	tr, _, clk := newReviewer(t, f, func(c *auth.TokenReviewConfig) { c.NegativeTTL = 10 * time.Second })
 	ctx := context.Background()
 
-	_, err := tr.Authenticate(ctx, aliceToken)
+	_, err := tr.Authenticate(ctx, aliceToken, testPeer)
 	require.ErrorIs(t, err, auth.ErrUnauthenticated)
 	clk.Advance(9 * time.Second)
-	_, err = tr.Authenticate(ctx, aliceToken)
+	_, err = tr.Authenticate(ctx, aliceToken, testPeer)
 	require.ErrorIs(t, err, auth.ErrUnauthenticated)
 	assert.Equal(t, 1, f.count())
 
@@ -234,26 +230,16 @@ func TestTokenReview_CachesNegativeAnswerForNegativeTTL(t *testing.T) {
 	// negative TTL it is accepted.
 	f.addUser(aliceToken, "alice", "uid-a")
 	clk.Advance(time.Second)
-	id, err := tr.Authenticate(ctx, aliceToken)
+	id, err := tr.Authenticate(ctx, aliceToken, testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, "user:alice", id.Key())
 	assert.Equal(t, 2, f.count())
 }
 
-// jwt builds an unsigned JWT-shaped token with the given expiry; the fake API
-// server does not check signatures, a real one would.
-func jwt(t *testing.T, exp time.Time) string {
-	t.Helper()
-	enc := base64.RawURLEncoding
-	header := enc.EncodeToString([]byte(`{"alg":"RS256","kid":"k"}`))
-	claims := enc.EncodeToString(fmt.Appendf(nil, `{"aud":[%q],"exp":%d,"sub":"system:serviceaccount:ns:gateway-sa"}`, audience, exp.Unix()))
-	return header + "." + claims + "." + enc.EncodeToString([]byte("signature"))
-}
-
 func TestTokenReview_CacheNeverOutlivesTheTokensExpiry(t *testing.T) {
 	f := newFakeAPI(t)
 	clk := newClock()
-	token := jwt(t, clk.Now().Add(30*time.Second))
+	token := projectedToken("ns", "gateway-sa", func(c map[string]any) { c["exp"] = clk.Now().Add(30 * time.Second).Unix() })
 	f.addUser(token, "system:serviceaccount:ns:gateway-sa", "uid-1")
 	tr, _, _ := newReviewer(t, f, func(c *auth.TokenReviewConfig) {
 		c.CacheTTL = 2 * time.Minute
@@ -261,45 +247,45 @@ func TestTokenReview_CacheNeverOutlivesTheTokensExpiry(t *testing.T) {
 	})
 	ctx := context.Background()
 
-	_, err := tr.Authenticate(ctx, token)
+	_, err := tr.Authenticate(ctx, token, testPeer)
 	require.NoError(t, err)
 	clk.Advance(29 * time.Second)
-	_, err = tr.Authenticate(ctx, token)
+	_, err = tr.Authenticate(ctx, token, testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, 1, f.count())
 
 	clk.Advance(time.Second)
-	_, err = tr.Authenticate(ctx, token)
+	_, err = tr.Authenticate(ctx, token, testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, 2, f.count(), "the cache entry ended with the token's exp, not the 2m TTL")
 }
 
 func TestTokenReview_CacheIsBoundedLRU(t *testing.T) {
 	f := newFakeAPI(t)
-	tokens := []string{"tok-a", "tok-b", "tok-c"}
-	for i, tok := range tokens {
+	tokA, tokB, tokC := projectedToken("ns", "sa-a"), projectedToken("ns", "sa-b"), projectedToken("ns", "sa-c")
+	for i, tok := range []string{tokA, tokB, tokC} {
 		f.addUser(tok, fmt.Sprintf("system:serviceaccount:ns:sa-%d", i), "")
 	}
 	tr, set, _ := newReviewer(t, f, func(c *auth.TokenReviewConfig) { c.CacheSize = 2 })
 	ctx := context.Background()
 	authn := func(tok string) {
 		t.Helper()
-		_, err := tr.Authenticate(ctx, tok)
+		_, err := tr.Authenticate(ctx, tok, testPeer)
 		require.NoError(t, err)
 	}
 
-	authn("tok-a")
-	authn("tok-b")
-	authn("tok-a") // hit: tok-b is now the least recently used
+	authn(tokA)
+	authn(tokB)
+	authn(tokA) // hit: B is now the least recently used
 	require.Equal(t, 2, f.count())
-	authn("tok-c") // evicts tok-b
+	authn(tokC) // evicts B
 	require.Equal(t, 3, f.count())
 	assert.Contains(t, metricsText(set), "auth_cache_entries 2")
 
-	authn("tok-a")
-	assert.Equal(t, 3, f.count(), "tok-a stayed")
-	authn("tok-b")
-	assert.Equal(t, 4, f.count(), "tok-b was evicted")
+	authn(tokA)
+	assert.Equal(t, 3, f.count(), "token A stayed")
+	authn(tokB)
+	assert.Equal(t, 4, f.count(), "token B was evicted")
 	assert.Contains(t, metricsText(set), "auth_cache_entries 2")
 }
 
@@ -314,7 +300,7 @@ func TestTokenReview_ConcurrentLookupsOfOneTokenMakeOneReview(t *testing.T) {
 	ids := make([]auth.Identity, callers)
 	errs := make([]error, callers)
 	for i := range callers {
-		wg.Go(func() { ids[i], errs[i] = tr.Authenticate(context.Background(), gatewayToken) })
+		wg.Go(func() { ids[i], errs[i] = tr.Authenticate(context.Background(), gatewayToken, testPeer) })
 	}
 	// Hold the API server until every caller has missed the cache.
 	require.Eventually(t, func() bool { return counter(set, "auth_cache_misses_total") == callers },
@@ -339,7 +325,7 @@ func TestTokenReview_CallerGivingUpDoesNotCancelTheSharedReview(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := tr.Authenticate(ctx, gatewayToken)
+		_, err := tr.Authenticate(ctx, gatewayToken, testPeer)
 		done <- err
 	}()
 	require.Eventually(t, func() bool { return f.count() == 1 }, 5*time.Second, time.Millisecond)
@@ -351,12 +337,12 @@ func TestTokenReview_CallerGivingUpDoesNotCancelTheSharedReview(t *testing.T) {
 	// The review goes on without the caller and its answer is cached.
 	second := make(chan error, 1)
 	go func() {
-		_, err := tr.Authenticate(context.Background(), gatewayToken)
+		_, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 		second <- err
 	}()
 	close(gate)
 	require.NoError(t, <-second)
-	_, err = tr.Authenticate(context.Background(), gatewayToken)
+	_, err = tr.Authenticate(context.Background(), gatewayToken, testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, 1, f.count())
 }
@@ -367,9 +353,9 @@ func TestTokenReview_DifferentTokensAreReviewedSeparately(t *testing.T) {
 	f.addUser(aliceToken, "alice", "uid-a")
 	tr, _, _ := newReviewer(t, f, nil)
 
-	a, err := tr.Authenticate(context.Background(), gatewayToken)
+	a, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 	require.NoError(t, err)
-	b, err := tr.Authenticate(context.Background(), aliceToken)
+	b, err := tr.Authenticate(context.Background(), aliceToken, testPeer)
 	require.NoError(t, err)
 	assert.Equal(t, "ns/gateway-sa", a.Key())
 	assert.Equal(t, "user:alice", b.Key())
@@ -380,12 +366,18 @@ func TestNewTokenReview_ValidatesConfig(t *testing.T) {
 	f := newFakeAPI(t)
 	cs := f.clientset()
 	for name, cfg := range map[string]auth.TokenReviewConfig{
-		"no client":         {Audience: audience},
-		"no audience":       {Client: cs},
-		"negative TTL":      {Client: cs, Audience: audience, CacheTTL: -time.Second},
-		"negative size":     {Client: cs, Audience: audience, CacheSize: -1},
-		"negative timeout":  {Client: cs, Audience: audience, Timeout: -time.Second},
-		"negative negative": {Client: cs, Audience: audience, NegativeTTL: -time.Second},
+		"no client":                    {Audience: audience},
+		"no audience":                  {Client: cs},
+		"negative TTL":                 {Client: cs, Audience: audience, CacheTTL: -time.Second},
+		"negative size":                {Client: cs, Audience: audience, CacheSize: -1},
+		"negative timeout":             {Client: cs, Audience: audience, Timeout: -time.Second},
+		"negative negative":            {Client: cs, Audience: audience, NegativeTTL: -time.Second},
+		"negative negative cache size": {Client: cs, Audience: audience, NegativeCacheSize: -1},
+		"negative peer failure rate":   {Client: cs, Audience: audience, PeerFailureRate: -1},
+		"NaN peer failure rate":        {Client: cs, Audience: audience, PeerFailureRate: math.NaN()},
+		"infinite peer failure rate":   {Client: cs, Audience: audience, PeerFailureRate: math.Inf(1)},
+		"negative peer failure burst":  {Client: cs, Audience: audience, PeerFailureBurst: -1},
+		"negative max peers":           {Client: cs, Audience: audience, MaxPeers: -1},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := auth.NewTokenReview(cfg)
@@ -400,7 +392,7 @@ func TestTokenReview_ExportsLatencyHistogram(t *testing.T) {
 	f := newFakeAPI(t)
 	f.addUser(gatewayToken, "system:serviceaccount:ns:gateway-sa", "uid-1")
 	tr, set, _ := newReviewer(t, f, nil)
-	_, err := tr.Authenticate(context.Background(), gatewayToken)
+	_, err := tr.Authenticate(context.Background(), gatewayToken, testPeer)
 	require.NoError(t, err)
 	text := metricsText(set)
 	assert.Contains(t, text, "auth_tokenreview_duration_seconds_count 1")

@@ -1,7 +1,6 @@
 package ratelimit
 
 import (
-	"container/list"
 	"errors"
 	"fmt"
 	"math"
@@ -9,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/kubernaut/datastorage/internal/lru"
 )
 
 // Defaults for the zero fields of Config.
@@ -69,14 +70,8 @@ func (c Config) Validate() error {
 type Limiter struct {
 	cfg Config
 
-	mu    sync.Mutex
-	order *list.List // of *bucket, most recently used first
-	keys  map[string]*list.Element
-}
-
-type bucket struct {
-	key string
-	lim *rate.Limiter
+	mu      sync.Mutex
+	buckets *lru.Cache[string, *rate.Limiter]
 }
 
 // New returns a Limiter for cfg, its zero fields set to the defaults. It
@@ -87,7 +82,7 @@ func New(cfg Config) *Limiter {
 		panic(err)
 	}
 	cfg = cfg.withDefaults()
-	return &Limiter{cfg: cfg, order: list.New(), keys: make(map[string]*list.Element)}
+	return &Limiter{cfg: cfg, buckets: lru.New[string, *rate.Limiter](cfg.MaxKeys)}
 }
 
 // Config is the effective configuration, defaults filled in.
@@ -141,23 +136,17 @@ func (l *Limiter) waitLocked(lim *rate.Limiter, now time.Time, have float64, n i
 // bucketLocked returns key's limiter, creating it with a full bucket and
 // evicting the least recently used key beyond MaxKeys.
 func (l *Limiter) bucketLocked(key string) *rate.Limiter {
-	if el, ok := l.keys[key]; ok {
-		l.order.MoveToFront(el)
-		return el.Value.(*bucket).lim
+	if lim, ok := l.buckets.Get(key); ok {
+		return lim
 	}
-	for l.order.Len() >= l.cfg.MaxKeys {
-		old := l.order.Back()
-		delete(l.keys, old.Value.(*bucket).key)
-		l.order.Remove(old)
-	}
-	b := &bucket{key: key, lim: rate.NewLimiter(rate.Limit(l.cfg.Rate), l.cfg.Burst)}
-	l.keys[key] = l.order.PushFront(b)
-	return b.lim
+	lim := rate.NewLimiter(rate.Limit(l.cfg.Rate), l.cfg.Burst)
+	l.buckets.Add(key, lim)
+	return lim
 }
 
 // Len is the number of keys tracked, at most MaxKeys.
 func (l *Limiter) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.order.Len()
+	return l.buckets.Len()
 }

@@ -57,6 +57,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tokenFile := fs.String("token-file", "DATASTORAGE_TOKEN_FILE", "", "static token CSV (token,user,uid,\"groups\"), with --auth static")
 	audience := fs.String("token-audience", "DATASTORAGE_TOKEN_AUDIENCE", "datastorage", "audience a TokenReview must confirm")
 	kubeconfig := fs.String("kubeconfig", "KUBECONFIG", "", "kubeconfig for TokenReview; empty: in-cluster config")
+	authFailureRate := fs.Float64("auth-failure-rate", "DATASTORAGE_AUTH_FAILURE_RATE", auth.DefaultPeerFailureRate, "failed token reviews per second per client address, with --auth tokenreview; beyond the burst: 429")
+	authFailureBurst := fs.Int("auth-failure-burst", "DATASTORAGE_AUTH_FAILURE_BURST", auth.DefaultPeerFailureBurst, "failed token reviews a client address may cause at once")
+	authFailurePeers := fs.Int("auth-failure-peers", "DATASTORAGE_AUTH_FAILURE_PEERS", auth.DefaultMaxPeers, "client addresses whose failed-review budgets are tracked (least recently seen forgotten)")
+	authNegativeCache := fs.Int("auth-negative-cache-size", "DATASTORAGE_AUTH_NEGATIVE_CACHE_SIZE", auth.DefaultNegativeCacheSize, "failed authentications cached, apart from the identities")
 	namespace := fs.String("namespace", "DATASTORAGE_NAMESPACE", "kubernaut-system", "namespace of the default writer service accounts")
 	authzFile := fs.String("authz-file", "DATASTORAGE_AUTHZ_FILE", "", "allow-list YAML replacing the default service accounts")
 	rateLimit := fs.Float64("rate-limit", "DATASTORAGE_RATE_LIMIT", 100, "records per second per service account")
@@ -111,7 +115,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	set := metrics.NewSet()
-	authn, err := newAuthenticator(*authMode, *tokenFile, *audience, *kubeconfig, set)
+	authn, err := newAuthenticator(*authMode, *tokenFile, *kubeconfig, auth.TokenReviewConfig{
+		Audience:          *audience,
+		NegativeCacheSize: *authNegativeCache,
+		PeerFailureRate:   *authFailureRate,
+		PeerFailureBurst:  *authFailureBurst,
+		MaxPeers:          *authFailurePeers,
+		Metrics:           set,
+	})
 	if err != nil {
 		return err
 	}
@@ -241,7 +252,9 @@ func newEmbedder(ctx context.Context, name, url, model, key string) (embed.Embed
 	}
 }
 
-func newAuthenticator(mode, tokenFile, audience, kubeconfig string, set *metrics.Set) (auth.Authenticator, error) {
+// newAuthenticator builds the authenticator of mode; with tokenreview, cfg
+// gets its Client from kubeconfig.
+func newAuthenticator(mode, tokenFile, kubeconfig string, cfg auth.TokenReviewConfig) (auth.Authenticator, error) {
 	switch mode {
 	case "static":
 		if tokenFile == "" {
@@ -249,14 +262,15 @@ func newAuthenticator(mode, tokenFile, audience, kubeconfig string, set *metrics
 		}
 		return auth.LoadStaticTokens(tokenFile)
 	case "tokenreview":
-		if audience == "" {
+		if cfg.Audience == "" {
 			return nil, errors.New("--auth tokenreview needs --token-audience")
 		}
 		client, err := auth.NewClientset(kubeconfig)
 		if err != nil {
 			return nil, err
 		}
-		return auth.NewTokenReview(auth.TokenReviewConfig{Client: client, Audience: audience, Metrics: set})
+		cfg.Client = client
+		return auth.NewTokenReview(cfg)
 	default:
 		return nil, fmt.Errorf("--auth %q: want tokenreview or static", mode)
 	}
