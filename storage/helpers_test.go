@@ -113,3 +113,12 @@ func realisticBatch(n int, receivedAt time.Time) []wire.Record {
 func testRef(kind wire.Kind, id string) storage.RecordRef {
 	return storage.RecordRef{Kind: kind, ServiceAccount: testSA, ID: id}
 }
+
+// openVectors opens the vector side on dsn with the default HNSW settings.
+func openVectors(t testing.TB, dsn string) *storage.VectorDB {
+	t.Helper()
+	v, err := storage.OpenVectors(testContext(t), storage.Config{DatabaseURL: dsn}, storage.HNSWConfig{})
+	require.NoError(t, err)
+	t.Cleanup(v.Close)
+	return v
+}

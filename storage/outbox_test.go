@@ -149,10 +149,8 @@ func TestVectorDB_WriteIsIdempotentAndSearchRanksBySimilarity(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
 	dsn, _ := migratedDB(t)
-	v, err := storage.OpenVectors(ctx, storage.Config{DatabaseURL: dsn}, storage.HNSWConfig{})
-	require.NoError(t, err)
-	t.Cleanup(v.Close)
-	_, err = v.EnsureIndex(ctx)
+	v := openVectors(t, dsn)
+	_, err := v.EnsureIndex(ctx)
 	require.NoError(t, err)
 
 	unit := func(i int) pgvector.Vector {
@@ -197,10 +195,8 @@ func TestVectorDB_VectorWritersTakeTurns(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
 	dsn, _ := migratedDB(t)
-	v, err := storage.OpenVectors(ctx, storage.Config{DatabaseURL: dsn}, storage.HNSWConfig{})
-	require.NoError(t, err)
-	t.Cleanup(v.Close)
-	_, err = v.EnsureIndex(ctx)
+	v := openVectors(t, dsn)
+	_, err := v.EnsureIndex(ctx)
 	require.NoError(t, err)
 	f := make([]float32, storage.Dimensions)
 	f[0] = 1
@@ -284,9 +280,7 @@ func TestVectorDB_LinksAndSearchKeepEachWritersRecordApart(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
 	dsn, _ := migratedDB(t)
-	v, err := storage.OpenVectors(ctx, storage.Config{DatabaseURL: dsn}, storage.HNSWConfig{})
-	require.NoError(t, err)
-	t.Cleanup(v.Close)
+	v := openVectors(t, dsn)
 	f := make([]float32, storage.Dimensions)
 	f[3] = 1
 	vec := []storage.Vector{{ContentHash: []byte("same"), Embedding: pgvector.NewVector(f)}}
@@ -300,7 +294,7 @@ func TestVectorDB_LinksAndSearchKeepEachWritersRecordApart(t *testing.T) {
 	for _, r := range refs {
 		links = append(links, storage.Link{RecordRef: r, ContentHash: []byte("same"), OccurredAt: time.Now()})
 	}
-	_, err = v.Write(ctx, vec, links)
+	_, err := v.Write(ctx, vec, links)
 	require.NoError(t, err)
 
 	got, err := v.Search(ctx, pgvector.NewVector(f), storage.SearchFilter{}, 10)
@@ -316,12 +310,10 @@ func TestVectorDB_UnownedLinksAreMadeAgainForEachWriter(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
 	dsn, db := migratedDB(t)
-	v, err := storage.OpenVectors(ctx, storage.Config{DatabaseURL: dsn}, storage.HNSWConfig{})
-	require.NoError(t, err)
-	t.Cleanup(v.Close)
+	v := openVectors(t, dsn)
 	const intruder = "kubernaut-system/intruder-sa"
 	rec := realisticBatch(1, time.Now())
-	_, err = db.WriteBatch(ctx, testSA, rec)
+	_, err := db.WriteBatch(ctx, testSA, rec)
 	require.NoError(t, err)
 	_, err = db.WriteBatch(ctx, intruder, rec)
 	require.NoError(t, err)
