@@ -4,21 +4,20 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"time"
 
-	"github.com/google/uuid"
 	"github.com/valyala/fasthttp"
 
 	"github.com/kubernaut/datastorage/agent/queue"
+	"github.com/kubernaut/datastorage/internal/edge"
 	"github.com/kubernaut/datastorage/wire"
 )
 
-// Conditions the HTTP edge detects itself.
+// Refusals of a record the agent does not take.
 var (
-	errNotFound             = errors.New("not found")
-	errMethodNotAllowed     = errors.New("method not allowed")
-	errUnsupportedMediaType = errors.New("unsupported media type")
-	errBodyTooLarge         = errors.New("body too large")
-	errUnsupportedEncoding  = errors.New("unsupported content encoding")
+	errUnsupportedMediaType = edge.UnsupportedMedia("Content-Type must be application/json")
+	errUnsupportedEncoding  = edge.UnsupportedMedia("Content-Encoding is not supported: send the record uncompressed")
+	errBodyTooLarge         = edge.TooLarge("Request body is larger than " + strconv.Itoa(wire.MaxRecordBytes) + " bytes")
 )
 
 // refusedKindError is a write of a kind the pod's identity may not write,
@@ -40,47 +39,36 @@ func (e *refusedKindError) Error() string {
 // body; it logs what the client is not told.
 func (s *Server) writeError(ctx *fasthttp.RequestCtx, err error) {
 	var (
-		body    *wire.ErrorBody
-		verr    *wire.ValidationError
-		refused *refusedKindError
+		body       *wire.ErrorBody
+		retryAfter time.Duration // for a 503: when to try again
+		verr       *wire.ValidationError
+		refused    *refusedKindError
+		edgeErr    *edge.Refusal
 	)
 	switch {
 	case errors.As(err, &verr):
 		body = verr.Body()
 	case errors.As(err, &refused):
 		// The central's message for the same refusal of a batch item.
-		body = &wire.ErrorBody{Error: wire.CodeAuthorizationFailed, Message: refused.Error()}
+		body = wire.Forbidden(refused.Error())
 		s.cfg.Metrics.GetOrCreateCounter(`agent_records_refused_total{kind="` + string(refused.kind) + `"}`).Inc()
-	case errors.Is(err, errNotFound):
-		body = wire.NotFound()
-	case errors.Is(err, errMethodNotAllowed):
-		body = wire.MethodNotAllowed()
-	case errors.Is(err, errUnsupportedMediaType):
-		body = wire.UnsupportedMediaType("Content-Type must be application/json")
-	case errors.Is(err, errUnsupportedEncoding):
-		body = wire.UnsupportedMediaType("Content-Encoding is not supported: send the record uncompressed")
-	case errors.Is(err, errBodyTooLarge):
-		body = wire.PayloadTooLarge("Request body is larger than " + strconv.Itoa(wire.MaxRecordBytes) + " bytes")
+	case errors.As(err, &edgeErr):
+		body = edgeErr.Body
 	case errors.Is(err, queue.ErrFull):
-		ctx.Response.Header.Set("Retry-After", strconv.Itoa(int(s.cfg.RetryAfter.Seconds())))
-		body = wire.ServiceUnavailable("Audit buffer is full; retry later")
+		body, retryAfter = wire.ServiceUnavailable("Audit buffer is full; retry later"), s.cfg.RetryAfter
 	case errors.Is(err, queue.ErrDiskFull):
-		ctx.Response.Header.Set("Retry-After", strconv.Itoa(int(s.cfg.RetryAfter.Seconds())))
-		body = wire.ServiceUnavailable("Audit buffer disk is full; retry later")
+		body, retryAfter = wire.ServiceUnavailable("Audit buffer disk is full; retry later"), s.cfg.RetryAfter
 		s.log.Warn().Err(err).Msg("buffer disk full")
 	case errors.Is(err, queue.ErrClosed):
-		ctx.Response.Header.Set("Retry-After", strconv.Itoa(int(s.cfg.RetryAfter.Seconds())))
-		body = wire.ServiceUnavailable("Agent is shutting down")
+		body, retryAfter = wire.ServiceUnavailable("Agent is shutting down"), s.cfg.RetryAfter
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		ctx.Response.Header.Set("Retry-After", strconv.Itoa(int(s.cfg.RetryAfter.Seconds())))
-		body = wire.ServiceUnavailable("Audit buffer is too slow; retry later")
+		body, retryAfter = wire.ServiceUnavailable("Audit buffer is too slow; retry later"), s.cfg.RetryAfter
 		s.log.Warn().Err(err).Msg("append timed out")
 	default:
-		id := uuid.NewString()
+		id := edge.CorrelationID()
 		s.log.Error().Err(err).Str("correlation_id", id).Msg("request failed")
+		ctx.Response.Header.Set("X-Correlation-ID", id)
 		body = wire.InternalError(id)
 	}
-	ctx.SetStatusCode(body.HTTPStatus())
-	ctx.SetContentType("application/json")
-	ctx.SetBody(body.Marshal())
+	edge.WriteError(ctx, body, retryAfter)
 }

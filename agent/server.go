@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/go-json-experiment/json"
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
@@ -141,7 +140,7 @@ func (s *Server) handleAPI(ctx *fasthttp.RequestCtx) {
 	case "/healthz", "/readyz":
 		s.handleHealth(ctx, path)
 	default:
-		s.writeError(ctx, errNotFound)
+		s.writeError(ctx, edge.NotFound())
 	}
 	s.mDuration.UpdateDuration(start)
 	s.cfg.Metrics.GetOrCreateCounter(`agent_http_requests_total{code="` + strconv.Itoa(ctx.Response.StatusCode()) + `"}`).Inc()
@@ -157,7 +156,7 @@ func (s *Server) handleMetrics(ctx *fasthttp.RequestCtx) {
 	case "/healthz", "/readyz":
 		s.handleHealth(ctx, path)
 	default:
-		s.writeError(ctx, errNotFound)
+		s.writeError(ctx, edge.NotFound())
 	}
 }
 
@@ -165,8 +164,7 @@ func (s *Server) handleMetrics(ctx *fasthttp.RequestCtx) {
 // (returns once fsynced), answer 201.
 func (s *Server) handleWrite(ctx *fasthttp.RequestCtx, kind wire.Kind) {
 	if !ctx.IsPost() {
-		ctx.Response.Header.Set("Allow", "POST")
-		s.writeError(ctx, errMethodNotAllowed)
+		s.writeError(ctx, edge.MethodNotAllowed(ctx, "POST"))
 		return
 	}
 	// The central would refuse it: say so now rather than buffer it for a dead letter.
@@ -247,7 +245,7 @@ func (s *Server) handleHealth(ctx *fasthttp.RequestCtx, path string) {
 // letters, for loopback callers only.
 func (s *Server) handleDeadLetters(ctx *fasthttp.RequestCtx) {
 	if !ctx.RemoteIP().IsLoopback() {
-		s.writeError(ctx, errNotFound)
+		s.writeError(ctx, edge.NotFound())
 		return
 	}
 	if ctx.IsDelete() {
@@ -255,8 +253,7 @@ func (s *Server) handleDeadLetters(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if !ctx.IsGet() {
-		ctx.Response.Header.Set("Allow", "GET, DELETE")
-		s.writeError(ctx, errMethodNotAllowed)
+		s.writeError(ctx, edge.MethodNotAllowed(ctx, "GET, DELETE"))
 		return
 	}
 	limit := 1000
@@ -299,12 +296,11 @@ func (s *Server) deleteDeadLetters(ctx *fasthttp.RequestCtx) {
 // answer is {"replayed":N,"skipped":M}; skipped ones stay.
 func (s *Server) handleReplay(ctx *fasthttp.RequestCtx) {
 	if !ctx.RemoteIP().IsLoopback() {
-		s.writeError(ctx, errNotFound)
+		s.writeError(ctx, edge.NotFound())
 		return
 	}
 	if !ctx.IsPost() {
-		ctx.Response.Header.Set("Allow", "POST")
-		s.writeError(ctx, errMethodNotAllowed)
+		s.writeError(ctx, edge.MethodNotAllowed(ctx, "POST"))
 		return
 	}
 	through, err := throughArg(ctx, "replay")
@@ -343,12 +339,7 @@ type DeadLetterList struct {
 }
 
 func (s *Server) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
+	if err := edge.WriteJSON(ctx, status, v); err != nil {
 		s.writeError(ctx, fmt.Errorf("encode answer: %w", err))
-		return
 	}
-	ctx.SetStatusCode(status)
-	ctx.SetContentType("application/json")
-	ctx.SetBody(b)
 }

@@ -14,11 +14,6 @@ import (
 	"github.com/kubernaut/datastorage/internal/edge"
 )
 
-var (
-	errBodyTooLarge     = errors.New("request body too large")
-	errUnsupportedMedia = errors.New("unsupported media type")
-)
-
 // bodyDecoder turns a request body into JSON bytes: it checks the content
 // type, undoes Content-Encoding and bounds the size after decompression, so a
 // small compressed body cannot expand into a memory bomb.
@@ -43,7 +38,7 @@ func checkContentType(ct string) error {
 	if ct == "" || edge.IsJSON(ct) {
 		return nil
 	}
-	return fmt.Errorf("%w: %q: send application/json (UTF-8)", errUnsupportedMedia, ct)
+	return edge.UnsupportedMedia(fmt.Sprintf("unsupported media type: %q: send application/json (UTF-8)", ct))
 }
 
 // requestBody reads the request body as sent (compressed or not), at most
@@ -54,7 +49,7 @@ func checkContentType(ct string) error {
 func requestBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 	n := ctx.Request.Header.ContentLength()
 	if n > limit {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", errBodyTooLarge, n, limit)
+		return nil, tooLarge("%d bytes, limit %d", n, limit)
 	}
 	stream := ctx.RequestBodyStream()
 	if stream == nil { // a server that does not stream: the body is in memory
@@ -65,7 +60,7 @@ func requestBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %v", errBodyRead, err)
 	}
 	if buf.Len() > limit {
-		return nil, fmt.Errorf("%w: more than %d bytes", errBodyTooLarge, limit)
+		return nil, tooLarge("more than %d bytes", limit)
 	}
 	return buf.Bytes(), nil
 }
@@ -80,13 +75,13 @@ func (d *bodyDecoder) decode(body []byte, encoding string, limit int) ([]byte, e
 	switch strings.ToLower(strings.TrimSpace(encoding)) {
 	case "", "identity":
 		if len(body) > limit {
-			return nil, fmt.Errorf("%w: %d bytes, limit %d", errBodyTooLarge, len(body), limit)
+			return nil, tooLarge("%d bytes, limit %d", len(body), limit)
 		}
 		return body, nil
 	case "zstd":
 		out, err := d.zstd.DecodeAll(body, nil)
 		if errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrWindowSizeExceeded) || len(out) > limit {
-			return nil, fmt.Errorf("%w: more than %d bytes after zstd decompression", errBodyTooLarge, limit)
+			return nil, tooLarge("more than %d bytes after zstd decompression", limit)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: zstd body: %v", errBadEncoding, err)
@@ -102,12 +97,17 @@ func (d *bodyDecoder) decode(body []byte, encoding string, limit int) ([]byte, e
 			return nil, fmt.Errorf("%w: gzip body: %v", errBadEncoding, err)
 		}
 		if len(out) > limit {
-			return nil, fmt.Errorf("%w: more than %d bytes after gzip decompression", errBodyTooLarge, limit)
+			return nil, tooLarge("more than %d bytes after gzip decompression", limit)
 		}
 		return out, nil
 	default:
-		return nil, fmt.Errorf("%w: Content-Encoding %q: send gzip, zstd or identity", errUnsupportedMedia, encoding)
+		return nil, edge.UnsupportedMedia(fmt.Sprintf("unsupported media type: Content-Encoding %q: send gzip, zstd or identity", encoding))
 	}
 }
 
 var errBadEncoding = errors.New("malformed compressed body")
+
+// tooLarge is the 413 of a body beyond its limit, saying by how much.
+func tooLarge(format string, args ...any) error {
+	return edge.TooLarge("request body too large: " + fmt.Sprintf(format, args...))
+}

@@ -2,15 +2,10 @@ package central
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"math"
-	"strconv"
 	"time"
 
-	"github.com/go-json-experiment/json"
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
@@ -18,6 +13,7 @@ import (
 	"github.com/kubernaut/datastorage/central/authz"
 	"github.com/kubernaut/datastorage/central/embed"
 	"github.com/kubernaut/datastorage/central/ratelimit"
+	"github.com/kubernaut/datastorage/internal/edge"
 	"github.com/kubernaut/datastorage/storage"
 	"github.com/kubernaut/datastorage/wire"
 )
@@ -88,17 +84,15 @@ func (s *Server) allow(now time.Time, id auth.Identity, n int) error {
 // client gets a safe message; the detail is logged once, with a correlation
 // ID that a 500's body carries too.
 func (s *Server) fail(ctx *fasthttp.RequestCtx, err error) {
-	status, body, retryAfter := s.classify(err)
-	correlationID := newCorrelationID()
-	if status == fasthttp.StatusInternalServerError {
+	body, retryAfter := s.classify(err)
+	correlationID := edge.CorrelationID()
+	if body == nil {
 		body = wire.InternalError(correlationID)
 	}
-	if retryAfter > 0 {
-		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(int(math.Ceil(retryAfter.Seconds()))))
-	}
 	ctx.Response.Header.Set("X-Correlation-ID", correlationID)
-	writeError(ctx, status, body)
+	edge.WriteError(ctx, body, retryAfter)
 
+	status := body.HTTPStatus()
 	level := zerolog.InfoLevel
 	if status >= 500 {
 		level = zerolog.ErrorLevel
@@ -123,79 +117,53 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, err error) {
 	ev.Msg("request failed")
 }
 
-func (s *Server) classify(err error) (status int, body *wire.ErrorBody, retryAfter time.Duration) {
+// classify is the answer to err, and how long the client should wait before
+// it retries; a nil body is a 500 (fail gives it its correlation ID).
+func (s *Server) classify(err error) (body *wire.ErrorBody, retryAfter time.Duration) {
 	var (
 		ve        *wire.ValidationError
 		forbidden *forbiddenError
 		limited   *rateLimitedError
 		tooMany   *batchTooLargeError
 		badSearch *searchRequestError
+		refused   *edge.Refusal
 		// A peer that sent too many tokens that failed review: 429, not
 		// 401, so that a client retries after Retry-After.
 		authThrottled *auth.ThrottledError
 	)
 	switch {
 	case errors.As(err, &ve):
-		return fasthttp.StatusBadRequest, ve.Body(), 0
+		return ve.Body(), 0
 	case errors.As(err, &badSearch):
-		return fasthttp.StatusBadRequest, badSearch.body, 0
+		return badSearch.body, 0
 	case errors.Is(err, embed.ErrUnavailable):
-		return fasthttp.StatusServiceUnavailable, wire.ServiceUnavailable("Embedding provider unavailable"), time.Second
+		return wire.ServiceUnavailable("Embedding provider unavailable"), time.Second
 	case errors.Is(err, errBodyRead):
-		return fasthttp.StatusBadRequest, wire.ValidationFailed("", "the request body could not be read to its end"), 0
+		return wire.ValidationFailed("", "the request body could not be read to its end"), 0
 	case errors.Is(err, errBadEncoding):
-		return fasthttp.StatusBadRequest, wire.ValidationFailed("", "request body is not valid for its Content-Encoding"), 0
+		return wire.ValidationFailed("", "request body is not valid for its Content-Encoding"), 0
 	case errors.As(err, &authThrottled):
-		return fasthttp.StatusTooManyRequests, &wire.ErrorBody{
+		return &wire.ErrorBody{
 			Error:   wire.CodeRateLimitExceeded,
 			Message: "Too many failed authentications from this address; retry later",
 		}, authThrottled.RetryAfter
 	case errors.Is(err, errMissingToken), errors.Is(err, auth.ErrUnauthenticated):
-		return fasthttp.StatusUnauthorized, wire.AuthenticationFailed(), 0
+		return wire.AuthenticationFailed(), 0
 	case errors.Is(err, auth.ErrUnavailable):
-		return fasthttp.StatusServiceUnavailable, wire.ServiceUnavailable("Token review is unavailable"), time.Second
+		return wire.ServiceUnavailable("Token review is unavailable"), time.Second
 	case errors.As(err, &forbidden):
-		return fasthttp.StatusForbidden, forbidden.body(), 0
+		return forbidden.body(), 0
 	case errors.As(err, &tooMany):
-		return fasthttp.StatusRequestEntityTooLarge, wire.PayloadTooLarge(tooMany.Error()), 0
-	case errors.Is(err, errBodyTooLarge):
-		return fasthttp.StatusRequestEntityTooLarge, wire.PayloadTooLarge(err.Error()), 0
+		return wire.PayloadTooLarge(tooMany.Error()), 0
 	case errors.As(err, &limited):
-		return fasthttp.StatusTooManyRequests, wire.RateLimitExceeded(s.cfg.Limiter.Config().Rate), limited.retryAfter
-	case errors.Is(err, errUnsupportedMedia):
-		return fasthttp.StatusUnsupportedMediaType, wire.UnsupportedMediaType(err.Error()), 0
-	case errors.Is(err, errMethodNotAllowed):
-		return fasthttp.StatusMethodNotAllowed, wire.MethodNotAllowed(), 0
-	case errors.Is(err, errNotFound):
-		return fasthttp.StatusNotFound, wire.NotFound(), 0
+		return wire.RateLimitExceeded(s.cfg.Limiter.Config().Rate), limited.retryAfter
+	case errors.As(err, &refused):
+		return refused.Body, 0
 	case errors.Is(err, errShuttingDown):
-		return fasthttp.StatusServiceUnavailable, wire.ServiceUnavailable("Central is shutting down"), time.Second
+		return wire.ServiceUnavailable("Central is shutting down"), time.Second
 	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		return fasthttp.StatusServiceUnavailable, wire.ServiceUnavailable("PostgreSQL connection failed"), time.Second
+		return wire.ServiceUnavailable("PostgreSQL connection failed"), time.Second
 	default:
-		return fasthttp.StatusInternalServerError, nil, 0
+		return nil, 0
 	}
-}
-
-func writeError(ctx *fasthttp.RequestCtx, status int, body *wire.ErrorBody) {
-	ctx.SetStatusCode(status)
-	ctx.SetContentType("application/json")
-	ctx.SetBody(body.Marshal())
-}
-
-func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil { // our own response types always marshal
-		writeError(ctx, fasthttp.StatusInternalServerError, wire.InternalError(newCorrelationID()))
-		return
-	}
-	ctx.SetStatusCode(status)
-	ctx.SetContentType("application/json")
-	ctx.SetBody(b)
-}
-
-func newCorrelationID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:]) // crypto/rand never fails on Linux
-	return "req-" + hex.EncodeToString(b[:])
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kubernaut/datastorage/central/auth"
 	"github.com/kubernaut/datastorage/central/authz"
+	"github.com/kubernaut/datastorage/internal/edge"
 	"github.com/kubernaut/datastorage/wire"
 )
 
@@ -58,16 +59,11 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 			endpoint = "readyz"
 			s.ready(ctx)
 		default:
-			s.fail(ctx, errNotFound)
+			s.fail(ctx, edge.NotFound())
 		}
 		s.metrics.observeRequest(endpoint, ctx.Response.StatusCode(), time.Since(start))
 	}
 }
-
-var (
-	errNotFound         = errors.New("not found")
-	errMethodNotAllowed = errors.New("method not allowed")
-)
 
 func (s *Server) post(ctx *fasthttp.RequestCtx, handle func() error) {
 	s.method(ctx, fasthttp.MethodPost, handle)
@@ -79,8 +75,7 @@ func (s *Server) get(ctx *fasthttp.RequestCtx, handle func() error) {
 
 func (s *Server) method(ctx *fasthttp.RequestCtx, method string, handle func() error) {
 	if string(ctx.Method()) != method {
-		ctx.Response.Header.Set("Allow", method)
-		s.fail(ctx, errMethodNotAllowed)
+		s.fail(ctx, edge.MethodNotAllowed(ctx, method))
 		return
 	}
 	if err := handle(); err != nil {
@@ -169,8 +164,7 @@ func (s *Server) writeOne(ctx *fasthttp.RequestCtx, kind wire.Kind) error {
 	// stored as its own, under this ID, which is all the client asked for.
 	// (Another writer's record with the same ID is not a duplicate: IDs are
 	// unique per writer.)
-	writeJSON(ctx, fasthttp.StatusCreated, wire.WriteResponse{AuditID: rec.ID, Status: "persisted"})
-	return nil
+	return edge.WriteJSON(ctx, fasthttp.StatusCreated, wire.WriteResponse{AuditID: rec.ID, Status: "persisted"})
 }
 
 // idempotencyKey is the request's Idempotency-Key, "" when it sent none. A
@@ -242,8 +236,7 @@ func (s *Server) writeBatch(ctx *fasthttp.RequestCtx) error {
 		}
 	}
 	s.metrics.batchSize.Update(float64(len(batch.Records)))
-	writeJSON(ctx, fasthttp.StatusOK, resp)
-	return nil
+	return edge.WriteJSON(ctx, fasthttp.StatusOK, resp)
 }
 
 // checkItem authorizes and validates the i-th batch item and fills in what
@@ -300,8 +293,7 @@ func (s *Server) access(ctx *fasthttp.RequestCtx) error {
 	for i, a := range granted {
 		resp.Actions[i] = string(a)
 	}
-	writeJSON(ctx, fasthttp.StatusOK, resp)
-	return nil
+	return edge.WriteJSON(ctx, fasthttp.StatusOK, resp)
 }
 
 // store writes records under the StoreTimeout. A client that hangs up does
@@ -332,7 +324,7 @@ func (s *Server) ready(ctx *fasthttp.RequestCtx) {
 	defer cancel()
 	if err := s.cfg.Store.Ping(pctx); err != nil {
 		s.log.Warn().Err(err).Msg("readiness: database unreachable")
-		writeError(ctx, fasthttp.StatusServiceUnavailable, wire.ServiceUnavailable("PostgreSQL connection failed"))
+		edge.WriteError(ctx, wire.ServiceUnavailable("PostgreSQL connection failed"), 0)
 		return
 	}
 	ctx.SetStatusCode(fasthttp.StatusOK)

@@ -8,6 +8,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/kubernaut/datastorage/internal/edge"
 	"github.com/kubernaut/datastorage/wire"
 )
 
@@ -49,7 +50,7 @@ func (m *serverMetrics) rateLimited(serviceAccount string) {
 
 func (s *Server) metricsHandler(ctx *fasthttp.RequestCtx) {
 	if string(ctx.Path()) != "/metrics" {
-		writeError(ctx, fasthttp.StatusNotFound, wire.NotFound())
+		edge.WriteError(ctx, wire.NotFound(), 0)
 		return
 	}
 	ctx.SetContentType("text/plain; version=0.0.4")

@@ -13,6 +13,7 @@ import (
 	"github.com/kubernaut/datastorage/central/auth"
 	"github.com/kubernaut/datastorage/central/authz"
 	"github.com/kubernaut/datastorage/central/embed"
+	"github.com/kubernaut/datastorage/internal/edge"
 	"github.com/kubernaut/datastorage/storage"
 	"github.com/kubernaut/datastorage/wire"
 )
@@ -111,7 +112,7 @@ type SimilarResponse struct {
 }
 
 // errSearchDisabled: the central runs without a vector database.
-var errSearchDisabled = fmt.Errorf("similarity search is not configured: %w", errNotFound)
+var errSearchDisabled = fmt.Errorf("similarity search is not configured: %w", edge.NotFound())
 
 func badSearch(field, msg string) error {
 	return &searchRequestError{body: wire.ValidationFailed(field, msg)}
@@ -156,8 +157,7 @@ func (s *Server) similar(ctx *fasthttp.RequestCtx) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(ctx, fasthttp.StatusOK, resp)
-	return nil
+	return edge.WriteJSON(ctx, fasthttp.StatusOK, resp)
 }
 
 func parseSimilar(body []byte, now time.Time, cfg *SearchConfig) (string, storage.SearchFilter, int, error) {

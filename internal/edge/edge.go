@@ -1,7 +1,10 @@
 // Package edge holds what the agent's and the central's fasthttp servers
-// share at the HTTP edge: the answer to requests fasthttp itself could not
-// read, and the logger that keeps what fasthttp says about them free of
-// request content. It knows nothing of either program.
+// share at the HTTP edge: the one writer of error answers (the spec's JSON
+// body, Retry-After, correlation IDs), the refusals either server makes
+// whatever the endpoint (not found, wrong method, too large, wrong media),
+// the answer to requests fasthttp itself could not read, and the logger
+// that keeps what fasthttp says about them free of request content. It
+// knows nothing of either program.
 package edge
 
 import (
@@ -38,9 +41,7 @@ func ParseError(ctx *fasthttp.RequestCtx, err error) {
 		body = wire.ValidationFailed("", "malformed HTTP request")
 	}
 	ctx.SetConnectionClose()
-	ctx.SetStatusCode(body.HTTPStatus())
-	ctx.SetContentType("application/json")
-	ctx.SetBody(body.Marshal())
+	WriteError(ctx, body, 0)
 }
 
 // IsJSON reports whether a Content-Type names JSON the servers can read:
