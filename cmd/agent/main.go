@@ -56,31 +56,26 @@ type options struct {
 // checks what the packages' own Validate cannot phrase in flag terms.
 func (m *Main) parse(args []string) (options, error) {
 	fs := cli.NewFlagSet("agent", m.Stderr)
-	listen := fs.String("listen", "AGENT_LISTEN", agent.DefaultListen, "API address, loopback unless --allow-remote-writes (the pod shares it with the controller)")
-	allowRemote := fs.Bool("allow-remote-writes", "AGENT_ALLOW_REMOTE_WRITES", false, "allow a non-loopback --listen: whoever reaches it writes audit records under the pod's identity")
-	metricsListen := fs.String("metrics-listen", "AGENT_METRICS_LISTEN", agent.DefaultMetricsListen, `address of /metrics, /healthz, /readyz ("-": off)`)
-	centralURL := fs.String("central-url", "AGENT_CENTRAL_URL", "", "base URL of the central data storage service, https unless --insecure (required)")
-	centralCA := fs.String("central-ca-file", "AGENT_CENTRAL_CA_FILE", "", "PEM bundle of the CAs trusted for an https central, re-read when it changes (empty: system roots)")
-	insecure := fs.Bool("insecure", "AGENT_INSECURE", false, "allow a plain http:// --central-url (the bearer token then crosses the network unencrypted)")
-	tokenFile := fs.String("token-file", "AGENT_TOKEN_FILE", "", "projected service-account token, re-read when rotated (empty: no Authorization)")
-	dataDir := fs.String("data-dir", "AGENT_DATA_DIR", "", "directory of the durable buffer (required)")
-	maxBuf := fs.Int64("max-buffer-bytes", "AGENT_MAX_BUFFER_BYTES", queue.DefaultMaxBytes, "buffer limit in bytes; beyond it writes get 503")
-	batchRecs := fs.Int("batch-max-records", "AGENT_BATCH_MAX_RECORDS", forward.DefaultBatchMaxRecords, "records per forwarded batch")
-	batchBytes := fs.Int("batch-max-bytes", "AGENT_BATCH_MAX_BYTES", forward.DefaultBatchMaxBytes, "bytes per forwarded batch (before compression)")
-	linger := fs.Duration("linger", "AGENT_LINGER", forward.DefaultLinger, "how long a partial batch waits for more records")
-	accessRefresh := fs.Duration("access-refresh", "AGENT_ACCESS_REFRESH", forward.DefaultAccessRefresh,
+	var o options
+	fs.StringVar(&o.listen, "listen", "AGENT_LISTEN", agent.DefaultListen, "API address, loopback unless --allow-remote-writes (the pod shares it with the controller)")
+	fs.BoolVar(&o.allowRemoteWrites, "allow-remote-writes", "AGENT_ALLOW_REMOTE_WRITES", false, "allow a non-loopback --listen: whoever reaches it writes audit records under the pod's identity")
+	fs.StringVar(&o.metricsListen, "metrics-listen", "AGENT_METRICS_LISTEN", agent.DefaultMetricsListen, `address of /metrics, /healthz, /readyz ("-": off)`)
+	fs.StringVar(&o.centralURL, "central-url", "AGENT_CENTRAL_URL", "", "base URL of the central data storage service, https unless --insecure (required)")
+	fs.StringVar(&o.centralCAFile, "central-ca-file", "AGENT_CENTRAL_CA_FILE", "", "PEM bundle of the CAs trusted for an https central, re-read when it changes (empty: system roots)")
+	fs.BoolVar(&o.insecure, "insecure", "AGENT_INSECURE", false, "allow a plain http:// --central-url (the bearer token then crosses the network unencrypted)")
+	fs.StringVar(&o.tokenFile, "token-file", "AGENT_TOKEN_FILE", "", "projected service-account token, re-read when rotated (empty: no Authorization)")
+	fs.StringVar(&o.dataDir, "data-dir", "AGENT_DATA_DIR", "", "directory of the durable buffer (required)")
+	fs.Int64Var(&o.maxBufferBytes, "max-buffer-bytes", "AGENT_MAX_BUFFER_BYTES", queue.DefaultMaxBytes, "buffer limit in bytes; beyond it writes get 503")
+	fs.IntVar(&o.batchMaxRecords, "batch-max-records", "AGENT_BATCH_MAX_RECORDS", forward.DefaultBatchMaxRecords, "records per forwarded batch")
+	fs.IntVar(&o.batchMaxBytes, "batch-max-bytes", "AGENT_BATCH_MAX_BYTES", forward.DefaultBatchMaxBytes, "bytes per forwarded batch (before compression)")
+	fs.DurationVar(&o.linger, "linger", "AGENT_LINGER", forward.DefaultLinger, "how long a partial batch waits for more records")
+	fs.DurationVar(&o.accessRefresh, "access-refresh", "AGENT_ACCESS_REFRESH", forward.DefaultAccessRefresh,
 		"how often to ask the central which audit kinds this identity may write (writes of others get 403); 0: never ask, accept every kind")
-	grace := fs.Duration("shutdown-grace", "AGENT_SHUTDOWN_GRACE", 10*time.Second, "on SIGTERM, how long to keep forwarding before exiting")
-	logLevel := fs.String("log-level", "AGENT_LOG_LEVEL", "info", "debug, info, warn or error")
-	logFormat := fs.String("log-format", "AGENT_LOG_FORMAT", "json", "json or console")
+	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", "AGENT_SHUTDOWN_GRACE", 10*time.Second, "on SIGTERM, how long to keep forwarding before exiting")
+	fs.StringVar(&o.logLevel, "log-level", "AGENT_LOG_LEVEL", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "AGENT_LOG_FORMAT", "json", "json or console")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
-	}
-	o := options{
-		listen: *listen, metricsListen: *metricsListen, centralURL: *centralURL, centralCAFile: *centralCA,
-		allowRemoteWrites: *allowRemote, insecure: *insecure, tokenFile: *tokenFile, dataDir: *dataDir, maxBufferBytes: *maxBuf,
-		batchMaxRecords: *batchRecs, batchMaxBytes: *batchBytes, linger: *linger, shutdownGrace: *grace,
-		accessRefresh: *accessRefresh, logLevel: *logLevel, logFormat: *logFormat,
 	}
 	flagErr := func(name, msg string) error { return fmt.Errorf("--%s (or %s) %s", name, fs.Env(name), msg) }
 	switch {

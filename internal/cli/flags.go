@@ -35,82 +35,51 @@ func NewFlagSet(name string, out io.Writer) *FlagSet {
 	return fs
 }
 
-func (fs *FlagSet) lookup(env string) (string, bool) {
-	v, ok := os.LookupEnv(env)
-	return v, ok && v != ""
-}
-
-func (fs *FlagSet) usage(name, env, usage string) string {
+// define binds p to the flag name, defaulting to env's value when set (a
+// value parse refuses is reported by Parse, naming env), else to def.
+func define[T any](fs *FlagSet, p *T, name, env string, def T, usage string,
+	parse func(string) (T, error), what string, bind func(*T, string, T, string)) {
+	if v, ok := os.LookupEnv(env); ok && v != "" {
+		if x, err := parse(v); err != nil {
+			fs.errors = append(fs.errors, fmt.Errorf("%s=%q: not %s", env, v, what))
+		} else {
+			def = x
+		}
+	}
 	fs.env[name] = env
-	return fmt.Sprintf("%s (env %s)", usage, env)
+	bind(p, name, def, fmt.Sprintf("%s (env %s)", usage, env))
 }
 
-// String defines a string flag backed by env.
-func (fs *FlagSet) String(name, env, def, usage string) *string {
-	if v, ok := fs.lookup(env); ok {
-		def = v
-	}
-	return fs.FlagSet.String(name, def, fs.usage(name, env, usage))
+// StringVar defines a string flag backed by env.
+func (fs *FlagSet) StringVar(p *string, name, env, def, usage string) {
+	define(fs, p, name, env, def, usage, func(v string) (string, error) { return v, nil }, "a string", fs.FlagSet.StringVar)
 }
 
-// Int defines an int flag backed by env.
-func (fs *FlagSet) Int(name, env string, def int, usage string) *int {
-	if v, ok := fs.lookup(env); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			fs.errors = append(fs.errors, fmt.Errorf("%s=%q: not an integer", env, v))
-		}
-		def = n
-	}
-	return fs.FlagSet.Int(name, def, fs.usage(name, env, usage))
+// IntVar defines an int flag backed by env.
+func (fs *FlagSet) IntVar(p *int, name, env string, def int, usage string) {
+	define(fs, p, name, env, def, usage, strconv.Atoi, "an integer", fs.FlagSet.IntVar)
 }
 
-// Int64 defines an int64 flag backed by env.
-func (fs *FlagSet) Int64(name, env string, def int64, usage string) *int64 {
-	if v, ok := fs.lookup(env); ok {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			fs.errors = append(fs.errors, fmt.Errorf("%s=%q: not an integer", env, v))
-		}
-		def = n
-	}
-	return fs.FlagSet.Int64(name, def, fs.usage(name, env, usage))
+// Int64Var defines an int64 flag backed by env.
+func (fs *FlagSet) Int64Var(p *int64, name, env string, def int64, usage string) {
+	parse := func(v string) (int64, error) { return strconv.ParseInt(v, 10, 64) }
+	define(fs, p, name, env, def, usage, parse, "an integer", fs.FlagSet.Int64Var)
 }
 
-// Float64 defines a float flag backed by env.
-func (fs *FlagSet) Float64(name, env string, def float64, usage string) *float64 {
-	if v, ok := fs.lookup(env); ok {
-		n, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			fs.errors = append(fs.errors, fmt.Errorf("%s=%q: not a number", env, v))
-		}
-		def = n
-	}
-	return fs.FlagSet.Float64(name, def, fs.usage(name, env, usage))
+// Float64Var defines a float flag backed by env.
+func (fs *FlagSet) Float64Var(p *float64, name, env string, def float64, usage string) {
+	parse := func(v string) (float64, error) { return strconv.ParseFloat(v, 64) }
+	define(fs, p, name, env, def, usage, parse, "a number", fs.FlagSet.Float64Var)
 }
 
-// Duration defines a duration flag backed by env.
-func (fs *FlagSet) Duration(name, env string, def time.Duration, usage string) *time.Duration {
-	if v, ok := fs.lookup(env); ok {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			fs.errors = append(fs.errors, fmt.Errorf("%s=%q: not a duration", env, v))
-		}
-		def = d
-	}
-	return fs.FlagSet.Duration(name, def, fs.usage(name, env, usage))
+// DurationVar defines a duration flag backed by env.
+func (fs *FlagSet) DurationVar(p *time.Duration, name, env string, def time.Duration, usage string) {
+	define(fs, p, name, env, def, usage, time.ParseDuration, "a duration", fs.FlagSet.DurationVar)
 }
 
-// Bool defines a boolean flag backed by env.
-func (fs *FlagSet) Bool(name, env string, def bool, usage string) *bool {
-	if v, ok := fs.lookup(env); ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			fs.errors = append(fs.errors, fmt.Errorf("%s=%q: not a boolean", env, v))
-		}
-		def = b
-	}
-	return fs.FlagSet.Bool(name, def, fs.usage(name, env, usage))
+// BoolVar defines a boolean flag backed by env.
+func (fs *FlagSet) BoolVar(p *bool, name, env string, def bool, usage string) {
+	define(fs, p, name, env, def, usage, strconv.ParseBool, "a boolean", fs.FlagSet.BoolVar)
 }
 
 // Parse parses args and reports the first bad environment variable too.

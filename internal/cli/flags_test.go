@@ -16,21 +16,28 @@ func TestFlagSet_CommandLineBeatsEnvironmentBeatsDefault(t *testing.T) {
 	t.Setenv("X_LISTEN", ":9999")
 	t.Setenv("X_RATE", "2.5")
 	fs := cli.NewFlagSet("x", io.Discard)
-	listen := fs.String("listen", "X_LISTEN", ":8080", "address")
-	rate := fs.Float64("rate", "X_RATE", 100, "rate")
-	burst := fs.Int("burst", "X_BURST", 1000, "burst")
-	grace := fs.Duration("grace", "X_GRACE", time.Second, "grace")
+	var (
+		listen string
+		rate   float64
+		burst  int
+		grace  time.Duration
+	)
+	fs.StringVar(&listen, "listen", "X_LISTEN", ":8080", "address")
+	fs.Float64Var(&rate, "rate", "X_RATE", 100, "rate")
+	fs.IntVar(&burst, "burst", "X_BURST", 1000, "burst")
+	fs.DurationVar(&grace, "grace", "X_GRACE", time.Second, "grace")
 	require.NoError(t, fs.Parse([]string{"--rate", "7"}))
-	assert.Equal(t, ":9999", *listen, "environment over default")
-	assert.Equal(t, 7.0, *rate, "command line over environment")
-	assert.Equal(t, 1000, *burst, "default when neither is set")
-	assert.Equal(t, time.Second, *grace)
+	assert.Equal(t, ":9999", listen, "environment over default")
+	assert.Equal(t, 7.0, rate, "command line over environment")
+	assert.Equal(t, 1000, burst, "default when neither is set")
+	assert.Equal(t, time.Second, grace)
 }
 
 func TestFlagSet_RejectsUnparsableEnvironmentNamingTheVariable(t *testing.T) {
 	t.Setenv("X_BURST", "lots")
 	fs := cli.NewFlagSet("x", io.Discard)
-	fs.Int("burst", "X_BURST", 1000, "burst")
+	var burst int
+	fs.IntVar(&burst, "burst", "X_BURST", 1000, "burst")
 	require.ErrorContains(t, fs.Parse(nil), "X_BURST")
 }
 
@@ -42,7 +49,8 @@ func TestFlagSet_RejectsStrayArguments(t *testing.T) {
 func TestFlagSet_HelpNamesEachVariable(t *testing.T) {
 	var out bytes.Buffer
 	fs := cli.NewFlagSet("x", &out)
-	fs.Bool("insecure", "X_INSECURE", false, "allow http")
+	var insecure bool
+	fs.BoolVar(&insecure, "insecure", "X_INSECURE", false, "allow http")
 	fs.PrintDefaults()
 	assert.Contains(t, out.String(), "allow http (env X_INSECURE)")
 }

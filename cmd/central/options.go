@@ -1,0 +1,129 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/kubernaut/datastorage/central"
+	"github.com/kubernaut/datastorage/central/auth"
+	"github.com/kubernaut/datastorage/central/embedpipe"
+	"github.com/kubernaut/datastorage/central/ratelimit"
+	"github.com/kubernaut/datastorage/internal/cli"
+	"github.com/kubernaut/datastorage/storage"
+)
+
+// options are the command and its flags, as parsed (each flag falls back to
+// its environment variable: internal/cli). parseOptions fills them,
+// validate checks what can be checked without I/O, and build (serve.go)
+// turns them into the running parts.
+type options struct {
+	command string // "serve" (the default) or "migrate"
+
+	listen, metricsListen  string
+	databaseURL, vectorURL string // vectorURL "" means databaseURL
+	maxConns               int
+
+	authMode, tokenFile, audience, kubeconfig string
+	authFailures                              auth.TokenReviewConfig // the failed-review budget and negative cache
+	namespace, authzFile                      string
+	limits                                    ratelimit.Config
+
+	maxReceivedAge, shutdownTimeout time.Duration
+	tlsCert, tlsKey, clientCA       string
+
+	embedder, embedderURL, embedderModel, embedderKey string
+	embedWorkers, embedBatch                          int
+	hnsw                                              storage.HNSWConfig
+
+	logLevel, logFormat string
+}
+
+// parseOptions reads the command ("serve" or "migrate", optional) and flags.
+func parseOptions(args []string, stderr io.Writer) (*options, error) {
+	o := &options{command: "serve"}
+	if len(args) > 0 && (args[0] == "serve" || args[0] == "migrate") {
+		o.command, args = args[0], args[1:]
+	}
+	fs := cli.NewFlagSet("central "+o.command, stderr)
+	fs.StringVar(&o.listen, "listen", "DATASTORAGE_LISTEN", ":8080", "API and health address")
+	fs.StringVar(&o.metricsListen, "metrics-listen", "DATASTORAGE_METRICS_LISTEN", ":9090", "Prometheus /metrics address")
+	fs.StringVar(&o.databaseURL, "database-url", "DATABASE_URL", "", "PostgreSQL URL of the audit database (required)")
+	fs.StringVar(&o.authMode, "auth", "DATASTORAGE_AUTH", "tokenreview", "how callers are authenticated: tokenreview or static")
+	fs.StringVar(&o.tokenFile, "token-file", "DATASTORAGE_TOKEN_FILE", "", "static token CSV (token,user,uid,\"groups\"), with --auth static")
+	fs.StringVar(&o.audience, "token-audience", "DATASTORAGE_TOKEN_AUDIENCE", "datastorage", "audience a TokenReview must confirm")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "KUBECONFIG", "", "kubeconfig for TokenReview; empty: in-cluster config")
+	fs.Float64Var(&o.authFailures.PeerFailureRate, "auth-failure-rate", "DATASTORAGE_AUTH_FAILURE_RATE", auth.DefaultPeerFailureRate, "failed token reviews per second per client address, with --auth tokenreview; beyond the burst: 429")
+	fs.IntVar(&o.authFailures.PeerFailureBurst, "auth-failure-burst", "DATASTORAGE_AUTH_FAILURE_BURST", auth.DefaultPeerFailureBurst, "failed token reviews a client address may cause at once")
+	fs.IntVar(&o.authFailures.MaxPeers, "auth-failure-peers", "DATASTORAGE_AUTH_FAILURE_PEERS", auth.DefaultMaxPeers, "client addresses whose failed-review budgets are tracked (least recently seen forgotten)")
+	fs.IntVar(&o.authFailures.NegativeCacheSize, "auth-negative-cache-size", "DATASTORAGE_AUTH_NEGATIVE_CACHE_SIZE", auth.DefaultNegativeCacheSize, "failed authentications cached, apart from the identities")
+	fs.StringVar(&o.namespace, "namespace", "DATASTORAGE_NAMESPACE", "kubernaut-system", "namespace of the default writer service accounts")
+	fs.StringVar(&o.authzFile, "authz-file", "DATASTORAGE_AUTHZ_FILE", "", "allow-list YAML replacing the default service accounts")
+	fs.Float64Var(&o.limits.Rate, "rate-limit", "DATASTORAGE_RATE_LIMIT", 100, "records per second per service account")
+	fs.IntVar(&o.limits.Burst, "rate-burst", "DATASTORAGE_RATE_BURST", 1000, "records a service account may send at once; larger batches get 413")
+	fs.IntVar(&o.maxConns, "database-max-conns", "DATASTORAGE_DATABASE_MAX_CONNS", int(storage.DefaultMaxConns), "PostgreSQL connection pool size")
+	fs.DurationVar(&o.maxReceivedAge, "max-received-age", "DATASTORAGE_MAX_RECEIVED_AGE", central.DefaultMaxReceivedAge, "oldest receivedAt a batch item may carry (when an agent first accepted it); older items are rejected")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", "DATASTORAGE_SHUTDOWN_TIMEOUT", central.DefaultShutdownTimeout, "time in-flight requests get to finish on SIGTERM")
+	fs.StringVar(&o.tlsCert, "tls-cert-file", "DATASTORAGE_TLS_CERT_FILE", "", "serve the API over TLS with this certificate (PEM; reloaded when it changes)")
+	fs.StringVar(&o.tlsKey, "tls-key-file", "DATASTORAGE_TLS_KEY_FILE", "", "private key of --tls-cert-file (PEM)")
+	fs.StringVar(&o.clientCA, "client-ca-file", "DATASTORAGE_CLIENT_CA_FILE", "", "require client certificates signed by this CA (PEM)")
+	fs.StringVar(&o.vectorURL, "vector-database-url", "VECTOR_DATABASE_URL", "", "PostgreSQL+pgvector URL of the vector database; empty: --database-url")
+	fs.StringVar(&o.embedder, "embedder", "DATASTORAGE_EMBEDDER", "hash", "embedding provider: hash (built in) or openai (an OpenAI-compatible /v1/embeddings)")
+	fs.StringVar(&o.embedderURL, "embedder-url", "DATASTORAGE_EMBEDDER_URL", "", "base URL of the OpenAI-compatible API, with --embedder openai")
+	fs.StringVar(&o.embedderModel, "embedder-model", "DATASTORAGE_EMBEDDER_MODEL", "", "model name sent to the API, with --embedder openai (must give 768 dimensions)")
+	fs.StringVar(&o.embedderKey, "embedder-api-key", "DATASTORAGE_EMBEDDER_API_KEY", "", "bearer key for the embeddings API, if it needs one")
+	fs.IntVar(&o.embedWorkers, "embed-workers", "DATASTORAGE_EMBED_WORKERS", embedpipe.DefaultWorkers, "concurrent embedding workers")
+	fs.IntVar(&o.embedBatch, "embed-batch-size", "DATASTORAGE_EMBED_BATCH_SIZE", embedpipe.DefaultBatchSize, "audits per embedding batch")
+	fs.IntVar(&o.hnsw.M, "hnsw-m", "DATASTORAGE_HNSW_M", storage.DefaultHNSWM, "HNSW index m (graph degree), applied when the index is created")
+	fs.IntVar(&o.hnsw.EfConstruction, "hnsw-ef-construction", "DATASTORAGE_HNSW_EF_CONSTRUCTION", storage.DefaultHNSWEfConstruction, "HNSW index ef_construction, applied when the index is created")
+	fs.IntVar(&o.hnsw.EfSearch, "hnsw-ef-search", "DATASTORAGE_HNSW_EF_SEARCH", storage.DefaultHNSWEfSearch, "HNSW ef_search of each similarity query")
+	fs.StringVar(&o.logLevel, "log-level", "DATASTORAGE_LOG_LEVEL", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "DATASTORAGE_LOG_FORMAT", "json", "json or console")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if o.databaseURL == "" {
+		return nil, fmt.Errorf("--database-url (or %s) is required", fs.Env("database-url"))
+	}
+	if o.vectorURL == "" {
+		o.vectorURL = o.databaseURL
+	}
+	return o, nil
+}
+
+// validate checks, before anything is opened, what the packages' own
+// Validate cannot phrase in flag terms, then lets them check the rest.
+func (o *options) validate() error {
+	switch o.authMode {
+	case "static":
+		if o.tokenFile == "" {
+			return errors.New("--auth static needs --token-file")
+		}
+	case "tokenreview":
+		if o.audience == "" {
+			return errors.New("--auth tokenreview needs --token-audience")
+		}
+	default:
+		return fmt.Errorf("--auth %q: want tokenreview or static", o.authMode)
+	}
+	switch {
+	case o.tlsCert == "" && o.tlsKey == "" && o.clientCA != "":
+		return errors.New("--client-ca-file needs --tls-cert-file and --tls-key-file")
+	case (o.tlsCert == "") != (o.tlsKey == ""):
+		return errors.New("--tls-cert-file and --tls-key-file go together")
+	}
+	switch o.embedder {
+	case "hash":
+	case "openai":
+		if o.embedderURL == "" || o.embedderModel == "" {
+			return errors.New("--embedder openai needs --embedder-url and --embedder-model")
+		}
+	default:
+		return fmt.Errorf("--embedder %q: want hash or openai", o.embedder)
+	}
+	if err := o.hnsw.Validate(); err != nil {
+		return err
+	}
+	return o.limits.Validate()
+}

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/rs/zerolog"
+
+	"github.com/kubernaut/datastorage/central"
+	"github.com/kubernaut/datastorage/central/auth"
+	"github.com/kubernaut/datastorage/central/authz"
+	"github.com/kubernaut/datastorage/central/embed"
+	"github.com/kubernaut/datastorage/central/embedpipe"
+	"github.com/kubernaut/datastorage/central/ratelimit"
+	"github.com/kubernaut/datastorage/internal/tlsconfig"
+	"github.com/kubernaut/datastorage/storage"
+)
+
+// serve builds the central from o, listens, and serves until ctx ends; then
+// it stops the server (in-flight requests finish), the embedding pipeline
+// and the pools, in that order.
+func serve(ctx context.Context, log zerolog.Logger, o *options) error {
+	c, err := o.build(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer c.close(ctx, log)
+	apiLn, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	metricsLn, err := net.Listen("tcp", o.metricsListen)
+	if err != nil {
+		apiLn.Close()
+		return fmt.Errorf("metrics listen: %w", err)
+	}
+	log.Info().
+		Str("listen", apiLn.Addr().String()).
+		Str("metrics_listen", metricsLn.Addr().String()).
+		Str("auth", o.authMode).
+		Bool("tls", c.tls).
+		Str("authz", c.authz).
+		Float64("rate_limit", o.limits.Rate).Int("rate_burst", o.limits.Burst).
+		Str("embedder", c.embedder).Bool("separate_vector_database", o.vectorURL != o.databaseURL).
+		Int("embed_workers", o.embedWorkers).Int("hnsw_ef_search", o.hnsw.WithDefaults().EfSearch).
+		Msg("central serving")
+	err = c.srv.Serve(ctx, apiLn, metricsLn)
+	log.Info().Msg("central stopped")
+	return err
+}
+
+// built is the running central, and what close stops.
+type built struct {
+	srv             *central.Server
+	db              *storage.DB
+	vdb             *storage.VectorDB
+	pipe            *embedpipe.Pipeline
+	tls             bool   // the API is served over TLS
+	authz, embedder string // for the start-up log line
+}
+
+// build opens the databases and starts the embedding pipeline, and wires
+// the server; on error it closes what it opened.
+func (o *options) build(ctx context.Context, log zerolog.Logger) (_ *built, err error) {
+	set := metrics.NewSet()
+	authn, err := o.authenticator(set)
+	if err != nil {
+		return nil, err
+	}
+	authorizer := authz.Default(o.namespace)
+	if o.authzFile != "" {
+		if authorizer, err = authz.LoadFile(o.authzFile); err != nil {
+			return nil, err
+		}
+	}
+	tlsConfig, err := o.serverTLS(ctx, log)
+	if err != nil {
+		return nil, err
+	}
+	emb, err := o.newEmbedder(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := &built{tls: tlsConfig != nil, authz: authorizer.String(), embedder: emb.Identity()}
+	defer func() {
+		if err != nil {
+			c.close(ctx, log)
+		}
+	}()
+	if c.db, err = storage.Open(ctx, storage.Config{DatabaseURL: o.databaseURL, MaxConns: int32(o.maxConns)}); err != nil {
+		return nil, err
+	}
+	registerPoolMetrics(set, c.db)
+	if c.vdb, err = o.vectors(ctx, log); err != nil {
+		return nil, err
+	}
+	c.pipe, err = embedpipe.New(embedpipe.Config{
+		Audits: c.db, Vectors: c.vdb, Embedder: emb,
+		Workers: o.embedWorkers, BatchSize: o.embedBatch,
+		Logger: log, Metrics: set,
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.srv, err = central.New(central.Config{
+		Authenticator:   authn,
+		Authorizer:      authorizer,
+		Limiter:         ratelimit.New(o.limits),
+		Store:           c.db,
+		Logger:          log,
+		Metrics:         set,
+		ShutdownTimeout: o.shutdownTimeout,
+		MaxReceivedAge:  o.maxReceivedAge,
+		TLS:             tlsConfig,
+		Search:          &central.SearchConfig{Embedder: emb, Vectors: c.vdb, Audits: c.db},
+		Committed:       c.pipe.Notify,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// close stops the embedding pipeline (within 10 s) and closes the pools.
+func (c *built) close(ctx context.Context, log zerolog.Logger) {
+	if c.pipe != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := c.pipe.Close(cctx); err != nil {
+			log.Warn().Err(err).Msg("embedding pipeline did not stop in time")
+		}
+	}
+	if c.vdb != nil {
+		c.vdb.Close()
+	}
+	if c.db != nil {
+		c.db.Close()
+	}
+}
+
+// authenticator is the --auth mode's authenticator; tokenreview gets its
+// client from --kubeconfig (or the in-cluster configuration).
+func (o *options) authenticator(set *metrics.Set) (auth.Authenticator, error) {
+	if o.authMode == "static" {
+		return auth.LoadStaticTokens(o.tokenFile)
+	}
+	client, err := auth.NewClientset(o.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	cfg := o.authFailures
+	cfg.Client, cfg.Audience, cfg.Metrics = client, o.audience, set
+	return auth.NewTokenReview(cfg)
+}
+
+// serverTLS is nil (plain HTTP) without a certificate, else a config that
+// reloads the certificate and client CA as Kubernetes rotates the Secret.
+func (o *options) serverTLS(ctx context.Context, log zerolog.Logger) (*tls.Config, error) {
+	if o.tlsCert == "" {
+		return nil, nil
+	}
+	cfg, err := tlsconfig.Server(ctx, o.tlsCert, o.tlsKey, o.clientCA, func(err error) {
+		log.Error().Err(err).Msg("TLS certificate reload failed; keeping the previous certificate")
+	})
+	if err != nil {
+		return nil, fmt.Errorf("TLS: %w", err)
+	}
+	return cfg, nil
+}
+
+// vectors opens the vector database and makes sure its HNSW index exists,
+// warning when the index was built with other parameters than configured.
+func (o *options) vectors(ctx context.Context, log zerolog.Logger) (*storage.VectorDB, error) {
+	vdb, err := storage.OpenVectors(ctx, storage.Config{DatabaseURL: o.vectorURL, MaxConns: int32(o.maxConns)}, o.hnsw)
+	if err != nil {
+		return nil, err
+	}
+	got, err := vdb.EnsureIndex(ctx)
+	if err != nil {
+		vdb.Close()
+		return nil, err
+	}
+	if want := o.hnsw.WithDefaults(); got.M != want.M || got.EfConstruction != want.EfConstruction {
+		log.Warn().Int("index_m", got.M).Int("index_ef_construction", got.EfConstruction).
+			Msg("the HNSW index was built with other parameters than --hnsw-m/--hnsw-ef-construction; REINDEX to apply them")
+	}
+	return vdb, nil
+}
+
+func (o *options) newEmbedder(ctx context.Context) (embed.Embedder, error) {
+	if o.embedder == "openai" {
+		return embed.NewOpenAI(ctx, embed.OpenAIConfig{URL: o.embedderURL, Model: o.embedderModel, APIKey: o.embedderKey})
+	}
+	return embed.NewHash(), nil
+}
+
+func registerPoolMetrics(set *metrics.Set, db *storage.DB) {
+	gauge := func(name string, f func() float64) { set.NewGauge(name, f) }
+	gauge(`datastorage_db_pool_acquired_conns`, func() float64 { return float64(db.Stat().AcquiredConns()) })
+	gauge(`datastorage_db_pool_idle_conns`, func() float64 { return float64(db.Stat().IdleConns()) })
+	gauge(`datastorage_db_pool_total_conns`, func() float64 { return float64(db.Stat().TotalConns()) })
+	gauge(`datastorage_db_pool_max_conns`, func() float64 { return float64(db.Stat().MaxConns()) })
+}
