@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kubernaut/datastorage/central/embed"
+	"github.com/kubernaut/datastorage/internal/backoff"
 	"github.com/kubernaut/datastorage/storage"
 )
 
@@ -170,10 +170,8 @@ const relinkBatch = 1000
 // returns when none is left; usually there is none to begin with.
 func (p *Pipeline) relinkUnowned(ctx context.Context) {
 	defer p.wg.Done()
-	var (
-		backoff time.Duration
-		total   int
-	)
+	bo := backoff.New(p.cfg.MinBackoff, p.cfg.MaxBackoff)
+	total := 0
 	for ctx.Err() == nil {
 		refs, err := p.cfg.Vectors.UnownedLinks(ctx, relinkBatch)
 		if err == nil && len(refs) == 0 {
@@ -189,12 +187,12 @@ func (p *Pipeline) relinkUnowned(ctx context.Context) {
 			err = p.cfg.Vectors.DeleteUnownedLinks(ctx, refs)
 		}
 		if err != nil {
-			backoff = min(max(backoff*2, p.cfg.MinBackoff), p.cfg.MaxBackoff)
-			p.log.Debug().Err(err).Dur("backoff", backoff).Msg("re-linking audits without a writer failed")
-			sleep(ctx, backoff, nil)
+			wait := bo.Step() // the ceiling, without jitter
+			p.log.Debug().Err(err).Dur("backoff", wait).Msg("re-linking audits without a writer failed")
+			backoff.Sleep(ctx, wait, nil)
 			continue
 		}
-		backoff = 0
+		bo.Reset()
 		total += len(refs)
 		p.Notify()
 	}
@@ -231,7 +229,7 @@ func (p *Pipeline) Close(ctx context.Context) error {
 func (p *Pipeline) worker(ctx context.Context, id int) {
 	defer p.wg.Done()
 	log := p.log.With().Int("worker", id).Logger()
-	backoff := time.Duration(0)
+	bo := backoff.New(p.cfg.MinBackoff, p.cfg.MaxBackoff)
 	failing := false
 	for ctx.Err() == nil {
 		n, err := p.RunOnce(ctx)
@@ -239,38 +237,29 @@ func (p *Pipeline) worker(ctx context.Context, id int) {
 		case err != nil && ctx.Err() != nil:
 			return
 		case err != nil:
-			backoff = min(max(backoff*2, p.cfg.MinBackoff), p.cfg.MaxBackoff)
+			ceiling := bo.Step()
 			if !failing {
 				log.Warn().Err(err).Msg("embedding batch failed; backlog kept, retrying with backoff")
 			} else {
-				log.Debug().Err(err).Dur("backoff", backoff).Msg("embedding batch failed again")
+				log.Debug().Err(err).Dur("backoff", ceiling).Msg("embedding batch failed again")
 			}
 			failing = true
 			p.m.failures.Inc()
-			// Full jitter in [backoff/2, backoff].
-			sleep(ctx, backoff/2+rand.N(backoff/2+1), nil)
+			backoff.Sleep(ctx, bo.Jitter(ceiling), nil)
 		case n == 0:
 			if failing {
 				log.Info().Msg("embedding recovered")
-				failing, backoff = false, 0
+				failing = false
+				bo.Reset()
 			}
-			sleep(ctx, p.cfg.PollInterval, p.wake)
+			backoff.Sleep(ctx, p.cfg.PollInterval, p.wake)
 		default:
 			if failing {
 				log.Info().Msg("embedding recovered")
-				failing, backoff = false, 0
+				failing = false
+				bo.Reset()
 			}
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	case <-wake:
 	}
 }
 
@@ -373,7 +362,7 @@ func (p *Pipeline) statsLoop(ctx context.Context) {
 		} else if ctx.Err() == nil {
 			p.log.Debug().Err(err).Msg("backlog statistics unavailable")
 		}
-		sleep(ctx, p.cfg.StatsInterval, nil)
+		backoff.Sleep(ctx, p.cfg.StatsInterval, nil)
 		if ctx.Err() != nil {
 			return
 		}
