@@ -7,13 +7,14 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/go-json-experiment/json"
+
+	"github.com/kubernaut/datastorage/internal/backoff"
 )
 
 // OpenAI defaults for OpenAIConfig's zero values.
@@ -166,7 +167,7 @@ func (o *OpenAI) embedBatch(ctx context.Context, texts []string) ([][]float32, e
 	if err != nil {
 		return nil, fmt.Errorf("embed: openai: encode request: %w", err)
 	}
-	backoff := o.cfg.MinBackoff
+	bo := backoff.New(o.cfg.MinBackoff, o.cfg.MaxBackoff)
 	for attempt := 0; ; attempt++ {
 		vecs, err := o.post(ctx, body, len(texts))
 		var re *retryableError
@@ -176,17 +177,12 @@ func (o *OpenAI) embedBatch(ctx context.Context, texts []string) ([][]float32, e
 		if attempt >= o.cfg.MaxRetries || ctx.Err() != nil {
 			return nil, fmt.Errorf("embed: openai: %w: %w (after %d attempts)", ErrUnavailable, err, attempt+1)
 		}
-		wait := backoff/2 + rand.N(backoff/2+1)
+		wait := bo.Next()
 		if re.retryAfter > 0 {
 			wait = min(re.retryAfter, o.cfg.MaxBackoff)
 		}
-		backoff = min(backoff*2, o.cfg.MaxBackoff)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !backoff.Sleep(ctx, wait, nil) {
 			return nil, fmt.Errorf("embed: openai: %w: %w", ErrUnavailable, ctx.Err())
-		case <-t.C:
 		}
 	}
 }
