@@ -1,6 +1,7 @@
 package embedpipe
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -52,29 +53,32 @@ type Config struct {
 	Vectors  Vectors
 	Embedder embed.Embedder
 
-	// Workers is the number of concurrent workers. 0: DefaultWorkers.
+	// Workers is the number of concurrent workers. Zero: DefaultWorkers.
 	Workers int
 	// BatchSize is the number of audits a worker claims at once (a claim
-	// never splits one committed audit batch, so it may hold more). 0:
+	// never splits one committed audit batch, so it may hold more). Zero:
 	// DefaultBatchSize.
 	BatchSize int
 	// PollInterval is how long an idle worker waits before looking at the
-	// backlog again. 0: DefaultPollInterval.
+	// backlog again. Zero: DefaultPollInterval.
 	PollInterval time.Duration
 	// MinBackoff and MaxBackoff bound the wait after a failed batch, doubled
-	// on each consecutive failure. 0: the defaults.
+	// on each consecutive failure. Zero: DefaultMinBackoff, DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
 	// StatsInterval is how often the backlog depth and age are read for the
-	// metrics. 0: DefaultStatsInterval.
+	// metrics. Zero: DefaultStatsInterval.
 	StatsInterval time.Duration
 	// BatchTimeout bounds one claim-embed-write-clear round; the claimed
 	// entries are leased for it plus 10 s, so after a crash they wait that
-	// long before another worker takes them. 0: DefaultBatchTimeout.
+	// long before another worker takes them. Zero: DefaultBatchTimeout.
 	BatchTimeout time.Duration
 
-	Logger  zerolog.Logger
-	Metrics *metrics.Set // nil: a private set
-	Now     func() time.Time
+	// Logger receives the pipeline's log. Zero: disabled.
+	Logger zerolog.Logger
+	// Metrics receives the pipeline's metrics. Nil: a private set.
+	Metrics *metrics.Set
+	// Now is the clock. Nil: time.Now.
+	Now func() time.Time
 }
 
 // Validate reports the first invalid field.
@@ -98,29 +102,19 @@ func (c Config) Validate() error {
 	return nil
 }
 
-func (c *Config) setDefaults() {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
-	if c.Workers == 0 {
-		c.Workers = DefaultWorkers
-	}
-	if c.BatchSize == 0 {
-		c.BatchSize = DefaultBatchSize
-	}
-	def(&c.PollInterval, DefaultPollInterval)
-	def(&c.MinBackoff, DefaultMinBackoff)
-	def(&c.MaxBackoff, DefaultMaxBackoff)
-	def(&c.StatsInterval, DefaultStatsInterval)
-	def(&c.BatchTimeout, DefaultBatchTimeout)
-	if c.Metrics == nil {
-		c.Metrics = metrics.NewSet()
-	}
+func (c Config) withDefaults() Config {
+	c.Workers = cmp.Or(c.Workers, DefaultWorkers)
+	c.BatchSize = cmp.Or(c.BatchSize, DefaultBatchSize)
+	c.PollInterval = cmp.Or(c.PollInterval, DefaultPollInterval)
+	c.MinBackoff = cmp.Or(c.MinBackoff, DefaultMinBackoff)
+	c.MaxBackoff = cmp.Or(c.MaxBackoff, DefaultMaxBackoff)
+	c.StatsInterval = cmp.Or(c.StatsInterval, DefaultStatsInterval)
+	c.BatchTimeout = cmp.Or(c.BatchTimeout, DefaultBatchTimeout)
+	c.Metrics = cmp.Or(c.Metrics, metrics.NewSet())
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	return c
 }
 
 // Pipeline is the running workers.
@@ -140,7 +134,7 @@ func New(cfg Config) (*Pipeline, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg.setDefaults()
+	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Pipeline{
 		cfg:    cfg,
