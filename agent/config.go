@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -49,8 +50,9 @@ type Config struct {
 	// every write, so it must be cheap (forward.Access: one atomic load).
 	// Nil: every kind.
 	Access Access
-	// Logger: zero value disabled. Metrics: nil means a private set.
-	Logger  zerolog.Logger
+	// Logger receives the server's log. Zero: disabled.
+	Logger zerolog.Logger
+	// Metrics receives the server's metrics. Nil: a private set.
 	Metrics *metrics.Set
 	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
@@ -63,24 +65,12 @@ type Access interface {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Listen == "" {
-		c.Listen = DefaultListen
-	}
-	if c.MetricsListen == "" {
-		c.MetricsListen = DefaultMetricsListen
-	}
-	if c.RetryAfter == 0 {
-		c.RetryAfter = DefaultRetryAfter
-	}
-	if c.AppendTimeout == 0 {
-		c.AppendTimeout = DefaultAppendTimeout
-	}
-	if c.ReadTimeout == 0 {
-		c.ReadTimeout = DefaultReadTimeout
-	}
-	if c.Metrics == nil {
-		c.Metrics = metrics.NewSet()
-	}
+	c.Listen = cmp.Or(c.Listen, DefaultListen)
+	c.MetricsListen = cmp.Or(c.MetricsListen, DefaultMetricsListen)
+	c.RetryAfter = cmp.Or(c.RetryAfter, DefaultRetryAfter)
+	c.AppendTimeout = cmp.Or(c.AppendTimeout, DefaultAppendTimeout)
+	c.ReadTimeout = cmp.Or(c.ReadTimeout, DefaultReadTimeout)
+	c.Metrics = cmp.Or(c.Metrics, metrics.NewSet())
 	if c.Now == nil {
 		c.Now = time.Now
 	}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -60,41 +61,18 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Controllers == 0 {
-		c.Controllers = 64
-	}
-	if c.Agents == 0 {
-		c.Agents = 4
-	}
-	if c.Duration == 0 {
-		c.Duration = 20 * time.Second
-	}
-	switch {
-	case c.RepeatFraction == 0:
-		c.RepeatFraction = 0.8
-	case c.RepeatFraction < 0:
-		c.RepeatFraction = 0
-	}
-	if c.AlertTexts == 0 {
-		c.AlertTexts = 200
-	}
-	if c.CopyRows == 0 {
-		c.CopyRows = 200000
-	}
-	if c.VectorDuration == 0 {
-		c.VectorDuration = c.Duration
-	}
-	if c.DrainTimeout == 0 {
-		c.DrainTimeout = 2 * time.Minute
-	}
+	c.Controllers = cmp.Or(c.Controllers, 64)
+	c.Agents = cmp.Or(c.Agents, 4)
+	c.Duration = cmp.Or(c.Duration, 20*time.Second)
+	c.RepeatFraction = max(cmp.Or(c.RepeatFraction, 0.8), 0) // negative: none repeat
+	c.AlertTexts = cmp.Or(c.AlertTexts, 200)
+	c.CopyRows = cmp.Or(c.CopyRows, 200000)
+	c.VectorDuration = cmp.Or(c.VectorDuration, c.Duration)
+	c.DrainTimeout = cmp.Or(c.DrainTimeout, 2*time.Minute)
+	c.Seed = cmp.Or(c.Seed, 1)
+	c.Progress = cmp.Or(c.Progress, io.Discard)
 	if len(c.Scenarios) == 0 {
 		c.Scenarios = AllScenarios
-	}
-	if c.Seed == 0 {
-		c.Seed = 1
-	}
-	if c.Progress == nil {
-		c.Progress = io.Discard
 	}
 	return c
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/kubernaut/datastorage/client"
+	"github.com/kubernaut/datastorage/internal/backoff"
 	"github.com/kubernaut/datastorage/wire"
 )
 
@@ -93,10 +94,7 @@ func drive(ctx context.Context, cfg Config, t target, d time.Duration, limit flo
 	for i := range cfg.Controllers {
 		wg.Go(func() { run.controller(ctx, cfg, t, i, clients[i], pacer, stop, sample) })
 	}
-	select {
-	case <-time.After(d):
-	case <-ctx.Done():
-	}
+	backoff.Sleep(ctx, d, nil)
 	close(stop)
 	wg.Wait()
 	run.stop = time.Now()

@@ -60,9 +60,9 @@ type SearchConfig struct {
 	Embedder embed.Embedder // must be the pipeline's, so queries and stored vectors agree
 	Vectors  VectorSearcher
 	Audits   AuditReader
-	// MaxLimit caps "limit". 0: DefaultSearchMax.
+	// MaxLimit caps "limit". Zero: DefaultSearchMax.
 	MaxLimit int
-	// Timeout bounds embedding plus both queries. 0: DefaultSearchTimeout.
+	// Timeout bounds embedding plus both queries. Zero: DefaultSearchTimeout.
 	Timeout time.Duration
 }
 

@@ -1,6 +1,7 @@
 package central
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -40,7 +41,7 @@ type Store interface {
 }
 
 // Config wires the server. Authenticator, Authorizer, Limiter and Store are
-// required; every other zero value means the Default above.
+// required; every other field documents its zero value.
 type Config struct {
 	Authenticator auth.Authenticator
 	Authorizer    *authz.Authorizer
@@ -53,24 +54,40 @@ type Config struct {
 	// It must not block.
 	Committed func()
 
-	Logger  zerolog.Logger
-	Metrics *metrics.Set     // nil: a private set
-	Now     func() time.Time // nil: time.Now
+	// Logger receives the server's log. Zero: disabled.
+	Logger zerolog.Logger
+	// Metrics receives the server's metrics. Nil: a private set.
+	Metrics *metrics.Set
+	// Now is the clock. Nil: time.Now.
+	Now func() time.Time
 
-	ReadTimeout     time.Duration // whole request, headers and body: bounds slow clients
-	WriteTimeout    time.Duration
-	IdleTimeout     time.Duration // keep-alive connections
-	StoreTimeout    time.Duration // one database write
-	ShutdownTimeout time.Duration // in-flight requests get this long to finish
-	MaxHeaderBytes  int
+	// ReadTimeout bounds reading a whole request, headers and body: it cuts
+	// off slow clients. Zero or negative: DefaultReadTimeout.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing an answer. Zero or negative:
+	// DefaultWriteTimeout.
+	WriteTimeout time.Duration
+	// IdleTimeout bounds an idle keep-alive connection. Zero or negative:
+	// DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// StoreTimeout bounds one database write. Zero or negative:
+	// DefaultStoreTimeout.
+	StoreTimeout time.Duration
+	// ShutdownTimeout is how long in-flight requests get to finish. Zero or
+	// negative: DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+	// MaxHeaderBytes bounds a request's headers (fasthttp's read buffer).
+	// Zero or negative: DefaultMaxHeaderBytes.
+	MaxHeaderBytes int
 	// WritesInFlight bounds the transactions that coalesced single-record
 	// writes keep open at once; keep it below the database pool size so
-	// batch requests still find connections.
+	// batch requests still find connections. Zero or negative:
+	// DefaultWritesInFlight.
 	WritesInFlight int
 	// MaxReceivedAge bounds how far in the past a batch item's receivedAt
 	// (when an agent or a direct batch writer first accepted the record) may
 	// be; an older one is rejected for that item. It lets an agent forward
-	// after a long outage while refusing invented history. Zero:
+	// after a long outage while refusing invented history. Zero or negative:
 	// DefaultMaxReceivedAge (30 days).
 	MaxReceivedAge time.Duration
 
@@ -97,30 +114,22 @@ func (c Config) Validate() error {
 	return nil
 }
 
-func (c *Config) setDefaults() {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
-	def(&c.ReadTimeout, DefaultReadTimeout)
-	def(&c.WriteTimeout, DefaultWriteTimeout)
-	def(&c.IdleTimeout, DefaultIdleTimeout)
-	def(&c.StoreTimeout, DefaultStoreTimeout)
-	def(&c.ShutdownTimeout, DefaultShutdownTimeout)
-	def(&c.MaxReceivedAge, DefaultMaxReceivedAge)
-	if c.WritesInFlight <= 0 {
-		c.WritesInFlight = DefaultWritesInFlight
-	}
-	if c.MaxHeaderBytes <= 0 {
-		c.MaxHeaderBytes = DefaultMaxHeaderBytes
-	}
-	if c.Metrics == nil {
-		c.Metrics = metrics.NewSet()
-	}
+// withDefaults returns c with its zero fields set; here a negative limit
+// means its default too (max(v, 0) makes it zero first).
+func (c Config) withDefaults() Config {
+	c.ReadTimeout = cmp.Or(max(c.ReadTimeout, 0), DefaultReadTimeout)
+	c.WriteTimeout = cmp.Or(max(c.WriteTimeout, 0), DefaultWriteTimeout)
+	c.IdleTimeout = cmp.Or(max(c.IdleTimeout, 0), DefaultIdleTimeout)
+	c.StoreTimeout = cmp.Or(max(c.StoreTimeout, 0), DefaultStoreTimeout)
+	c.ShutdownTimeout = cmp.Or(max(c.ShutdownTimeout, 0), DefaultShutdownTimeout)
+	c.MaxReceivedAge = cmp.Or(max(c.MaxReceivedAge, 0), DefaultMaxReceivedAge)
+	c.WritesInFlight = cmp.Or(max(c.WritesInFlight, 0), DefaultWritesInFlight)
+	c.MaxHeaderBytes = cmp.Or(max(c.MaxHeaderBytes, 0), DefaultMaxHeaderBytes)
+	c.Metrics = cmp.Or(c.Metrics, metrics.NewSet())
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	return c
 }
 
 // Server is the central's HTTP edge.
@@ -137,7 +146,7 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg.setDefaults()
+	cfg = cfg.withDefaults()
 	body, err := newBodyDecoder(wire.MaxBatchBytes)
 	if err != nil {
 		return nil, err

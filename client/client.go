@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/go-json-experiment/json"
 	"github.com/google/uuid"
 
+	"github.com/kubernaut/datastorage/internal/backoff"
 	"github.com/kubernaut/datastorage/internal/tokenfile"
 	"github.com/kubernaut/datastorage/wire"
 )
@@ -142,6 +142,7 @@ func (c *Client) WriteBatch(ctx context.Context, records []wire.Record) (*wire.B
 // do sends body until it gets want, a final error, or runs out of retries.
 func (c *Client) do(ctx context.Context, path string, hdr http.Header, body []byte, want int, out any) error {
 	url := c.base + path
+	bo := backoff.New(c.cfg.Backoff, c.cfg.MaxBackoff)
 	reauthed := false
 	for attempt := 1; ; attempt++ {
 		status, answer, retryAfter, err := c.attempt(ctx, url, hdr, body)
@@ -175,8 +176,11 @@ func (c *Client) do(ctx context.Context, path string, hdr http.Header, body []by
 			}
 			return fmt.Errorf("after %d attempts: %w", attempt, err)
 		}
-		if serr := sleepCtx(ctx, c.delay(attempt, retryAfter)); serr != nil {
-			return fmt.Errorf("after %d attempts: %w (last error: %v)", attempt, serr, err)
+		// Backoff·2^(n-1) with jitter, at least the server's Retry-After, at
+		// most MaxBackoff.
+		wait := min(max(bo.Next(), retryAfter), c.cfg.MaxBackoff)
+		if !backoff.Sleep(ctx, wait, nil) {
+			return fmt.Errorf("after %d attempts: %w (last error: %v)", attempt, context.Cause(ctx), err)
 		}
 	}
 }
@@ -227,23 +231,6 @@ func newAPIError(status int, answer []byte, retryAfter time.Duration, attempts i
 	return e
 }
 
-// delay is the wait before retry number attempt (1-based): Backoff·2^(n-1)
-// with jitter in [d/2, d], at least the server's Retry-After, at most
-// MaxBackoff.
-func (c *Client) delay(attempt int, retryAfter time.Duration) time.Duration {
-	d := c.cfg.Backoff << min(attempt-1, 30)
-	if d <= 0 || d > c.cfg.MaxBackoff {
-		d = c.cfg.MaxBackoff
-	}
-	if half := d / 2; half > 0 {
-		d = half + rand.N(half+1)
-	}
-	if retryAfter > d {
-		d = retryAfter
-	}
-	return min(d, c.cfg.MaxBackoff)
-}
-
 // parseRetryAfter reads delay-seconds or an HTTP date; zero when absent or
 // unreadable.
 func parseRetryAfter(v string, now time.Time) time.Duration {
@@ -262,20 +249,6 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		}
 	}
 	return 0
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-t.C:
-		return nil
-	}
 }
 
 // token is the bearer token: the file's current content, or the fixed one.

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -18,9 +19,9 @@ const (
 type Config struct {
 	// DatabaseURL is the PostgreSQL DSN (URL or keyword/value form). Required.
 	DatabaseURL string
-	// MaxConns bounds the pool. 0 means DefaultMaxConns.
+	// MaxConns bounds the pool. Zero: DefaultMaxConns.
 	MaxConns int32
-	// ConnectTimeout bounds each connection attempt. 0 means DefaultConnectTimeout.
+	// ConnectTimeout bounds each connection attempt. Zero: DefaultConnectTimeout.
 	ConnectTimeout time.Duration
 }
 
@@ -43,13 +44,8 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// withDefaults returns c with zero values replaced by the defaults.
 func (c Config) withDefaults() Config {
-	if c.MaxConns == 0 {
-		c.MaxConns = DefaultMaxConns
-	}
-	if c.ConnectTimeout == 0 {
-		c.ConnectTimeout = DefaultConnectTimeout
-	}
+	c.MaxConns = cmp.Or(c.MaxConns, DefaultMaxConns)
+	c.ConnectTimeout = cmp.Or(c.ConnectTimeout, DefaultConnectTimeout)
 	return c
 }

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -37,22 +38,17 @@ const (
 // values). EfSearch is the candidate list of each query (hnsw.ef_search):
 // higher is better recall and slower search; it applies per query.
 type HNSWConfig struct {
-	M              int // 0: DefaultHNSWM; pgvector allows 2..100
-	EfConstruction int // 0: DefaultHNSWEfConstruction; 4..1000, and ≥ 2·M
-	EfSearch       int // 0: DefaultHNSWEfSearch; 1..1000
+	M              int // pgvector allows 2..100. Zero: DefaultHNSWM.
+	EfConstruction int // 4..1000, and ≥ 2·M. Zero: DefaultHNSWEfConstruction.
+	EfSearch       int // 1..1000. Zero: DefaultHNSWEfSearch.
 }
 
-// WithDefaults fills zero fields.
+// WithDefaults returns c with its zero fields set (exported: cmd/central
+// reports the effective values).
 func (c HNSWConfig) WithDefaults() HNSWConfig {
-	if c.M == 0 {
-		c.M = DefaultHNSWM
-	}
-	if c.EfConstruction == 0 {
-		c.EfConstruction = DefaultHNSWEfConstruction
-	}
-	if c.EfSearch == 0 {
-		c.EfSearch = DefaultHNSWEfSearch
-	}
+	c.M = cmp.Or(c.M, DefaultHNSWM)
+	c.EfConstruction = cmp.Or(c.EfConstruction, DefaultHNSWEfConstruction)
+	c.EfSearch = cmp.Or(c.EfSearch, DefaultHNSWEfSearch)
 	return c
 }
 

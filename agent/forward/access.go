@@ -13,6 +13,7 @@ import (
 	"github.com/go-json-experiment/json"
 	"github.com/rs/zerolog"
 
+	"github.com/kubernaut/datastorage/internal/backoff"
 	"github.com/kubernaut/datastorage/internal/tokenfile"
 	"github.com/kubernaut/datastorage/wire"
 )
@@ -113,7 +114,7 @@ func (a *Access) run(ctx context.Context) {
 			return
 		case <-timer.C:
 		case <-a.nudge:
-			if wait := accessMinGap - time.Since(last); wait > 0 && !sleep(ctx, wait) {
+			if wait := accessMinGap - time.Since(last); wait > 0 && !backoff.Sleep(ctx, wait, nil) {
 				return
 			}
 		}

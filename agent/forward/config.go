@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -55,7 +56,8 @@ type Config struct {
 	CAFile string
 	// RequestTimeout bounds one POST. Zero: DefaultRequestTimeout.
 	RequestTimeout time.Duration
-	// MinBackoff, MaxBackoff bound the exponential backoff. Zero: defaults.
+	// MinBackoff, MaxBackoff bound the exponential backoff. Zero:
+	// DefaultMinBackoff, DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
 	// AccessRefresh is how often the central is asked which kinds the
 	// identity may write (GET /api/v1/access, see Access); it is also asked
@@ -66,38 +68,23 @@ type Config struct {
 	// Client sends the requests. Nil: a client with its own transport that
 	// trusts CAFile (Insecure and CAFile still govern the URL check).
 	Client *http.Client
-	// Logger: zero value disabled. Metrics: nil means a private set.
-	Logger  zerolog.Logger
+	// Logger receives the forwarder's log. Zero: disabled.
+	Logger zerolog.Logger
+	// Metrics receives the forwarder's metrics. Nil: a private set.
 	Metrics *metrics.Set
 	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
 }
 
 func (c Config) withDefaults() Config {
-	if c.BatchMaxRecords == 0 {
-		c.BatchMaxRecords = DefaultBatchMaxRecords
-	}
-	if c.BatchMaxBytes == 0 {
-		c.BatchMaxBytes = DefaultBatchMaxBytes
-	}
-	if c.Linger == 0 {
-		c.Linger = DefaultLinger
-	}
-	if c.RequestTimeout == 0 {
-		c.RequestTimeout = DefaultRequestTimeout
-	}
-	if c.MinBackoff == 0 {
-		c.MinBackoff = DefaultMinBackoff
-	}
-	if c.MaxBackoff == 0 {
-		c.MaxBackoff = DefaultMaxBackoff
-	}
-	if c.AccessRefresh == 0 {
-		c.AccessRefresh = DefaultAccessRefresh
-	}
-	if c.Metrics == nil {
-		c.Metrics = metrics.NewSet()
-	}
+	c.BatchMaxRecords = cmp.Or(c.BatchMaxRecords, DefaultBatchMaxRecords)
+	c.BatchMaxBytes = cmp.Or(c.BatchMaxBytes, DefaultBatchMaxBytes)
+	c.Linger = cmp.Or(c.Linger, DefaultLinger)
+	c.RequestTimeout = cmp.Or(c.RequestTimeout, DefaultRequestTimeout)
+	c.MinBackoff = cmp.Or(c.MinBackoff, DefaultMinBackoff)
+	c.MaxBackoff = cmp.Or(c.MaxBackoff, DefaultMaxBackoff)
+	c.AccessRefresh = cmp.Or(c.AccessRefresh, DefaultAccessRefresh)
+	c.Metrics = cmp.Or(c.Metrics, metrics.NewSet())
 	if c.Now == nil {
 		c.Now = time.Now
 	}

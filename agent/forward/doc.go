@@ -15,7 +15,8 @@
 //   - 413, 400 (the envelope): split in halves and resend; a single record
 //     refused this way is dead-lettered.
 //   - 5xx, network errors, unreadable answers: exponential backoff with
-//     jitter, without limit in time, resending the same batch.
+//     jitter (internal/backoff), without limit in time, resending the same
+//     batch.
 //
 // Access, beside the loop, asks the central's GET /api/v1/access which kinds
 // the identity may write (at start, every AccessRefresh, and soon after a

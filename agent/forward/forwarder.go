@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kubernaut/datastorage/agent/queue"
+	"github.com/kubernaut/datastorage/internal/backoff"
 	"github.com/kubernaut/datastorage/internal/tokenfile"
 	"github.com/kubernaut/datastorage/wire"
 )
@@ -162,7 +162,7 @@ func (f *Forwarder) run(ctx context.Context) {
 		if err != nil {
 			if ctx.Err() == nil {
 				f.log.Error().Err(err).Msg("reading the queue failed")
-				sleep(ctx, f.cfg.MaxBackoff)
+				backoff.Sleep(ctx, f.cfg.MaxBackoff, nil)
 			}
 			continue
 		}
@@ -222,7 +222,7 @@ func (f *Forwarder) deliver(ctx context.Context, entries []queue.Entry) error {
 		return f.split(ctx, entries, "unencodable: "+err.Error())
 	}
 	body := f.enc.EncodeAll(raw, make([]byte, 0, len(raw)/4))
-	bo := backoff{min: f.cfg.MinBackoff, max: f.cfg.MaxBackoff}
+	bo := backoff.New(f.cfg.MinBackoff, f.cfg.MaxBackoff)
 	forceToken := false
 	for {
 		out := f.send(ctx, body, entries, forceToken)
@@ -241,12 +241,12 @@ func (f *Forwarder) deliver(ctx context.Context, entries []queue.Entry) error {
 		case kindWait:
 			wait = out.wait
 			if wait <= 0 {
-				wait = bo.next()
+				wait = bo.Next()
 			}
 		default:
-			wait = bo.next()
+			wait = bo.Next()
 		}
-		if !sleep(ctx, wait) {
+		if !backoff.Sleep(ctx, wait, nil) {
 			return ctx.Err()
 		}
 	}
@@ -354,32 +354,6 @@ func (f *Forwarder) noteOutcome(out outcome, n int) {
 		return
 	}
 	f.log.Warn().Err(out.err).Str("class", out.class).Int("records", n).Msg("forwarding failed: retrying")
-}
-
-// backoff is exponential with jitter, from min to max.
-type backoff struct {
-	min, max, cur time.Duration
-}
-
-func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.min
-	} else {
-		b.cur = min(2*b.cur, b.max)
-	}
-	half := b.cur / 2
-	return half + rand.N(half+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 var errBadResponse = errors.New("unreadable batch response")

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"syscall"
@@ -24,19 +25,19 @@ type Config struct {
 	// Dir holds the Badger files. Required.
 	Dir string
 	// MaxBytes bounds the buffered records and the dead letters (value
-	// bytes); Append answers ErrFull beyond it. Zero means DefaultMaxBytes.
+	// bytes); Append answers ErrFull beyond it. Zero: DefaultMaxBytes.
 	// Dead letters count until DeleteDeadLetters, so a flood of rejected
 	// records stops the writers with 503s instead of filling the disk.
 	MaxBytes int64
 	// MaxGroupBytes and MaxGroupRecords bound what one commit (one fsync)
-	// merges. Zero means the defaults.
+	// merges. Zero: DefaultMaxGroupBytes, DefaultMaxGroupRecords.
 	MaxGroupBytes   int
 	MaxGroupRecords int
 	// MemTableSize is Badger's memtable (and WAL) size; the transaction size
-	// limit is 15% of it. Zero means DefaultMemTableSize (4 MiB); minimum 4 MiB.
+	// limit is 15% of it. Zero: DefaultMemTableSize (4 MiB); minimum 4 MiB.
 	MemTableSize int64
 	// ReclaimInterval is how often space is reclaimed (value-log GC, and a
-	// drop of the record prefix when the queue is empty). Zero means
+	// drop of the record prefix when the queue is empty). Zero:
 	// DefaultReclaimInterval.
 	ReclaimInterval time.Duration
 	// MinFreeBytes is the free space Dir's file system must keep: below it
@@ -44,12 +45,12 @@ type Config struct {
 	// files, and a write into a mapping the file system cannot back kills
 	// the process (SIGBUS) instead of returning an error, so the queue stops
 	// taking records while a new memtable log (2×MemTableSize) still fits.
-	// Zero means 2×MemTableSize + 4 MiB.
+	// Zero: 2×MemTableSize + 4 MiB.
 	MinFreeBytes int64
 	// FreeBytes reports the free space of a directory's file system. Nil:
 	// statfs(2). Tests replace it.
 	FreeBytes func(dir string) (int64, error)
-	// Logger receives the queue's and Badger's warnings. Zero value: disabled.
+	// Logger receives the queue's and Badger's warnings. Zero: disabled.
 	Logger zerolog.Logger
 	// Metrics receives the queue's metrics. Nil: a private set.
 	Metrics *metrics.Set
@@ -58,29 +59,15 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.MaxBytes == 0 {
-		c.MaxBytes = DefaultMaxBytes
-	}
-	if c.MaxGroupBytes == 0 {
-		c.MaxGroupBytes = DefaultMaxGroupBytes
-	}
-	if c.MaxGroupRecords == 0 {
-		c.MaxGroupRecords = DefaultMaxGroupRecords
-	}
-	if c.MemTableSize == 0 {
-		c.MemTableSize = DefaultMemTableSize
-	}
-	if c.ReclaimInterval == 0 {
-		c.ReclaimInterval = DefaultReclaimInterval
-	}
-	if c.MinFreeBytes == 0 {
-		c.MinFreeBytes = 2*c.MemTableSize + 4<<20
-	}
+	c.MaxBytes = cmp.Or(c.MaxBytes, DefaultMaxBytes)
+	c.MaxGroupBytes = cmp.Or(c.MaxGroupBytes, DefaultMaxGroupBytes)
+	c.MaxGroupRecords = cmp.Or(c.MaxGroupRecords, DefaultMaxGroupRecords)
+	c.MemTableSize = cmp.Or(c.MemTableSize, DefaultMemTableSize)
+	c.ReclaimInterval = cmp.Or(c.ReclaimInterval, DefaultReclaimInterval)
+	c.MinFreeBytes = cmp.Or(c.MinFreeBytes, 2*c.MemTableSize+4<<20)
+	c.Metrics = cmp.Or(c.Metrics, metrics.NewSet())
 	if c.FreeBytes == nil {
 		c.FreeBytes = statfsFree
-	}
-	if c.Metrics == nil {
-		c.Metrics = metrics.NewSet()
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -32,8 +33,8 @@ const (
 	DefaultMaxPeers          = 10000
 )
 
-// TokenReviewConfig configures NewTokenReview. Every zero value but Client and
-// Audience means the documented default.
+// TokenReviewConfig configures NewTokenReview. Every field documents its zero
+// value.
 type TokenReviewConfig struct {
 	// Client reaches the API server; cmd builds it with NewClientset. Required.
 	Client kubernetes.Interface
@@ -43,75 +44,58 @@ type TokenReviewConfig struct {
 	// ours, so the token is rejected. It must be the central's own, never the
 	// API server's (see the package doc).
 	Audience string
-	// CacheTTL bounds how long a positive answer is reused; 0 means
-	// DefaultCacheTTL. Never beyond the token's own expiry when the token is a
-	// JWT with an "exp" claim.
+	// CacheTTL bounds how long a positive answer is reused, never beyond the
+	// token's own expiry when the token is a JWT with an "exp" claim. Zero:
+	// DefaultCacheTTL.
 	CacheTTL time.Duration
-	// NegativeTTL bounds how long a failed authentication is reused; 0 means
-	// DefaultNegativeTTL. Unavailability (ErrUnavailable) is never cached.
+	// NegativeTTL bounds how long a failed authentication is reused;
+	// unavailability (ErrUnavailable) is never cached. Zero:
+	// DefaultNegativeTTL.
 	NegativeTTL time.Duration
 	// CacheSize is the maximum number of cached identities, least recently
-	// used evicted first; 0 means DefaultCacheSize. Failed authentications
-	// have a cache of their own and never take this one's room.
+	// used evicted first. Failed authentications have a cache of their own
+	// and never take this one's room. Zero: DefaultCacheSize.
 	CacheSize int
 	// NegativeCacheSize is the maximum number of cached failed
-	// authentications, least recently used evicted first; 0 means
+	// authentications, least recently used evicted first. Zero:
 	// DefaultNegativeCacheSize.
 	NegativeCacheSize int
-	// Timeout bounds each TokenReview call; 0 means DefaultTimeout.
+	// Timeout bounds each TokenReview call. Zero: DefaultTimeout.
 	Timeout time.Duration
 	// PeerFailureRate and PeerFailureBurst are each peer's budget of reviews
 	// of uncached tokens: a token bucket of PeerFailureBurst reviews, refilled
 	// at PeerFailureRate a second. A review is taken from the budget before it
 	// is made and given back when it proves the token valid, so only failures
 	// (rejected tokens, and reviews the API server did not answer) spend it.
-	// A peer with an empty budget gets a *ThrottledError. 0 means
-	// DefaultPeerFailureRate and DefaultPeerFailureBurst.
+	// A peer with an empty budget gets a *ThrottledError. Zero:
+	// DefaultPeerFailureRate, DefaultPeerFailureBurst.
 	PeerFailureRate  float64
 	PeerFailureBurst int
 	// MaxPeers bounds the number of peers whose budgets are tracked; the
 	// least recently seen is forgotten beyond it and starts again with a full
-	// budget. 0 means DefaultMaxPeers.
+	// budget. Zero: DefaultMaxPeers.
 	MaxPeers int
 	// Metrics receives auth_cache_hits_total, auth_cache_misses_total,
 	// auth_cache_entries, auth_negative_cache_entries,
 	// auth_tokenreview_requests_total{result=...},
 	// auth_tokenreview_duration_seconds,
 	// auth_prescreen_rejections_total{reason=...}, auth_peer_throttled_total
-	// and auth_peer_budgets. nil means a private set nobody reads.
+	// and auth_peer_budgets. Nil: a private set nobody reads.
 	Metrics *metrics.Set
-	// Now is the clock; nil means time.Now.
+	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
 }
 
 func (c TokenReviewConfig) withDefaults() TokenReviewConfig {
-	if c.CacheTTL == 0 {
-		c.CacheTTL = DefaultCacheTTL
-	}
-	if c.NegativeTTL == 0 {
-		c.NegativeTTL = DefaultNegativeTTL
-	}
-	if c.CacheSize == 0 {
-		c.CacheSize = DefaultCacheSize
-	}
-	if c.NegativeCacheSize == 0 {
-		c.NegativeCacheSize = DefaultNegativeCacheSize
-	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.PeerFailureRate == 0 {
-		c.PeerFailureRate = DefaultPeerFailureRate
-	}
-	if c.PeerFailureBurst == 0 {
-		c.PeerFailureBurst = DefaultPeerFailureBurst
-	}
-	if c.MaxPeers == 0 {
-		c.MaxPeers = DefaultMaxPeers
-	}
-	if c.Metrics == nil {
-		c.Metrics = metrics.NewSet()
-	}
+	c.CacheTTL = cmp.Or(c.CacheTTL, DefaultCacheTTL)
+	c.NegativeTTL = cmp.Or(c.NegativeTTL, DefaultNegativeTTL)
+	c.CacheSize = cmp.Or(c.CacheSize, DefaultCacheSize)
+	c.NegativeCacheSize = cmp.Or(c.NegativeCacheSize, DefaultNegativeCacheSize)
+	c.Timeout = cmp.Or(c.Timeout, DefaultTimeout)
+	c.PeerFailureRate = cmp.Or(c.PeerFailureRate, DefaultPeerFailureRate)
+	c.PeerFailureBurst = cmp.Or(c.PeerFailureBurst, DefaultPeerFailureBurst)
+	c.MaxPeers = cmp.Or(c.MaxPeers, DefaultMaxPeers)
+	c.Metrics = cmp.Or(c.Metrics, metrics.NewSet())
 	if c.Now == nil {
 		c.Now = time.Now
 	}

@@ -2,18 +2,20 @@ package embed
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/go-json-experiment/json"
+
+	"github.com/kubernaut/datastorage/internal/backoff"
 )
 
 // OpenAI defaults for OpenAIConfig's zero values.
@@ -37,19 +39,20 @@ type OpenAIConfig struct {
 	URL string
 	// Model is sent as "model". Required.
 	Model string
-	// APIKey, when set, is sent as a Bearer token.
+	// APIKey is sent as a Bearer token. Empty: no Authorization header.
 	APIKey string
-	// BatchSize is the most texts per request. 0: DefaultOpenAIBatchSize.
+	// BatchSize is the most texts per request. Zero: DefaultOpenAIBatchSize.
 	BatchSize int
-	// Timeout bounds each HTTP request. 0: DefaultOpenAITimeout.
+	// Timeout bounds each HTTP request. Zero: DefaultOpenAITimeout.
 	Timeout time.Duration
 	// MaxRetries is how many times a request is retried after a network
-	// error, a 429 or a 5xx. 0: DefaultOpenAIMaxRetries; negative: none.
+	// error, a 429 or a 5xx. Zero: DefaultOpenAIMaxRetries. Negative: none.
 	MaxRetries int
 	// MinBackoff and MaxBackoff bound the wait between retries (doubling,
-	// with jitter; a Retry-After header is honoured up to MaxBackoff).
+	// with jitter; a Retry-After header is honoured up to MaxBackoff). Zero:
+	// DefaultOpenAIMinBackoff, DefaultOpenAIMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
-	// Client is the HTTP client. nil: a client with no overall timeout
+	// Client is the HTTP client. Nil: a client with no overall timeout
 	// (Timeout applies per request).
 	Client *http.Client
 }
@@ -71,6 +74,16 @@ func (c OpenAIConfig) Validate() error {
 	return nil
 }
 
+func (c OpenAIConfig) withDefaults() OpenAIConfig {
+	c.BatchSize = cmp.Or(c.BatchSize, DefaultOpenAIBatchSize)
+	c.Timeout = cmp.Or(c.Timeout, DefaultOpenAITimeout)
+	c.MaxRetries = max(cmp.Or(c.MaxRetries, DefaultOpenAIMaxRetries), 0) // negative: none
+	c.MinBackoff = cmp.Or(c.MinBackoff, DefaultOpenAIMinBackoff)
+	c.MaxBackoff = cmp.Or(c.MaxBackoff, DefaultOpenAIMaxBackoff)
+	c.Client = cmp.Or(c.Client, &http.Client{})
+	return c
+}
+
 // OpenAI embeds through an OpenAI-compatible /v1/embeddings endpoint
 // (OpenAI, Ollama, vLLM, TEI).
 type OpenAI struct {
@@ -86,27 +99,7 @@ func NewOpenAI(ctx context.Context, cfg OpenAIConfig) (*OpenAI, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.BatchSize == 0 {
-		cfg.BatchSize = DefaultOpenAIBatchSize
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultOpenAITimeout
-	}
-	switch {
-	case cfg.MaxRetries == 0:
-		cfg.MaxRetries = DefaultOpenAIMaxRetries
-	case cfg.MaxRetries < 0:
-		cfg.MaxRetries = 0
-	}
-	if cfg.MinBackoff == 0 {
-		cfg.MinBackoff = DefaultOpenAIMinBackoff
-	}
-	if cfg.MaxBackoff == 0 {
-		cfg.MaxBackoff = DefaultOpenAIMaxBackoff
-	}
-	if cfg.Client == nil {
-		cfg.Client = &http.Client{}
-	}
+	cfg = cfg.withDefaults()
 	base := strings.TrimRight(cfg.URL, "/")
 	endpoint := base + "/v1/embeddings"
 	if strings.HasSuffix(base, "/v1") {
@@ -166,7 +159,7 @@ func (o *OpenAI) embedBatch(ctx context.Context, texts []string) ([][]float32, e
 	if err != nil {
 		return nil, fmt.Errorf("embed: openai: encode request: %w", err)
 	}
-	backoff := o.cfg.MinBackoff
+	bo := backoff.New(o.cfg.MinBackoff, o.cfg.MaxBackoff)
 	for attempt := 0; ; attempt++ {
 		vecs, err := o.post(ctx, body, len(texts))
 		var re *retryableError
@@ -176,17 +169,12 @@ func (o *OpenAI) embedBatch(ctx context.Context, texts []string) ([][]float32, e
 		if attempt >= o.cfg.MaxRetries || ctx.Err() != nil {
 			return nil, fmt.Errorf("embed: openai: %w: %w (after %d attempts)", ErrUnavailable, err, attempt+1)
 		}
-		wait := backoff/2 + rand.N(backoff/2+1)
+		wait := bo.Next()
 		if re.retryAfter > 0 {
 			wait = min(re.retryAfter, o.cfg.MaxBackoff)
 		}
-		backoff = min(backoff*2, o.cfg.MaxBackoff)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !backoff.Sleep(ctx, wait, nil) {
 			return nil, fmt.Errorf("embed: openai: %w: %w", ErrUnavailable, ctx.Err())
-		case <-t.C:
 		}
 	}
 }

@@ -9,9 +9,9 @@
 //
 // A crash anywhere before the clear leaves the entries in the backlog; once
 // their lease ends (BatchTimeout + 10 s) the next claim redoes them and the
-// idempotent write stores nothing twice. When
-// the vector database (or the embedder) is down, workers release their
-// claims and back off (exponentially, with jitter, up to MaxBackoff): the
+// idempotent write stores nothing twice. When the vector database (or the
+// embedder) is down, workers release their claims and back off
+// (exponentially, with jitter, up to MaxBackoff: internal/backoff): the
 // backlog grows, and drains once it is back.
 //
 // It imports storage and central/embed; it must not import the HTTP edge

@@ -1,10 +1,10 @@
 package embedpipe
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kubernaut/datastorage/central/embed"
+	"github.com/kubernaut/datastorage/internal/backoff"
 	"github.com/kubernaut/datastorage/storage"
 )
 
@@ -52,29 +53,32 @@ type Config struct {
 	Vectors  Vectors
 	Embedder embed.Embedder
 
-	// Workers is the number of concurrent workers. 0: DefaultWorkers.
+	// Workers is the number of concurrent workers. Zero: DefaultWorkers.
 	Workers int
 	// BatchSize is the number of audits a worker claims at once (a claim
-	// never splits one committed audit batch, so it may hold more). 0:
+	// never splits one committed audit batch, so it may hold more). Zero:
 	// DefaultBatchSize.
 	BatchSize int
 	// PollInterval is how long an idle worker waits before looking at the
-	// backlog again. 0: DefaultPollInterval.
+	// backlog again. Zero: DefaultPollInterval.
 	PollInterval time.Duration
 	// MinBackoff and MaxBackoff bound the wait after a failed batch, doubled
-	// on each consecutive failure. 0: the defaults.
+	// on each consecutive failure. Zero: DefaultMinBackoff, DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
 	// StatsInterval is how often the backlog depth and age are read for the
-	// metrics. 0: DefaultStatsInterval.
+	// metrics. Zero: DefaultStatsInterval.
 	StatsInterval time.Duration
 	// BatchTimeout bounds one claim-embed-write-clear round; the claimed
 	// entries are leased for it plus 10 s, so after a crash they wait that
-	// long before another worker takes them. 0: DefaultBatchTimeout.
+	// long before another worker takes them. Zero: DefaultBatchTimeout.
 	BatchTimeout time.Duration
 
-	Logger  zerolog.Logger
-	Metrics *metrics.Set // nil: a private set
-	Now     func() time.Time
+	// Logger receives the pipeline's log. Zero: disabled.
+	Logger zerolog.Logger
+	// Metrics receives the pipeline's metrics. Nil: a private set.
+	Metrics *metrics.Set
+	// Now is the clock. Nil: time.Now.
+	Now func() time.Time
 }
 
 // Validate reports the first invalid field.
@@ -98,29 +102,19 @@ func (c Config) Validate() error {
 	return nil
 }
 
-func (c *Config) setDefaults() {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
-	if c.Workers == 0 {
-		c.Workers = DefaultWorkers
-	}
-	if c.BatchSize == 0 {
-		c.BatchSize = DefaultBatchSize
-	}
-	def(&c.PollInterval, DefaultPollInterval)
-	def(&c.MinBackoff, DefaultMinBackoff)
-	def(&c.MaxBackoff, DefaultMaxBackoff)
-	def(&c.StatsInterval, DefaultStatsInterval)
-	def(&c.BatchTimeout, DefaultBatchTimeout)
-	if c.Metrics == nil {
-		c.Metrics = metrics.NewSet()
-	}
+func (c Config) withDefaults() Config {
+	c.Workers = cmp.Or(c.Workers, DefaultWorkers)
+	c.BatchSize = cmp.Or(c.BatchSize, DefaultBatchSize)
+	c.PollInterval = cmp.Or(c.PollInterval, DefaultPollInterval)
+	c.MinBackoff = cmp.Or(c.MinBackoff, DefaultMinBackoff)
+	c.MaxBackoff = cmp.Or(c.MaxBackoff, DefaultMaxBackoff)
+	c.StatsInterval = cmp.Or(c.StatsInterval, DefaultStatsInterval)
+	c.BatchTimeout = cmp.Or(c.BatchTimeout, DefaultBatchTimeout)
+	c.Metrics = cmp.Or(c.Metrics, metrics.NewSet())
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	return c
 }
 
 // Pipeline is the running workers.
@@ -140,7 +134,7 @@ func New(cfg Config) (*Pipeline, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg.setDefaults()
+	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Pipeline{
 		cfg:    cfg,
@@ -170,10 +164,8 @@ const relinkBatch = 1000
 // returns when none is left; usually there is none to begin with.
 func (p *Pipeline) relinkUnowned(ctx context.Context) {
 	defer p.wg.Done()
-	var (
-		backoff time.Duration
-		total   int
-	)
+	bo := backoff.New(p.cfg.MinBackoff, p.cfg.MaxBackoff)
+	total := 0
 	for ctx.Err() == nil {
 		refs, err := p.cfg.Vectors.UnownedLinks(ctx, relinkBatch)
 		if err == nil && len(refs) == 0 {
@@ -189,12 +181,12 @@ func (p *Pipeline) relinkUnowned(ctx context.Context) {
 			err = p.cfg.Vectors.DeleteUnownedLinks(ctx, refs)
 		}
 		if err != nil {
-			backoff = min(max(backoff*2, p.cfg.MinBackoff), p.cfg.MaxBackoff)
-			p.log.Debug().Err(err).Dur("backoff", backoff).Msg("re-linking audits without a writer failed")
-			sleep(ctx, backoff, nil)
+			wait := bo.Step() // the ceiling, without jitter
+			p.log.Debug().Err(err).Dur("backoff", wait).Msg("re-linking audits without a writer failed")
+			backoff.Sleep(ctx, wait, nil)
 			continue
 		}
-		backoff = 0
+		bo.Reset()
 		total += len(refs)
 		p.Notify()
 	}
@@ -231,7 +223,7 @@ func (p *Pipeline) Close(ctx context.Context) error {
 func (p *Pipeline) worker(ctx context.Context, id int) {
 	defer p.wg.Done()
 	log := p.log.With().Int("worker", id).Logger()
-	backoff := time.Duration(0)
+	bo := backoff.New(p.cfg.MinBackoff, p.cfg.MaxBackoff)
 	failing := false
 	for ctx.Err() == nil {
 		n, err := p.RunOnce(ctx)
@@ -239,38 +231,29 @@ func (p *Pipeline) worker(ctx context.Context, id int) {
 		case err != nil && ctx.Err() != nil:
 			return
 		case err != nil:
-			backoff = min(max(backoff*2, p.cfg.MinBackoff), p.cfg.MaxBackoff)
+			ceiling := bo.Step()
 			if !failing {
 				log.Warn().Err(err).Msg("embedding batch failed; backlog kept, retrying with backoff")
 			} else {
-				log.Debug().Err(err).Dur("backoff", backoff).Msg("embedding batch failed again")
+				log.Debug().Err(err).Dur("backoff", ceiling).Msg("embedding batch failed again")
 			}
 			failing = true
 			p.m.failures.Inc()
-			// Full jitter in [backoff/2, backoff].
-			sleep(ctx, backoff/2+rand.N(backoff/2+1), nil)
+			backoff.Sleep(ctx, bo.Jitter(ceiling), nil)
 		case n == 0:
 			if failing {
 				log.Info().Msg("embedding recovered")
-				failing, backoff = false, 0
+				failing = false
+				bo.Reset()
 			}
-			sleep(ctx, p.cfg.PollInterval, p.wake)
+			backoff.Sleep(ctx, p.cfg.PollInterval, p.wake)
 		default:
 			if failing {
 				log.Info().Msg("embedding recovered")
-				failing, backoff = false, 0
+				failing = false
+				bo.Reset()
 			}
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	case <-wake:
 	}
 }
 
@@ -373,7 +356,7 @@ func (p *Pipeline) statsLoop(ctx context.Context) {
 		} else if ctx.Err() == nil {
 			p.log.Debug().Err(err).Msg("backlog statistics unavailable")
 		}
-		sleep(ctx, p.cfg.StatsInterval, nil)
+		backoff.Sleep(ctx, p.cfg.StatsInterval, nil)
 		if ctx.Err() != nil {
 			return
 		}

@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -23,31 +24,25 @@ const (
 // never pass, however long the caller waited. The HTTP edge answers 413.
 var ErrTooLarge = errors.New("ratelimit: request larger than burst")
 
-// Config sizes a Limiter. Every zero field means its default.
+// Config sizes a Limiter. Every field documents its zero value.
 type Config struct {
-	// Rate is the sustained number of records per second per key; 0 means
+	// Rate is the sustained number of records per second per key. Zero:
 	// DefaultRate.
 	Rate float64
 	// Burst is the bucket size in records: the most a key may write at once
-	// after being idle, and the largest request that can ever pass; 0 means
+	// after being idle, and the largest request that can ever pass. Zero:
 	// DefaultBurst.
 	Burst int
 	// MaxKeys bounds the number of keys tracked; the least recently used is
-	// forgotten beyond it (and starts again with a full bucket); 0 means
+	// forgotten beyond it (and starts again with a full bucket). Zero:
 	// DefaultMaxKeys.
 	MaxKeys int
 }
 
 func (c Config) withDefaults() Config {
-	if c.Rate == 0 {
-		c.Rate = DefaultRate
-	}
-	if c.Burst == 0 {
-		c.Burst = DefaultBurst
-	}
-	if c.MaxKeys == 0 {
-		c.MaxKeys = DefaultMaxKeys
-	}
+	c.Rate = cmp.Or(c.Rate, DefaultRate)
+	c.Burst = cmp.Or(c.Burst, DefaultBurst)
+	c.MaxKeys = cmp.Or(c.MaxKeys, DefaultMaxKeys)
 	return c
 }
 

@@ -1,6 +1,7 @@
 package tlsconfig
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -39,7 +40,7 @@ type ServerConfig struct {
 	ClientCAFile string
 	// CheckInterval is the least time between two looks at the files; the
 	// look happens inside a TLS handshake, so an idle server reads nothing.
-	// Zero means DefaultCheckInterval.
+	// Zero: DefaultCheckInterval.
 	CheckInterval time.Duration
 	// OnError receives each failed reload (a half-written file, a key that
 	// does not match its certificate); the previous certificate stays in use.
@@ -53,9 +54,7 @@ type ServerConfig struct {
 }
 
 func (c ServerConfig) withDefaults() ServerConfig {
-	if c.CheckInterval == 0 {
-		c.CheckInterval = DefaultCheckInterval
-	}
+	c.CheckInterval = cmp.Or(c.CheckInterval, DefaultCheckInterval)
 	if c.OnError == nil {
 		c.OnError = func(error) {}
 	}
