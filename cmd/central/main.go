@@ -18,6 +18,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/kubernaut/datastorage/internal/backoff"
 	"github.com/kubernaut/datastorage/internal/cli"
 	"github.com/kubernaut/datastorage/storage"
 )
@@ -63,9 +64,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // migrate applies migrations, waiting for the database to come up: a
-// central started before PostgreSQL retries rather than crash-looping.
+// central started before PostgreSQL retries (0.5 s doubling to 10 s)
+// rather than crash-looping.
 func migrate(ctx context.Context, log zerolog.Logger, databaseURL string) error {
-	for delay := 500 * time.Millisecond; ; delay = min(delay*2, 10*time.Second) {
+	bo := backoff.New(500*time.Millisecond, 10*time.Second)
+	for {
 		err := storage.Migrate(ctx, databaseURL)
 		if err == nil {
 			return nil
@@ -73,11 +76,10 @@ func migrate(ctx context.Context, log zerolog.Logger, databaseURL string) error 
 		if !errors.Is(err, storage.ErrUnavailable) {
 			return fmt.Errorf("migrate: %w", err)
 		}
+		delay := bo.Step()
 		log.Warn().Err(err).Dur("retry_in", delay).Msg("database not reachable; retrying migrations")
-		select {
-		case <-ctx.Done():
+		if !backoff.Sleep(ctx, delay, nil) {
 			return fmt.Errorf("migrate: %w", ctx.Err())
-		case <-time.After(delay):
 		}
 	}
 }
