@@ -133,9 +133,9 @@ func tail(s string, n int) string {
 	return s
 }
 
-// errExited is returned by Stop and Kill when the process had already
-// exited before the signal.
-var errExited = errors.New("had already exited")
+// ErrExited is returned (wrapped) by Stop and Kill when the process had
+// already exited before the signal.
+var ErrExited = errors.New("had already exited")
 
 // Stop sends sig and waits up to grace for the process to exit, then kills
 // it. It returns the exit error (nil for a clean exit), or an error when the
@@ -144,7 +144,7 @@ func (p *Process) Stop(sig os.Signal, grace time.Duration) error {
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		if errors.Is(err, os.ErrProcessDone) {
 			<-p.done
-			return fmt.Errorf("%s %w (%v)", p.name, errExited, p.err)
+			return fmt.Errorf("%s %w (%v)", p.name, ErrExited, p.err)
 		}
 		return fmt.Errorf("signal %s: %w", p.name, err)
 	}
