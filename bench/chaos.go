@@ -24,6 +24,7 @@ import (
 	"github.com/kubernaut/datastorage/client"
 	"github.com/kubernaut/datastorage/internal/faultproxy"
 	"github.com/kubernaut/datastorage/internal/freeport"
+	"github.com/kubernaut/datastorage/internal/harness"
 	"github.com/kubernaut/datastorage/wire"
 )
 
@@ -195,69 +196,25 @@ func (r *ChaosResult) WriteTable(w io.Writer) {
 	}
 }
 
-// proc is a restartable child process.
+// proc is a restartable child process: its command, and its current run.
 type proc struct {
-	name, bin string
-	env, args []string
-	ready     string // URL answering 200 when ready
-	c         *child
-	done      chan struct{} // closed when c has exited and been reaped
+	harness.Command
+	run *harness.Process
 }
 
 func (p *proc) start(ctx context.Context) error {
-	c, err := startChild(p.name, p.bin, p.env, p.args...)
+	run, err := harness.Start(ctx, p.Command)
 	if err != nil {
 		return err
 	}
-	p.c = c
-	done := make(chan struct{})
-	p.done = done
-	go func() { _ = c.cmd.Wait(); close(done) }()
-	deadline := time.Now().Add(60 * time.Second)
-	hc := &http.Client{Timeout: time.Second}
-	for {
-		if resp, err := hc.Get(p.ready); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		if p.exited() || time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("%s not ready at %s: %s", p.name, p.ready, tail(c.logs.String(), 2000))
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	p.run = run
+	return nil
 }
 
-func (p *proc) exited() bool {
-	if p.done == nil {
-		return true
-	}
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
-}
+func (p *proc) exited() bool { return p.run == nil || p.run.Exited() }
 
 // signal sends sig and waits for the exit (SIGKILL after 30s).
-func (p *proc) signal(sig syscall.Signal) {
-	_ = p.c.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
-		_ = p.c.cmd.Process.Kill()
-		<-p.done
-	}
-}
+func (p *proc) signal(sig syscall.Signal) { _ = p.run.Stop(sig, 30*time.Second) }
 
 // chaosEnv is one chaos run's world.
 type chaosEnv struct {
@@ -289,9 +246,9 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (*ChaosResult, error) {
 	cfg = cfg.withDefaults()
 	began := time.Now()
 	if cfg.RepoRoot == "" {
-		root, err := findRepoRoot()
+		root, err := harness.ModuleRoot()
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: set RepoRoot", err)
 		}
 		cfg.RepoRoot = root
 	}
@@ -304,11 +261,10 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (*ChaosResult, error) {
 		res: &ChaosResult{Faults: map[string]int{}, Recovery: map[string]time.Duration{}}}
 	defer e.close()
 
-	bins := cfg.BinDir
-	if bins == "" {
-		bins = filepath.Join(work, "bin")
+	bins := harness.BinariesIn(cfg.BinDir)
+	if cfg.BinDir == "" {
 		fmt.Fprintln(cfg.Progress, "chaos: building cmd/central and cmd/agent")
-		if err := buildBinaries(ctx, cfg.RepoRoot, bins); err != nil {
+		if bins, err = harness.Build(ctx, cfg.RepoRoot, filepath.Join(work, "bin")); err != nil {
 			return nil, err
 		}
 	}
@@ -389,13 +345,13 @@ func mountTmpfs(ctx context.Context, dir string) error {
 }
 
 func (e *chaosEnv) close() {
-	var wg sync.WaitGroup
+	var runs []*harness.Process
 	for _, p := range append([]*proc{e.central}, e.agents...) {
-		if p != nil && !p.exited() {
-			wg.Go(func() { p.signal(syscall.SIGKILL) })
+		if p != nil {
+			runs = append(runs, p.run)
 		}
 	}
-	wg.Wait()
+	harness.StopAll(syscall.SIGKILL, 30*time.Second, runs...)
 	for _, p := range e.proxies {
 		p.Close()
 	}
@@ -412,7 +368,7 @@ func (e *chaosEnv) close() {
 
 // deploy starts the central (behind a proxy to PostgreSQL when the cluster
 // is not ours) and the agents, each behind its own proxy to the central.
-func (e *chaosEnv) deploy(ctx context.Context, work, bins string) error {
+func (e *chaosEnv) deploy(ctx context.Context, work string, bins harness.Binaries) error {
 	dir := filepath.Join(work, "deploy")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -430,11 +386,11 @@ func (e *chaosEnv) deploy(ctx context.Context, work, bins string) error {
 	}
 	api, _ := freeport.Free()
 	metricsAddr, _ := freeport.Free()
-	e.central = &proc{name: "central", bin: filepath.Join(bins, "central"), env: []string{"DATABASE_URL=" + centralDSN},
-		args: []string{"serve", "--listen", api, "--metrics-listen", metricsAddr, "--auth", "static", "--token-file", tokenFile,
+	e.central = &proc{Command: harness.Command{Name: "central", Path: bins.Central, Env: []string{"DATABASE_URL=" + centralDSN},
+		Args: []string{"serve", "--listen", api, "--metrics-listen", metricsAddr, "--auth", "static", "--token-file", tokenFile,
 			"--authz-file", authzFile, "--rate-limit", "1000000000", "--rate-burst", "100000", "--log-level", "warn",
 			"--shutdown-timeout", "5s"},
-		ready: "http://" + api + "/readyz"}
+		Ready: "http://" + api + "/readyz"}}
 	if err := e.central.start(ctx); err != nil {
 		return err
 	}
@@ -455,11 +411,11 @@ func (e *chaosEnv) deploy(ctx context.Context, work, bins string) error {
 		}
 		listen, _ := freeport.Free()
 		am, _ := freeport.Free()
-		p := &proc{name: "agent-" + strconv.Itoa(j), bin: filepath.Join(bins, "agent"),
-			args: []string{"--listen", listen, "--metrics-listen", am, "--central-url", "http://" + px.Addr(), "--insecure",
+		p := &proc{Command: harness.Command{Name: "agent-" + strconv.Itoa(j), Path: bins.Agent,
+			Args: []string{"--listen", listen, "--metrics-listen", am, "--central-url", "http://" + px.Addr(), "--insecure",
 				"--token-file", tokFile, "--data-dir", data, "--log-level", "warn", "--linger", "50ms",
 				"--max-buffer-bytes", strconv.Itoa(64 << 20), "--shutdown-grace", "3s"},
-			ready: "http://" + listen + "/readyz"}
+			Ready: "http://" + listen + "/readyz"}}
 		if err := p.start(ctx); err != nil {
 			return err
 		}
@@ -567,7 +523,7 @@ func (e *chaosEnv) probe(ctx context.Context, j int, within time.Duration) error
 			break
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("probe through %s: %w", e.agents[j].name, err)
+			return fmt.Errorf("probe through %s: %w", e.agents[j].Name, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -653,7 +609,7 @@ func (e *chaosEnv) proxyFault(ctx context.Context, f faultproxy.Fault) (int, err
 	}
 	px.SetFault(faultproxy.None)
 	if px.Injected(f) == before {
-		return j, fmt.Errorf("%s never acted on %s's traffic", f, e.agents[j].name)
+		return j, fmt.Errorf("%s never acted on %s's traffic", f, e.agents[j].Name)
 	}
 	return j, nil
 }
@@ -714,7 +670,7 @@ func (e *chaosEnv) diskFull(ctx context.Context) (int, error) {
 	}
 	if crashed {
 		// A full disk must be an explicit 503, never a dead agent.
-		return 0, fmt.Errorf("agent-0 died with its disk full: %s", crashCause(e.agents[0].c.logs.String()))
+		return 0, fmt.Errorf("agent-0 died with its disk full: %s", crashCause(e.agents[0].run.Logs()))
 	}
 	return 0, nil
 }
@@ -727,10 +683,10 @@ func (e *chaosEnv) corrupt(ctx context.Context) (int, error) {
 	a := e.agents[j]
 	before := e.metric(j, `agent_queue_deadlettered_total{reason="corrupt"}`)
 	a.signal(syscall.SIGKILL)
-	dir := a.args[indexOf(a.args, "--data-dir")+1]
+	dir := a.Args[indexOf(a.Args, "--data-dir")+1]
 	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithSyncWrites(true))
 	if err != nil {
-		return j, fmt.Errorf("open %s's store: %w", a.name, err)
+		return j, fmt.Errorf("open %s's store: %w", a.Name, err)
 	}
 	seq := uint64(time.Now().UnixNano())
 	key := func(s uint64) []byte {
@@ -757,12 +713,12 @@ func (e *chaosEnv) corrupt(ctx context.Context) (int, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	for e.metric(j, `agent_queue_deadlettered_total{reason="corrupt"}`) < before+chaosCorruptPerRound {
 		if time.Now().After(deadline) {
-			return j, fmt.Errorf("%s did not count its corrupt entries as dead letters", a.name)
+			return j, fmt.Errorf("%s did not count its corrupt entries as dead letters", a.Name)
 		}
 		sleep(ctx, 50*time.Millisecond)
 	}
 	if a.exited() {
-		return j, fmt.Errorf("%s stopped after meeting corrupt entries", a.name)
+		return j, fmt.Errorf("%s stopped after meeting corrupt entries", a.Name)
 	}
 	return j, nil
 }
@@ -849,7 +805,7 @@ func (e *chaosEnv) observe() {
 	}
 	for j := range e.agents {
 		if d := e.metric(j, "agent_queue_deadletter_records"); d > 0 {
-			e.note(fmt.Sprintf("%s holds %v dead letters (corrupt entries written by the run)", e.agents[j].name, d))
+			e.note(fmt.Sprintf("%s holds %v dead letters (corrupt entries written by the run)", e.agents[j].Name, d))
 		}
 	}
 }

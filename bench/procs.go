@@ -10,47 +10,17 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/kubernaut/datastorage/internal/freeport"
 )
-
-// findRepoRoot walks up from the working directory to go.mod.
-func findRepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory: set RepoRoot")
-		}
-		dir = parent
-	}
-}
-
-// buildBinaries builds cmd/central and cmd/agent into dir.
-func buildBinaries(ctx context.Context, root, dir string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(os.PathSeparator), "./cmd/central", "./cmd/agent")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %w\n%s", err, out)
-	}
-	return nil
-}
 
 // pgCluster is the throwaway cluster started through scripts/pg-cluster.sh.
 type pgCluster struct {
@@ -142,80 +112,6 @@ func redact(dsn string) string {
 		return u.Redacted()
 	}
 	return "(database URL)"
-}
-
-// child is a process the bench started.
-type child struct {
-	name string
-	cmd  *exec.Cmd
-	logs *lockedBuffer
-}
-
-// lockedBuffer is a child's log, capped: a long bench keeps its first MiB.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.b.Len() > 1<<20 { // keep the start of the log only
-		return len(p), nil
-	}
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func startChild(name, bin string, env []string, args ...string) (*child, error) {
-	c := &child{name: name, logs: &lockedBuffer{}}
-	c.cmd = exec.Command(bin, args...)
-	c.cmd.Env = append(os.Environ(), env...)
-	c.cmd.Stderr = c.logs
-	c.cmd.Stdout = c.logs
-	if err := c.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	return c, nil
-}
-
-func (c *child) pid() int { return c.cmd.Process.Pid }
-
-// stop sends SIGTERM, waits up to grace, then kills.
-func (c *child) stop(grace time.Duration) {
-	if c.cmd.ProcessState != nil {
-		return
-	}
-	_ = c.cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { _ = c.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(grace):
-		_ = c.cmd.Process.Kill()
-		<-done
-	}
-}
-
-func waitReady(ctx context.Context, url string, c *child) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		if c.cmd.ProcessState != nil || time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("%s not ready at %s: %s", c.name, url, c.logs)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
 }
 
 // saToken is a JWT-shaped service-account token (unsigned: the central's

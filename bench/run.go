@@ -8,8 +8,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/kubernaut/datastorage/internal/harness"
 )
 
 // ErrLossOrDuplicate is returned by Run when a scenario lost an
@@ -98,7 +99,7 @@ type Target struct {
 // env is what scenarios share: binaries, the cluster, the postmaster.
 type env struct {
 	cfg        Config
-	bins       string
+	bins       harness.Binaries
 	admin      string
 	postmaster int
 	work       string
@@ -118,9 +119,9 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		"copy_batch": copyBatch, "vector_batch": vectorBatch, "vector_duration_s": cfg.VectorDuration.Seconds(),
 		"scenarios": cfg.Scenarios}}
 	if cfg.RepoRoot == "" {
-		root, err := findRepoRoot()
+		root, err := harness.ModuleRoot()
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: set RepoRoot", err)
 		}
 		cfg.RepoRoot = root
 	}
@@ -129,11 +130,10 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(work)
-	e := &env{cfg: cfg, bins: cfg.BinDir, admin: cfg.DatabaseURL, work: work}
-	if e.bins == "" {
-		e.bins = filepath.Join(work, "bin")
+	e := &env{cfg: cfg, bins: harness.BinariesIn(cfg.BinDir), admin: cfg.DatabaseURL, work: work}
+	if cfg.BinDir == "" {
 		fmt.Fprintln(cfg.Progress, "bench: building cmd/central and cmd/agent")
-		if err := buildBinaries(ctx, cfg.RepoRoot, e.bins); err != nil {
+		if e.bins, err = harness.Build(ctx, cfg.RepoRoot, filepath.Join(work, "bin")); err != nil {
 			return nil, err
 		}
 	}
@@ -236,7 +236,7 @@ type procWatch struct {
 	start time.Time
 }
 
-func newProcWatch(pm int, children []*child) *procWatch {
+func newProcWatch(pm int, children []*harness.Process) *procWatch {
 	w := &procWatch{pm: pm}
 	w.names = append(w.names, "bench")
 	w.pids = append(w.pids, -1)
@@ -245,8 +245,8 @@ func newProcWatch(pm int, children []*child) *procWatch {
 		w.pids = append(w.pids, 0)
 	}
 	for _, c := range children {
-		w.names = append(w.names, c.name)
-		w.pids = append(w.pids, c.pid())
+		w.names = append(w.names, c.Name())
+		w.pids = append(w.pids, c.Pid())
 	}
 	w.t0 = w.ticks()
 	w.start = time.Now()
@@ -288,13 +288,4 @@ func (w *procWatch) end() []ProcStat {
 		out[i] = ProcStat{Name: w.names[i], CPUSeconds: cpu, CPUPercent: 100 * cpu / wall, PeakRSSMB: float64(rss) / 1024}
 	}
 	return out
-}
-
-// stopAll stops children concurrently.
-func stopAll(children []*child) {
-	var wg sync.WaitGroup
-	for _, c := range children {
-		wg.Go(func() { c.stop(15 * time.Second) })
-	}
-	wg.Wait()
 }

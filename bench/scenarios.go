@@ -7,10 +7,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
 	"github.com/kubernaut/datastorage/internal/freeport"
+	"github.com/kubernaut/datastorage/internal/harness"
 )
 
 func postgresVersion(ctx context.Context, admin string) string {
@@ -46,7 +49,7 @@ func (e *env) copy(ctx context.Context, _ *Results) (*ScenarioResult, error) {
 	defer drop()
 	fmt.Fprintf(e.cfg.Progress, "%-13s COPY %d rows…\n", ScenarioCopy, e.cfg.CopyRows)
 	w := newProcWatch(e.postmaster, nil)
-	n, d, err := copyLimit(ctx, e.cfg, filepath.Join(e.bins, "central"), dsn)
+	n, d, err := copyLimit(ctx, e.cfg, e.bins.Central, dsn)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +83,7 @@ func (e *env) naive(ctx context.Context, _ *Results) (*ScenarioResult, error) {
 		return nil, err
 	}
 	defer drop()
-	if err := migrate(ctx, filepath.Join(e.bins, "central"), dsn); err != nil {
+	if err := migrate(ctx, e.bins.Central, dsn); err != nil {
 		return nil, err
 	}
 	n, err := startNaive(ctx, dsn)
@@ -96,7 +99,7 @@ func (e *env) naive(ctx context.Context, _ *Results) (*ScenarioResult, error) {
 type deployment struct {
 	dsn      string
 	central  string
-	children []*child
+	children []*harness.Process
 	drop     func()
 	tokens   [4]string // static tokens of the four writers
 	agentSA  []string  // agent j forwards as agentSA[j]
@@ -104,7 +107,7 @@ type deployment struct {
 }
 
 func (d *deployment) close() {
-	stopAll(d.children)
+	harness.StopAll(syscall.SIGTERM, 15*time.Second, d.children...)
 	d.drop()
 }
 
@@ -126,19 +129,16 @@ func (e *env) deploy(ctx context.Context, label string, agents int) (*deployment
 	}
 	api, _ := freeport.Free()
 	metricsAddr, _ := freeport.Free()
-	c, err := startChild("central", filepath.Join(e.bins, "central"), []string{"DATABASE_URL=" + dsn},
-		"serve", "--listen", api, "--metrics-listen", metricsAddr, "--auth", "static", "--token-file", tokens,
-		"--authz-file", authzFile, "--rate-limit", "1000000000", "--rate-burst", "100000", "--log-level", "warn")
+	d.central = "http://" + api
+	c, err := harness.Start(ctx, harness.Command{Name: "central", Path: e.bins.Central, Env: []string{"DATABASE_URL=" + dsn},
+		Args: []string{"serve", "--listen", api, "--metrics-listen", metricsAddr, "--auth", "static", "--token-file", tokens,
+			"--authz-file", authzFile, "--rate-limit", "1000000000", "--rate-burst", "100000", "--log-level", "warn"},
+		Ready: d.central + "/readyz"})
 	if err != nil {
 		d.close()
 		return nil, err
 	}
 	d.children = append(d.children, c)
-	d.central = "http://" + api
-	if err := waitReady(ctx, d.central+"/readyz", c); err != nil {
-		d.close()
-		return nil, err
-	}
 	for j := range agents {
 		wr := writers[j%4]
 		tokFile := filepath.Join(dir, "agent-token-"+strconv.Itoa(j))
@@ -148,18 +148,15 @@ func (e *env) deploy(ctx context.Context, label string, agents int) (*deployment
 		}
 		listen, _ := freeport.Free()
 		am, _ := freeport.Free()
-		a, err := startChild("agent-"+strconv.Itoa(j), filepath.Join(e.bins, "agent"), nil,
-			"--listen", listen, "--metrics-listen", am, "--central-url", d.central, "--insecure",
-			"--token-file", tokFile, "--data-dir", filepath.Join(dir, "agent-data-"+strconv.Itoa(j)), "--log-level", "warn")
+		a, err := harness.Start(ctx, harness.Command{Name: "agent-" + strconv.Itoa(j), Path: e.bins.Agent,
+			Args: []string{"--listen", listen, "--metrics-listen", am, "--central-url", d.central, "--insecure",
+				"--token-file", tokFile, "--data-dir", filepath.Join(dir, "agent-data-"+strconv.Itoa(j)), "--log-level", "warn"},
+			Ready: "http://" + listen + "/readyz"})
 		if err != nil {
 			d.close()
 			return nil, err
 		}
 		d.children = append(d.children, a)
-		if err := waitReady(ctx, "http://"+listen+"/readyz", a); err != nil {
-			d.close()
-			return nil, err
-		}
 		d.agents = append(d.agents, "http://"+listen)
 		d.agentSA = append(d.agentSA, wr.qualifiedSA())
 	}
@@ -236,7 +233,7 @@ func (e *env) sidecarHalf(ctx context.Context, res *Results) (*ScenarioResult, e
 
 // load drives t, waits for the acknowledged records to reach PostgreSQL,
 // verifies them and measures everything.
-func (e *env) load(ctx context.Context, name, desc string, t target, children []*child, limit float64) (*ScenarioResult, error) {
+func (e *env) load(ctx context.Context, name, desc string, t target, children []*harness.Process, limit float64) (*ScenarioResult, error) {
 	cfg := e.cfg
 	watch := newProcWatch(e.postmaster, children)
 	start := time.Now()

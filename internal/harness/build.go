@@ -18,6 +18,12 @@ type Binaries struct {
 	Agent   string // cmd/agent
 }
 
+// BinariesIn names the binaries of a directory that holds them already
+// (built by Build, or by make build into bin/).
+func BinariesIn(dir string) Binaries {
+	return Binaries{Dir: dir, Central: filepath.Join(dir, "central"), Agent: filepath.Join(dir, "agent")}
+}
+
 // ModuleRoot walks up from the working directory to the directory of
 // go.mod.
 func ModuleRoot() (string, error) {
@@ -45,7 +51,7 @@ func Build(ctx context.Context, root, dir string) (Binaries, error) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return Binaries{}, fmt.Errorf("go build: %w\n%s", err, out)
 	}
-	return Binaries{Dir: dir, Central: filepath.Join(dir, "central"), Agent: filepath.Join(dir, "agent")}, nil
+	return BinariesIn(dir), nil
 }
 
 // The binaries of this test binary: built by the first BuildOnce, removed by
