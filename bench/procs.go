@@ -4,123 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/kubernaut/datastorage/internal/freeport"
 )
-
-// pgCluster is the throwaway cluster started through scripts/pg-cluster.sh.
-type pgCluster struct {
-	root, dir string
-	adminURL  string
-}
-
-func startCluster(ctx context.Context, root string) (*pgCluster, error) {
-	if out, err := runScript(ctx, root, "scripts/provision-postgres.sh"); err != nil {
-		return nil, fmt.Errorf("provision PostgreSQL: %w\n%s", err, out)
-	}
-	addr, err := freeport.Free()
-	if err != nil {
-		return nil, err
-	}
-	_, port, _ := net.SplitHostPort(addr)
-	dir, err := os.MkdirTemp("", "datastorage-bench-pg-")
-	if err != nil {
-		return nil, err
-	}
-	c := &pgCluster{root: root, dir: dir}
-	if out, err := runScript(ctx, root, "scripts/pg-cluster.sh", "start", dir, port); err != nil {
-		c.stop()
-		return nil, fmt.Errorf("start PostgreSQL: %w\n%s", err, out)
-	}
-	out, err := runScript(ctx, root, "scripts/pg-cluster.sh", "url", port)
-	if err != nil {
-		c.stop()
-		return nil, fmt.Errorf("cluster url: %w", err)
-	}
-	c.adminURL = strings.TrimSpace(string(out))
-	return c, nil
-}
-
-func (c *pgCluster) stop() {
-	_, _ = runScript(context.Background(), c.root, "scripts/pg-cluster.sh", "stop", c.dir)
-	_ = os.RemoveAll(c.dir)
-}
-
-func runScript(ctx context.Context, root, script string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join(root, script)}, args...)...)
-	cmd.Dir = root
-	return cmd.CombinedOutput()
-}
-
-// createDatabase makes a fresh database with pgvector on the cluster of
-// admin and returns its URL; drop removes it.
-func createDatabase(ctx context.Context, admin, label string) (dsn string, drop func(), err error) {
-	var suffix [4]byte
-	_, _ = rand.Read(suffix[:])
-	name := "bench_" + strings.ReplaceAll(label, "-", "_") + "_" + hex.EncodeToString(suffix[:])
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		return "", nil, fmt.Errorf("connect to %s: %w", redact(admin), err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		return "", nil, fmt.Errorf("create database: %w", err)
-	}
-	u, err := url.Parse(admin)
-	if err != nil {
-		return "", nil, errors.New("database URL: want postgres://…")
-	}
-	u.Path = "/" + name
-	dsn = u.String()
-	drop = func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if c, err := pgx.Connect(ctx, admin); err == nil {
-			_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-			_ = c.Close(ctx)
-		}
-	}
-	dc, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		drop()
-		return "", nil, err
-	}
-	defer dc.Close(ctx)
-	if _, err := dc.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS vector"); err != nil {
-		drop()
-		return "", nil, fmt.Errorf("create extension vector (is pgvector installed?): %w", err)
-	}
-	return dsn, drop, nil
-}
-
-func redact(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil {
-		return u.Redacted()
-	}
-	return "(database URL)"
-}
-
-// saToken is a JWT-shaped service-account token (unsigned: the central's
-// static authenticator compares the whole string; an agent reads its sub).
-func saToken(sa string, n int) string {
-	enc := base64.RawURLEncoding.EncodeToString
-	return enc([]byte(`{"alg":"none"}`)) + "." +
-		enc(fmt.Appendf(nil, `{"sub":"system:serviceaccount:%s:%s","jti":"bench-%d"}`, benchNamespace, sa, n)) + ".sig" + strconv.Itoa(n)
-}
 
 // procTimes is a CPU reading of a process in clock ticks.
 type procTimes struct {

@@ -2,20 +2,22 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
 
+	"github.com/kubernaut/datastorage/bench/loadgen"
 	"github.com/kubernaut/datastorage/internal/harness"
 )
 
 // ErrLossOrDuplicate is returned by Run when a scenario lost an
 // acknowledged record or stored one twice.
-var ErrLossOrDuplicate = errors.New("bench: acknowledged records lost or duplicated")
+var ErrLossOrDuplicate = loadgen.ErrLossOrDuplicate
+
+// Verification is the exactly-once check of one scenario.
+type Verification = loadgen.Verification
 
 // Results is one run: what ran where, and each scenario's numbers.
 type Results struct {
@@ -118,33 +120,21 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		"repeat_fraction": cfg.RepeatFraction, "alert_texts": cfg.AlertTexts, "copy_rows": cfg.CopyRows,
 		"copy_batch": copyBatch, "vector_batch": vectorBatch, "vector_duration_s": cfg.VectorDuration.Seconds(),
 		"scenarios": cfg.Scenarios}}
-	if cfg.RepoRoot == "" {
-		root, err := harness.ModuleRoot()
-		if err != nil {
-			return nil, fmt.Errorf("%w: set RepoRoot", err)
-		}
-		cfg.RepoRoot = root
-	}
-	work, err := os.MkdirTemp("", "datastorage-bench-")
+	ws, err := loadgen.NewWorkspace(ctx, "bench", cfg.RepoRoot, cfg.BinDir, cfg.Progress)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(work)
-	e := &env{cfg: cfg, bins: harness.BinariesIn(cfg.BinDir), admin: cfg.DatabaseURL, work: work}
-	if cfg.BinDir == "" {
-		fmt.Fprintln(cfg.Progress, "bench: building cmd/central and cmd/agent")
-		if e.bins, err = harness.Build(ctx, cfg.RepoRoot, filepath.Join(work, "bin")); err != nil {
-			return nil, err
-		}
-	}
+	defer ws.Close()
+	cfg.RepoRoot = ws.Root
+	e := &env{cfg: cfg, bins: ws.Bins, admin: cfg.DatabaseURL, work: ws.Dir}
 	if e.admin == "" {
 		fmt.Fprintln(cfg.Progress, "bench: starting a throwaway PostgreSQL with pgvector (scripts/pg-cluster.sh)")
-		cl, err := startCluster(ctx, cfg.RepoRoot)
+		cl, err := loadgen.StartCluster(ctx, cfg.RepoRoot)
 		if err != nil {
 			return nil, err
 		}
-		defer cl.stop()
-		e.admin = cl.adminURL
+		defer cl.Close()
+		e.admin = cl.AdminURL
 	}
 	e.postmaster = postmasterPID(ctx, e.admin)
 	res.Machine = machine(ctx, e.admin)
