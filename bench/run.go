@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/kubernaut/datastorage/bench/loadgen"
-	"github.com/kubernaut/datastorage/internal/harness"
+	"github.com/kubernaut/datastorage/internal/tstest/harness"
 )
 
 // ErrLossOrDuplicate is returned by Run when a scenario lost an

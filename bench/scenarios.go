@@ -12,8 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/kubernaut/datastorage/bench/loadgen"
-	"github.com/kubernaut/datastorage/internal/freeport"
-	"github.com/kubernaut/datastorage/internal/harness"
+	"github.com/kubernaut/datastorage/internal/tstest/freeport"
+	"github.com/kubernaut/datastorage/internal/tstest/harness"
 )
 
 func postgresVersion(ctx context.Context, admin string) string {

@@ -23,9 +23,9 @@ import (
 
 	"github.com/kubernaut/datastorage/bench/loadgen"
 	"github.com/kubernaut/datastorage/client"
-	"github.com/kubernaut/datastorage/internal/faultproxy"
-	"github.com/kubernaut/datastorage/internal/freeport"
-	"github.com/kubernaut/datastorage/internal/harness"
+	"github.com/kubernaut/datastorage/internal/tstest/faultproxy"
+	"github.com/kubernaut/datastorage/internal/tstest/freeport"
+	"github.com/kubernaut/datastorage/internal/tstest/harness"
 	"github.com/kubernaut/datastorage/wire"
 )
 

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kubernaut/datastorage/chaos"
-	"github.com/kubernaut/datastorage/internal/pgtest"
+	"github.com/kubernaut/datastorage/internal/tstest/pgtest"
 )
 
 // TestRun_ShortRunLosesAndDuplicatesNothing is `make chaos` in small,

@@ -9,8 +9,8 @@
 // recovery and verifies that every acknowledged record is in PostgreSQL
 // exactly once.
 //
-// It drives the binaries from the outside, through internal/harness and
-// internal/faultproxy; it shares the load, the verification and the
+// It drives the binaries from the outside, through internal/tstest/harness and
+// internal/tstest/faultproxy; it shares the load, the verification and the
 // throwaway cluster with package bench through bench/loadgen, and must not
 // import agent or central internals, or bench. It writes corrupt entries with
 // Badger directly, knowing the agent's key layout.

@@ -15,9 +15,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kubernaut/datastorage/client"
-	"github.com/kubernaut/datastorage/internal/freeport"
-	"github.com/kubernaut/datastorage/internal/harness"
-	"github.com/kubernaut/datastorage/internal/pgtest"
+	"github.com/kubernaut/datastorage/internal/tstest/freeport"
+	"github.com/kubernaut/datastorage/internal/tstest/harness"
+	"github.com/kubernaut/datastorage/internal/tstest/pgtest"
 	"github.com/kubernaut/datastorage/wire"
 )
 

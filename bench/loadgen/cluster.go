@@ -16,7 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/kubernaut/datastorage/internal/freeport"
+	"github.com/kubernaut/datastorage/internal/tstest/freeport"
 )
 
 // Cluster is a throwaway PostgreSQL cluster with pgvector, started through

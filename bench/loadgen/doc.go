@@ -6,7 +6,7 @@
 // ledger against PostgreSQL, the throwaway PostgreSQL they run against
 // (scripts/pg-cluster.sh, a database per load), and the workspace a run
 // starts from (the module's root, a temporary directory, the binaries built
-// through internal/harness).
+// through internal/tstest/harness).
 //
 // Like bench and chaos it drives the binaries from the outside: it imports
 // client and wire, and must not import agent or central internals, bench or

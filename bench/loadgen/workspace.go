@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/kubernaut/datastorage/internal/harness"
+	"github.com/kubernaut/datastorage/internal/tstest/harness"
 )
 
 // Workspace is where a bench or chaos run starts: the module's root, a

@@ -13,8 +13,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/kubernaut/datastorage/internal/freeport"
-	"github.com/kubernaut/datastorage/internal/harness"
+	"github.com/kubernaut/datastorage/internal/tstest/freeport"
+	"github.com/kubernaut/datastorage/internal/tstest/harness"
 )
 
 // TestMain removes the binaries built for this test binary.

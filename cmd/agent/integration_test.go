@@ -1,7 +1,7 @@
 package main_test
 
 // Integration tests: the real central binary and the real agent binary as
-// child processes, against a fresh PostgreSQL database from internal/pgtest.
+// child processes, against a fresh PostgreSQL database from internal/tstest/pgtest.
 // Each test ends with "every acknowledged ID is in PostgreSQL exactly once".
 
 import (
@@ -26,10 +26,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/kubernaut/datastorage/internal/faultproxy"
-	"github.com/kubernaut/datastorage/internal/freeport"
-	"github.com/kubernaut/datastorage/internal/harness"
-	"github.com/kubernaut/datastorage/internal/pgtest"
+	"github.com/kubernaut/datastorage/internal/tstest/faultproxy"
+	"github.com/kubernaut/datastorage/internal/tstest/freeport"
+	"github.com/kubernaut/datastorage/internal/tstest/harness"
+	"github.com/kubernaut/datastorage/internal/tstest/pgtest"
 	"github.com/kubernaut/datastorage/wire"
 )
 

@@ -23,10 +23,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/kubernaut/datastorage/internal/freeport"
-	"github.com/kubernaut/datastorage/internal/harness"
-	"github.com/kubernaut/datastorage/internal/pgtest"
-	"github.com/kubernaut/datastorage/internal/testcerts"
+	"github.com/kubernaut/datastorage/internal/tstest/freeport"
+	"github.com/kubernaut/datastorage/internal/tstest/harness"
+	"github.com/kubernaut/datastorage/internal/tstest/pgtest"
+	"github.com/kubernaut/datastorage/internal/tstest/testcerts"
 )
 
 func TestHelp_ListsEveryContractFlagWithItsEnvironmentVariable(t *testing.T) {

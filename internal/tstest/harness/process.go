@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubernaut/datastorage/internal/syncbuf"
+	"github.com/kubernaut/datastorage/internal/tstest/syncbuf"
 )
 
 const (

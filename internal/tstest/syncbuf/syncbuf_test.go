@@ -7,7 +7,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
-	"github.com/kubernaut/datastorage/internal/syncbuf"
+	"github.com/kubernaut/datastorage/internal/tstest/syncbuf"
 )
 
 func TestBuffer_KeepsTheFirstLimitBytesAndReportsEveryWrite(t *testing.T) {

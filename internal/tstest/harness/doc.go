@@ -13,5 +13,5 @@
 //
 // It is test infrastructure: no package that ships (cmd, agent, central,
 // storage, wire, client) may import it outside its tests. It imports no
-// package of this module but internal/syncbuf.
+// package of this module but internal/tstest/syncbuf.
 package harness
