@@ -15,11 +15,11 @@ import (
 
 	"github.com/kubernaut/datastorage/agent"
 	"github.com/kubernaut/datastorage/agent/queue"
-	"github.com/kubernaut/datastorage/internal/hostile"
+	"github.com/kubernaut/datastorage/internal/tstest/hostile"
 )
 
 // TestHostile_EachRequestGetsItsStatusAndBodyAndNothingIsBuffered runs the
-// table the central runs too (internal/hostile), with the agent's own
+// table the central runs too (internal/tstest/hostile), with the agent's own
 // expectations: no token rows, no batch endpoint, no compressed bodies.
 func TestHostile_EachRequestGetsItsStatusAndBodyAndNothingIsBuffered(t *testing.T) {
 	q, base := start(t, queue.Config{})

@@ -15,8 +15,8 @@ import (
 
 	"github.com/kubernaut/datastorage/agent"
 	"github.com/kubernaut/datastorage/agent/queue"
-	"github.com/kubernaut/datastorage/internal/hostile"
-	"github.com/kubernaut/datastorage/internal/syncbuf"
+	"github.com/kubernaut/datastorage/internal/tstest/hostile"
+	"github.com/kubernaut/datastorage/internal/tstest/syncbuf"
 )
 
 // Markers: a bearer token and record content no log line may ever contain.

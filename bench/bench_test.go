@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kubernaut/datastorage/bench"
-	"github.com/kubernaut/datastorage/internal/pgtest"
+	"github.com/kubernaut/datastorage/internal/tstest/pgtest"
 )
 
 // TestRun_TinyConfigurationMeasuresAndVerifiesEveryScenario runs the whole

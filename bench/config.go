@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/kubernaut/datastorage/bench/loadgen"
 )
 
 // Scenario names, in the order Run executes them.
@@ -101,6 +103,11 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// load is the shape of every load scenario's load.
+func (c Config) load() loadgen.Config {
+	return loadgen.Config{Controllers: c.Controllers, RepeatFraction: c.RepeatFraction, AlertTexts: c.AlertTexts, Seed: c.Seed}
 }
 
 func (c Config) wants(name string) bool {

@@ -11,7 +11,9 @@
 // (controllers → central) and the sidecar path (controllers → agents →
 // central), at peak and at half the peak rate.
 //
-// It owns only benchmark code: it drives the binaries from the outside and
-// imports client and wire (the schema comes from `central migrate`); it must
-// not import agent or central internals.
+// It owns only benchmark code: it drives the binaries from the outside
+// through internal/tstest/harness and imports client and wire (the schema comes
+// from `central migrate`); the load generator, the exactly-once verification
+// and the throwaway cluster are bench/loadgen's, shared with package chaos.
+// It must not import agent or central internals, or chaos.
 package bench

@@ -5,6 +5,8 @@ import (
 	"math"
 	"strings"
 	"unicode"
+
+	"github.com/kubernaut/datastorage/wire"
 )
 
 // EmbeddingDims is the spec's vector(768).
@@ -46,4 +48,14 @@ func hashEmbed(text string) []float32 {
 		v[i] *= inv
 	}
 	return v
+}
+
+// embeddingText is the text that represents a record for its embedding:
+// the semantic fields, as the design names them.
+func embeddingText(r *wire.Record) string {
+	if a := r.Remediation; a != nil {
+		return strings.Join([]string{a.AlertName, a.ActionType, a.Status, a.Reasoning, a.ErrorMessage, a.Namespace, a.Cluster}, " ")
+	}
+	a := r.Workflow
+	return strings.Join([]string{a.StepName, a.StepStatus, a.ErrorMessage}, " ")
 }

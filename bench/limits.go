@@ -11,6 +11,8 @@ import (
 	"github.com/pgvector/pgvector-go"
 	pgxvec "github.com/pgvector/pgvector-go/pgx"
 	"github.com/valyala/fasthttp"
+
+	"github.com/kubernaut/datastorage/bench/loadgen"
 )
 
 // copyBatch is the rows per COPY (one transaction each) of the COPY limit.
@@ -33,7 +35,7 @@ func copyLimit(ctx context.Context, cfg Config, centralBin, dsn string) (int, ti
 	for off := 0; off < len(recs); off += copyBatch {
 		var rem, wf [][]any
 		for i := off; i < min(off+copyBatch, len(recs)); i++ {
-			sa := writers[i%4].qualifiedSA()
+			sa := loadgen.Writers[i%4].QualifiedSA()
 			if recs[i].Remediation != nil {
 				rem = append(rem, rowValues(&recs[i], sa))
 			} else {

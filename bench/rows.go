@@ -3,6 +3,7 @@ package bench
 import (
 	"time"
 
+	"github.com/kubernaut/datastorage/bench/loadgen"
 	"github.com/kubernaut/datastorage/wire"
 )
 
@@ -60,11 +61,11 @@ func rowValues(r *wire.Record, sa string) []any {
 
 // genRecords makes n records of the standard mix with IDs.
 func genRecords(cfg Config, n int) []wire.Record {
-	gen := newGenerator(cfg.Seed, 1<<40, cfg.RepeatFraction, cfg.AlertTexts)
+	gen := loadgen.NewGenerator(cfg.Seed, 1<<40, cfg.RepeatFraction, cfg.AlertTexts)
 	now := time.Now().UTC()
 	out := make([]wire.Record, n)
 	for i := range out {
-		out[i] = gen.record(i%4, "copy-"+wire.NewID(), now)
+		out[i] = gen.Record(i%4, "copy-"+wire.NewID(), now)
 		out[i].ID = wire.NewID()
 		out[i].ReceivedAt = now
 	}

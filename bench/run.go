@@ -2,19 +2,22 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/kubernaut/datastorage/bench/loadgen"
+	"github.com/kubernaut/datastorage/internal/tstest/harness"
 )
 
 // ErrLossOrDuplicate is returned by Run when a scenario lost an
 // acknowledged record or stored one twice.
-var ErrLossOrDuplicate = errors.New("bench: acknowledged records lost or duplicated")
+var ErrLossOrDuplicate = loadgen.ErrLossOrDuplicate
+
+// Verification is the exactly-once check of one scenario.
+type Verification = loadgen.Verification
 
 // Results is one run: what ran where, and each scenario's numbers.
 type Results struct {
@@ -98,7 +101,7 @@ type Target struct {
 // env is what scenarios share: binaries, the cluster, the postmaster.
 type env struct {
 	cfg        Config
-	bins       string
+	bins       harness.Binaries
 	admin      string
 	postmaster int
 	work       string
@@ -117,34 +120,21 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		"repeat_fraction": cfg.RepeatFraction, "alert_texts": cfg.AlertTexts, "copy_rows": cfg.CopyRows,
 		"copy_batch": copyBatch, "vector_batch": vectorBatch, "vector_duration_s": cfg.VectorDuration.Seconds(),
 		"scenarios": cfg.Scenarios}}
-	if cfg.RepoRoot == "" {
-		root, err := findRepoRoot()
-		if err != nil {
-			return nil, err
-		}
-		cfg.RepoRoot = root
-	}
-	work, err := os.MkdirTemp("", "datastorage-bench-")
+	ws, err := loadgen.NewWorkspace(ctx, "bench", cfg.RepoRoot, cfg.BinDir, cfg.Progress)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(work)
-	e := &env{cfg: cfg, bins: cfg.BinDir, admin: cfg.DatabaseURL, work: work}
-	if e.bins == "" {
-		e.bins = filepath.Join(work, "bin")
-		fmt.Fprintln(cfg.Progress, "bench: building cmd/central and cmd/agent")
-		if err := buildBinaries(ctx, cfg.RepoRoot, e.bins); err != nil {
-			return nil, err
-		}
-	}
+	defer ws.Close()
+	cfg.RepoRoot = ws.Root
+	e := &env{cfg: cfg, bins: ws.Bins, admin: cfg.DatabaseURL, work: ws.Dir}
 	if e.admin == "" {
 		fmt.Fprintln(cfg.Progress, "bench: starting a throwaway PostgreSQL with pgvector (scripts/pg-cluster.sh)")
-		cl, err := startCluster(ctx, cfg.RepoRoot)
+		cl, err := loadgen.StartCluster(ctx, cfg.RepoRoot)
 		if err != nil {
 			return nil, err
 		}
-		defer cl.stop()
-		e.admin = cl.adminURL
+		defer cl.Close()
+		e.admin = cl.AdminURL
 	}
 	e.postmaster = postmasterPID(ctx, e.admin)
 	res.Machine = machine(ctx, e.admin)
@@ -236,7 +226,7 @@ type procWatch struct {
 	start time.Time
 }
 
-func newProcWatch(pm int, children []*child) *procWatch {
+func newProcWatch(pm int, children []*harness.Process) *procWatch {
 	w := &procWatch{pm: pm}
 	w.names = append(w.names, "bench")
 	w.pids = append(w.pids, -1)
@@ -245,8 +235,8 @@ func newProcWatch(pm int, children []*child) *procWatch {
 		w.pids = append(w.pids, 0)
 	}
 	for _, c := range children {
-		w.names = append(w.names, c.name)
-		w.pids = append(w.pids, c.pid())
+		w.names = append(w.names, c.Name())
+		w.pids = append(w.pids, c.Pid())
 	}
 	w.t0 = w.ticks()
 	w.start = time.Now()
@@ -288,13 +278,4 @@ func (w *procWatch) end() []ProcStat {
 		out[i] = ProcStat{Name: w.names[i], CPUSeconds: cpu, CPUPercent: 100 * cpu / wall, PeakRSSMB: float64(rss) / 1024}
 	}
 	return out
-}
-
-// stopAll stops children concurrently.
-func stopAll(children []*child) {
-	var wg sync.WaitGroup
-	for _, c := range children {
-		wg.Go(func() { c.stop(15 * time.Second) })
-	}
-	wg.Wait()
 }

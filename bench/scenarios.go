@@ -6,11 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/kubernaut/datastorage/internal/freeport"
+
+	"github.com/kubernaut/datastorage/bench/loadgen"
+	"github.com/kubernaut/datastorage/internal/tstest/freeport"
+	"github.com/kubernaut/datastorage/internal/tstest/harness"
 )
 
 func postgresVersion(ctx context.Context, admin string) string {
@@ -34,19 +37,19 @@ func (e *env) bareHTTP(ctx context.Context, _ *Results) (*ScenarioResult, error)
 		return nil, err
 	}
 	defer stop()
-	t := target{name: "bare", urls: []string{"http://" + addr}}
+	t := target{Target: loadgen.Target{Name: "bare", URLs: []string{"http://" + addr}}}
 	return e.load(ctx, ScenarioBareHTTP, "limit: fasthttp handler answering 201, in the bench process, same client and controllers", t, nil, 0)
 }
 
 func (e *env) copy(ctx context.Context, _ *Results) (*ScenarioResult, error) {
-	dsn, drop, err := createDatabase(ctx, e.admin, "copy")
+	dsn, drop, err := loadgen.CreateDatabase(ctx, e.admin, "copy")
 	if err != nil {
 		return nil, err
 	}
 	defer drop()
 	fmt.Fprintf(e.cfg.Progress, "%-13s COPY %d rows…\n", ScenarioCopy, e.cfg.CopyRows)
 	w := newProcWatch(e.postmaster, nil)
-	n, d, err := copyLimit(ctx, e.cfg, filepath.Join(e.bins, "central"), dsn)
+	n, d, err := copyLimit(ctx, e.cfg, e.bins.Central, dsn)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +60,7 @@ func (e *env) copy(ctx context.Context, _ *Results) (*ScenarioResult, error) {
 }
 
 func (e *env) vectorCopy(ctx context.Context, _ *Results) (*ScenarioResult, error) {
-	dsn, drop, err := createDatabase(ctx, e.admin, "vector")
+	dsn, drop, err := loadgen.CreateDatabase(ctx, e.admin, "vector")
 	if err != nil {
 		return nil, err
 	}
@@ -75,12 +78,12 @@ func (e *env) vectorCopy(ctx context.Context, _ *Results) (*ScenarioResult, erro
 }
 
 func (e *env) naive(ctx context.Context, _ *Results) (*ScenarioResult, error) {
-	dsn, drop, err := createDatabase(ctx, e.admin, "naive")
+	dsn, drop, err := loadgen.CreateDatabase(ctx, e.admin, "naive")
 	if err != nil {
 		return nil, err
 	}
 	defer drop()
-	if err := migrate(ctx, filepath.Join(e.bins, "central"), dsn); err != nil {
+	if err := migrate(ctx, e.bins.Central, dsn); err != nil {
 		return nil, err
 	}
 	n, err := startNaive(ctx, dsn)
@@ -88,7 +91,7 @@ func (e *env) naive(ctx context.Context, _ *Results) (*ScenarioResult, error) {
 		return nil, err
 	}
 	defer n.close()
-	t := target{name: "naive", urls: []string{"http://" + n.addr}, dsn: dsn, embTable: "naive_audit_embeddings"}
+	t := target{Target: loadgen.Target{Name: "naive", URLs: []string{"http://" + n.addr}}, dsn: dsn, embTable: "naive_audit_embeddings"}
 	return e.load(ctx, ScenarioNaive, "the spec's design in the bench process: per request INSERT row, embed, INSERT vector into the HNSW table, then 201 (no auth)", t, nil, 0)
 }
 
@@ -96,7 +99,7 @@ func (e *env) naive(ctx context.Context, _ *Results) (*ScenarioResult, error) {
 type deployment struct {
 	dsn      string
 	central  string
-	children []*child
+	children []*harness.Process
 	drop     func()
 	tokens   [4]string // static tokens of the four writers
 	agentSA  []string  // agent j forwards as agentSA[j]
@@ -104,12 +107,12 @@ type deployment struct {
 }
 
 func (d *deployment) close() {
-	stopAll(d.children)
+	harness.StopAll(syscall.SIGTERM, 15*time.Second, d.children...)
 	d.drop()
 }
 
 func (e *env) deploy(ctx context.Context, label string, agents int) (*deployment, error) {
-	dsn, drop, err := createDatabase(ctx, e.admin, label)
+	dsn, drop, err := loadgen.CreateDatabase(ctx, e.admin, label)
 	if err != nil {
 		return nil, err
 	}
@@ -119,74 +122,45 @@ func (e *env) deploy(ctx context.Context, label string, agents int) (*deployment
 		drop()
 		return nil, err
 	}
-	tokens, authzFile, err := writeCredentials(dir, &d.tokens)
+	tokens, authzFile, err := loadgen.WriteCredentials(dir, &d.tokens)
 	if err != nil {
 		d.close()
 		return nil, err
 	}
 	api, _ := freeport.Free()
 	metricsAddr, _ := freeport.Free()
-	c, err := startChild("central", filepath.Join(e.bins, "central"), []string{"DATABASE_URL=" + dsn},
-		"serve", "--listen", api, "--metrics-listen", metricsAddr, "--auth", "static", "--token-file", tokens,
-		"--authz-file", authzFile, "--rate-limit", "1000000000", "--rate-burst", "100000", "--log-level", "warn")
+	d.central = "http://" + api
+	c, err := harness.Start(ctx, harness.Command{Name: "central", Path: e.bins.Central, Env: []string{"DATABASE_URL=" + dsn},
+		Args: []string{"serve", "--listen", api, "--metrics-listen", metricsAddr, "--auth", "static", "--token-file", tokens,
+			"--authz-file", authzFile, "--rate-limit", "1000000000", "--rate-burst", "100000", "--log-level", "warn"},
+		Ready: d.central + "/readyz"})
 	if err != nil {
 		d.close()
 		return nil, err
 	}
 	d.children = append(d.children, c)
-	d.central = "http://" + api
-	if err := waitReady(ctx, d.central+"/readyz", c); err != nil {
-		d.close()
-		return nil, err
-	}
 	for j := range agents {
-		wr := writers[j%4]
+		wr := loadgen.Writers[j%4]
 		tokFile := filepath.Join(dir, "agent-token-"+strconv.Itoa(j))
-		if err := os.WriteFile(tokFile, []byte(saToken(wr.serviceAccount, j%4)), 0o600); err != nil {
+		if err := os.WriteFile(tokFile, []byte(loadgen.SAToken(wr.ServiceAccount, j%4)), 0o600); err != nil {
 			d.close()
 			return nil, err
 		}
 		listen, _ := freeport.Free()
 		am, _ := freeport.Free()
-		a, err := startChild("agent-"+strconv.Itoa(j), filepath.Join(e.bins, "agent"), nil,
-			"--listen", listen, "--metrics-listen", am, "--central-url", d.central, "--insecure",
-			"--token-file", tokFile, "--data-dir", filepath.Join(dir, "agent-data-"+strconv.Itoa(j)), "--log-level", "warn")
+		a, err := harness.Start(ctx, harness.Command{Name: "agent-" + strconv.Itoa(j), Path: e.bins.Agent,
+			Args: []string{"--listen", listen, "--metrics-listen", am, "--central-url", d.central, "--insecure",
+				"--token-file", tokFile, "--data-dir", filepath.Join(dir, "agent-data-"+strconv.Itoa(j)), "--log-level", "warn"},
+			Ready: "http://" + listen + "/readyz"})
 		if err != nil {
 			d.close()
 			return nil, err
 		}
 		d.children = append(d.children, a)
-		if err := waitReady(ctx, "http://"+listen+"/readyz", a); err != nil {
-			d.close()
-			return nil, err
-		}
 		d.agents = append(d.agents, "http://"+listen)
-		d.agentSA = append(d.agentSA, wr.qualifiedSA())
+		d.agentSA = append(d.agentSA, wr.QualifiedSA())
 	}
 	return d, nil
-}
-
-// writeCredentials writes the central's static token CSV and allow-list
-// into dir: each writer's static token (into tokens) and the agent token of
-// saToken, allowed to write both kinds.
-func writeCredentials(dir string, tokens *[4]string) (tokenFile, authzFile string, err error) {
-	var csv, authz strings.Builder
-	authz.WriteString("serviceAccounts:\n")
-	for w, wr := range writers {
-		tokens[w] = "bench-static-" + wr.serviceAccount
-		fmt.Fprintf(&csv, "%s,system:serviceaccount:%s:%s,uid-%d,\"system:serviceaccounts\"\n", tokens[w], benchNamespace, wr.serviceAccount, w)
-		fmt.Fprintf(&csv, "%s,system:serviceaccount:%s:%s,uid-%d,\"system:serviceaccounts\"\n", saToken(wr.serviceAccount, w), benchNamespace, wr.serviceAccount, w)
-		// One agent forwards whatever its pod's controllers write.
-		fmt.Fprintf(&authz, "- name: %s\n  namespace: %s\n  actions: [write:remediation, write:workflow]\n", wr.serviceAccount, benchNamespace)
-	}
-	tokenFile, authzFile = filepath.Join(dir, "tokens.csv"), filepath.Join(dir, "authz.yaml")
-	if err := os.WriteFile(tokenFile, []byte(csv.String()), 0o600); err != nil {
-		return "", "", err
-	}
-	if err := os.WriteFile(authzFile, []byte(authz.String()), 0o600); err != nil {
-		return "", "", err
-	}
-	return tokenFile, authzFile, nil
 }
 
 func (e *env) direct(ctx context.Context, _ *Results) (*ScenarioResult, error) {
@@ -195,14 +169,14 @@ func (e *env) direct(ctx context.Context, _ *Results) (*ScenarioResult, error) {
 		return nil, err
 	}
 	defer d.close()
-	t := target{name: "direct", urls: []string{d.central}, tokens: d.tokens, dsn: d.dsn,
-		idSA: func(i int) string { return writers[i%4].qualifiedSA() }}
+	t := target{Target: loadgen.Target{Name: "direct", URLs: []string{d.central}, Tokens: d.tokens,
+		IDSA: func(i int) string { return loadgen.Writers[i%4].QualifiedSA() }}, dsn: d.dsn}
 	return e.load(ctx, ScenarioDirect, fmt.Sprintf("%d controllers → central single-record API → PostgreSQL, each writer with its own service-account token", e.cfg.Controllers), t, d.children, 0)
 }
 
 func (e *env) sidecarTarget(d *deployment) target {
-	return target{name: "sidecar", urls: d.agents, dsn: d.dsn,
-		idSA: func(i int) string { return d.agentSA[i%len(d.agentSA)] }}
+	return target{Target: loadgen.Target{Name: "sidecar", URLs: d.agents,
+		IDSA: func(i int) string { return d.agentSA[i%len(d.agentSA)] }}, dsn: d.dsn}
 }
 
 func (e *env) sidecar(ctx context.Context, _ *Results) (*ScenarioResult, error) {
@@ -234,9 +208,18 @@ func (e *env) sidecarHalf(ctx context.Context, res *Results) (*ScenarioResult, e
 	return r, err
 }
 
+// target is where a load scenario sends its records, and where they land.
+type target struct {
+	loadgen.Target
+	// dsn is the database the records land in; "" when none (bare HTTP).
+	dsn string
+	// embTable counts embedded records; "": the central's, if any.
+	embTable string
+}
+
 // load drives t, waits for the acknowledged records to reach PostgreSQL,
 // verifies them and measures everything.
-func (e *env) load(ctx context.Context, name, desc string, t target, children []*child, limit float64) (*ScenarioResult, error) {
+func (e *env) load(ctx context.Context, name, desc string, t target, children []*harness.Process, limit float64) (*ScenarioResult, error) {
 	cfg := e.cfg
 	watch := newProcWatch(e.postmaster, children)
 	start := time.Now()
@@ -244,7 +227,7 @@ func (e *env) load(ctx context.Context, name, desc string, t target, children []
 	pctx, stopPoll := context.WithCancel(ctx)
 	defer stopPoll()
 	pollDone := make(chan error, 1)
-	var sample chan ack
+	var sample chan loadgen.Ack
 	if t.dsn != "" {
 		p = newPoller(t.dsn, start)
 		p.embTable = t.embTable
@@ -260,21 +243,22 @@ func (e *env) load(ctx context.Context, name, desc string, t target, children []
 		return p.persisted.Load()
 	}
 	// The live line while the load runs.
-	run := newLoadRun(t)
+	run := loadgen.NewRun(t.Target)
 	done := make(chan struct{})
 	progressDone := make(chan struct{})
-	go func() { progress(cfg.Progress, name, start, &run.accepted, persisted, done); close(progressDone) }()
-	err := drive(ctx, cfg, t, cfg.Duration, limit, sample, run)
+	go func() { progress(cfg.Progress, name, start, &run.Accepted, persisted, done); close(progressDone) }()
+	err := loadgen.Drive(ctx, cfg.load(), t.Target, cfg.Duration, limit, sample, run)
 	close(done)
 	<-progressDone
 	if err != nil {
 		return nil, err
 	}
-	loadEnd := run.stop
-	r := &ScenarioResult{Name: name, Description: desc, Seconds: loadEnd.Sub(run.start).Seconds(), Errors: run.errors}
-	r.Accepted = run.accepted.Load()
+	loadEnd := run.Ended
+	r := &ScenarioResult{Name: name, Description: desc, Seconds: loadEnd.Sub(run.Began).Seconds(), Errors: run.Errors()}
+	r.Accepted = run.Accepted.Load()
 	r.AcceptedPerSec = float64(r.Accepted) / r.Seconds
-	r.Latency = percentiles(run.latencies)
+	acks := run.Acks()
+	r.Latency = percentiles(latencies(acks))
 
 	if p != nil {
 		// Drain: wait until the row count covers every acknowledgement.
@@ -291,17 +275,17 @@ func (e *env) load(ctx context.Context, name, desc string, t target, children []
 			return nil, err
 		}
 		r.DrainSeconds = drainEnd.Sub(loadEnd).Seconds()
-		v, err := verify(ctx, t.dsn, run)
+		v, err := loadgen.Verify(ctx, t.dsn, run)
 		if err != nil {
 			return nil, err
 		}
 		r.Verify = v
 		stored := int64(v.Acked - v.Lost)
 		r.Persisted = i64(stored)
-		r.PersistedPerSec = f64(float64(stored) / drainEnd.Sub(run.start).Seconds())
+		r.PersistedPerSec = f64(float64(stored) / drainEnd.Sub(run.Began).Seconds())
 		if emb := p.embedded.Load(); emb >= 0 {
 			r.Embedded = i64(emb)
-			r.EmbeddedPerSec = f64(float64(emb) / drainEnd.Sub(run.start).Seconds())
+			r.EmbeddedPerSec = f64(float64(emb) / drainEnd.Sub(run.Began).Seconds())
 		}
 		p.mu.Lock()
 		lags := make([]time.Duration, len(p.lags))
@@ -314,30 +298,28 @@ func (e *env) load(ctx context.Context, name, desc string, t target, children []
 			vec = append(vec, l.lag)
 		}
 		r.VectorLag, r.VectorLagWaiting = percentiles(append(vec, p.vecWaiting...)), len(p.vecWaiting)
-		r.Timeline = timeline(run, p.counts, p.lags)
+		r.Timeline = timeline(run, acks, p.counts, p.lags)
 		p.mu.Unlock()
 	} else {
-		r.Timeline = timeline(run, nil, nil)
+		r.Timeline = timeline(run, acks, nil, nil)
 	}
 	r.Procs = watch.end()
 	return r, nil
 }
 
 // timeline buckets acknowledgements, row counts and lag samples by second.
-func timeline(run *loadRun, counts []countPoint, lags []lagPoint) []TimePoint {
-	run.mu.Lock()
-	defer run.mu.Unlock()
-	secs := int(run.stop.Sub(run.start).Seconds()) + 1
+func timeline(run *loadgen.Run, acks []loadgen.Ack, counts []countPoint, lags []lagPoint) []TimePoint {
+	secs := int(run.Ended.Sub(run.Began).Seconds()) + 1
 	if n := len(counts); n > 0 {
 		secs = max(secs, int(counts[n-1].at.Seconds())+1)
 	}
 	acc := make([]float64, secs)
 	latBy := make([][]time.Duration, secs)
-	for i, a := range run.acks {
-		s := int(a.at.Sub(run.start).Seconds())
+	for _, a := range acks {
+		s := int(a.At.Sub(run.Began).Seconds())
 		if s >= 0 && s < secs {
 			acc[s]++
-			latBy[s] = append(latBy[s], run.latencies[i])
+			latBy[s] = append(latBy[s], a.Latency)
 		}
 	}
 	lagBy := make([][]time.Duration, secs)

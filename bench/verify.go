@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/kubernaut/datastorage/bench/loadgen"
 )
 
 // poller watches a scenario's database while the load runs and drains:
@@ -18,7 +20,7 @@ import (
 type poller struct {
 	dsn      string
 	embTable string // "": detect the central's
-	samples  chan ack
+	samples  chan loadgen.Ack
 	start    time.Time
 
 	persisted atomic.Int64
@@ -45,7 +47,7 @@ type lagPoint struct {
 }
 
 func newPoller(dsn string, start time.Time) *poller {
-	p := &poller{dsn: dsn, samples: make(chan ack, 4096), start: start}
+	p := &poller{dsn: dsn, samples: make(chan loadgen.Ack, 4096), start: start}
 	p.embedded.Store(-1)
 	return p
 }
@@ -96,7 +98,7 @@ func (p *poller) run(ctx context.Context) error {
 		for {
 			select {
 			case a := <-p.samples:
-				pending[a.id] = a.at
+				pending[a.ID] = a.At
 			default:
 				break drain
 			}
@@ -182,90 +184,4 @@ func arrived(ctx context.Context, conn *pgx.Conn, query string, waiting map[stri
 		}
 	}
 	return out
-}
-
-// Verification is the exactly-once check of one scenario.
-type Verification struct {
-	Acked int `json:"acked"`
-	// Lost: acknowledged IDs not in PostgreSQL.
-	Lost int `json:"lost"`
-	// Duplicated: extra rows for one logical write — an ID stored more than
-	// once, or a row that no attempted write's Idempotency-Key explains.
-	Duplicated int `json:"duplicated"`
-	// Unacked: rows of writes that got no acknowledgement (timed out or
-	// failed after the server stored them): allowed, reported.
-	Unacked int `json:"unacked"`
-	// KeyMismatch: acknowledged IDs that differ from the ID the
-	// Idempotency-Key predicts (the server ignored the key).
-	KeyMismatch int `json:"key_mismatch"`
-	Rows        int `json:"rows"`
-}
-
-// OK reports no loss and no duplicate.
-func (v *Verification) OK() bool { return v.Lost == 0 && v.Duplicated == 0 }
-
-// verify reads every stored ID and checks run's acknowledgements.
-func verify(ctx context.Context, dsn string, run *loadRun) (*Verification, error) {
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
-	}
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, `SELECT id FROM remediation_audit UNION ALL SELECT id FROM workflow_audit`)
-	if err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
-	}
-	stored := map[string]int{}
-	total := 0
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("verify: %w", err)
-		}
-		stored[id]++
-		total++
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
-	}
-	run.mu.Lock()
-	defer run.mu.Unlock()
-	v := &Verification{Acked: len(run.acks), Rows: total, KeyMismatch: run.mismatch}
-	acked := make(map[string]struct{}, len(run.acks))
-	for _, a := range run.acks {
-		if _, dup := acked[a.id]; dup {
-			v.Duplicated++ // two writes acknowledged with one ID
-			continue
-		}
-		acked[a.id] = struct{}{}
-		if stored[a.id] == 0 {
-			v.Lost++
-		}
-	}
-	for id, n := range stored {
-		v.Duplicated += n - 1
-		if _, ok := acked[id]; ok {
-			continue
-		}
-		if run.expected != nil {
-			if _, ok := run.expected[id]; ok {
-				v.Unacked++
-			} else {
-				v.Duplicated++
-			}
-		} else {
-			v.Unacked++
-		}
-	}
-	if run.expected == nil {
-		// IDs are unpredictable: rows beyond the number of attempts are
-		// duplicates.
-		if extra := total - int(run.attempts.Load()); extra > 0 {
-			v.Duplicated += extra
-			v.Unacked -= extra
-		}
-	}
-	return v, nil
 }

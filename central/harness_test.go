@@ -21,9 +21,9 @@ import (
 	"github.com/kubernaut/datastorage/central/auth"
 	"github.com/kubernaut/datastorage/central/authz"
 	"github.com/kubernaut/datastorage/central/ratelimit"
-	"github.com/kubernaut/datastorage/internal/faultproxy"
-	"github.com/kubernaut/datastorage/internal/pgtest"
-	"github.com/kubernaut/datastorage/internal/syncbuf"
+	"github.com/kubernaut/datastorage/internal/tstest/faultproxy"
+	"github.com/kubernaut/datastorage/internal/tstest/pgtest"
+	"github.com/kubernaut/datastorage/internal/tstest/syncbuf"
 	"github.com/kubernaut/datastorage/storage"
 )
 

@@ -15,12 +15,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/kubernaut/datastorage/internal/hostile"
+	"github.com/kubernaut/datastorage/internal/tstest/hostile"
 	"github.com/kubernaut/datastorage/wire"
 )
 
 // TestHostile_EachRequestGetsItsStatusAndBodyAndNothingIsStored runs the
-// shared table (internal/hostile; the agent runs it too) against the central.
+// shared table (internal/tstest/hostile; the agent runs it too) against the central.
 func TestHostile_EachRequestGetsItsStatusAndBodyAndNothingIsStored(t *testing.T) {
 	h := newHarness(t, options{})
 	ran := hostile.Run(t, h.url, hostile.Central, func(tok string) string {

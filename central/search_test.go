@@ -21,8 +21,8 @@ import (
 	"github.com/kubernaut/datastorage/central/embed"
 	"github.com/kubernaut/datastorage/central/embedpipe"
 	"github.com/kubernaut/datastorage/central/ratelimit"
-	"github.com/kubernaut/datastorage/internal/pgtest"
-	"github.com/kubernaut/datastorage/internal/syncbuf"
+	"github.com/kubernaut/datastorage/internal/tstest/pgtest"
+	"github.com/kubernaut/datastorage/internal/tstest/syncbuf"
 	"github.com/kubernaut/datastorage/storage"
 	"github.com/kubernaut/datastorage/wire"
 )

@@ -5,12 +5,8 @@ package client_test
 
 import (
 	"context"
-	"fmt"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,42 +15,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kubernaut/datastorage/client"
-	"github.com/kubernaut/datastorage/internal/freeport"
-	"github.com/kubernaut/datastorage/internal/pgtest"
-	"github.com/kubernaut/datastorage/internal/syncbuf"
+	"github.com/kubernaut/datastorage/internal/tstest/freeport"
+	"github.com/kubernaut/datastorage/internal/tstest/harness"
+	"github.com/kubernaut/datastorage/internal/tstest/pgtest"
 	"github.com/kubernaut/datastorage/wire"
 )
 
-var centralBin struct {
-	once sync.Once
-	dir  string
-	err  error
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if centralBin.dir != "" {
-		_ = os.RemoveAll(centralBin.dir)
-	}
-	os.Exit(code)
-}
-
-func buildCentral(t *testing.T) string {
-	t.Helper()
-	centralBin.once.Do(func() {
-		centralBin.dir, centralBin.err = os.MkdirTemp("", "client-central-")
-		if centralBin.err != nil {
-			return
-		}
-		out, err := exec.Command("go", "build", "-o", centralBin.dir+"/central",
-			"github.com/kubernaut/datastorage/cmd/central").CombinedOutput()
-		if err != nil {
-			centralBin.err = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	require.NoError(t, centralBin.err)
-	return filepath.Join(centralBin.dir, "central")
-}
+// TestMain removes the central binary built for these tests.
+func TestMain(m *testing.M) { harness.Main(m) }
 
 // startCentral runs the central with tokens "t-gw" (gateway-sa: remediation)
 // and "t-wf" (workflowexecution-controller-sa: workflow) and returns its URL
@@ -67,25 +35,11 @@ func startCentral(t *testing.T) (url, dsn string) {
 		"t-gw,system:serviceaccount:kubernaut-system:gateway-sa,uid-1,\"system:serviceaccounts\"\n"+
 			"t-wf,system:serviceaccount:kubernaut-system:workflowexecution-controller-sa,uid-2,\"system:serviceaccounts\"\n"), 0o600))
 	api := freeport.Addr(t)
-	logs := &syncbuf.Buffer{}
-	cmd := exec.Command(buildCentral(t), "serve", "--listen", api, "--metrics-listen", freeport.Addr(t),
-		"--auth", "static", "--token-file", tokens, "--rate-limit", "100000", "--log-level", "warn")
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+dsn)
-	cmd.Stderr = logs
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
 	url = "http://" + api
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(url + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "central never became ready: %s", logs)
+	harness.StartTB(t, harness.Command{Name: "central", Path: harness.BuildOnce(t).Central,
+		Args: []string{"serve", "--listen", api, "--metrics-listen", freeport.Addr(t),
+			"--auth", "static", "--token-file", tokens, "--rate-limit", "100000", "--log-level", "warn"},
+		Env: []string{"DATABASE_URL=" + dsn}, Ready: url + "/readyz", ReadyWithin: 30 * time.Second})
 	return url, dsn
 }
 

@@ -20,7 +20,7 @@ import (
 	fakecentral "github.com/kubernaut/datastorage/agent/agenttest"
 	"github.com/kubernaut/datastorage/agent/forward"
 	"github.com/kubernaut/datastorage/agent/queue"
-	"github.com/kubernaut/datastorage/internal/syncbuf"
+	"github.com/kubernaut/datastorage/internal/tstest/syncbuf"
 	"github.com/kubernaut/datastorage/wire"
 )
 

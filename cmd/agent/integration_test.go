@@ -1,18 +1,18 @@
 package main_test
 
 // Integration tests: the real central binary and the real agent binary as
-// child processes, against a fresh PostgreSQL database from internal/pgtest.
+// child processes, against a fresh PostgreSQL database from internal/tstest/pgtest.
 // Each test ends with "every acknowledged ID is in PostgreSQL exactly once".
 
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -26,10 +26,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/kubernaut/datastorage/internal/faultproxy"
-	"github.com/kubernaut/datastorage/internal/freeport"
-	"github.com/kubernaut/datastorage/internal/pgtest"
-	"github.com/kubernaut/datastorage/internal/syncbuf"
+	"github.com/kubernaut/datastorage/internal/tstest/faultproxy"
+	"github.com/kubernaut/datastorage/internal/tstest/freeport"
+	"github.com/kubernaut/datastorage/internal/tstest/harness"
+	"github.com/kubernaut/datastorage/internal/tstest/pgtest"
 	"github.com/kubernaut/datastorage/wire"
 )
 
@@ -67,8 +67,7 @@ func writeAtomically(t *testing.T, path, content string) {
 // stay the same across restarts, so the agent's --central-url stays valid.
 type centralProc struct {
 	dsn, api, metrics, tokens, authz string
-	cmd                              *exec.Cmd
-	logs                             *syncbuf.Buffer
+	p                                *harness.Process
 }
 
 // bothKinds lets gateway-sa write both kinds: the default allow-list lets it
@@ -90,12 +89,6 @@ func startCentralWith(t *testing.T, dsn, tokens, authz string) *centralProc {
 	require.NoError(t, os.WriteFile(c.tokens, []byte(tokens), 0o600))
 	require.NoError(t, os.WriteFile(c.authz, []byte(authz), 0o600))
 	c.start(t)
-	t.Cleanup(func() {
-		if c.cmd != nil && c.cmd.ProcessState == nil {
-			_ = c.cmd.Process.Kill()
-			_ = c.cmd.Wait()
-		}
-	})
 	return c
 }
 
@@ -103,31 +96,19 @@ func (c *centralProc) url() string { return "http://" + c.api }
 
 func (c *centralProc) start(t *testing.T) {
 	t.Helper()
-	bins := binaries(t)
-	c.logs = &syncbuf.Buffer{}
-	c.cmd = exec.Command(bins.central, "serve", "--listen", c.api, "--metrics-listen", c.metrics,
-		"--auth", "static", "--token-file", c.tokens, "--authz-file", c.authz,
-		"--rate-limit", "1000000", "--rate-burst", "1000", "--log-level", "warn", "--shutdown-timeout", "2s")
-	c.cmd.Env = append(os.Environ(), "DATABASE_URL="+c.dsn)
-	c.cmd.Stderr = c.logs
-	require.NoError(t, c.cmd.Start())
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if r, err := http.Get(c.url() + "/readyz"); err == nil {
-			r.Body.Close()
-			if r.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		require.True(t, time.Now().Before(deadline), "central not ready: %s", c.logs)
-		time.Sleep(25 * time.Millisecond)
-	}
+	c.p = harness.StartTB(t, harness.Command{Name: "central", Path: harness.BuildOnce(t).Central,
+		Args: []string{"serve", "--listen", c.api, "--metrics-listen", c.metrics,
+			"--auth", "static", "--token-file", c.tokens, "--authz-file", c.authz,
+			"--rate-limit", "1000000", "--rate-burst", "1000", "--log-level", "warn", "--shutdown-timeout", "2s"},
+		Env: []string{"DATABASE_URL=" + c.dsn}, Ready: c.url() + "/readyz", ReadyWithin: 30 * time.Second})
 }
 
+// stop signals the central and waits for it to exit, whatever its status.
 func (c *centralProc) stop(t *testing.T, sig syscall.Signal) {
 	t.Helper()
-	require.NoError(t, c.cmd.Process.Signal(sig))
-	_ = c.cmd.Wait()
+	if err := c.p.Stop(sig, time.Minute); errors.Is(err, harness.ErrExited) {
+		t.Fatal(err)
+	}
 }
 
 // writer posts records to an agent with an Idempotency-Key per attempt, so

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/kubernaut/datastorage/internal/pgtest"
+	"github.com/kubernaut/datastorage/internal/tstest/pgtest"
 )
 
 func TestHelp_ListsTheEmbeddingFlagsWithTheirEnvironmentVariables(t *testing.T) {

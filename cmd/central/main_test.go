@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -24,10 +23,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/kubernaut/datastorage/internal/freeport"
-	"github.com/kubernaut/datastorage/internal/pgtest"
-	"github.com/kubernaut/datastorage/internal/syncbuf"
-	"github.com/kubernaut/datastorage/internal/testcerts"
+	"github.com/kubernaut/datastorage/internal/tstest/freeport"
+	"github.com/kubernaut/datastorage/internal/tstest/harness"
+	"github.com/kubernaut/datastorage/internal/tstest/pgtest"
+	"github.com/kubernaut/datastorage/internal/tstest/testcerts"
 )
 
 func TestHelp_ListsEveryContractFlagWithItsEnvironmentVariable(t *testing.T) {
@@ -70,50 +69,19 @@ func TestMigrate_AppliesTheSchemaAndExits(t *testing.T) {
 	}
 }
 
-var centralBin struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// TestMain removes the binary built for the process tests.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if centralBin.path != "" {
-		os.RemoveAll(filepath.Dir(centralBin.path))
-	}
-	os.Exit(code)
-}
-
-// buildCentral builds this command once per test binary.
-func buildCentral(t *testing.T) string {
-	t.Helper()
-	centralBin.once.Do(func() {
-		dir, err := os.MkdirTemp("", "central-bin-")
-		if err != nil {
-			centralBin.err = err
-			return
-		}
-		centralBin.path = filepath.Join(dir, "central")
-		out, err := exec.Command("go", "build", "-o", centralBin.path, ".").CombinedOutput()
-		if err != nil {
-			centralBin.err = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	require.NoError(t, centralBin.err)
-	return centralBin.path
-}
+// TestMain removes the binaries built for the process tests.
+func TestMain(m *testing.M) { harness.Main(m) }
 
 // process is a central running as a child process.
 type process struct {
-	cmd          *exec.Cmd
+	*harness.Process
 	api, metrics string
-	logs         *syncbuf.Buffer
 }
 
 // startCentral runs the built binary with static tokens "t-gw" (gateway-sa)
 // and "t-out" (a service account that may write nothing) and a fresh
-// database; extra args are appended.
+// database; extra args are appended. It does not wait for readiness: the
+// caller knows the scheme and the client (waitReady).
 func startCentral(t *testing.T, extra ...string) *process {
 	t.Helper()
 	dir := t.TempDir()
@@ -121,31 +89,18 @@ func startCentral(t *testing.T, extra ...string) *process {
 	require.NoError(t, os.WriteFile(tokens,
 		[]byte("t-gw,system:serviceaccount:kubernaut-system:gateway-sa,uid-1,\"system:serviceaccounts\"\n"+
 			"t-out,system:serviceaccount:kubernaut-system:outsider,uid-2\n"), 0o600))
-	p := &process{api: freeport.Addr(t), metrics: freeport.Addr(t), logs: &syncbuf.Buffer{}}
-	args := append([]string{"serve", "--listen", p.api, "--metrics-listen", p.metrics,
-		"--auth", "static", "--token-file", tokens}, extra...)
-	p.cmd = exec.Command(buildCentral(t), args...)
-	p.cmd.Env = append(os.Environ(), "DATABASE_URL="+pgtest.NewDatabase(t))
-	p.cmd.Stderr = p.logs
-	require.NoError(t, p.cmd.Start())
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		_ = p.cmd.Wait()
-	})
+	p := &process{api: freeport.Addr(t), metrics: freeport.Addr(t)}
+	p.Process = harness.StartTB(t, harness.Command{Name: "central", Path: harness.BuildOnce(t).Central,
+		Args: append([]string{"serve", "--listen", p.api, "--metrics-listen", p.metrics,
+			"--auth", "static", "--token-file", tokens}, extra...),
+		Env: []string{"DATABASE_URL=" + pgtest.NewDatabase(t)}})
 	return p
 }
 
 // waitReady polls /readyz through client until the central answers 200.
 func (p *process) waitReady(t *testing.T, client *http.Client, url string) {
 	t.Helper()
-	require.Eventually(t, func() bool {
-		resp, err := client.Get(url + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	}, 30*time.Second, 100*time.Millisecond, "central never became ready: %s", p.logs)
+	require.NoError(t, p.WaitReady(t.Context(), url+"/readyz", client, 30*time.Second), "central never became ready")
 }
 
 func writeAudit(client *http.Client, url string) (int, string, error) {
@@ -178,16 +133,9 @@ func TestServe_RealBinary(t *testing.T) {
 	resp.Body.Close()
 	assert.Contains(t, string(metricsText), "datastorage_db_pool_max_conns")
 
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
-	select {
-	case err := <-done:
-		require.NoError(t, err, "exit after SIGTERM: %s", p.logs)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("central did not stop on SIGTERM: %s", p.logs)
-	}
-	assert.NotContains(t, p.logs.String(), "t-gw", "tokens are never logged")
+	// A clean exit within 30 s (after that it is killed, and that is an error).
+	require.NoError(t, p.Stop(syscall.SIGTERM, 30*time.Second), "exit after SIGTERM: %s", p.Logs())
+	assert.NotContains(t, p.Logs(), "t-gw", "tokens are never logged")
 }
 
 // TestServe_TLSWithClientCertificatesAndRotation serves the API over TLS
@@ -251,7 +199,7 @@ func TestServe_RefusedBodiesCostNoMemory(t *testing.T) {
 	status, body, err := writeAudit(http.DefaultClient, url) // warm up the write path
 	require.NoError(t, err)
 	require.Equal(t, 201, status, body)
-	before := rssBytes(t, p.cmd.Process.Pid)
+	before := rssBytes(t, p.Pid())
 
 	chunk := bytes.Repeat([]byte(" "), 1<<20)
 	for round, auth := range []string{"", "Authorization: Bearer no-such-token\r\n", "Authorization: Bearer t-out\r\n"} {
@@ -277,9 +225,9 @@ func TestServe_RefusedBodiesCostNoMemory(t *testing.T) {
 		}
 		start := time.Now()
 		wg.Wait()
-		t.Logf("round %d: RSS %d MiB (%s)", round+1, rssBytes(t, p.cmd.Process.Pid)>>20, time.Since(start).Round(time.Millisecond))
+		t.Logf("round %d: RSS %d MiB (%s)", round+1, rssBytes(t, p.Pid())>>20, time.Since(start).Round(time.Millisecond))
 	}
-	after := rssBytes(t, p.cmd.Process.Pid)
+	after := rssBytes(t, p.Pid())
 	t.Logf("RSS before %d MiB, after %d MiB", before>>20, after>>20)
 	assert.Less(t, after-before, int64(32<<20), "36 refused 16 MiB bodies grew the central by %d MiB", (after-before)>>20)
 }

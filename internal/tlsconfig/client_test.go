@@ -9,8 +9,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/kubernaut/datastorage/internal/testcerts"
 	"github.com/kubernaut/datastorage/internal/tlsconfig"
+	"github.com/kubernaut/datastorage/internal/tstest/testcerts"
 )
 
 func TestReloadingClient_TrustsARotatedCAWithoutRestart(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/kubernaut/datastorage/internal/tlsconfig"
 
-	"github.com/kubernaut/datastorage/internal/testcerts"
+	"github.com/kubernaut/datastorage/internal/tstest/testcerts"
 )
 
 func TestMain(m *testing.M) {

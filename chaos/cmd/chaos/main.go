@@ -1,6 +1,6 @@
-// Command chaos is `make chaos`: the fault-injection run of package bench
-// (RunChaos) with the full run's fault counts, printing the table and
-// exiting 1 on any lost or duplicated acknowledged record.
+// Command chaos is `make chaos`: the fault-injection run of package chaos
+// with the full run's fault counts, printing the table and exiting 1 on any
+// lost or duplicated acknowledged record.
 package main
 
 import (
@@ -13,13 +13,13 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kubernaut/datastorage/bench"
+	"github.com/kubernaut/datastorage/chaos"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cfg := bench.ChaosConfig{Progress: os.Stderr}
+	cfg := chaos.Config{Progress: os.Stderr}
 	short := flag.Bool("short", false, "the in-suite run's fault counts (every kind at least once, well under a minute)")
 	flag.StringVar(&cfg.DatabaseURL, "database-url", os.Getenv("CHAOS_DATABASE_URL"), "admin URL of a cluster this run does not own (the outage is then a proxy cut); empty: a throwaway cluster, stopped for real")
 	flag.IntVar(&cfg.AgentKills, "agent-kills", 0, "agent kill -9 count (0: 20)")
@@ -28,12 +28,12 @@ func main() {
 	flag.Uint64Var(&cfg.Seed, "seed", 0, "fault order and moments (0: 1)")
 	flag.Parse()
 	if *short {
-		s := bench.ShortChaos()
+		s := chaos.Short()
 		s.DatabaseURL, s.Progress, s.Seed = cfg.DatabaseURL, cfg.Progress, cfg.Seed
 		cfg = s
 	}
 	began := time.Now()
-	res, err := bench.RunChaos(ctx, cfg)
+	res, err := chaos.Run(ctx, cfg)
 	if res != nil {
 		fmt.Println()
 		res.WriteTable(os.Stdout)
@@ -41,7 +41,7 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
-		if errors.Is(err, bench.ErrLossOrDuplicate) {
+		if errors.Is(err, chaos.ErrLossOrDuplicate) {
 			os.Exit(1)
 		}
 		os.Exit(2)

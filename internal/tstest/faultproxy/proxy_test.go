@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/kubernaut/datastorage/internal/faultproxy"
+	"github.com/kubernaut/datastorage/internal/tstest/faultproxy"
 )
 
 func roundTrip(conn net.Conn, msg string) (string, error) {

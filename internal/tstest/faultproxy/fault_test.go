@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/kubernaut/datastorage/internal/faultproxy"
+	"github.com/kubernaut/datastorage/internal/tstest/faultproxy"
 )
 
 // recorder is an echo server that remembers every complete line it got.

@@ -1,6 +1,7 @@
-package bench
+package chaos
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -21,38 +22,48 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/kubernaut/datastorage/bench/loadgen"
 	"github.com/kubernaut/datastorage/client"
-	"github.com/kubernaut/datastorage/internal/faultproxy"
-	"github.com/kubernaut/datastorage/internal/freeport"
+	"github.com/kubernaut/datastorage/internal/backoff"
+	"github.com/kubernaut/datastorage/internal/tstest/faultproxy"
+	"github.com/kubernaut/datastorage/internal/tstest/freeport"
+	"github.com/kubernaut/datastorage/internal/tstest/harness"
 	"github.com/kubernaut/datastorage/wire"
 )
 
 // Fault kinds, in the order of the chaos table.
 const (
-	FaultAgentKill        = "agent kill -9"
-	FaultCentralKill      = "central kill -9"
-	FaultCentralTerm      = "central SIGTERM restart"
-	FaultDatabaseStop     = "PostgreSQL fast stop"
-	FaultDatabaseCut      = "PostgreSQL cut (proxy)"
-	FaultDropResponse     = "ack dropped after commit"
-	FaultResetRequest     = "request reset mid-way"
-	FaultStall            = "connection stalled"
-	FaultDiskFull         = "agent disk full (tmpfs)"
-	FaultCorruptEntry     = "corrupt buffer entry"
-	chaosCorruptPerRound  = 2     // a truncated and a bad-checksum entry
-	chaosTmpfsSize        = "64m" // the agent keeps 2×memtable+4 MiB free: room to refuse before filling
-	chaosDiskFullHeadroom = 64 << 10
+	FaultAgentKill    = "agent kill -9"
+	FaultCentralKill  = "central kill -9"
+	FaultCentralTerm  = "central SIGTERM restart"
+	FaultDatabaseStop = "PostgreSQL fast stop"
+	FaultDatabaseCut  = "PostgreSQL cut (proxy)"
+	FaultDropResponse = "ack dropped after commit"
+	FaultResetRequest = "request reset mid-way"
+	FaultStall        = "connection stalled"
+	FaultDiskFull     = "agent disk full (tmpfs)"
+	FaultCorruptEntry = "corrupt buffer entry"
+	corruptPerRound   = 2     // a truncated and a bad-checksum entry
+	tmpfsSize         = "64m" // the agent keeps 2×memtable+4 MiB free: room to refuse before filling
+	diskFullHeadroom  = 64 << 10
 )
+
+// ErrLossOrDuplicate is returned by Run when an acknowledged record was
+// lost or stored twice, or an agent did not drain.
+var ErrLossOrDuplicate = loadgen.ErrLossOrDuplicate
 
 // FaultKinds is every kind, in table order.
 var FaultKinds = []string{FaultAgentKill, FaultCentralKill, FaultCentralTerm, FaultDatabaseStop, FaultDatabaseCut,
 	FaultDropResponse, FaultResetRequest, FaultStall, FaultDiskFull, FaultCorruptEntry}
 
-// ChaosConfig configures a chaos run. Zero fields take the full run's
-// defaults (ShortChaos gives the in-suite ones).
-type ChaosConfig struct {
-	// RepoRoot, BinDir: as in Config.
-	RepoRoot, BinDir string
+// Config configures a chaos run. Zero fields take the full run's
+// defaults (Short gives the in-suite ones).
+type Config struct {
+	// RepoRoot is the module's root (scripts/, cmd/). Empty: found by walking
+	// up from the working directory to go.mod.
+	RepoRoot string
+	// BinDir holds prebuilt central and agent binaries. Empty: go build.
+	BinDir string
 	// DatabaseURL is an admin URL of a cluster this run does not own: the
 	// database outage is then simulated by cutting a TCP proxy between the
 	// central and PostgreSQL. Empty: a throwaway cluster is started and
@@ -79,51 +90,30 @@ type ChaosConfig struct {
 	Progress     io.Writer
 }
 
-// ShortChaos is the in-suite run: every fault kind at least once, in well
+// Short is the in-suite run: every fault kind at least once, in well
 // under a minute.
-func ShortChaos() ChaosConfig {
-	return ChaosConfig{Agents: 2, Controllers: 6, Rate: 150, AgentKills: 3, CentralKills: 1, CentralTerms: 1,
+func Short() Config {
+	return Config{Agents: 2, Controllers: 6, Rate: 150, AgentKills: 3, CentralKills: 1, CentralTerms: 1,
 		ProxyFaults: 1, DiskFulls: 1, Corruptions: 1, Outage: 3 * time.Second, StallFor: 2 * time.Second,
 		Gap: 300 * time.Millisecond, DrainTimeout: 60 * time.Second}
 }
 
-func (c ChaosConfig) withDefaults() ChaosConfig {
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-		if *v < 0 {
-			*v = 0
-		}
-	}
-	if c.Agents == 0 {
-		c.Agents = 3
-	}
-	def(&c.Controllers, 12)
-	def(&c.AgentKills, 20)
-	def(&c.CentralKills, 5)
-	def(&c.CentralTerms, 1)
-	def(&c.ProxyFaults, 2)
-	def(&c.DiskFulls, 1)
-	def(&c.Corruptions, 1)
-	if c.Rate == 0 {
-		c.Rate = 300
-	}
-	if c.Outage == 0 {
-		c.Outage = 30 * time.Second
-	}
-	if c.StallFor == 0 {
-		c.StallFor = 20 * time.Second
-	}
-	if c.Gap == 0 {
-		c.Gap = 2 * time.Second
-	}
-	if c.DrainTimeout == 0 {
-		c.DrainTimeout = 3 * time.Minute
-	}
-	if c.Seed == 0 {
-		c.Seed = 1
-	}
+// withDefaults fills zero fields; a negative fault count means none.
+func (c Config) withDefaults() Config {
+	c.Agents = cmp.Or(c.Agents, 3)
+	c.Controllers = max(cmp.Or(c.Controllers, 12), 0)
+	c.AgentKills = max(cmp.Or(c.AgentKills, 20), 0)
+	c.CentralKills = max(cmp.Or(c.CentralKills, 5), 0)
+	c.CentralTerms = max(cmp.Or(c.CentralTerms, 1), 0)
+	c.ProxyFaults = max(cmp.Or(c.ProxyFaults, 2), 0)
+	c.DiskFulls = max(cmp.Or(c.DiskFulls, 1), 0)
+	c.Corruptions = max(cmp.Or(c.Corruptions, 1), 0)
+	c.Rate = cmp.Or(c.Rate, 300)
+	c.Outage = cmp.Or(c.Outage, 30*time.Second)
+	c.StallFor = cmp.Or(c.StallFor, 20*time.Second)
+	c.Gap = cmp.Or(c.Gap, 2*time.Second)
+	c.DrainTimeout = cmp.Or(c.DrainTimeout, 3*time.Minute)
+	c.Seed = cmp.Or(c.Seed, 1)
 	if c.Progress == nil {
 		c.Progress = io.Discard
 	}
@@ -131,7 +121,7 @@ func (c ChaosConfig) withDefaults() ChaosConfig {
 }
 
 // Validate reports the first invalid field.
-func (c ChaosConfig) Validate() error {
+func (c Config) Validate() error {
 	switch {
 	case c.Agents < 0 || c.Controllers < 0:
 		return errors.New("chaos config: Agents and Controllers must not be negative")
@@ -143,21 +133,21 @@ func (c ChaosConfig) Validate() error {
 	return nil
 }
 
-// ChaosResult is what a chaos run did and found.
-type ChaosResult struct {
+// Result is what a chaos run did and found.
+type Result struct {
 	Faults   map[string]int           `json:"faults"`
 	Recovery map[string]time.Duration `json:"recovery_ns"` // longest, by kind
 	// Observations: what the faults provoked (errors seen, dead letters).
-	Notes      []string      `json:"notes"`
-	Verify     *Verification `json:"verification"`
-	Drained    bool          `json:"drained"`
-	Seconds    float64       `json:"seconds"`
-	OwnCluster bool          `json:"own_cluster"`
+	Notes      []string              `json:"notes"`
+	Verify     *loadgen.Verification `json:"verification"`
+	Drained    bool                  `json:"drained"`
+	Seconds    float64               `json:"seconds"`
+	OwnCluster bool                  `json:"own_cluster"`
 }
 
 // LongestRecovery is the longest time from the end of a fault until a
 // probe record written through an agent was in PostgreSQL.
-func (r *ChaosResult) LongestRecovery() (string, time.Duration) {
+func (r *Result) LongestRecovery() (string, time.Duration) {
 	var kind string
 	var d time.Duration
 	for _, k := range FaultKinds {
@@ -169,10 +159,10 @@ func (r *ChaosResult) LongestRecovery() (string, time.Duration) {
 }
 
 // OK reports no loss, no duplicate, every agent drained.
-func (r *ChaosResult) OK() bool { return r.Verify != nil && r.Verify.OK() && r.Drained }
+func (r *Result) OK() bool { return r.Verify != nil && r.Verify.OK() && r.Drained }
 
 // WriteTable prints the result as a Markdown table.
-func (r *ChaosResult) WriteTable(w io.Writer) {
+func (r *Result) WriteTable(w io.Writer) {
 	fmt.Fprintln(w, "| fault | injected | longest recovery |")
 	fmt.Fprintln(w, "|---|---|---|")
 	for _, k := range FaultKinds {
@@ -182,7 +172,7 @@ func (r *ChaosResult) WriteTable(w io.Writer) {
 	}
 	v := r.Verify
 	if v == nil {
-		v = &Verification{}
+		v = &loadgen.Verification{}
 	}
 	kind, d := r.LongestRecovery()
 	fmt.Fprintln(w)
@@ -195,76 +185,32 @@ func (r *ChaosResult) WriteTable(w io.Writer) {
 	}
 }
 
-// proc is a restartable child process.
+// proc is a restartable child process: its command, and its current run.
 type proc struct {
-	name, bin string
-	env, args []string
-	ready     string // URL answering 200 when ready
-	c         *child
-	done      chan struct{} // closed when c has exited and been reaped
+	harness.Command
+	run *harness.Process
 }
 
 func (p *proc) start(ctx context.Context) error {
-	c, err := startChild(p.name, p.bin, p.env, p.args...)
+	run, err := harness.Start(ctx, p.Command)
 	if err != nil {
 		return err
 	}
-	p.c = c
-	done := make(chan struct{})
-	p.done = done
-	go func() { _ = c.cmd.Wait(); close(done) }()
-	deadline := time.Now().Add(60 * time.Second)
-	hc := &http.Client{Timeout: time.Second}
-	for {
-		if resp, err := hc.Get(p.ready); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		if p.exited() || time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("%s not ready at %s: %s", p.name, p.ready, tail(c.logs.String(), 2000))
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	p.run = run
+	return nil
 }
 
-func (p *proc) exited() bool {
-	if p.done == nil {
-		return true
-	}
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
-}
+func (p *proc) exited() bool { return p.run == nil || p.run.Exited() }
 
 // signal sends sig and waits for the exit (SIGKILL after 30s).
-func (p *proc) signal(sig syscall.Signal) {
-	_ = p.c.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
-		_ = p.c.cmd.Process.Kill()
-		<-p.done
-	}
-}
+func (p *proc) signal(sig syscall.Signal) { _ = p.run.Stop(sig, 30*time.Second) }
 
-// chaosEnv is one chaos run's world.
-type chaosEnv struct {
-	cfg      ChaosConfig
+// env is one chaos run's world.
+type env struct {
+	cfg      Config
 	rng      *rand.Rand
 	dsn      string
-	cluster  *pgCluster // nil: not ours (the outage is a proxy cut)
+	cluster  *loadgen.Cluster // nil: not ours (the outage is a proxy cut)
 	pgProxy  *faultproxy.Proxy
 	central  *proc
 	agents   []*proc
@@ -273,45 +219,32 @@ type chaosEnv struct {
 	metrics  []string // agents' metrics URLs
 	proxies  []*faultproxy.Proxy
 	tmpfs    string
-	res      *ChaosResult
-	run      *loadRun
+	res      *Result
+	run      *loadgen.Run
 	probes   int
 	mu       sync.Mutex
 }
 
-// RunChaos runs the fault-injection scenario and verifies exactly-once
+// Run runs the fault-injection scenario and verifies exactly-once
 // delivery. The error is ErrLossOrDuplicate (with the result) when an
 // acknowledged record was lost or stored twice, or an agent did not drain.
-func RunChaos(ctx context.Context, cfg ChaosConfig) (*ChaosResult, error) {
+func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
 	began := time.Now()
-	if cfg.RepoRoot == "" {
-		root, err := findRepoRoot()
-		if err != nil {
-			return nil, err
-		}
-		cfg.RepoRoot = root
-	}
-	work, err := os.MkdirTemp("", "datastorage-chaos-")
+	ws, err := loadgen.NewWorkspace(ctx, "chaos", cfg.RepoRoot, cfg.BinDir, cfg.Progress)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(work)
-	e := &chaosEnv{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 7)),
-		res: &ChaosResult{Faults: map[string]int{}, Recovery: map[string]time.Duration{}}}
+	defer ws.Close()
+	cfg.RepoRoot = ws.Root
+	work, bins := ws.Dir, ws.Bins
+	e := &env{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 7)),
+		res: &Result{Faults: map[string]int{}, Recovery: map[string]time.Duration{}}}
 	defer e.close()
 
-	bins := cfg.BinDir
-	if bins == "" {
-		bins = filepath.Join(work, "bin")
-		fmt.Fprintln(cfg.Progress, "chaos: building cmd/central and cmd/agent")
-		if err := buildBinaries(ctx, cfg.RepoRoot, bins); err != nil {
-			return nil, err
-		}
-	}
 	if cfg.DiskFulls > 0 {
 		e.tmpfs = filepath.Join(work, "tmpfs")
 		if err := mountTmpfs(ctx, e.tmpfs); err != nil {
@@ -321,7 +254,7 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (*ChaosResult, error) {
 	admin := cfg.DatabaseURL
 	if admin == "" {
 		fmt.Fprintln(cfg.Progress, "chaos: starting a throwaway PostgreSQL (scripts/pg-cluster.sh)")
-		cl, err := startCluster(ctx, cfg.RepoRoot)
+		cl, err := loadgen.StartCluster(ctx, cfg.RepoRoot)
 		if err != nil {
 			return nil, err
 		}
@@ -329,9 +262,9 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (*ChaosResult, error) {
 		e.res.OwnCluster = true
 	}
 	if e.cluster != nil {
-		admin = e.cluster.adminURL
+		admin = e.cluster.AdminURL
 	}
-	dsn, drop, err := createDatabase(ctx, admin, "chaos")
+	dsn, drop, err := loadgen.CreateDatabase(ctx, admin, "chaos")
 	if err != nil {
 		return nil, err
 	}
@@ -342,14 +275,14 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (*ChaosResult, error) {
 	}
 
 	// Steady load through the agents, while the faults run.
-	t := target{name: "chaos", urls: e.agentURL, dsn: dsn,
-		idSA: func(i int) string { return e.agentSA[i%len(e.agentSA)] }}
-	e.run = newLoadRun(t)
-	loadCfg := Config{Controllers: cfg.Controllers, RepeatFraction: 0.8, AlertTexts: 200, Seed: cfg.Seed}
+	t := loadgen.Target{Name: "chaos", URLs: e.agentURL,
+		IDSA: func(i int) string { return e.agentSA[i%len(e.agentSA)] }}
+	e.run = loadgen.NewRun(t)
+	loadCfg := loadgen.Config{Controllers: cfg.Controllers, RepeatFraction: 0.8, AlertTexts: 200, Seed: cfg.Seed}
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	loadDone := make(chan struct{})
 	go func() {
-		_ = drive(loadCtx, loadCfg, t, 24*time.Hour, cfg.Rate, nil, e.run)
+		_ = loadgen.Drive(loadCtx, loadCfg, t, 24*time.Hour, cfg.Rate, nil, e.run)
 		close(loadDone)
 	}()
 	faultErr := e.inject(ctx)
@@ -360,9 +293,9 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (*ChaosResult, error) {
 	}
 
 	// Drain: every agent empty, then verify.
-	fmt.Fprintf(cfg.Progress, "chaos: load stopped (%d acknowledged); draining\n", e.run.accepted.Load())
+	fmt.Fprintf(cfg.Progress, "chaos: load stopped (%d acknowledged); draining\n", e.run.Accepted.Load())
 	e.res.Drained = e.waitDrained(ctx, cfg.DrainTimeout)
-	v, err := verify(ctx, dsn, e.run)
+	v, err := loadgen.Verify(ctx, dsn, e.run)
 	if err != nil {
 		return e.res, err
 	}
@@ -379,23 +312,23 @@ func mountTmpfs(ctx context.Context, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	out, err := exec.CommandContext(ctx, "mount", "-t", "tmpfs", "-o", "size="+chaosTmpfsSize, "tmpfs", dir).CombinedOutput()
+	out, err := exec.CommandContext(ctx, "mount", "-t", "tmpfs", "-o", "size="+tmpfsSize, "tmpfs", dir).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("chaos: the disk-full fault needs a small tmpfs for an agent's buffer, and "+
 			"`mount -t tmpfs -o size=%s tmpfs %s` failed (run as root, or in a container with CAP_SYS_ADMIN; "+
-			"or set DiskFulls to -1 to leave that fault out): %w: %s", chaosTmpfsSize, dir, err, strings.TrimSpace(string(out)))
+			"or set DiskFulls to -1 to leave that fault out): %w: %s", tmpfsSize, dir, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
 
-func (e *chaosEnv) close() {
-	var wg sync.WaitGroup
+func (e *env) close() {
+	var runs []*harness.Process
 	for _, p := range append([]*proc{e.central}, e.agents...) {
-		if p != nil && !p.exited() {
-			wg.Go(func() { p.signal(syscall.SIGKILL) })
+		if p != nil {
+			runs = append(runs, p.run)
 		}
 	}
-	wg.Wait()
+	harness.StopAll(syscall.SIGKILL, 30*time.Second, runs...)
 	for _, p := range e.proxies {
 		p.Close()
 	}
@@ -406,19 +339,19 @@ func (e *chaosEnv) close() {
 		_ = exec.Command("umount", e.tmpfs).Run()
 	}
 	if e.cluster != nil {
-		e.cluster.stop()
+		e.cluster.Close()
 	}
 }
 
 // deploy starts the central (behind a proxy to PostgreSQL when the cluster
 // is not ours) and the agents, each behind its own proxy to the central.
-func (e *chaosEnv) deploy(ctx context.Context, work, bins string) error {
+func (e *env) deploy(ctx context.Context, work string, bins harness.Binaries) error {
 	dir := filepath.Join(work, "deploy")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	var tokens [4]string
-	tokenFile, authzFile, err := writeCredentials(dir, &tokens)
+	tokenFile, authzFile, err := loadgen.WriteCredentials(dir, &tokens)
 	if err != nil {
 		return err
 	}
@@ -430,18 +363,18 @@ func (e *chaosEnv) deploy(ctx context.Context, work, bins string) error {
 	}
 	api, _ := freeport.Free()
 	metricsAddr, _ := freeport.Free()
-	e.central = &proc{name: "central", bin: filepath.Join(bins, "central"), env: []string{"DATABASE_URL=" + centralDSN},
-		args: []string{"serve", "--listen", api, "--metrics-listen", metricsAddr, "--auth", "static", "--token-file", tokenFile,
+	e.central = &proc{Command: harness.Command{Name: "central", Path: bins.Central, Env: []string{"DATABASE_URL=" + centralDSN},
+		Args: []string{"serve", "--listen", api, "--metrics-listen", metricsAddr, "--auth", "static", "--token-file", tokenFile,
 			"--authz-file", authzFile, "--rate-limit", "1000000000", "--rate-burst", "100000", "--log-level", "warn",
 			"--shutdown-timeout", "5s"},
-		ready: "http://" + api + "/readyz"}
+		Ready: "http://" + api + "/readyz"}}
 	if err := e.central.start(ctx); err != nil {
 		return err
 	}
 	for j := range e.cfg.Agents {
-		wr := writers[j%4]
+		wr := loadgen.Writers[j%4]
 		tokFile := filepath.Join(dir, "agent-token-"+strconv.Itoa(j))
-		if err := os.WriteFile(tokFile, []byte(saToken(wr.serviceAccount, j%4)), 0o600); err != nil {
+		if err := os.WriteFile(tokFile, []byte(loadgen.SAToken(wr.ServiceAccount, j%4)), 0o600); err != nil {
 			return err
 		}
 		px, err := faultproxy.Start(api)
@@ -455,17 +388,17 @@ func (e *chaosEnv) deploy(ctx context.Context, work, bins string) error {
 		}
 		listen, _ := freeport.Free()
 		am, _ := freeport.Free()
-		p := &proc{name: "agent-" + strconv.Itoa(j), bin: filepath.Join(bins, "agent"),
-			args: []string{"--listen", listen, "--metrics-listen", am, "--central-url", "http://" + px.Addr(), "--insecure",
+		p := &proc{Command: harness.Command{Name: "agent-" + strconv.Itoa(j), Path: bins.Agent,
+			Args: []string{"--listen", listen, "--metrics-listen", am, "--central-url", "http://" + px.Addr(), "--insecure",
 				"--token-file", tokFile, "--data-dir", data, "--log-level", "warn", "--linger", "50ms",
 				"--max-buffer-bytes", strconv.Itoa(64 << 20), "--shutdown-grace", "3s"},
-			ready: "http://" + listen + "/readyz"}
+			Ready: "http://" + listen + "/readyz"}}
 		if err := p.start(ctx); err != nil {
 			return err
 		}
 		e.agents = append(e.agents, p)
 		e.agentURL = append(e.agentURL, "http://"+listen)
-		e.agentSA = append(e.agentSA, wr.qualifiedSA())
+		e.agentSA = append(e.agentSA, wr.QualifiedSA())
 		e.metrics = append(e.metrics, "http://"+am+"/metrics")
 	}
 	return nil
@@ -473,7 +406,7 @@ func (e *chaosEnv) deploy(ctx context.Context, work, bins string) error {
 
 // proxyDatabase puts a proxy between the central and PostgreSQL and returns
 // the DSN through it.
-func (e *chaosEnv) proxyDatabase() (string, error) {
+func (e *env) proxyDatabase() (string, error) {
 	cfg, err := pgx.ParseConfig(e.dsn)
 	if err != nil {
 		return "", err
@@ -494,7 +427,7 @@ type fault struct {
 
 // inject runs every fault once per count, shuffled, with random gaps, and
 // measures each one's recovery.
-func (e *chaosEnv) inject(ctx context.Context) error {
+func (e *env) inject(ctx context.Context) error {
 	cfg := e.cfg
 	var plan []fault
 	add := func(n int, kind string, do func(context.Context) (int, error)) {
@@ -522,7 +455,7 @@ func (e *chaosEnv) inject(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		fmt.Fprintf(cfg.Progress, "chaos: [%d/%d] %s (acknowledged so far %d)\n", i+1, len(plan), f.kind, e.run.accepted.Load())
+		fmt.Fprintf(cfg.Progress, "chaos: [%d/%d] %s (acknowledged so far %d)\n", i+1, len(plan), f.kind, e.run.Accepted.Load())
 		agent, err := f.do(ctx)
 		if err != nil {
 			return fmt.Errorf("chaos: %s: %w", f.kind, err)
@@ -545,7 +478,7 @@ func (e *chaosEnv) inject(ctx context.Context) error {
 
 // probe writes a record through agent j (retrying while it refuses) and
 // waits until it is in PostgreSQL; it counts as an acknowledged record.
-func (e *chaosEnv) probe(ctx context.Context, j int, within time.Duration) error {
+func (e *env) probe(ctx context.Context, j int, within time.Duration) error {
 	e.mu.Lock()
 	e.probes++
 	key := "chaos-probe-" + strconv.Itoa(e.probes)
@@ -556,18 +489,18 @@ func (e *chaosEnv) probe(ctx context.Context, j int, within time.Duration) error
 	}
 	defer c.Close(ctx)
 	id := wire.IDForKey(e.agentSA[j], wire.KindWorkflow, key)
-	e.expect(id)
+	e.run.Expect(id)
 	deadline := time.Now().Add(within)
 	for {
 		wctx, cancel := context.WithTimeout(client.WithIdempotencyKey(ctx, key), 5*time.Second)
 		resp, err := c.WriteWorkflowAudit(wctx, &wire.WorkflowAudit{WorkflowID: key, StepName: "probe", StepStatus: "completed"})
 		cancel()
 		if err == nil {
-			e.acked(resp.AuditID)
+			e.run.Acked(resp.AuditID, time.Now())
 			break
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("probe through %s: %w", e.agents[j].name, err)
+			return fmt.Errorf("probe through %s: %w", e.agents[j].Name, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -588,55 +521,35 @@ func (e *chaosEnv) probe(ctx context.Context, j int, within time.Duration) error
 	}
 }
 
-// expect records that a write with this ID was attempted (it may be
-// stored without an acknowledgement); acked, that it was acknowledged.
-func (e *chaosEnv) expect(id string) {
-	e.run.mu.Lock()
-	e.run.expected[id] = struct{}{}
-	e.run.mu.Unlock()
-}
-
-func (e *chaosEnv) acked(id string) {
-	e.run.mu.Lock()
-	e.run.acks = append(e.run.acks, ack{id: id, at: time.Now()})
-	e.run.mu.Unlock()
-}
-
-func (e *chaosEnv) killAgent(ctx context.Context) (int, error) {
+func (e *env) killAgent(ctx context.Context) (int, error) {
 	j := e.rng.IntN(len(e.agents))
 	time.Sleep(time.Duration(e.rng.Int64N(int64(200 * time.Millisecond)))) // a random moment
 	e.agents[j].signal(syscall.SIGKILL)
 	return j, e.agents[j].start(ctx)
 }
 
-func (e *chaosEnv) restartCentral(ctx context.Context, sig syscall.Signal) error {
+func (e *env) restartCentral(ctx context.Context, sig syscall.Signal) error {
 	e.central.signal(sig)
 	return e.central.start(ctx)
 }
 
-func (e *chaosEnv) stopDatabase(ctx context.Context) (int, error) {
-	if out, err := runScript(ctx, e.cfg.RepoRoot, "scripts/pg-cluster.sh", "stop", e.cluster.dir); err != nil {
-		return -1, fmt.Errorf("pg-cluster.sh stop: %w: %s", err, out)
+func (e *env) stopDatabase(ctx context.Context) (int, error) {
+	if err := e.cluster.Stop(ctx); err != nil {
+		return -1, err
 	}
 	time.Sleep(e.cfg.Outage)
-	u := e.cluster.adminURL
-	port := u[strings.LastIndex(u, ":")+1:]
-	port = port[:strings.IndexByte(port, '/')]
-	if out, err := runScript(ctx, e.cfg.RepoRoot, "scripts/pg-cluster.sh", "start", e.cluster.dir, port); err != nil {
-		return -1, fmt.Errorf("pg-cluster.sh start: %w: %s", err, out)
-	}
-	return -1, nil
+	return -1, e.cluster.Start(ctx)
 }
 
-func (e *chaosEnv) cutDatabase(ctx context.Context) (int, error) {
+func (e *env) cutDatabase(ctx context.Context) (int, error) {
 	e.pgProxy.SetDown(true)
-	sleep(ctx, e.cfg.Outage)
+	backoff.Sleep(ctx, e.cfg.Outage, nil)
 	e.pgProxy.SetDown(false)
 	return -1, nil
 }
 
 // proxyFault applies f between one agent and the central while records flow.
-func (e *chaosEnv) proxyFault(ctx context.Context, f faultproxy.Fault) (int, error) {
+func (e *env) proxyFault(ctx context.Context, f faultproxy.Fault) (int, error) {
 	j := e.rng.IntN(len(e.agents))
 	px := e.proxies[j]
 	before := px.Injected(f)
@@ -649,18 +562,18 @@ func (e *chaosEnv) proxyFault(ctx context.Context, f faultproxy.Fault) (int, err
 	// every linger), or for hold.
 	deadline := time.Now().Add(hold)
 	for time.Now().Before(deadline) && (f == faultproxy.Stall || px.Injected(f) == before) {
-		sleep(ctx, 20*time.Millisecond)
+		backoff.Sleep(ctx, 20*time.Millisecond, nil)
 	}
 	px.SetFault(faultproxy.None)
 	if px.Injected(f) == before {
-		return j, fmt.Errorf("%s never acted on %s's traffic", f, e.agents[j].name)
+		return j, fmt.Errorf("%s never acted on %s's traffic", f, e.agents[j].Name)
 	}
 	return j, nil
 }
 
 // diskFull fills agent 0's tmpfs until the agent refuses writes, holds it
 // full for a moment, then frees it.
-func (e *chaosEnv) diskFull(ctx context.Context) (int, error) {
+func (e *env) diskFull(ctx context.Context) (int, error) {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(e.tmpfs, &st); err != nil {
 		return 0, err
@@ -673,8 +586,8 @@ func (e *chaosEnv) diskFull(ctx context.Context) (int, error) {
 	}
 	chunk := make([]byte, 64<<10)
 	var written int64
-	for written < free-chaosDiskFullHeadroom {
-		n, err := f.Write(chunk[:min(int64(len(chunk)), free-chaosDiskFullHeadroom-written)])
+	for written < free-diskFullHeadroom {
+		n, err := f.Write(chunk[:min(int64(len(chunk)), free-diskFullHeadroom-written)])
 		written += int64(n)
 		if err != nil {
 			break // already full
@@ -695,15 +608,15 @@ func (e *chaosEnv) diskFull(ctx context.Context) (int, error) {
 		e.probes++
 		key := "chaos-diskfull-" + strconv.Itoa(e.probes)
 		e.mu.Unlock()
-		e.expect(wire.IDForKey(e.agentSA[0], wire.KindRemediation, key))
+		e.run.Expect(wire.IDForKey(e.agentSA[0], wire.KindRemediation, key))
 		resp, err := c.WriteRemediationAudit(client.WithIdempotencyKey(ctx, key), &wire.RemediationAudit{RemediationRequestID: key, Reasoning: pad})
 		if err != nil {
-			refused = errorClass(err)
+			refused = loadgen.ErrorClass(err)
 			break
 		}
-		e.acked(resp.AuditID)
+		e.run.Acked(resp.AuditID, time.Now())
 	}
-	sleep(ctx, 500*time.Millisecond)
+	backoff.Sleep(ctx, 500*time.Millisecond, nil)
 	if e.agents[0].exited() {
 		crashed = true
 	}
@@ -714,7 +627,7 @@ func (e *chaosEnv) diskFull(ctx context.Context) (int, error) {
 	}
 	if crashed {
 		// A full disk must be an explicit 503, never a dead agent.
-		return 0, fmt.Errorf("agent-0 died with its disk full: %s", crashCause(e.agents[0].c.logs.String()))
+		return 0, fmt.Errorf("agent-0 died with its disk full: %s", crashCause(e.agents[0].run.Logs()))
 	}
 	return 0, nil
 }
@@ -722,15 +635,15 @@ func (e *chaosEnv) diskFull(ctx context.Context) (int, error) {
 // corrupt stops an agent, writes a truncated and a bad-checksum entry into
 // its Badger store after everything it holds, restarts it, and checks that
 // both are counted as corrupt dead letters while it keeps running.
-func (e *chaosEnv) corrupt(ctx context.Context) (int, error) {
+func (e *env) corrupt(ctx context.Context) (int, error) {
 	j := len(e.agents) - 1
 	a := e.agents[j]
 	before := e.metric(j, `agent_queue_deadlettered_total{reason="corrupt"}`)
 	a.signal(syscall.SIGKILL)
-	dir := a.args[indexOf(a.args, "--data-dir")+1]
+	dir := a.Args[indexOf(a.Args, "--data-dir")+1]
 	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithSyncWrites(true))
 	if err != nil {
-		return j, fmt.Errorf("open %s's store: %w", a.name, err)
+		return j, fmt.Errorf("open %s's store: %w", a.Name, err)
 	}
 	seq := uint64(time.Now().UnixNano())
 	key := func(s uint64) []byte {
@@ -755,14 +668,14 @@ func (e *chaosEnv) corrupt(ctx context.Context) (int, error) {
 		return j, err
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for e.metric(j, `agent_queue_deadlettered_total{reason="corrupt"}`) < before+chaosCorruptPerRound {
+	for e.metric(j, `agent_queue_deadlettered_total{reason="corrupt"}`) < before+corruptPerRound {
 		if time.Now().After(deadline) {
-			return j, fmt.Errorf("%s did not count its corrupt entries as dead letters", a.name)
+			return j, fmt.Errorf("%s did not count its corrupt entries as dead letters", a.Name)
 		}
-		sleep(ctx, 50*time.Millisecond)
+		backoff.Sleep(ctx, 50*time.Millisecond, nil)
 	}
 	if a.exited() {
-		return j, fmt.Errorf("%s stopped after meeting corrupt entries", a.name)
+		return j, fmt.Errorf("%s stopped after meeting corrupt entries", a.Name)
 	}
 	return j, nil
 }
@@ -791,7 +704,7 @@ func indexOf(s []string, v string) int {
 }
 
 // metric reads one sample of agent j's /metrics (0 when absent).
-func (e *chaosEnv) metric(j int, name string) float64 {
+func (e *env) metric(j int, name string) float64 {
 	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get(e.metrics[j])
 	if err != nil {
 		return 0
@@ -808,7 +721,7 @@ func (e *chaosEnv) metric(j int, name string) float64 {
 }
 
 // waitDrained waits until every agent's buffer is empty.
-func (e *chaosEnv) waitDrained(ctx context.Context, within time.Duration) bool {
+func (e *env) waitDrained(ctx context.Context, within time.Duration) bool {
 	deadline := time.Now().Add(within)
 	for {
 		left := 0.0
@@ -822,11 +735,11 @@ func (e *chaosEnv) waitDrained(ctx context.Context, within time.Duration) bool {
 			fmt.Fprintf(e.cfg.Progress, "chaos: %v records still buffered after %s\n", left, within)
 			return false
 		}
-		sleep(ctx, 100*time.Millisecond)
+		backoff.Sleep(ctx, 100*time.Millisecond, nil)
 	}
 }
 
-func (e *chaosEnv) allReady() bool {
+func (e *env) allReady() bool {
 	for _, a := range e.agents {
 		if a.exited() {
 			return false
@@ -837,19 +750,17 @@ func (e *chaosEnv) allReady() bool {
 
 // observe notes what the run provoked: errors the writers saw, and each
 // agent's dead letters.
-func (e *chaosEnv) observe() {
-	e.run.mu.Lock()
+func (e *env) observe() {
 	var errs []string
-	for k, v := range e.run.errors {
+	for k, v := range e.run.Errors() {
 		errs = append(errs, fmt.Sprintf("%s ×%d", k, v))
 	}
-	e.run.mu.Unlock()
 	if len(errs) > 0 {
 		e.note("writers' failed attempts (not acknowledged, may be stored): " + strings.Join(sorted(errs), ", "))
 	}
 	for j := range e.agents {
 		if d := e.metric(j, "agent_queue_deadletter_records"); d > 0 {
-			e.note(fmt.Sprintf("%s holds %v dead letters (corrupt entries written by the run)", e.agents[j].name, d))
+			e.note(fmt.Sprintf("%s holds %v dead letters (corrupt entries written by the run)", e.agents[j].Name, d))
 		}
 	}
 }
@@ -863,15 +774,8 @@ func sorted(s []string) []string {
 	return s
 }
 
-func (e *chaosEnv) note(s string) {
+func (e *env) note(s string) {
 	e.mu.Lock()
 	e.res.Notes = append(e.res.Notes, s)
 	e.mu.Unlock()
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-time.After(d):
-	case <-ctx.Done():
-	}
 }

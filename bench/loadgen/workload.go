@@ -1,4 +1,4 @@
-package bench
+package loadgen
 
 import (
 	"fmt"
@@ -8,24 +8,6 @@ import (
 
 	"github.com/kubernaut/datastorage/wire"
 )
-
-// writer is one of the spec's four upstream services.
-type writer struct {
-	name, serviceAccount string
-	kind                 wire.Kind
-}
-
-// writers are the spec's four writers with their default service accounts.
-var writers = [4]writer{
-	{"gateway", "gateway-sa", wire.KindRemediation},
-	{"aianalysis", "aianalysis-controller-sa", wire.KindRemediation},
-	{"executor", "kubernetes-executor-sa", wire.KindRemediation},
-	{"workflow", "workflowexecution-controller-sa", wire.KindWorkflow},
-}
-
-const benchNamespace = "kubernaut-system"
-
-func (w writer) qualifiedSA() string { return benchNamespace + "/" + w.serviceAccount }
 
 // alertText is the repeated part of an alert storm: what one alert says.
 type alertText struct {
@@ -43,15 +25,18 @@ var (
 	priorities = []string{"P0", "P1", "P2", "P3"}
 )
 
-// generator makes realistic records: one per call, for one writer. It is not
+// Generator makes realistic records: one per call, for one writer. It is not
 // safe for concurrent use: each controller has its own.
-type generator struct {
+type Generator struct {
 	rng    *rand.Rand
 	repeat float64
 	texts  []alertText
 }
 
-func newGenerator(seed uint64, stream uint64, repeat float64, nTexts int) *generator {
+// NewGenerator makes the generator of one stream: the alert texts come from
+// seed alone (every stream repeats the same ones), the rest from seed and
+// stream. repeat is the share of records that repeat one of nTexts texts.
+func NewGenerator(seed uint64, stream uint64, repeat float64, nTexts int) *Generator {
 	// The alert texts come from the seed alone, so every controller repeats
 	// the same ones.
 	base := rand.New(rand.NewPCG(seed, 0xa1e47))
@@ -59,7 +44,7 @@ func newGenerator(seed uint64, stream uint64, repeat float64, nTexts int) *gener
 	for i := range texts {
 		texts[i] = randomText(base)
 	}
-	return &generator{rng: rand.New(rand.NewPCG(seed, stream+1)), repeat: repeat, texts: texts}
+	return &Generator{rng: rand.New(rand.NewPCG(seed, stream+1)), repeat: repeat, texts: texts}
 }
 
 func sentence(r *rand.Rand, minWords, maxWords int) string {
@@ -87,15 +72,16 @@ func randomText(r *rand.Rand) alertText {
 	}
 }
 
-func (g *generator) text() alertText {
+func (g *Generator) text() alertText {
 	if g.rng.Float64() < g.repeat && len(g.texts) > 0 {
 		return g.texts[g.rng.IntN(len(g.texts))]
 	}
 	return randomText(g.rng)
 }
 
-// record makes one record for writer w; seq makes its request IDs unique.
-func (g *generator) record(w int, seq string, now time.Time) wire.Record {
+// Record makes one record for writer w (an index of Writers); seq makes its
+// request IDs unique.
+func (g *Generator) Record(w int, seq string, now time.Time) wire.Record {
 	t := g.text()
 	r := g.rng
 	now = now.UTC()
@@ -126,14 +112,4 @@ func (g *generator) record(w int, seq string, now time.Time) wire.Record {
 		}
 		return wire.Record{Kind: wire.KindWorkflow, Workflow: a}
 	}
-}
-
-// embeddingText is the text that represents a record for its embedding:
-// the semantic fields, as the design names them.
-func embeddingText(r *wire.Record) string {
-	if a := r.Remediation; a != nil {
-		return strings.Join([]string{a.AlertName, a.ActionType, a.Status, a.Reasoning, a.ErrorMessage, a.Namespace, a.Cluster}, " ")
-	}
-	a := r.Workflow
-	return strings.Join([]string{a.StepName, a.StepStatus, a.ErrorMessage}, " ")
 }

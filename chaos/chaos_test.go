@@ -1,4 +1,4 @@
-package bench_test
+package chaos_test
 
 import (
 	"context"
@@ -9,39 +9,39 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/kubernaut/datastorage/bench"
-	"github.com/kubernaut/datastorage/internal/pgtest"
+	"github.com/kubernaut/datastorage/chaos"
+	"github.com/kubernaut/datastorage/internal/tstest/pgtest"
 )
 
-// TestRunChaos_ShortRunLosesAndDuplicatesNothing is `make chaos` in small,
+// TestRun_ShortRunLosesAndDuplicatesNothing is `make chaos` in small,
 // inside `make test`: every fault kind at least once under load through real
 // agent and central processes. It uses the shared TEST_DATABASE_URL cluster,
 // which it does not own, so the database outage is a cut of the TCP proxy
 // between the central and PostgreSQL rather than pg_ctl stop. The disk-full
 // fault mounts a tmpfs and so needs root (CAP_SYS_ADMIN); without it the test
 // fails and says so.
-func TestRunChaos_ShortRunLosesAndDuplicatesNothing(t *testing.T) {
+func TestRun_ShortRunLosesAndDuplicatesNothing(t *testing.T) {
 	admin := pgtest.NewDatabase(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cfg := bench.ShortChaos()
+	cfg := chaos.Short()
 	cfg.DatabaseURL = admin
-	res, err := bench.RunChaos(ctx, cfg)
+	res, err := chaos.Run(ctx, cfg)
 	var table strings.Builder
 	if res != nil {
 		res.WriteTable(&table)
 	}
 	require.NoError(t, err, "%s", table.String())
 
-	for _, kind := range bench.FaultKinds {
+	for _, kind := range chaos.FaultKinds {
 		switch kind {
-		case bench.FaultDatabaseStop:
+		case chaos.FaultDatabaseStop:
 			assert.Zero(t, res.Faults[kind], "the shared cluster is not stopped")
 		default:
 			assert.Positive(t, res.Faults[kind], "%s injected", kind)
 		}
 	}
-	assert.GreaterOrEqual(t, res.Faults[bench.FaultAgentKill], 3)
+	assert.GreaterOrEqual(t, res.Faults[chaos.FaultAgentKill], 3)
 	require.NotNil(t, res.Verify)
 	assert.Positive(t, res.Verify.Acked)
 	assert.Zero(t, res.Verify.Lost)
