@@ -2,6 +2,7 @@ package queue_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -321,6 +322,9 @@ func diskUse(t *testing.T, dir string) int64 {
 			return err
 		}
 		info, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // deleted by Badger (compaction, reclaim) since the directory was read
+		}
 		if err != nil {
 			return err
 		}
