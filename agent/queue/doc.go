@@ -5,12 +5,29 @@
 // Durability. Badger runs with SyncWrites=true: every transaction commit
 // ends in an fsync of the memtable's write-ahead log (db.writeToLSM calls
 // memTable.SyncWAL) and of the current value-log file (valueLog.write), and
-// only then returns (badger v4.9.6, db.go and value.go). One goroutine, the
-// writer, owns every write: it merges the Append calls that are waiting
-// into one transaction, so concurrent appenders share one fsync. Append
-// returns only after that commit, so an acknowledged record is on disk.
-// Values stay below Badger's ValueThreshold (256 KiB; a record is at most
-// wire.MaxRecordBytes), so they live in the WAL and SSTs, not the value log.
+// only then returns (badger v4.9.6, db.go and value.go). Append returns
+// only after the commit that holds its records, so an acknowledged record is
+// on disk. Values stay below Badger's ValueThreshold (256 KiB; a record is
+// at most wire.MaxRecordBytes), so they live in the WAL and SSTs, not the
+// value log.
+//
+// The writer. One goroutine (run, in writer.go) owns every write and the
+// state behind it; callers reach it over one channel per kind of request,
+// and its loop is one select over them (go-diskqueue's ioLoop):
+//
+//   - appends: the append taken and those waiting behind it (up to
+//     MaxGroupRecords and MaxGroupBytes) form a group, staged in one
+//     transaction (a txnGroup) that one commit, one fsync, makes durable
+//     before every append in it is answered. Badger's transaction size limit
+//     splits a group that does not fit. ErrDiskFull refuses a whole group,
+//     ErrFull and ErrTooLarge one append, before it is staged.
+//   - operations: Ack, DeadLetter, Read's quarantine of corrupt entries,
+//     DeleteDeadLetters and each chunk of ReplayDeadLetters, each a function
+//     run alone on the writer.
+//   - when no request waits: the pending acknowledgements are committed
+//     alone, and on a ticker (ReclaimInterval) space is reclaimed.
+//   - Close: senders are excluded first; the writer serves what they queued,
+//     commits the pending acknowledgements and stops.
 //
 // On-disk layout (keys):
 //

@@ -2,9 +2,8 @@ package queue
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
-	"hash/crc32"
+	"reflect"
 	"testing"
 	"time"
 
@@ -37,7 +36,9 @@ func FuzzDecodeEntry(f *testing.F) {
 	flipped := append([]byte(nil), good...)
 	flipped[len(flipped)-3] ^= 0x20
 	f.Add(flipped)
-	f.Add(encodeV1(f, &rec))
+	for _, e := range FrozenEntriesV1(f) {
+		f.Add(e.Value)
+	}
 
 	f.Fuzz(func(t *testing.T, v []byte) {
 		id, item, err := decodeEntry(v)
@@ -56,31 +57,28 @@ func FuzzDecodeEntry(f *testing.F) {
 	})
 }
 
-// TestDecodeEntry_Version1 checks that entries written before version 2
-// (the JSON of a wire.Record) still decode, to the item version 2 writes.
+// TestDecodeEntry_Version1 decodes the entries an agent before version 2
+// stored (testdata/records-entry-v1.jsonl) to the item of the record its
+// client sent.
 func TestDecodeEntry_Version1(t *testing.T) {
-	rec := wire.Record{ID: "audit-1", Kind: wire.KindWorkflow, ReceivedAt: time.Date(2025, 10, 6, 10, 0, 0, 5, time.UTC),
-		Workflow: &wire.WorkflowAudit{WorkflowID: "wf-1", StepName: "scale", StepStatus: "completed"}}
-	raw, err := rec.Raw()
-	if err != nil {
-		t.Fatal(err)
+	for _, e := range FrozenEntriesV1(t) {
+		id, item, err := decodeEntry(e.Value)
+		if err != nil {
+			t.Fatalf("%s: %v", e.AuditID, err)
+		}
+		if id != e.AuditID {
+			t.Errorf("ID %q, want %q", id, e.AuditID)
+		}
+		var it wire.BatchItem
+		if err := json.Unmarshal(item, &it); err != nil {
+			t.Fatalf("%s: item %s: %v", e.AuditID, item, err)
+		}
+		got, err := it.Decode(time.Now())
+		if err != nil {
+			t.Fatalf("%s: item %s: %v", e.AuditID, item, err)
+		}
+		if want := e.Want(t); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: item %s decodes to\n%+v, want\n%+v", e.AuditID, item, got, want)
+		}
 	}
-	id, item, err := decodeEntry(encodeV1(t, &rec))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if id != rec.ID || string(item) != string(raw.AppendItem(nil)) {
-		t.Fatalf("version 1 entry decoded to %q %s, want %q %s", id, item, rec.ID, raw.AppendItem(nil))
-	}
-}
-
-// encodeV1 is a version 1 entry, as agents before version 2 wrote it.
-func encodeV1(tb testing.TB, r *wire.Record) []byte {
-	payload, err := json.Marshal(r)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	v := []byte{entryVersion1, 0, 0, 0, 0}
-	binary.BigEndian.PutUint32(v[1:5], crc32.Checksum(payload, castagnoli))
-	return append(v, payload...)
 }

@@ -38,8 +38,9 @@ type Queue struct {
 	db  *badger.DB
 	log zerolog.Logger
 
-	reqs      chan *request
-	mu        sync.RWMutex // guards closed against senders on reqs
+	appends   chan *request // to the writer: appends, gathered into groups
+	ops       chan *request // to the writer: other writes, each run alone
+	mu        sync.RWMutex  // guards closed against senders on appends and ops
 	closed    bool
 	closing   chan struct{}
 	stopped   chan struct{}
@@ -78,12 +79,17 @@ type Queue struct {
 	mGroup       *metrics.Histogram
 }
 
+// request is what a caller asks of the writer: an append (on q.appends) or
+// an operation (on q.ops).
 type request struct {
 	values [][]byte     // append: encoded entries
 	size   int64        // append: sum of len(values)
-	fn     func() error // any other write, run alone on the writer
+	fn     func() error // operation: any other write, run alone on the writer
 	done   chan error
 }
+
+// estimate is what an append adds to a transaction's size.
+func (r *request) estimate() int64 { return r.size + int64(len(r.values))*entryOverhead }
 
 // Depth is what the buffer holds.
 type Depth struct {
@@ -106,7 +112,8 @@ func Open(cfg Config) (*Queue, error) {
 	q := &Queue{
 		cfg:     cfg,
 		log:     cfg.Logger.With().Str("component", "queue").Logger(),
-		reqs:    make(chan *request, 1024),
+		appends: make(chan *request, 1024),
+		ops:     make(chan *request, 64),
 		closing: make(chan struct{}),
 		stopped: make(chan struct{}),
 		notify:  make(chan struct{}, 1),
@@ -207,22 +214,23 @@ func (q *Queue) Append(ctx context.Context, records []wire.RawRecord) error {
 		r.values[i] = v
 		r.size += int64(len(v))
 	}
-	return q.submit(ctx, r)
+	return q.submit(ctx, q.appends, r)
 }
 
 // do runs fn on the writer, alone, and waits for its result.
 func (q *Queue) do(ctx context.Context, fn func() error) error {
-	return q.submit(ctx, &request{fn: fn, done: make(chan error, 1)})
+	return q.submit(ctx, q.ops, &request{fn: fn, done: make(chan error, 1)})
 }
 
-func (q *Queue) submit(ctx context.Context, r *request) error {
+// submit sends r to the writer on ch and waits for its answer.
+func (q *Queue) submit(ctx context.Context, ch chan<- *request, r *request) error {
 	q.mu.RLock()
 	if q.closed {
 		q.mu.RUnlock()
 		return ErrClosed
 	}
 	select {
-	case q.reqs <- r:
+	case ch <- r:
 		q.mu.RUnlock()
 	case <-ctx.Done():
 		q.mu.RUnlock()

@@ -7,72 +7,69 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// run is the writer: the only goroutine that writes to Badger.
+// run is the writer: the only goroutine that writes to Badger. Each kind of
+// request has its own channel, so one select serves them all: appends are
+// gathered into groups (one commit, one fsync), operations run alone, space
+// is reclaimed when nothing waits, and Close ends the loop.
 func (q *Queue) run() {
 	defer close(q.stopped)
 	tick := time.NewTicker(q.cfg.ReclaimInterval)
 	defer tick.Stop()
-	var held *request // a non-append request met while grouping
 	for {
-		var r *request
-		if held != nil {
-			r, held = held, nil
-		} else {
-			select {
-			case r = <-q.reqs:
-			default:
-				// Idle: acknowledgements found no commit to ride on.
-				q.persistAck()
-				select {
-				case r = <-q.reqs:
-				case <-tick.C:
-					q.reclaim()
-					continue
-				case <-q.closing:
-					// Senders are excluded by now: finish what they queued.
-					for {
-						select {
-						case r := <-q.reqs:
-							q.serve([]*request{r})
-						default:
-							q.persistAck()
-							return
-						}
-					}
-				}
-			}
+		var reclaim <-chan time.Time // only when idle
+		if q.idle() {
+			// Acknowledgements found no commit to ride on.
+			q.persistAck()
+			reclaim = tick.C
 		}
-		if r.fn != nil {
-			q.serve([]*request{r})
-			continue
+		select {
+		case r := <-q.appends:
+			q.commit(q.gather(r))
+		case r := <-q.ops:
+			r.done <- r.fn()
+		case <-reclaim:
+			q.reclaim()
+		case <-q.closing:
+			q.drain()
+			return
 		}
-		group := []*request{r}
-		n, size := len(r.values), r.size
-	collect:
-		for n < q.cfg.MaxGroupRecords && size < int64(q.cfg.MaxGroupBytes) {
-			select {
-			case r2 := <-q.reqs:
-				if r2.fn != nil {
-					held = r2
-					break collect
-				}
-				group = append(group, r2)
-				n, size = n+len(r2.values), size+r2.size
-			default:
-				break collect
-			}
-		}
-		q.serve(group)
 	}
 }
 
-// serve runs one non-append request, or commits a group of appends.
-func (q *Queue) serve(group []*request) {
-	if len(group) == 1 && group[0].fn != nil {
-		group[0].done <- group[0].fn()
-		return
+// idle reports whether no request waits for the writer.
+func (q *Queue) idle() bool { return len(q.appends) == 0 && len(q.ops) == 0 }
+
+// drain serves what senders queued before Close excluded them, then
+// persists the acknowledgements.
+func (q *Queue) drain() {
+	for {
+		select {
+		case r := <-q.appends:
+			q.commit(q.gather(r))
+		case r := <-q.ops:
+			r.done <- r.fn()
+		default:
+			q.persistAck()
+			return
+		}
 	}
-	q.commit(group)
+}
+
+// gather is r and the appends waiting behind it, up to MaxGroupRecords and
+// MaxGroupBytes: the group that commit writes.
+func (q *Queue) gather(r *request) []*request {
+	group := []*request{r}
+	n, size := len(r.values), r.size
+	for n < q.cfg.MaxGroupRecords && size < int64(q.cfg.MaxGroupBytes) {
+		select {
+		case r := <-q.appends:
+			group = append(group, r)
+			n, size = n+len(r.values), size+r.size
+		default:
+			return group
+		}
+	}
+	return group
 }
 
 // commit writes a group of appends in as few transactions as Badger's
@@ -80,97 +77,32 @@ func (q *Queue) serve(group []*request) {
 // request once its transaction is durable.
 func (q *Queue) commit(group []*request) {
 	start := time.Now()
-	var (
-		txn                  = q.db.NewTransaction(true)
-		inTxn                []*request // requests whose values are staged in txn
-		txnRecords, txnBytes int64
-		txnEstimate          int64
-		firstKey             uint64
-		commits              int
-		ackInTxn             bool // the pending acknowledgements ride on txn
-	)
-	defer func() { txn.Discard() }()
-	flush := func() {
-		if len(inTxn) == 0 {
-			return
-		}
-		err := txn.Commit()
-		commits++
-		if err == nil {
-			if ackInTxn {
-				q.ackStaged()
-			}
-			if q.records.Add(txnRecords) == txnRecords {
-				q.oldest.Store(firstKey)
-			}
-			q.bytes.Add(txnBytes)
-			q.mAppended.AddInt64(txnRecords)
-			q.mGroup.Update(float64(txnRecords))
-		} else {
-			err = fmt.Errorf("append commit: %w", err)
-			q.log.Error().Err(err).Int64("records", txnRecords).Msg("append failed")
-		}
-		for _, r := range inTxn {
-			r.done <- err
-		}
-		inTxn, txnRecords, txnBytes, txnEstimate, firstKey, ackInTxn = inTxn[:0], 0, 0, 0, 0, false
-		txn = q.db.NewTransaction(true)
-	}
 	if err := q.checkDiskSpace(); err != nil {
-		for _, r := range group {
-			r.done <- err
-		}
+		answer(group, err)
 		return
 	}
-	// Pending acknowledgements share the first transaction's fsync (unless
-	// there are too many to ride along); if staging them fails they wait for
-	// the next commit.
+	// Pending acknowledgements share the first transaction's fsync, unless
+	// there are too many to ride along.
 	if q.ackEstimate() > q.txnLimit/2 {
 		q.persistAck()
 	}
-	if est := q.ackEstimate(); est > 0 {
-		if err := q.stageAck(txn); err == nil {
-			ackInTxn, txnEstimate = true, est
-		} else {
-			txn.Discard()
-			txn = q.db.NewTransaction(true)
-		}
-	}
+	t := q.newTxnGroup()
+	defer t.discard()
+	t.addAck()
 	now := uint64(q.cfg.Now().UnixNano())
 	for _, r := range group {
-		if q.bytes.Load()+q.deadBytes.Load()+txnBytes+r.size > q.cfg.MaxBytes {
-			q.mFull.Inc()
-			r.done <- ErrFull
+		if err := q.admit(r, t.bytes); err != nil {
+			r.done <- err
 			continue
 		}
-		est := r.size + int64(len(r.values))*entryOverhead
-		if est > q.txnLimit {
-			r.done <- fmt.Errorf("append: %d records of %d bytes: %w", len(r.values), r.size, ErrTooLarge)
-			continue
+		if t.estimate+r.estimate() > q.txnLimit {
+			t.flush() // r starts the next transaction
 		}
-		if txnEstimate+est > q.txnLimit {
-			flush()
-		}
-		if err := q.stage(txn, r, now, &firstKey); err != nil {
-			// Badger refused a Set: fail this group's staged requests too,
-			// since the transaction state is unknown.
-			txn.Discard()
-			txn = q.db.NewTransaction(true)
-			err = fmt.Errorf("append: %w", err)
-			for _, r := range append(inTxn, r) {
-				r.done <- err
-			}
-			inTxn, txnRecords, txnBytes, txnEstimate, firstKey, ackInTxn = inTxn[:0], 0, 0, 0, 0, false
-			continue
-		}
-		inTxn = append(inTxn, r)
-		txnRecords += int64(len(r.values))
-		txnBytes += r.size
-		txnEstimate += est
+		t.add(r, now)
 	}
-	flush()
-	if commits > 0 {
-		q.mCommits.Add(commits)
+	t.flush()
+	if t.commits > 0 {
+		q.mCommits.Add(t.commits)
 		q.mCommitD.UpdateDuration(start)
 		select {
 		case q.notify <- struct{}{}:
@@ -179,18 +111,114 @@ func (q *Queue) commit(group []*request) {
 	}
 }
 
-// stage sets one request's values in txn under fresh, increasing keys.
-func (q *Queue) stage(txn *badger.Txn, r *request, now uint64, firstKey *uint64) error {
-	for _, v := range r.values {
-		q.lastSeq = max(q.lastSeq+1, now)
-		if *firstKey == 0 {
-			*firstKey = q.lastSeq
-		}
-		if err := txn.Set(Key(q.lastSeq).bytes(recordPrefix), v); err != nil {
-			return err
-		}
+// admit refuses an append that would take the buffer past MaxBytes (staged:
+// the bytes of the open transaction, not yet counted) or that no transaction
+// can hold.
+func (q *Queue) admit(r *request, staged int64) error {
+	if q.bytes.Load()+q.deadBytes.Load()+staged+r.size > q.cfg.MaxBytes {
+		q.mFull.Inc()
+		return ErrFull
+	}
+	if r.estimate() > q.txnLimit {
+		return fmt.Errorf("append: %d records of %d bytes: %w", len(r.values), r.size, ErrTooLarge)
 	}
 	return nil
+}
+
+// answer sends err (nil: durable) to every request.
+func answer(reqs []*request, err error) {
+	for _, r := range reqs {
+		r.done <- err
+	}
+}
+
+// txnGroup stages a group of appends in a write transaction; flush commits
+// it (one fsync), answers its appends and opens the next transaction.
+type txnGroup struct {
+	q        *Queue
+	commits  int // transactions committed so far
+	txn      *badger.Txn
+	reqs     []*request // whose values are staged in txn
+	records  int64
+	bytes    int64
+	estimate int64  // txn's size, as counted against q.txnLimit
+	first    uint64 // key of the first staged record
+	withAck  bool   // the pending acknowledgements ride on txn
+}
+
+func (q *Queue) newTxnGroup() *txnGroup {
+	return &txnGroup{q: q, txn: q.db.NewTransaction(true)}
+}
+
+func (t *txnGroup) discard() { t.txn.Discard() }
+
+// reset discards txn and opens an empty one.
+func (t *txnGroup) reset() {
+	t.discard()
+	*t = txnGroup{q: t.q, commits: t.commits, txn: t.q.db.NewTransaction(true), reqs: t.reqs[:0]}
+}
+
+// addAck stages the pending acknowledgements; if that fails they wait for
+// the next commit.
+func (t *txnGroup) addAck() {
+	est := t.q.ackEstimate()
+	if est == 0 {
+		return
+	}
+	if err := t.q.stageAck(t.txn); err != nil {
+		t.reset()
+		return
+	}
+	t.withAck, t.estimate = true, est
+}
+
+// add stages r's values under fresh, increasing keys. If Badger refuses a
+// Set, the transaction's state is unknown: r and the requests staged before
+// it fail, and an empty transaction takes their place.
+func (t *txnGroup) add(r *request, now uint64) {
+	q := t.q
+	for _, v := range r.values {
+		q.lastSeq = max(q.lastSeq+1, now)
+		if t.first == 0 {
+			t.first = q.lastSeq
+		}
+		if err := t.txn.Set(Key(q.lastSeq).bytes(recordPrefix), v); err != nil {
+			answer(append(t.reqs, r), fmt.Errorf("append: %w", err))
+			t.reset()
+			return
+		}
+	}
+	t.reqs = append(t.reqs, r)
+	t.records += int64(len(r.values))
+	t.bytes += r.size
+	t.estimate += r.estimate()
+}
+
+// flush commits txn if it stages an append (a failed commit counts too),
+// answers those appends and opens the next transaction.
+func (t *txnGroup) flush() {
+	if len(t.reqs) == 0 {
+		return
+	}
+	q := t.q
+	err := t.txn.Commit()
+	t.commits++
+	if err == nil {
+		if t.withAck {
+			q.ackStaged()
+		}
+		if q.records.Add(t.records) == t.records {
+			q.oldest.Store(t.first)
+		}
+		q.bytes.Add(t.bytes)
+		q.mAppended.AddInt64(t.records)
+		q.mGroup.Update(float64(t.records))
+	} else {
+		err = fmt.Errorf("append commit: %w", err)
+		q.log.Error().Err(err).Int64("records", t.records).Msg("append failed")
+	}
+	answer(t.reqs, err)
+	t.reset()
 }
 
 // reclaim returns space: value-log GC, and when the queue is empty and
