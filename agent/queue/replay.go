@@ -189,14 +189,14 @@ func (q *Queue) commitReplay(moves []move) error {
 	var first uint64
 	var bytes, deadBytes int64
 	for _, m := range moves {
-		q.lastSeq = max(q.lastSeq+1, now)
+		k := q.nextKey(now)
 		if first == 0 {
-			first = q.lastSeq
+			first = uint64(k)
 		}
 		if err := txn.Delete(m.dead.bytes(deadPrefix)); err != nil {
 			return err
 		}
-		if err := txn.Set(Key(q.lastSeq).bytes(recordPrefix), m.value); err != nil {
+		if err := txn.Set(k.bytes(recordPrefix), m.value); err != nil {
 			return err
 		}
 		bytes += int64(len(m.value))

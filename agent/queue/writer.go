@@ -172,17 +172,24 @@ func (t *txnGroup) addAck() {
 	t.withAck, t.estimate = true, est
 }
 
+// nextKey is the key of the next record appended at now: its receive time
+// in Unix nanoseconds, made strictly increasing (writer only).
+func (q *Queue) nextKey(now uint64) Key {
+	q.lastSeq = max(q.lastSeq+1, now)
+	return Key(q.lastSeq)
+}
+
 // add stages r's values under fresh, increasing keys. If Badger refuses a
 // Set, the transaction's state is unknown: r and the requests staged before
 // it fail, and an empty transaction takes their place.
 func (t *txnGroup) add(r *request, now uint64) {
 	q := t.q
 	for _, v := range r.values {
-		q.lastSeq = max(q.lastSeq+1, now)
+		k := q.nextKey(now)
 		if t.first == 0 {
-			t.first = q.lastSeq
+			t.first = uint64(k)
 		}
-		if err := t.txn.Set(Key(q.lastSeq).bytes(recordPrefix), v); err != nil {
+		if err := t.txn.Set(k.bytes(recordPrefix), v); err != nil {
 			answer(append(t.reqs, r), fmt.Errorf("append: %w", err))
 			t.reset()
 			return
