@@ -70,7 +70,9 @@ func (c Config) withDefaults() Config {
 	c.RetryAfter = cmp.Or(c.RetryAfter, DefaultRetryAfter)
 	c.AppendTimeout = cmp.Or(c.AppendTimeout, DefaultAppendTimeout)
 	c.ReadTimeout = cmp.Or(c.ReadTimeout, DefaultReadTimeout)
-	c.Metrics = cmp.Or(c.Metrics, metrics.NewSet())
+	if c.Metrics == nil { // not cmp.Or: it would build a set to throw away
+		c.Metrics = metrics.NewSet()
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}

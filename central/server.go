@@ -125,7 +125,9 @@ func (c Config) withDefaults() Config {
 	c.MaxReceivedAge = cmp.Or(max(c.MaxReceivedAge, 0), DefaultMaxReceivedAge)
 	c.WritesInFlight = cmp.Or(max(c.WritesInFlight, 0), DefaultWritesInFlight)
 	c.MaxHeaderBytes = cmp.Or(max(c.MaxHeaderBytes, 0), DefaultMaxHeaderBytes)
-	c.Metrics = cmp.Or(c.Metrics, metrics.NewSet())
+	if c.Metrics == nil { // not cmp.Or: it would build a set to throw away
+		c.Metrics = metrics.NewSet()
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}

@@ -65,7 +65,9 @@ func (c Config) withDefaults() Config {
 	c.MemTableSize = cmp.Or(c.MemTableSize, DefaultMemTableSize)
 	c.ReclaimInterval = cmp.Or(c.ReclaimInterval, DefaultReclaimInterval)
 	c.MinFreeBytes = cmp.Or(c.MinFreeBytes, 2*c.MemTableSize+4<<20)
-	c.Metrics = cmp.Or(c.Metrics, metrics.NewSet())
+	if c.Metrics == nil { // not cmp.Or: it would build a set to throw away
+		c.Metrics = metrics.NewSet()
+	}
 	if c.FreeBytes == nil {
 		c.FreeBytes = statfsFree
 	}

@@ -95,7 +95,9 @@ func (c TokenReviewConfig) withDefaults() TokenReviewConfig {
 	c.PeerFailureRate = cmp.Or(c.PeerFailureRate, DefaultPeerFailureRate)
 	c.PeerFailureBurst = cmp.Or(c.PeerFailureBurst, DefaultPeerFailureBurst)
 	c.MaxPeers = cmp.Or(c.MaxPeers, DefaultMaxPeers)
-	c.Metrics = cmp.Or(c.Metrics, metrics.NewSet())
+	if c.Metrics == nil { // not cmp.Or: it would build a set to throw away
+		c.Metrics = metrics.NewSet()
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}

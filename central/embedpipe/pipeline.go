@@ -110,7 +110,9 @@ func (c Config) withDefaults() Config {
 	c.MaxBackoff = cmp.Or(c.MaxBackoff, DefaultMaxBackoff)
 	c.StatsInterval = cmp.Or(c.StatsInterval, DefaultStatsInterval)
 	c.BatchTimeout = cmp.Or(c.BatchTimeout, DefaultBatchTimeout)
-	c.Metrics = cmp.Or(c.Metrics, metrics.NewSet())
+	if c.Metrics == nil { // not cmp.Or: it would build a set to throw away
+		c.Metrics = metrics.NewSet()
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
