@@ -450,7 +450,7 @@ func TestAccess_SaysWhoTheCallerIsAndWhatItMayDo(t *testing.T) {
 	}
 	r := get(tokenOf("aianalysis-controller-sa"))
 	require.Equal(t, 200, r.status, r.body)
-	assert.JSONEq(t, `{"identity":"kubernaut-system/aianalysis-controller-sa","actions":["write:remediation","read:similar"]}`, r.body)
+	assert.JSONEq(t, `{"identity":"kubernaut-system/aianalysis-controller-sa","actions":["write:remediation","read:similar","read:audit"]}`, r.body)
 	r = get(outsiderToken)
 	require.Equal(t, 200, r.status, r.body)
 	assert.JSONEq(t, `{"identity":"kubernaut-system/outsider","actions":[]}`, r.body, "an identity that may do nothing is told so")

@@ -24,10 +24,14 @@ const (
 	WriteRemediation Action = "write:remediation"
 	WriteWorkflow    Action = "write:workflow"
 	ReadSimilar      Action = "read:similar"
+	// ReadAudit reads stored audits back: queries, one record, timelines.
+	ReadAudit Action = "read:audit"
+	// ExportAudit streams a signed export of every audit in a time range.
+	ExportAudit Action = "export:audit"
 )
 
 // Actions lists every known action.
-var Actions = []Action{WriteRemediation, WriteWorkflow, ReadSimilar}
+var Actions = []Action{WriteRemediation, WriteWorkflow, ReadSimilar, ReadAudit, ExportAudit}
 
 func (a Action) known() bool { return slices.Contains(Actions, a) }
 
@@ -61,7 +65,8 @@ type Authorizer struct {
 // Default is the spec's allow-list in namespace: gateway-sa,
 // aianalysis-controller-sa and kubernetes-executor-sa may WriteRemediation;
 // workflowexecution-controller-sa may WriteWorkflow; aianalysis-controller-sa
-// may ReadSimilar. An empty namespace gives an allow-list that matches no
+// may ReadSimilar and ReadAudit. Nobody may ExportAudit until an allow-list
+// file grants it. An empty namespace gives an allow-list that matches no
 // identity (cmd requires --namespace).
 func Default(namespace string) *Authorizer {
 	a := &Authorizer{allowed: make(map[string]map[Action]bool), source: "default"}
@@ -78,7 +83,7 @@ func Default(namespace string) *Authorizer {
 		}
 	}
 	grant(GatewaySA, WriteRemediation)
-	grant(AIAnalysisSA, WriteRemediation, ReadSimilar)
+	grant(AIAnalysisSA, WriteRemediation, ReadSimilar, ReadAudit)
 	grant(KubernetesExecutorSA, WriteRemediation)
 	grant(WorkflowExecutionSA, WriteWorkflow)
 	return a

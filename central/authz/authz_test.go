@@ -147,6 +147,6 @@ func TestLoadFile_MissingFile(t *testing.T) {
 
 func TestString_SummarisesTheDefault(t *testing.T) {
 	assert.Equal(t,
-		"authz (default): 4 service accounts ns/aianalysis-controller-sa=[write:remediation,read:similar] ns/gateway-sa=[write:remediation] ns/kubernetes-executor-sa=[write:remediation] ns/workflowexecution-controller-sa=[write:workflow]",
+		"authz (default): 4 service accounts ns/aianalysis-controller-sa=[write:remediation,read:similar,read:audit] ns/gateway-sa=[write:remediation] ns/kubernetes-executor-sa=[write:remediation] ns/workflowexecution-controller-sa=[write:workflow]",
 		authz.Default("ns").String())
 }
