@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/kubernaut/datastorage/wire"
 )
@@ -50,85 +49,32 @@ func refColumns(refs []RecordRef, kind wire.Kind) (sas, ids []string) {
 
 func loadRecords(ctx context.Context, q querier, refs []RecordRef) (map[RecordRef]*wire.Record, error) {
 	out := make(map[RecordRef]*wire.Record, len(refs))
-	if sas, ids := refColumns(refs, wire.KindRemediation); len(ids) > 0 {
-		rows, err := q.Query(ctx, `SELECT r.service_account, r.id, remediation_request_id, alert_name, namespace,
-			cluster, priority, action_type, status, confidence, reasoning, target_resource, duration_ms,
-			error_message, created_at, executed_at, received_at
-			FROM unnest($1::text[], $2::text[]) AS k(service_account, id)
-			JOIN remediation_audit r ON r.id = k.id AND r.service_account = k.service_account`, sas, ids)
-		if err != nil {
-			return nil, fmt.Errorf("read remediation_audit: %w", err)
+	for _, kind := range []wire.Kind{wire.KindRemediation, wire.KindWorkflow} {
+		sas, ids := refColumns(refs, kind)
+		if len(ids) == 0 {
+			continue
 		}
-		var (
-			sa, id, reqID                                                    string
-			alert, ns, cluster, prio, action, status, reason, target, errMsg pgtype.Text
-			conf                                                             pgtype.Float8
-			dur                                                              pgtype.Int4
-			created, received                                                time.Time
-			executed                                                         pgtype.Timestamptz
-		)
-		_, err = pgx.ForEachRow(rows, []any{&sa, &id, &reqID, &alert, &ns, &cluster, &prio, &action, &status,
-			&conf, &reason, &target, &dur, &errMsg, &created, &executed, &received}, func() error {
-			a := &wire.RemediationAudit{
-				RemediationRequestID: reqID, AlertName: alert.String, Namespace: ns.String,
-				Cluster: cluster.String, Priority: prio.String, ActionType: action.String,
-				Status: status.String, Reasoning: reason.String, TargetResource: target.String,
-				ErrorMessage: errMsg.String, DurationNanos: nanos(dur),
-			}
-			if conf.Valid {
-				v := conf.Float64
-				a.Confidence = &v
-			}
-			c := created
-			a.CreatedAt = &c
-			if executed.Valid {
-				e := executed.Time
-				a.ExecutedAt = &e
-			}
-			ref := RecordRef{Kind: wire.KindRemediation, ServiceAccount: sa, ID: id}
-			out[ref] = &wire.Record{ID: id, Kind: wire.KindRemediation, ReceivedAt: received, Remediation: a}
+		t := auditTables[kind]
+		rows, err := q.Query(ctx, `SELECT `+t.columns+` FROM `+t.name+`
+			JOIN unnest($1::text[], $2::text[]) AS k(ref_service_account, ref_id)
+			ON id = k.ref_id AND service_account = k.ref_service_account`, sas, ids)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", t.name, err)
+		}
+		s := t.newScan()
+		_, err = pgx.ForEachRow(rows, s.targets(), func() error {
+			var e wire.AuditEntry
+			s.entry(&e, true)
+			ref := RecordRef{Kind: kind, ServiceAccount: e.ServiceAccount, ID: e.AuditID}
+			out[ref] = &wire.Record{ID: e.AuditID, Kind: kind, ReceivedAt: e.ReceivedAt,
+				Remediation: e.Remediation, Workflow: e.Workflow}
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("read remediation_audit: %w", err)
-		}
-	}
-	if sas, ids := refColumns(refs, wire.KindWorkflow); len(ids) > 0 {
-		rows, err := q.Query(ctx, `SELECT w.service_account, w.id, workflow_id, step_name, step_status, duration_ms,
-			error_message, executed_at, received_at
-			FROM unnest($1::text[], $2::text[]) AS k(service_account, id)
-			JOIN workflow_audit w ON w.id = k.id AND w.service_account = k.service_account`, sas, ids)
-		if err != nil {
-			return nil, fmt.Errorf("read workflow_audit: %w", err)
-		}
-		var (
-			sa, id, wfID, step, stepStatus string
-			dur                            pgtype.Int4
-			errMsg                         pgtype.Text
-			executed, received             time.Time
-		)
-		_, err = pgx.ForEachRow(rows, []any{&sa, &id, &wfID, &step, &stepStatus, &dur, &errMsg, &executed, &received}, func() error {
-			e := executed
-			ref := RecordRef{Kind: wire.KindWorkflow, ServiceAccount: sa, ID: id}
-			out[ref] = &wire.Record{ID: id, Kind: wire.KindWorkflow, ReceivedAt: received, Workflow: &wire.WorkflowAudit{
-				WorkflowID: wfID, StepName: step, StepStatus: stepStatus, DurationNanos: nanos(dur),
-				ErrorMessage: errMsg.String, ExecutedAt: &e,
-			}}
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("read workflow_audit: %w", err)
+			return nil, fmt.Errorf("read %s: %w", t.name, err)
 		}
 	}
 	return out, nil
-}
-
-func nanos(ms pgtype.Int4) *int64 {
-	if !ms.Valid {
-		return nil
-	}
-	n := int64(ms.Int32) * int64(time.Millisecond)
-	return &n
 }
 
 // OccurredAt is the audit's own time: createdAt (remediation) or executedAt
