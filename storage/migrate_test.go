@@ -55,12 +55,19 @@ func requireSchemaAtVersion1(t *testing.T, conn *pgx.Conn) {
 	indexes, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err)
 	assert.Equal(t, []string{
-		"idx_remediation_audit_alert_name",
-		"idx_remediation_audit_cluster_namespace",
+		"idx_remediation_audit_action_created_at",
+		"idx_remediation_audit_alert_created_at",
+		"idx_remediation_audit_cluster_created_at",
 		"idx_remediation_audit_created_at",
-		"idx_remediation_audit_remediation_request_id",
+		"idx_remediation_audit_namespace_created_at",
+		"idx_remediation_audit_request_created_at",
+		"idx_remediation_audit_status_created_at",
+		"idx_remediation_audit_writer_created_at",
 		"idx_workflow_audit_executed_at",
-		"idx_workflow_audit_workflow_id",
+		"idx_workflow_audit_step_executed_at",
+		"idx_workflow_audit_step_status_executed_at",
+		"idx_workflow_audit_workflow_executed_at",
+		"idx_workflow_audit_writer_executed_at",
 		"remediation_audit_pkey",
 		"workflow_audit_pkey",
 	}, indexes)
@@ -238,4 +245,32 @@ func TestMigrate_UpgradeGivesExistingRowsTheirWriter(t *testing.T) {
 	recs, err := db.Records(ctx, []storage.RecordRef{{Kind: wire.KindRemediation, ServiceAccount: testSA, ID: "r1"}})
 	require.NoError(t, err)
 	assert.Equal(t, "rr-1", recs[storage.RecordRef{Kind: wire.KindRemediation, ServiceAccount: testSA, ID: "r1"}].Remediation.RemediationRequestID)
+}
+
+// auditIndexes lists the indexes of the audit tables with their definitions.
+func auditIndexes(t *testing.T, conn *pgx.Conn) []string {
+	t.Helper()
+	rows, err := conn.Query(testContext(t), `SELECT indexdef FROM pg_indexes WHERE schemaname = 'public'
+		AND tablename IN ('remediation_audit', 'workflow_audit') ORDER BY indexname`)
+	require.NoError(t, err)
+	defs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return defs
+}
+
+func TestMigrate_ReadIndexesDownRestoresTheIndexesOfVersion5(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	dsn := pgtest.NewDatabase(t)
+	require.NoError(t, storage.MigrateTo(ctx, dsn, 5))
+	conn := connect(t, dsn)
+	at5 := auditIndexes(t, conn)
+
+	require.NoError(t, storage.Migrate(ctx, dsn))
+	require.NotEqual(t, at5, auditIndexes(t, conn))
+	down, err := storage.MigrationFiles.ReadFile("migrations/0006_read_indexes.down.sql")
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, string(down))
+	require.NoError(t, err)
+	assert.Equal(t, at5, auditIndexes(t, conn))
 }

@@ -1,0 +1,17 @@
+BEGIN;
+DROP INDEX IF EXISTS idx_remediation_audit_request_created_at;
+DROP INDEX IF EXISTS idx_remediation_audit_alert_created_at;
+DROP INDEX IF EXISTS idx_remediation_audit_cluster_created_at;
+DROP INDEX IF EXISTS idx_remediation_audit_namespace_created_at;
+DROP INDEX IF EXISTS idx_remediation_audit_action_created_at;
+DROP INDEX IF EXISTS idx_remediation_audit_status_created_at;
+DROP INDEX IF EXISTS idx_remediation_audit_writer_created_at;
+DROP INDEX IF EXISTS idx_workflow_audit_workflow_executed_at;
+DROP INDEX IF EXISTS idx_workflow_audit_step_executed_at;
+DROP INDEX IF EXISTS idx_workflow_audit_step_status_executed_at;
+DROP INDEX IF EXISTS idx_workflow_audit_writer_executed_at;
+CREATE INDEX idx_remediation_audit_remediation_request_id ON remediation_audit (remediation_request_id);
+CREATE INDEX idx_remediation_audit_alert_name ON remediation_audit (alert_name);
+CREATE INDEX idx_remediation_audit_cluster_namespace ON remediation_audit (cluster, namespace);
+CREATE INDEX idx_workflow_audit_workflow_id ON workflow_audit (workflow_id);
+COMMIT;
