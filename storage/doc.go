@@ -1,5 +1,8 @@
 // Package storage owns PostgreSQL: the connection pool (pgx v5, pgxpool), the
-// embedded SQL migrations and the idempotent, batched write of audit records.
+// embedded SQL migrations, the idempotent, batched write of audit records and
+// their reading back (read.go: query pages with keyset positions, a
+// remediation's timeline, records by ID, the streamed export; scan.go: the
+// one mapping of a row to wire).
 //
 // It imports wire for the record types. It must not import agent, central,
 // cmd or anything HTTP: the HTTP edge maps its errors (ErrUnavailable → 503)
