@@ -145,3 +145,45 @@ func (l *Limiter) Len() int {
 	defer l.mu.Unlock()
 	return l.buckets.Len()
 }
+
+// Admit reports whether key may start a read at now: its bucket is not in
+// debt. Reads are charged after the fact (Charge), for the rows they
+// returned, since a query's size is known only once it has run; a caller
+// that overdrew waits until the bucket has refilled. ok=false comes with the
+// wait.
+func (l *Limiter) Admit(now time.Time, key string) (ok bool, retryAfter time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lim := l.bucketLocked(key)
+	have := lim.TokensAt(now)
+	if have >= 1 {
+		return true, 0
+	}
+	return false, l.waitLocked(lim, now, have, 1)
+}
+
+// Charge takes n tokens from key's bucket at now, going into debt when it
+// holds fewer, and returns how long until the bucket is out of debt again
+// (zero when it never was): a streaming reader sleeps that long before it
+// goes on, which holds it to the rate on average. n may exceed Burst.
+func (l *Limiter) Charge(now time.Time, key string, n int) time.Duration {
+	if n <= 0 {
+		return 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lim := l.bucketLocked(key)
+	// ReserveN refuses more than a burst at once; charge in pieces, each
+	// reservation adding its debt to the last.
+	var wait time.Duration
+	for n > 0 {
+		take := min(n, l.cfg.Burst)
+		r := lim.ReserveN(now, take)
+		if !r.OK() {
+			return rate.InfDuration
+		}
+		wait = r.DelayFrom(now)
+		n -= take
+	}
+	return wait
+}

@@ -238,3 +238,24 @@ func BenchmarkAllow(b *testing.B) {
 	b.ReportMetric(float64(perChurn.Nanoseconds()), "ns/churn")
 	b.ReportMetric(float64(perChurn)/float64(perHit), "churn/hit")
 }
+
+func TestCharge_ReadsOverdrawThenWait(t *testing.T) {
+	l := newLimiter(t, ratelimit.Config{Rate: 100, Burst: 100})
+	ok, _ := l.Admit(t0, "ns/reader")
+	require.True(t, ok, "a fresh bucket admits")
+
+	assert.Zero(t, l.Charge(t0, "ns/reader", 60), "within the bucket: no debt")
+	wait := l.Charge(t0, "ns/reader", 240)
+	assert.Equal(t, 2*time.Second, wait, "200 rows of debt at 100 rows/s")
+
+	ok, retry := l.Admit(t0.Add(time.Second), "ns/reader")
+	assert.False(t, ok, "still in debt a second later")
+	assert.InDelta(t, float64(time.Second+10*time.Millisecond), float64(retry), float64(time.Millisecond),
+		"out of debt and one row back at t0+2.01s")
+	ok, _ = l.Admit(t0.Add(time.Second+retry), "ns/reader")
+	assert.True(t, ok, "admitted at the time the refusal named")
+
+	ok, _ = l.Admit(t0, "ns/other")
+	assert.True(t, ok, "another key has its own bucket")
+	assert.Zero(t, l.Charge(t0, "ns/reader", 0))
+}
