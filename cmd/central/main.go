@@ -3,6 +3,7 @@
 //
 //	central [serve] [flags]   apply migrations, then serve the API (default)
 //	central migrate [flags]   apply migrations and exit
+//	central verify-export FILE --public-key KEY   check a signed export offline
 package main
 
 import (
@@ -24,6 +25,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "verify-export" {
+		os.Exit(verifyExport(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
