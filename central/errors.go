@@ -34,8 +34,13 @@ func (e *forbiddenError) Error() string {
 
 // body is the answer: the spec's body for writes, its own for a read.
 func (e *forbiddenError) body() *wire.ErrorBody {
-	if e.action == authz.ReadSimilar {
+	switch e.action {
+	case authz.ReadSimilar:
 		return wire.Forbidden("Service account not authorized to search similar incidents")
+	case authz.ReadAudit:
+		return wire.Forbidden("Service account not authorized to read audits")
+	case authz.ExportAudit:
+		return wire.Forbidden("Service account not authorized to export audits")
 	}
 	return wire.AuthorizationFailed()
 }
@@ -44,10 +49,12 @@ func forbidden(id auth.Identity, action authz.Action) error {
 	return &forbiddenError{caller: id.Key(), action: action}
 }
 
-// rateLimitedError is a caller over its records-per-second budget.
+// rateLimitedError is a caller over its records-per-second budget, or its
+// rows-per-second read budget.
 type rateLimitedError struct {
 	caller     string
 	retryAfter time.Duration
+	reads      bool
 }
 
 func (e *rateLimitedError) Error() string {
@@ -126,6 +133,7 @@ func (s *Server) classify(err error) (body *wire.ErrorBody, retryAfter time.Dura
 		limited   *rateLimitedError
 		tooMany   *batchTooLargeError
 		badSearch *searchRequestError
+		conflict  *conflictError
 		refused   *edge.Refusal
 		// A peer that sent too many tokens that failed review: 429, not
 		// 401, so that a client retries after Retry-After.
@@ -155,8 +163,12 @@ func (s *Server) classify(err error) (body *wire.ErrorBody, retryAfter time.Dura
 		return forbidden.body(), 0
 	case errors.As(err, &tooMany):
 		return wire.PayloadTooLarge(tooMany.Error()), 0
+	case errors.As(err, &limited) && limited.reads:
+		return wire.ReadRateLimitExceeded(s.cfg.Reads.Limiter.Config().Rate), limited.retryAfter
 	case errors.As(err, &limited):
 		return wire.RateLimitExceeded(s.cfg.Limiter.Config().Rate), limited.retryAfter
+	case errors.As(err, &conflict):
+		return wire.Conflict(conflict.message), 0
 	case errors.As(err, &refused):
 		return refused.Body, 0
 	case errors.Is(err, errShuttingDown):

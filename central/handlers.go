@@ -37,11 +37,9 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 		endpoint := "other"
 		switch path {
 		case pathRemediation:
-			endpoint = "remediation"
-			s.post(ctx, func() error { return s.writeOne(ctx, wire.KindRemediation) })
+			endpoint = s.writeOrQuery(ctx, wire.KindRemediation)
 		case pathWorkflow:
-			endpoint = "workflow"
-			s.post(ctx, func() error { return s.writeOne(ctx, wire.KindWorkflow) })
+			endpoint = s.writeOrQuery(ctx, wire.KindWorkflow)
 		case pathBatch:
 			endpoint = "batch"
 			s.post(ctx, func() error { return s.writeBatch(ctx) })
@@ -59,10 +57,33 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 			endpoint = "readyz"
 			s.ready(ctx)
 		default:
+			if e, ok := s.readRoute(ctx, path); ok {
+				endpoint = e
+				break
+			}
 			s.fail(ctx, edge.NotFound())
 		}
 		s.metrics.observeRequest(endpoint, ctx.Response.StatusCode(), time.Since(start))
 	}
+}
+
+// writeOrQuery serves /api/v1/audit/{kind}: POST writes a record, GET
+// queries stored ones. It returns the endpoint's metrics label.
+func (s *Server) writeOrQuery(ctx *fasthttp.RequestCtx, kind wire.Kind) string {
+	switch string(ctx.Method()) {
+	case fasthttp.MethodPost:
+		if err := s.writeOne(ctx, kind); err != nil {
+			s.fail(ctx, err)
+		}
+		return string(kind)
+	case fasthttp.MethodGet:
+		if err := s.query(ctx, kind); err != nil {
+			s.fail(ctx, err)
+		}
+		return string(kind) + "_query"
+	}
+	s.fail(ctx, edge.MethodNotAllowed(ctx, "GET, POST"))
+	return string(kind)
 }
 
 func (s *Server) post(ctx *fasthttp.RequestCtx, handle func() error) {

@@ -2,6 +2,7 @@ package central_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/kubernaut/datastorage/central/auth"
 	"github.com/kubernaut/datastorage/central/authz"
 	"github.com/kubernaut/datastorage/central/ratelimit"
+	"github.com/kubernaut/datastorage/export"
 	"github.com/kubernaut/datastorage/internal/tstest/faultproxy"
 	"github.com/kubernaut/datastorage/internal/tstest/pgtest"
 	"github.com/kubernaut/datastorage/internal/tstest/syncbuf"
@@ -46,6 +48,10 @@ type options struct {
 	readTime  time.Duration // the server's ReadTimeout, for slow-client tests
 	inFlight  int           // WritesInFlight
 	committed func()        // Config.Committed
+	readRate  float64       // the read budget; zero: 10000 rows/s, burst 10000
+	readBurst int
+	authz     *authz.Authorizer // nil: authz.Default(ns)
+	exportKey string            // Ed25519 key file that signs exports; "": none
 }
 
 // harness is a real central on a loopback port, writing to a fresh database.
@@ -95,9 +101,20 @@ func newHarness(t *testing.T, opt options) *harness {
 	if limits.Burst == 0 {
 		limits.Burst = 10000
 	}
+	reads := &central.ReadConfig{Store: db, Limiter: ratelimit.New(ratelimit.Config{
+		Rate: cmp.Or(opt.readRate, 10000), Burst: cmp.Or(opt.readBurst, 10000)})}
+	if opt.exportKey != "" {
+		reads.ExportKey, err = export.OpenKeyFile(opt.exportKey)
+		require.NoError(t, err)
+	}
+	authorizer := opt.authz
+	if authorizer == nil {
+		authorizer = authz.Default(ns)
+	}
 	srv, err := central.New(central.Config{
 		Authenticator:  authn,
-		Authorizer:     authz.Default(ns),
+		Authorizer:     authorizer,
+		Reads:          reads,
 		Limiter:        ratelimit.New(limits),
 		Store:          db,
 		Logger:         zerolog.New(h.logs),
@@ -141,6 +158,20 @@ func (h *harness) post(t *testing.T, path, token string, body []byte, headers ..
 	req, err := http.NewRequest(http.MethodPost, h.url+path, bytes.NewReader(body))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	return h.do(t, req)
+}
+
+// get sends a GET with the reader's token ("" sends none) and extra headers.
+func (h *harness) get(t *testing.T, path, token string, headers ...string) response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, h.url+path, nil)
+	require.NoError(t, err)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

@@ -15,9 +15,11 @@ import (
 // serverMetrics are the central's own series; auth, storage pool and rate
 // limiter series are registered on the same set by their owners and cmd.
 type serverMetrics struct {
-	set           *metrics.Set
-	writeDuration *metrics.Histogram
-	batchSize     *metrics.Histogram
+	set            *metrics.Set
+	writeDuration  *metrics.Histogram
+	batchSize      *metrics.Histogram
+	rowsRead       *metrics.Counter
+	exportDuration *metrics.Histogram
 }
 
 func newServerMetrics(set *metrics.Set) *serverMetrics {
@@ -25,6 +27,10 @@ func newServerMetrics(set *metrics.Set) *serverMetrics {
 		set:           set,
 		writeDuration: set.NewHistogram(`datastorage_write_duration_seconds`),
 		batchSize:     set.NewHistogram(`datastorage_batch_records`),
+		// Rows answered by the read API, exports included: what the read
+		// budget charges.
+		rowsRead:       set.NewCounter(`datastorage_read_rows_total`),
+		exportDuration: set.NewHistogram(`datastorage_export_duration_seconds`),
 	}
 }
 

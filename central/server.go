@@ -49,6 +49,8 @@ type Config struct {
 	Store         Store
 	// Search enables POST /api/v1/incidents/similar (search.go); nil: 404.
 	Search *SearchConfig
+	// Reads enables the read API (read.go); nil: its endpoints answer 404.
+	Reads *ReadConfig
 	// Committed, when set, is called after records were committed: the
 	// embedding pipeline's Notify, so new audits need not wait for its poll.
 	// It must not block.
@@ -108,8 +110,14 @@ func (c Config) Validate() error {
 		return errors.New("central: Config.Limiter is required")
 	case c.Store == nil:
 		return errors.New("central: Config.Store is required")
-	case c.Search != nil:
-		return c.Search.Validate()
+	}
+	if c.Search != nil {
+		if err := c.Search.Validate(); err != nil {
+			return err
+		}
+	}
+	if c.Reads != nil {
+		return c.Reads.Validate()
 	}
 	return nil
 }
@@ -130,6 +138,11 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Reads != nil {
+		reads := *c.Reads
+		reads.QueryTimeout = cmp.Or(reads.QueryTimeout, DefaultQueryTimeout)
+		c.Reads = &reads
 	}
 	return c
 }

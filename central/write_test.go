@@ -154,8 +154,15 @@ func TestWrite_ErrorsHaveTheSpecBodies(t *testing.T) {
 		})
 	}
 
-	t.Run("GET on a write endpoint is 405 with Allow", func(t *testing.T) {
-		req, _ := http.NewRequest(http.MethodGet, h.url+"/api/v1/audit/remediation", nil)
+	t.Run("PUT on a write endpoint is 405 with Allow", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodPut, h.url+"/api/v1/audit/remediation", nil)
+		r := h.do(t, req)
+		require.Equal(t, 405, r.status)
+		assert.Equal(t, "GET, POST", r.header.Get("Allow"), "GET queries stored audits")
+		assertErrorShape(t, r.body)
+	})
+	t.Run("GET on the batch endpoint is 405 with Allow", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodGet, h.url+"/api/v1/audit/batch", nil)
 		r := h.do(t, req)
 		require.Equal(t, 405, r.status)
 		assert.Equal(t, "POST", r.header.Get("Allow"))

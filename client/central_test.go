@@ -24,21 +24,23 @@ import (
 // TestMain removes the central binary built for these tests.
 func TestMain(m *testing.M) { harness.Main(m) }
 
-// startCentral runs the central with tokens "t-gw" (gateway-sa: remediation)
-// and "t-wf" (workflowexecution-controller-sa: workflow) and returns its URL
-// and database.
-func startCentral(t *testing.T) (url, dsn string) {
+// startCentral runs the central with tokens "t-gw" (gateway-sa: remediation),
+// "t-wf" (workflowexecution-controller-sa: workflow) and "t-ai"
+// (aianalysis-controller-sa: remediation, read:audit) and extra flags, and
+// returns its URL and database.
+func startCentral(t *testing.T, extra ...string) (url, dsn string) {
 	t.Helper()
 	dsn = pgtest.NewDatabase(t)
 	tokens := filepath.Join(t.TempDir(), "tokens.csv")
 	require.NoError(t, os.WriteFile(tokens, []byte(
 		"t-gw,system:serviceaccount:kubernaut-system:gateway-sa,uid-1,\"system:serviceaccounts\"\n"+
-			"t-wf,system:serviceaccount:kubernaut-system:workflowexecution-controller-sa,uid-2,\"system:serviceaccounts\"\n"), 0o600))
+			"t-wf,system:serviceaccount:kubernaut-system:workflowexecution-controller-sa,uid-2,\"system:serviceaccounts\"\n"+
+			"t-ai,system:serviceaccount:kubernaut-system:aianalysis-controller-sa,uid-3,\"system:serviceaccounts\"\n"), 0o600))
 	api := freeport.Addr(t)
 	url = "http://" + api
 	harness.StartTB(t, harness.Command{Name: "central", Path: harness.BuildOnce(t).Central,
-		Args: []string{"serve", "--listen", api, "--metrics-listen", freeport.Addr(t),
-			"--auth", "static", "--token-file", tokens, "--rate-limit", "100000", "--log-level", "warn"},
+		Args: append([]string{"serve", "--listen", api, "--metrics-listen", freeport.Addr(t),
+			"--auth", "static", "--token-file", tokens, "--rate-limit", "100000", "--log-level", "warn"}, extra...),
 		Env: []string{"DATABASE_URL=" + dsn}, Ready: url + "/readyz", ReadyWithin: 30 * time.Second})
 	return url, dsn
 }

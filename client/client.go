@@ -19,8 +19,10 @@ import (
 	"github.com/kubernaut/datastorage/wire"
 )
 
-// maxAnswerBytes bounds how much of an answer is read.
-const maxAnswerBytes = 4 << 20
+// maxAnswerBytes bounds how much of an answer is read: a page of the
+// largest records (wire.MaxPageSize of them, each up to two MaxTextLen
+// texts) fits.
+const maxAnswerBytes = 128 << 20
 
 // Client writes audit records to an agent or the central. It is safe for
 // concurrent use; create one per process and share it.
@@ -109,7 +111,7 @@ func (c *Client) writeOne(ctx context.Context, kind wire.Kind, a any) (*wire.Wri
 	}
 	hdr := http.Header{"Idempotency-Key": {idempotencyKey(ctx)}}
 	var out wire.WriteResponse
-	if err := c.do(ctx, "/api/v1/audit/"+string(kind), hdr, body, http.StatusCreated, &out); err != nil {
+	if err := c.do(ctx, http.MethodPost, "/api/v1/audit/"+string(kind), hdr, body, http.StatusCreated, &out); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	return &out, nil
@@ -133,19 +135,20 @@ func (c *Client) WriteBatch(ctx context.Context, records []wire.Record) (*wire.B
 		return nil, fmt.Errorf("write batch: %w", err)
 	}
 	var out wire.BatchResponse
-	if err := c.do(ctx, "/api/v1/audit/batch", http.Header{}, body, http.StatusOK, &out); err != nil {
+	if err := c.do(ctx, http.MethodPost, "/api/v1/audit/batch", http.Header{}, body, http.StatusOK, &out); err != nil {
 		return nil, fmt.Errorf("write batch: %w", err)
 	}
 	return &out, nil
 }
 
-// do sends body until it gets want, a final error, or runs out of retries.
-func (c *Client) do(ctx context.Context, path string, hdr http.Header, body []byte, want int, out any) error {
+// do sends the request (a POST with body, or a GET with none) until it gets
+// want, a final error, or runs out of retries.
+func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, body []byte, want int, out any) error {
 	url := c.base + path
 	bo := backoff.New(c.cfg.Backoff, c.cfg.MaxBackoff)
 	reauthed := false
 	for attempt := 1; ; attempt++ {
-		status, answer, retryAfter, err := c.attempt(ctx, url, hdr, body)
+		status, answer, retryAfter, err := c.attempt(ctx, method, url, hdr, body)
 		if err == nil && status == want {
 			if err := json.Unmarshal(answer, out); err != nil {
 				return fmt.Errorf("decode answer: %w", err)
@@ -187,27 +190,10 @@ func (c *Client) do(ctx context.Context, path string, hdr http.Header, body []by
 
 // attempt sends one request. err is a transport error (retryable);
 // otherwise status, answer and Retry-After describe the answer.
-func (c *Client) attempt(ctx context.Context, url string, hdr http.Header, body []byte) (int, []byte, time.Duration, error) {
+func (c *Client) attempt(ctx context.Context, method, url string, hdr http.Header, body []byte) (int, []byte, time.Duration, error) {
 	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(actx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return 0, nil, 0, err
-	}
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", c.cfg.UserAgent)
-	token, err := c.token()
-	if err != nil {
-		return 0, nil, 0, err
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := c.http.Do(req)
+	resp, err := c.send(actx, method, url, hdr, body)
 	if err != nil {
 		return 0, nil, 0, err
 	}
@@ -217,6 +203,36 @@ func (c *Client) attempt(ctx context.Context, url string, hdr http.Header, body 
 		return 0, nil, 0, fmt.Errorf("read answer: %w", err)
 	}
 	return resp.StatusCode, answer, parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()), nil
+}
+
+// send sends one request with the caller's headers and token.
+func (c *Client) send(ctx context.Context, method, url string, hdr http.Header, body []byte) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if req.Header.Get("Accept") == "" {
+		req.Header.Set("Accept", "application/json")
+	}
+	req.Header.Set("User-Agent", c.cfg.UserAgent)
+	token, err := c.token()
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return c.http.Do(req)
 }
 
 func newAPIError(status int, answer []byte, retryAfter time.Duration, attempts int) *APIError {

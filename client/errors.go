@@ -65,6 +65,8 @@ func codeForStatus(code int) string {
 		return wire.CodeNotFound
 	case 405:
 		return wire.CodeMethodNotAllowed
+	case 409:
+		return wire.CodeConflict
 	case 413:
 		return wire.CodePayloadTooLarge
 	case 415:

@@ -35,6 +35,22 @@ fi
 token_of() { grep ":$1," "$tokens" | cut -d, -f1; }
 token_of gateway-sa >"$DATA/agent-token"
 
+# The demo's allow-list: the spec's default, and the AI Analysis controller
+# may also export. Exports are signed with a demo key (openssl comes with
+# ca-certificates).
+authz=$DATA/authz.yaml
+cat >"$authz" <<'YAML'
+serviceAccounts:
+- {name: gateway-sa, namespace: kubernaut-system, actions: [write:remediation]}
+- {name: aianalysis-controller-sa, namespace: kubernaut-system, actions: [write:remediation, read:similar, read:audit, export:audit]}
+- {name: kubernetes-executor-sa, namespace: kubernaut-system, actions: [write:remediation]}
+- {name: workflowexecution-controller-sa, namespace: kubernaut-system, actions: [write:workflow]}
+YAML
+if [ ! -f "$DATA/export.key" ]; then
+  openssl genpkey -algorithm ed25519 -out "$DATA/export.key"
+  openssl pkey -in "$DATA/export.key" -pubout -out "$DATA/export.pub"
+fi
+
 pids=()
 stop() {
   trap - INT TERM EXIT
@@ -46,7 +62,8 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-bin/central --auth static --token-file "$tokens" --log-format console &
+bin/central --auth static --token-file "$tokens" --authz-file "$authz" \
+  --export-key-file "$DATA/export.key" --log-format console &
 pids+=($!)
 url=http://127.0.0.1:8080
 for _ in $(seq 1 100); do
@@ -74,8 +91,20 @@ cat <<MSG
       -H 'Content-Type: application/json' \\
       -d '{"remediationRequestID":"rr-abc123","alertName":"HighMemoryUsage","namespace":"production","cluster":"us-west-2","priority":"P0"}'
 
-  Then look at it:  psql '$DATABASE_URL' -c 'TABLE remediation_audit'
-  And find it by similarity (the AI Analysis controller's token):
+  Read it back (the AI Analysis controller may read:audit):
+
+    curl -sS 'http://127.0.0.1:8080/api/v1/audit/remediation?cluster=us-west-2&limit=10' \
+      -H 'Authorization: Bearer $(token_of aianalysis-controller-sa)'
+    curl -sS http://127.0.0.1:8080/api/v1/remediations/rr-abc123/timeline \
+      -H 'Authorization: Bearer $(token_of aianalysis-controller-sa)'
+
+  Export everything, signed, and check the file offline (this demo grants export:audit):
+
+    curl -sS http://127.0.0.1:8080/api/v1/audit/export \
+      -H 'Authorization: Bearer $(token_of aianalysis-controller-sa)' >audit.ndjson
+    bin/central verify-export audit.ndjson --public-key $DATA/export.pub
+
+  Find it by similarity:
 
     curl -sS -X POST http://127.0.0.1:8080/api/v1/incidents/similar \
       -H 'Authorization: Bearer $(token_of aianalysis-controller-sa)' \

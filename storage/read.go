@@ -28,8 +28,9 @@ import (
 // SQL is assembled only from the fixed table descriptions of scan.go;
 // every value is a parameter.
 
-// MaxQueryLimit is the largest AuditQuery.Limit.
-const MaxQueryLimit = 1000
+// MaxQueryLimit is the largest AuditQuery.Limit: the API's largest page,
+// 1,000, and the one row more that tells whether another page follows.
+const MaxQueryLimit = 1001
 
 // ErrInvalidQuery is wrapped by every *QueryError.
 var ErrInvalidQuery = errors.New("storage: invalid query")

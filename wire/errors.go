@@ -25,6 +25,7 @@ const (
 	CodeAuthorizationFailed  = "authorization_failed"   // 403
 	CodeNotFound             = "not_found"              // 404
 	CodeMethodNotAllowed     = "method_not_allowed"     // 405
+	CodeConflict             = "conflict"               // 409
 	CodePayloadTooLarge      = "payload_too_large"      // 413
 	CodeUnsupportedMediaType = "unsupported_media_type" // 415
 	CodeRateLimitExceeded    = "rate_limit_exceeded"    // 429
@@ -88,6 +89,15 @@ func RateLimitExceeded(recordsPerSecond float64) *ErrorBody {
 	}
 }
 
+// ReadRateLimitExceeded is the 429 body for a reader over its read budget,
+// which is counted in rows returned.
+func ReadRateLimitExceeded(rowsPerSecond float64) *ErrorBody {
+	return &ErrorBody{
+		Error:   CodeRateLimitExceeded,
+		Message: "Too many rows read. Limit: " + strconv.FormatFloat(rowsPerSecond, 'f', -1, 64) + " rows/s per service account",
+	}
+}
+
 // InternalError is the spec's 500 body; correlationID also goes into the
 // server's log line so an operator can find the cause.
 func InternalError(correlationID string) *ErrorBody {
@@ -120,6 +130,12 @@ func NotFound() *ErrorBody {
 	return &ErrorBody{Error: CodeNotFound, Message: "Not found"}
 }
 
+// Conflict is the 409 body: the request names more than one thing (an audit
+// ID that several writers stored) and must say which.
+func Conflict(message string) *ErrorBody {
+	return &ErrorBody{Error: CodeConflict, Message: message}
+}
+
 // HTTPStatus is the HTTP status code that goes with b.Error (500 for an
 // unknown code). The numbers are literal so that wire needs no net/http.
 func (b *ErrorBody) HTTPStatus() int {
@@ -136,6 +152,8 @@ func (b *ErrorBody) HTTPStatus() int {
 		return 405
 	case CodeRequestTimeout:
 		return 408
+	case CodeConflict:
+		return 409
 	case CodePayloadTooLarge:
 		return 413
 	case CodeUnsupportedMediaType:

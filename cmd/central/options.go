@@ -29,6 +29,8 @@ type options struct {
 	authFailures                              auth.TokenReviewConfig // the failed-review budget and negative cache
 	namespace, authzFile                      string
 	limits                                    ratelimit.Config
+	readLimits                                ratelimit.Config // the read API's budget, in rows
+	exportKeyFile                             string
 
 	maxReceivedAge, shutdownTimeout time.Duration
 	tlsCert, tlsKey, clientCA       string
@@ -62,6 +64,9 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.authzFile, "authz-file", "DATASTORAGE_AUTHZ_FILE", "", "allow-list YAML replacing the default service accounts")
 	fs.Float64Var(&o.limits.Rate, "rate-limit", "DATASTORAGE_RATE_LIMIT", 100, "records per second per service account")
 	fs.IntVar(&o.limits.Burst, "rate-burst", "DATASTORAGE_RATE_BURST", 1000, "records a service account may send at once; larger batches get 413")
+	fs.Float64Var(&o.readLimits.Rate, "read-rate", "DATASTORAGE_READ_RATE", central.DefaultReadRate, "rows per second a service account may read (queries, records, timelines, exports), apart from its writes")
+	fs.IntVar(&o.readLimits.Burst, "read-burst", "DATASTORAGE_READ_BURST", central.DefaultReadBurst, "rows a service account may read at once after being idle")
+	fs.StringVar(&o.exportKeyFile, "export-key-file", "DATASTORAGE_EXPORT_KEY_FILE", "", "Ed25519 private key (PKCS#8 PEM) that signs exports; reloaded when it changes; empty: no export")
 	fs.IntVar(&o.maxConns, "database-max-conns", "DATASTORAGE_DATABASE_MAX_CONNS", int(storage.DefaultMaxConns), "PostgreSQL connection pool size")
 	fs.DurationVar(&o.maxReceivedAge, "max-received-age", "DATASTORAGE_MAX_RECEIVED_AGE", central.DefaultMaxReceivedAge, "oldest receivedAt a batch item may carry (when an agent first accepted it); older items are rejected")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", "DATASTORAGE_SHUTDOWN_TIMEOUT", central.DefaultShutdownTimeout, "time in-flight requests get to finish on SIGTERM")
@@ -124,6 +129,12 @@ func (o *options) validate() error {
 	}
 	if err := o.hnsw.Validate(); err != nil {
 		return err
+	}
+	if o.readLimits.Burst > 0 && o.readLimits.Burst < central.MaxPageSize {
+		return fmt.Errorf("--read-burst %d: must be at least a full page, %d rows", o.readLimits.Burst, central.MaxPageSize)
+	}
+	if err := o.readLimits.Validate(); err != nil {
+		return fmt.Errorf("--read-rate/--read-burst: %w", err)
 	}
 	return o.limits.Validate()
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/kubernaut/datastorage/central/embed"
 	"github.com/kubernaut/datastorage/central/embedpipe"
 	"github.com/kubernaut/datastorage/central/ratelimit"
+	"github.com/kubernaut/datastorage/export"
 	"github.com/kubernaut/datastorage/internal/tlsconfig"
 	"github.com/kubernaut/datastorage/storage"
 )
@@ -45,6 +46,7 @@ func serve(ctx context.Context, log zerolog.Logger, o *options) error {
 		Bool("tls", c.tls).
 		Str("authz", c.authz).
 		Float64("rate_limit", o.limits.Rate).Int("rate_burst", o.limits.Burst).
+		Float64("read_rate", o.readLimits.Rate).Bool("export", o.exportKeyFile != "").
 		Str("embedder", c.embedder).Bool("separate_vector_database", o.vectorURL != o.databaseURL).
 		Int("embed_workers", o.embedWorkers).Int("hnsw_ef_search", o.hnsw.WithDefaults().EfSearch).
 		Msg("central serving")
@@ -106,6 +108,12 @@ func (o *options) build(ctx context.Context, log zerolog.Logger) (_ *built, err 
 	if err != nil {
 		return nil, err
 	}
+	reads := &central.ReadConfig{Store: c.db, Limiter: ratelimit.New(o.readLimits)}
+	if o.exportKeyFile != "" {
+		if reads.ExportKey, err = export.OpenKeyFile(o.exportKeyFile); err != nil {
+			return nil, err
+		}
+	}
 	c.srv, err = central.New(central.Config{
 		Authenticator:   authn,
 		Authorizer:      authorizer,
@@ -117,6 +125,7 @@ func (o *options) build(ctx context.Context, log zerolog.Logger) (_ *built, err 
 		MaxReceivedAge:  o.maxReceivedAge,
 		TLS:             tlsConfig,
 		Search:          &central.SearchConfig{Embedder: emb, Vectors: c.vdb, Audits: c.db},
+		Reads:           reads,
 		Committed:       c.pipe.Notify,
 	})
 	if err != nil {

@@ -188,7 +188,11 @@ func Requests() []Request {
 	add(Request{Name: "text/plain", Headers: map[string]string{"Content-Type": "text/plain"}, Body: valid}, media)
 	add(Request{Name: "form encoded", Headers: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, Body: valid}, media)
 	add(Request{Name: "latin-1 charset", Headers: map[string]string{"Content-Type": "application/json; charset=latin1"}, Body: valid}, media)
-	add(Request{Name: "GET on a write endpoint", Method: "GET"}, func() (Expect, Expect) { return both(405, wire.CodeMethodNotAllowed) })
+	rows = append(rows, row(Request{Name: "GET on a write endpoint", Method: "GET"},
+		Expect{Status: 403, Code: wire.CodeAuthorizationFailed, Why: "GET is the central's query, and a writer may not read:audit"},
+		Expect{Status: 405, Code: wire.CodeMethodNotAllowed}))
+	rows = append(rows, row(Request{Name: "GET on the batch endpoint", Method: "GET", Path: batch},
+		Expect{Status: 405, Code: wire.CodeMethodNotAllowed}, noBatch))
 	add(Request{Name: "PUT on a write endpoint", Method: "PUT", Body: valid}, func() (Expect, Expect) { return both(405, wire.CodeMethodNotAllowed) })
 	rows = append(rows, row(Request{Name: "DELETE on the batch endpoint", Method: "DELETE", Path: batch},
 		Expect{Status: 405, Code: wire.CodeMethodNotAllowed}, noBatch))
