@@ -370,6 +370,7 @@ func (s *Server) streamExport(ctx context.Context, rc *fasthttp.RequestCtx, w *b
 	}
 	ew := export.NewWriter(out)
 	var rows, sinceCharge int
+	var flushed time.Time
 	flush := func() error {
 		if zw != nil {
 			if err := zw.Flush(); err != nil {
@@ -379,27 +380,34 @@ func (s *Server) streamExport(ctx context.Context, rc *fasthttp.RequestCtx, w *b
 		if err := w.Flush(); err != nil {
 			return err
 		}
-		return rc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+		flushed = time.Now()
+		return rc.SetWriteDeadline(flushed.Add(s.cfg.WriteTimeout))
 	}
-	err := s.cfg.Reads.Store.ExportAudits(ctx, q, func(e *wire.AuditEntry) error {
-		if err := ew.Record(e); err != nil {
-			return err
-		}
-		rows++
-		if sinceCharge++; sinceCharge == exportChargeRows {
-			sinceCharge = 0
-			if wait := s.charge(id, exportChargeRows); wait > 0 {
-				if err := flush(); err != nil {
-					return err
-				}
-				if err := sleepCtx(ctx, wait); err != nil {
-					return err
-				}
+	err := flush() // the deadline runs from here, not from the handler's return
+	if err == nil {
+		err = s.cfg.Reads.Store.ExportAudits(ctx, q, func(e *wire.AuditEntry) error {
+			if err := ew.Record(e); err != nil {
+				return err
 			}
-			return flush()
-		}
-		return nil
-	})
+			rows++
+			if sinceCharge++; sinceCharge == exportChargeRows {
+				sinceCharge = 0
+				if wait := s.charge(id, exportChargeRows); wait > 0 {
+					if err := flush(); err != nil {
+						return err
+					}
+					if err := sleepCtx(ctx, wait); err != nil {
+						return err
+					}
+				}
+				return flush()
+			}
+			if time.Since(flushed) > time.Second { // sparse rows: keep the client fed and the deadline ahead
+				return flush()
+			}
+			return nil
+		})
+	}
 	s.charge(id, sinceCharge)
 	if err == nil {
 		err = ew.Finish(trailer, key)
