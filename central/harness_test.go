@@ -55,6 +55,7 @@ type harness struct {
 	pool       *pgxpool.Pool // direct access, for assertions
 	proxy      *faultproxy.Proxy
 	logs       *syncbuf.Buffer
+	conf       *observed // the OpenAPI conformance check of its API
 }
 
 func newHarness(t *testing.T, opt options) *harness {
@@ -114,6 +115,7 @@ func newHarness(t *testing.T, opt options) *harness {
 	require.NoError(t, err)
 	h.url = "http://" + api.Addr().String()
 	h.metricsURL = "http://" + ml.Addr().String() + "/metrics"
+	h.conf = conformance.observe(t, h.url)
 
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, api, ml) }()
@@ -136,6 +138,8 @@ type response struct {
 }
 
 // post sends body with the writer's token ("" sends none) and extra headers.
+// The pair invalidByDesign, reason marks a request invalid on purpose (see
+// conformance_test.go); it is not sent.
 func (h *harness) post(t *testing.T, path, token string, body []byte, headers ...string) response {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, h.url+path, bytes.NewReader(body))
@@ -145,14 +149,20 @@ func (h *harness) post(t *testing.T, path, token string, body []byte, headers ..
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i] == invalidByDesign {
+			req = markInvalid(req, headers[i+1])
+			continue
+		}
 		req.Header.Set(headers[i], headers[i+1])
 	}
 	return h.do(t, req)
 }
 
+// do sends req; the exchange is validated against the OpenAPI document, and
+// a violation fails t.
 func (h *harness) do(t *testing.T, req *http.Request) response {
 	t.Helper()
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(withTest(req, t))
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

@@ -23,11 +23,14 @@ import (
 // shared table (internal/tstest/hostile; the agent runs it too) against the central.
 func TestHostile_EachRequestGetsItsStatusAndBodyAndNothingIsStored(t *testing.T) {
 	h := newHarness(t, options{})
-	ran := hostile.Run(t, h.url, hostile.Central, func(tok string) string {
-		if tok == hostile.TokenOutsider {
-			return outsiderToken
-		}
-		return tokenOf("gateway-sa")
+	var ran int
+	h.hostileScope("the hostile table", func() {
+		ran = hostile.Run(t, h.url, hostile.Central, func(tok string) string {
+			if tok == hostile.TokenOutsider {
+				return outsiderToken
+			}
+			return tokenOf("gateway-sa")
+		})
 	})
 	assert.GreaterOrEqual(t, ran, 40)
 	assert.Zero(t, h.rows(t, "remediation_audit"))
@@ -67,6 +70,13 @@ func TestHostile_RefusedWithoutReadingTheBody(t *testing.T) {
 			require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
 			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 			require.NoError(t, err, "the answer comes without the rest of the body")
+			sent, err := http.NewRequest(http.MethodPost, h.url+tc.path, nil)
+			require.NoError(t, err)
+			sent.Header.Set("Content-Type", "application/json")
+			if tc.token != "" {
+				sent.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			h.checkRaw(t, sent, resp)
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			require.Equal(t, tc.status, resp.StatusCode, "%s", body)
@@ -80,8 +90,12 @@ func TestHostile_RefusedWithoutReadingTheBody(t *testing.T) {
 
 func TestHostile_HeadersTooLargeIs431(t *testing.T) {
 	h := newHarness(t, options{})
-	status, body := hostile.HugeHeaders(t, h.url+"/api/v1/audit/remediation",
-		map[string]string{"Authorization": "Bearer " + tokenOf("gateway-sa")})
+	var status int
+	var body string
+	h.hostileScope("huge headers", func() {
+		status, body = hostile.HugeHeaders(t, h.url+"/api/v1/audit/remediation",
+			map[string]string{"Authorization": "Bearer " + tokenOf("gateway-sa")})
+	})
 	require.Equal(t, 431, status, body)
 	assert.JSONEq(t, `{"error":"headers_too_large","message":"Request headers too large"}`, body)
 	assertHealthy(t, h)
@@ -123,6 +137,7 @@ func TestHostile_SlowClientIsCutOffAndServerStaysHealthy(t *testing.T) {
 			if answer != "" {
 				assert.Contains(t, answer, "408")
 			}
+			h.checkUnparsed(t, nil, []byte(answer))
 			assertHealthy(t, h)
 			return
 		case <-tick.C:
@@ -148,11 +163,13 @@ func assertHealthy(t *testing.T, h *harness) {
 // own, and reads every line the central logged.
 func TestHostile_NoTokenOrRecordContentReachesTheLog(t *testing.T) {
 	h := newHarness(t, options{readTime: time.Second})
-	hostile.Run(t, h.url, hostile.Central, func(tok string) string {
-		if tok == hostile.TokenOutsider {
-			return outsiderToken
-		}
-		return tokenOf("gateway-sa")
+	h.hostileScope("the hostile table", func() {
+		hostile.Run(t, h.url, hostile.Central, func(tok string) string {
+			if tok == hostile.TokenOutsider {
+				return outsiderToken
+			}
+			return tokenOf("gateway-sa")
+		})
 	})
 	const secret, content = "tok-3c1f9e-secret", "content-9b2d7a-private"
 	for name, raw := range hostile.Malformed("/api/v1/audit/batch", secret, content) {
@@ -162,7 +179,12 @@ func TestHostile_NoTokenOrRecordContentReachesTheLog(t *testing.T) {
 			defer conn.Close()
 			_, _ = conn.Write([]byte(raw))
 			require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
-			_, _ = io.ReadAll(conn) // an answer, or the server closing
+			answer, _ := io.ReadAll(conn) // an answer, or the server closing
+			sent, err := http.NewRequest(http.MethodPost, h.url+"/api/v1/audit/batch", nil)
+			require.NoError(t, err)
+			sent.Header.Set("Content-Type", "application/json")
+			sent.Header.Set("Authorization", "Bearer "+secret)
+			h.checkUnparsed(t, sent, answer)
 		})
 	}
 	assertHealthy(t, h)

@@ -69,6 +69,7 @@ func newSearchHarness(t *testing.T) *harness {
 	ml, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	h.url = "http://" + api.Addr().String()
+	h.conf = conformance.observe(t, h.url)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, api, ml) }()
 	t.Cleanup(func() {
@@ -86,9 +87,11 @@ type similarAnswer struct {
 	Results []central.SimilarResult `json:"results"`
 }
 
-func (h *harness) similar(t *testing.T, token, body string) (int, similarAnswer) {
+// similar posts a search; invalid (invalidByDesign and why) marks it as
+// invalid on purpose.
+func (h *harness) similar(t *testing.T, token, body string, invalid ...string) (int, similarAnswer) {
 	t.Helper()
-	r := h.post(t, pathSimilar, token, []byte(body))
+	r := h.post(t, pathSimilar, token, []byte(body), invalid...)
 	var ans similarAnswer
 	if r.status == 200 {
 		require.NoError(t, json.Unmarshal([]byte(r.body), &ans), r.body)
@@ -177,7 +180,7 @@ func TestSimilar_FiltersReturnTheRequestedCount(t *testing.T) {
 func TestSimilar_AuthenticatesAuthorizesAndValidates(t *testing.T) {
 	h := newSearchHarness(t)
 	reader := tokenOf("aianalysis-controller-sa")
-	status, _ := h.similar(t, "", `{"text":"x"}`)
+	status, _ := h.similar(t, "", `{"text":"x"}`, invalidByDesign, "no token")
 	assert.Equal(t, 401, status)
 	r := h.post(t, pathSimilar, tokenOf("gateway-sa"), []byte(`{"text":"x"}`))
 	assert.Equal(t, 403, r.status, "writers may not read by default")
@@ -185,7 +188,7 @@ func TestSimilar_AuthenticatesAuthorizesAndValidates(t *testing.T) {
 	for _, bad := range []string{`{}`, `{"text":"x","limit":1000}`, `{"text":"x","kind":"other"}`, `{"text":"x","bogus":1}`,
 		`{"text":"x","record":{"kind":"remediation","record":{"remediationRequestID":"r"}}}`, `not json`,
 		`{"record":{"kind":"remediation","record":{}}}`} {
-		r := h.post(t, pathSimilar, reader, []byte(bad))
+		r := h.post(t, pathSimilar, reader, []byte(bad), invalidByDesign, bad)
 		assert.Equal(t, 400, r.status, bad)
 		assert.Contains(t, r.body, `"validation_failed"`, bad)
 	}
