@@ -30,8 +30,9 @@ import (
 const pathSimilar = "/api/v1/incidents/similar"
 
 // newSearchHarness is a central with similarity search and a running
-// embedding pipeline; audits and vectors live in two databases.
-func newSearchHarness(t *testing.T) *harness {
+// embedding pipeline; audits and vectors live in two databases. Of opt,
+// only authn is used (nil: the writers' and the outsider's static tokens).
+func newSearchHarness(t *testing.T, opt ...options) *harness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	auditDSN, vectorDSN := pgtest.NewDatabase(t), pgtest.NewDatabase(t)
@@ -55,8 +56,13 @@ func newSearchHarness(t *testing.T) *harness {
 	for _, sa := range writers {
 		fmt.Fprintf(&csv, "%s,system:serviceaccount:%s:%s,uid-%s\n", tokenOf(sa), ns, sa, sa)
 	}
-	authn, err := auth.ParseStaticTokens(strings.NewReader(csv.String()))
+	fmt.Fprintf(&csv, "%s,system:serviceaccount:%s:outsider,uid-outsider\n", outsiderToken, ns)
+	var authn auth.Authenticator
+	authn, err = auth.ParseStaticTokens(strings.NewReader(csv.String()))
 	require.NoError(t, err)
+	if len(opt) > 0 && opt[0].authn != nil {
+		authn = opt[0].authn
+	}
 	srv, err := central.New(central.Config{
 		Authenticator: authn, Authorizer: authz.Default(ns),
 		Limiter: ratelimit.New(ratelimit.Config{Rate: 10000, Burst: 10000}),
