@@ -6,14 +6,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/pb33f/jsonschema/v6"
 	"github.com/pb33f/libopenapi"
 	validator "github.com/pb33f/libopenapi-validator"
@@ -25,6 +28,7 @@ import (
 	"github.com/kubernaut/datastorage/central"
 	"github.com/kubernaut/datastorage/central/auth"
 	"github.com/kubernaut/datastorage/internal/tstest/hostile"
+	"github.com/kubernaut/datastorage/wire"
 )
 
 // documentProblems is every problem found in spec: parsing and building
@@ -238,4 +242,57 @@ func TestOpenAPI_SimilarWithoutAVectorDatabaseIs404(t *testing.T) {
 	h := newHarness(t, options{})
 	r := h.post(t, "/api/v1/incidents/similar", tokenOf("aianalysis-controller-sa"), []byte(`{"text":"x"}`))
 	require.Equal(t, 404, r.status, r.body)
+}
+
+// TestOpenAPI_ReadAnswersOfTheWireTypesConform validates the answers of the
+// x-pending read operations as the wire types encode them (as
+// edge.WriteJSON does), every member set, until the reads are served and
+// their real exchanges are validated; and an export's lines as the export
+// format writes them.
+func TestOpenAPI_ReadAnswersOfTheWireTypesConform(t *testing.T) {
+	at := time.Date(2025, 10, 6, 10, 0, 0, 123456789, time.UTC)
+	conf, dur := 0.87, int64(2500*time.Millisecond)
+	rem := wire.AuditEntry{Kind: wire.KindRemediation, AuditID: wire.NewID(), ServiceAccount: ns + "/gateway-sa",
+		OccurredAt: at, ReceivedAt: at.Add(time.Second), Remediation: &wire.RemediationAudit{
+			RemediationRequestID: "rr-1", AlertName: "HighMemoryUsage", Namespace: "prod", Cluster: "east",
+			Priority: "P0", ActionType: "restart-pod", Confidence: &conf, Reasoning: "r", TargetResource: "prod/Deployment/web",
+			Status: "failed", DurationNanos: &dur, ErrorMessage: "e", CreatedAt: &at, ExecutedAt: &at}}
+	wf := wire.AuditEntry{Kind: wire.KindWorkflow, AuditID: "step-7", ServiceAccount: ns + "/workflowexecution-controller-sa",
+		OccurredAt: at, ReceivedAt: at, Workflow: &wire.WorkflowAudit{WorkflowID: "wf-1", StepName: "drain",
+			StepStatus: "completed", DurationNanos: &dur, ErrorMessage: "e", ExecutedAt: &at}}
+
+	for _, c := range []struct {
+		path   string
+		answer any
+	}{
+		{"/api/v1/audit/remediation?limit=2", wire.AuditPage{Records: []wire.AuditEntry{rem, wf}, NextCursor: "opaque"}},
+		{"/api/v1/audit/workflow", wire.AuditPage{}},
+		{"/api/v1/audit/remediation/" + rem.AuditID, rem},
+		{"/api/v1/audit/workflow/step-7?serviceAccount=" + ns + "/workflowexecution-controller-sa", wf},
+		{"/api/v1/remediations/rr-1/timeline", wire.Timeline{RemediationRequestID: "rr-1", Events: []wire.AuditEntry{rem}}},
+	} {
+		body, err := jsonv2.Marshal(c.answer)
+		require.NoError(t, err)
+		req := httptest.NewRequest(http.MethodGet, "http://central"+c.path, nil)
+		req.Header.Set("Authorization", "Bearer "+tokenOf("aianalysis-controller-sa"))
+		resp := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}},
+			Body: io.NopCloser(bytes.NewReader(body)), Request: req}
+		ok, errs := conformance.validator.ValidateHttpResponse(req, resp)
+		assert.True(t, ok, "%s: %s\n%s", c.path, strings.Join(describe(errs), "\n"), body)
+	}
+
+	export := conformance.model.Paths.PathItems.GetOrZero("/api/v1/audit/export").Get
+	var ndjson bytes.Buffer
+	for _, e := range []wire.AuditEntry{rem, wf} {
+		b, err := jsonv2.Marshal(e)
+		require.NoError(t, err)
+		ndjson.Write(append(b, '\n'))
+	}
+	ndjson.WriteString(`{"trailer":{"format":"kubernaut-audit-export/v1","records":2,"digest":"sha256:` + strings.Repeat("ab", 32) +
+		`","kinds":["remediation","workflow"],"until":"2025-10-07T00:00:00Z","exportedAt":"2025-10-07T00:00:01Z",` +
+		`"exportedBy":"kubernaut-system/auditor","keyID":"0123456789abcdef"},"signature":"c2ln"}` + "\n")
+	x := exchange{resp: &http.Response{StatusCode: 200, Header: http.Header{}}, answer: ndjson.Bytes()}
+	assert.Empty(t, conformance.checkNDJSON(export, "200", x), "a valid export")
+	x.answer = append(bytes.Clone(ndjson.Bytes()), `{"trailer":{"format":"v0"},"signature":"c2ln"}`+"\n"...)
+	assert.NotEmpty(t, conformance.checkNDJSON(export, "200", x), "a line of neither schema")
 }
