@@ -109,10 +109,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// wholePackageRan reports whether no -run, -skip or -failfast narrowed the
-// run, so that coverage of the document is meaningful.
+// wholePackageRan reports whether no -run or -skip narrowed the run (and
+// -list ran nothing), so that coverage of the document is meaningful.
 func wholePackageRan() bool {
-	for _, name := range []string{"test.run", "test.skip"} {
+	for _, name := range []string{"test.run", "test.skip", "test.list"} {
 		if f := flag.Lookup(name); f != nil && f.Value.String() != "" {
 			return false
 		}
