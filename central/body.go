@@ -49,8 +49,9 @@ func checkContentType(ct string) error {
 func requestBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 	n := ctx.Request.Header.ContentLength()
 	if n > limit {
-		return nil, tooLarge("%d bytes, limit %d", n, limit)
+		return nil, tooLarge("%d bytes, limit %d", n, limit) // unread: fail closes lingering
 	}
+	ctx.SetUserValue(bodyReadKey{}, true)
 	stream := ctx.RequestBodyStream()
 	if stream == nil { // a server that does not stream: the body is in memory
 		return bytes.Clone(ctx.Request.Body()), nil
@@ -63,6 +64,16 @@ func requestBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 		return nil, tooLarge("more than %d bytes", limit)
 	}
 	return buf.Bytes(), nil
+}
+
+// bodyReadKey marks a request whose handler read (or tried to read) its
+// body: one that did not, and was refused, closes lingering (fail).
+type bodyReadKey struct{}
+
+// bodyUnread reports whether the request has a body its handler never
+// read: the client may still be sending it.
+func bodyUnread(ctx *fasthttp.RequestCtx) bool {
+	return ctx.Request.Header.ContentLength() != 0 && ctx.UserValue(bodyReadKey{}) == nil
 }
 
 // errBodyRead is a body the client did not finish sending.

@@ -98,6 +98,9 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, err error) {
 	}
 	ctx.Response.Header.Set("X-Correlation-ID", correlationID)
 	edge.WriteError(ctx, body, retryAfter)
+	if bodyUnread(ctx) {
+		edge.CloseLingering(ctx)
+	}
 
 	status := body.HTTPStatus()
 	level := zerolog.InfoLevel

@@ -116,7 +116,7 @@ func TestFailure_TokenReviewUnreachableIs503Not401(t *testing.T) {
 func TestMetrics_CountRecordsByKindAndOutcome(t *testing.T) {
 	h := newHarness(t, options{})
 	decodeWrite(t, h.post(t, "/api/v1/audit/remediation", tokenOf("gateway-sa"), []byte(`{"remediationRequestID":"rr-1"}`)))
-	h.post(t, "/api/v1/audit/remediation", tokenOf("gateway-sa"), []byte(`{}`))
+	h.post(t, "/api/v1/audit/remediation", tokenOf("gateway-sa"), []byte(`{}`), invalidByDesign, "no remediationRequestID")
 
 	resp, err := http.Get(h.metricsURL)
 	require.NoError(t, err)

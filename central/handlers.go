@@ -49,6 +49,9 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 		case pathAccess:
 			endpoint = "access"
 			s.get(ctx, func() error { return s.access(ctx) })
+		case pathOpenAPI:
+			endpoint = "openapi"
+			s.get(ctx, func() error { return s.openAPI(ctx) })
 		case "/healthz":
 			endpoint = "healthz"
 			ctx.SetStatusCode(fasthttp.StatusOK)

@@ -61,6 +61,7 @@ type harness struct {
 	pool       *pgxpool.Pool // direct access, for assertions
 	proxy      *faultproxy.Proxy
 	logs       *syncbuf.Buffer
+	conf       *observed // the OpenAPI conformance check of its API
 }
 
 func newHarness(t *testing.T, opt options) *harness {
@@ -131,6 +132,7 @@ func newHarness(t *testing.T, opt options) *harness {
 	require.NoError(t, err)
 	h.url = "http://" + api.Addr().String()
 	h.metricsURL = "http://" + ml.Addr().String() + "/metrics"
+	h.conf = conformance.observe(t, h.url)
 
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, api, ml) }()
@@ -153,6 +155,8 @@ type response struct {
 }
 
 // post sends body with the writer's token ("" sends none) and extra headers.
+// The pair invalidByDesign, reason marks a request invalid on purpose (see
+// conformance_test.go); it is not sent.
 func (h *harness) post(t *testing.T, path, token string, body []byte, headers ...string) response {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, h.url+path, bytes.NewReader(body))
@@ -162,12 +166,17 @@ func (h *harness) post(t *testing.T, path, token string, body []byte, headers ..
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i] == invalidByDesign {
+			req = markInvalid(req, headers[i+1])
+			continue
+		}
 		req.Header.Set(headers[i], headers[i+1])
 	}
 	return h.do(t, req)
 }
 
-// get sends a GET with the reader's token ("" sends none) and extra headers.
+// get sends a GET with the reader's token ("" sends none) and extra headers
+// (invalidByDesign marks it as post does).
 func (h *harness) get(t *testing.T, path, token string, headers ...string) response {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, h.url+path, nil)
@@ -176,14 +185,20 @@ func (h *harness) get(t *testing.T, path, token string, headers ...string) respo
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i] == invalidByDesign {
+			req = markInvalid(req, headers[i+1])
+			continue
+		}
 		req.Header.Set(headers[i], headers[i+1])
 	}
 	return h.do(t, req)
 }
 
+// do sends req; the exchange is validated against the OpenAPI document, and
+// a violation fails t.
 func (h *harness) do(t *testing.T, req *http.Request) response {
 	t.Helper()
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(withTest(req, t))
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

@@ -2,6 +2,7 @@ package central_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -23,11 +24,14 @@ import (
 // shared table (internal/tstest/hostile; the agent runs it too) against the central.
 func TestHostile_EachRequestGetsItsStatusAndBodyAndNothingIsStored(t *testing.T) {
 	h := newHarness(t, options{})
-	ran := hostile.Run(t, h.url, hostile.Central, func(tok string) string {
-		if tok == hostile.TokenOutsider {
-			return outsiderToken
-		}
-		return tokenOf("gateway-sa")
+	var ran int
+	h.hostileScope("the hostile table", func() {
+		ran = hostile.Run(t, h.url, hostile.Central, func(tok string) string {
+			if tok == hostile.TokenOutsider {
+				return outsiderToken
+			}
+			return tokenOf("gateway-sa")
+		})
 	})
 	assert.GreaterOrEqual(t, ran, 40)
 	assert.Zero(t, h.rows(t, "remediation_audit"))
@@ -40,6 +44,25 @@ func TestHostile_EachRequestGetsItsStatusAndBodyAndNothingIsStored(t *testing.T)
 // handler): each caller that may not send them is answered from its headers
 // alone, so an unauthenticated or unauthorized flood of 16 MiB bodies costs
 // the central nothing beyond those 8 KiB per request.
+// TestHostile_AClientStillSendingItsBodyGetsItsAnswer: a caller refused on
+// its headers while it is still sending a large body reads the refusal, not
+// a reset connection (the central closes lingering). Without that, about
+// half of these requests failed with "connection reset by peer".
+func TestHostile_AClientStillSendingItsBodyGetsItsAnswer(t *testing.T) {
+	h := newHarness(t, options{})
+	for i := range 20 {
+		token := []string{"", "no-such-token", outsiderToken}[i%3]
+		req, err := http.NewRequest(http.MethodPost, h.url+"/api/v1/audit/batch", bytes.NewReader(bytes.Repeat([]byte(" "), wire.MaxBatchBytes)))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		r := h.do(t, markInvalid(req, "a body of spaces"))
+		assert.Contains(t, []int{401, 403}, r.status, r.body)
+	}
+}
+
 func TestHostile_RefusedWithoutReadingTheBody(t *testing.T) {
 	h := newHarness(t, options{})
 	for _, tc := range []struct {
@@ -67,6 +90,13 @@ func TestHostile_RefusedWithoutReadingTheBody(t *testing.T) {
 			require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
 			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 			require.NoError(t, err, "the answer comes without the rest of the body")
+			sent, err := http.NewRequest(http.MethodPost, h.url+tc.path, nil)
+			require.NoError(t, err)
+			sent.Header.Set("Content-Type", "application/json")
+			if tc.token != "" {
+				sent.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			h.checkRaw(t, sent, resp)
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			require.Equal(t, tc.status, resp.StatusCode, "%s", body)
@@ -80,8 +110,12 @@ func TestHostile_RefusedWithoutReadingTheBody(t *testing.T) {
 
 func TestHostile_HeadersTooLargeIs431(t *testing.T) {
 	h := newHarness(t, options{})
-	status, body := hostile.HugeHeaders(t, h.url+"/api/v1/audit/remediation",
-		map[string]string{"Authorization": "Bearer " + tokenOf("gateway-sa")})
+	var status int
+	var body string
+	h.hostileScope("huge headers", func() {
+		status, body = hostile.HugeHeaders(t, h.url+"/api/v1/audit/remediation",
+			map[string]string{"Authorization": "Bearer " + tokenOf("gateway-sa")})
+	})
 	require.Equal(t, 431, status, body)
 	assert.JSONEq(t, `{"error":"headers_too_large","message":"Request headers too large"}`, body)
 	assertHealthy(t, h)
@@ -123,6 +157,7 @@ func TestHostile_SlowClientIsCutOffAndServerStaysHealthy(t *testing.T) {
 			if answer != "" {
 				assert.Contains(t, answer, "408")
 			}
+			h.checkUnparsed(t, nil, []byte(answer))
 			assertHealthy(t, h)
 			return
 		case <-tick.C:
@@ -148,11 +183,13 @@ func assertHealthy(t *testing.T, h *harness) {
 // own, and reads every line the central logged.
 func TestHostile_NoTokenOrRecordContentReachesTheLog(t *testing.T) {
 	h := newHarness(t, options{readTime: time.Second})
-	hostile.Run(t, h.url, hostile.Central, func(tok string) string {
-		if tok == hostile.TokenOutsider {
-			return outsiderToken
-		}
-		return tokenOf("gateway-sa")
+	h.hostileScope("the hostile table", func() {
+		hostile.Run(t, h.url, hostile.Central, func(tok string) string {
+			if tok == hostile.TokenOutsider {
+				return outsiderToken
+			}
+			return tokenOf("gateway-sa")
+		})
 	})
 	const secret, content = "tok-3c1f9e-secret", "content-9b2d7a-private"
 	for name, raw := range hostile.Malformed("/api/v1/audit/batch", secret, content) {
@@ -162,7 +199,12 @@ func TestHostile_NoTokenOrRecordContentReachesTheLog(t *testing.T) {
 			defer conn.Close()
 			_, _ = conn.Write([]byte(raw))
 			require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
-			_, _ = io.ReadAll(conn) // an answer, or the server closing
+			answer, _ := io.ReadAll(conn) // an answer, or the server closing
+			sent, err := http.NewRequest(http.MethodPost, h.url+"/api/v1/audit/batch", nil)
+			require.NoError(t, err)
+			sent.Header.Set("Content-Type", "application/json")
+			sent.Header.Set("Authorization", "Bearer "+secret)
+			h.checkUnparsed(t, sent, answer)
 		})
 	}
 	assertHealthy(t, h)

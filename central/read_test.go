@@ -170,28 +170,39 @@ func TestQuery_RefusesBadInputWithTheParameterNamed(t *testing.T) {
 	}
 	first := h.page(t, "/api/v1/audit/remediation?cluster=prod-1&limit=1")
 	require.NotEmpty(t, first.NextCursor)
-	for path, field := range map[string]string{
-		"/api/v1/audit/remediation?clusterName=prod":                                      "clusterName",
-		"/api/v1/audit/remediation?limit=5000":                                            "limit",
-		"/api/v1/audit/remediation?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z": "until",
-		"/api/v1/audit/remediation?cursor=not-a-cursor":                                   "cursor",
-		"/api/v1/audit/remediation?cluster=prod-2&cursor=" + first.NextCursor:             "cursor",
-		"/api/v1/audit/workflow?cursor=" + first.NextCursor:                               "cursor",
-		"/api/v1/audit/incident/audit-1":                                                  "kind",
+	// offSchema: the document itself refuses the request (an undeclared
+	// parameter, a value outside its schema); the others only the server
+	// can judge.
+	for path, want := range map[string]struct {
+		field     string
+		offSchema bool
+	}{
+		"/api/v1/audit/remediation?clusterName=prod":                                      {"clusterName", true},
+		"/api/v1/audit/remediation?limit=5000":                                            {"limit", true},
+		"/api/v1/audit/remediation?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z": {"until", false},
+		"/api/v1/audit/remediation?cursor=not-a-cursor":                                   {"cursor", false},
+		"/api/v1/audit/remediation?cluster=prod-2&cursor=" + first.NextCursor:             {"cursor", false},
+		"/api/v1/audit/workflow?cursor=" + first.NextCursor:                               {"cursor", false},
+		"/api/v1/audit/incident/audit-1":                                                  {"kind", true},
+		"/api/v1/remediations/rr-x/timeline?order=asc":                                    {"order", true},
 	} {
-		r := h.get(t, path, tokenOf(reader))
+		var mark []string
+		if want.offSchema {
+			mark = []string{invalidByDesign, "refused by the document too"}
+		}
+		r := h.get(t, path, tokenOf(reader), mark...)
 		require.Equal(t, 400, r.status, path+": "+r.body)
 		var body wire.ErrorBody
 		require.NoError(t, json.Unmarshal([]byte(r.body), &body))
 		assert.Equal(t, "validation_failed", body.Error)
-		assert.Equal(t, field, body.Field, path)
+		assert.Equal(t, want.field, body.Field, path)
 	}
 	r := h.get(t, "/api/v1/audit/remediation", tokenOf(reader))
 	require.Equal(t, 200, r.status)
-	r = h.post(t, "/api/v1/audit/export", tokenOf(reader), nil)
+	r = h.post(t, "/api/v1/audit/export", tokenOf(reader), nil, invalidByDesign, "POST on a GET endpoint")
 	assert.Equal(t, 405, r.status)
-	req := h.get(t, "/api/v1/remediations/rr-x", tokenOf(reader))
-	assert.Equal(t, 404, req.status)
+	r = h.get(t, "/api/v1/remediations/rr-x", tokenOf(reader), invalidByDesign, "no such path")
+	assert.Equal(t, 404, r.status)
 }
 
 func TestRecord_OneByIDAndAmbiguousIDs(t *testing.T) {
@@ -265,9 +276,9 @@ func TestTimeline_EveryAuditOfARemediationInEventOrderWithItsWriter(t *testing.T
 
 func TestReads_NeedTheirOwnPermissions(t *testing.T) {
 	h := newHarness(t, options{exportKey: newExportKey(t).private})
-	for _, path := range []string{"/api/v1/audit/remediation", "/api/v1/audit/remediation/audit-1",
+	for _, path := range []string{"/api/v1/audit/remediation", "/api/v1/audit/workflow", "/api/v1/audit/remediation/audit-1",
 		"/api/v1/remediations/rr-1/timeline", "/api/v1/audit/export"} {
-		assert.Equal(t, 401, h.get(t, path, "").status, path)
+		assert.Equal(t, 401, h.get(t, path, "", invalidByDesign, "no token").status, path)
 		for _, who := range []string{tokenOf("gateway-sa"), outsiderToken} {
 			r := h.get(t, path, who)
 			assert.Equal(t, 403, r.status, path)
@@ -277,7 +288,7 @@ func TestReads_NeedTheirOwnPermissions(t *testing.T) {
 	r := h.get(t, "/api/v1/audit/export", tokenOf(reader))
 	assert.Equal(t, 403, r.status, "read:audit does not grant export:audit")
 	assert.Contains(t, r.body, "export")
-	r = h.get(t, "/api/v1/audit/remediation?clustr=x", tokenOf("gateway-sa"))
+	r = h.get(t, "/api/v1/audit/remediation?clustr=x", tokenOf("gateway-sa"), invalidByDesign, "unknown parameter")
 	assert.Equal(t, 403, r.status, "a caller that may not read learns nothing of the query's validity")
 }
 
@@ -395,15 +406,22 @@ func TestExport_StreamsEveryRecordWithAVerifiableTrailer(t *testing.T) {
 	_, err = verify(t, []byte(r.body), keys.public)
 	require.ErrorIs(t, err, export.ErrWrongKey)
 
-	for path, field := range map[string]string{
-		"/api/v1/audit/export?kind=incident":                                         "kind",
-		"/api/v1/audit/export?limit=5":                                               "limit",
-		"/api/v1/audit/export?since=2999-01-01T00:00:00Z":                            "since",
-		"/api/v1/audit/export?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z": "until",
+	for path, want := range map[string]struct {
+		field     string
+		offSchema bool
+	}{
+		"/api/v1/audit/export?kind=incident":                                         {"kind", true},
+		"/api/v1/audit/export?limit=5":                                               {"limit", true},
+		"/api/v1/audit/export?since=2999-01-01T00:00:00Z":                            {"since", false},
+		"/api/v1/audit/export?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z": {"until", false},
 	} {
-		r := h.get(t, path, tokenOf(reader))
+		var mark []string
+		if want.offSchema {
+			mark = []string{invalidByDesign, "refused by the document too"}
+		}
+		r := h.get(t, path, tokenOf(reader), mark...)
 		require.Equal(t, 400, r.status, path)
-		assert.Contains(t, r.body, `"field":"`+field+`"`, path)
+		assert.Contains(t, r.body, `"field":"`+want.field+`"`, path)
 	}
 }
 

@@ -30,8 +30,9 @@ import (
 const pathSimilar = "/api/v1/incidents/similar"
 
 // newSearchHarness is a central with similarity search and a running
-// embedding pipeline; audits and vectors live in two databases.
-func newSearchHarness(t *testing.T) *harness {
+// embedding pipeline; audits and vectors live in two databases. Of opt,
+// only authn is used (nil: the writers' and the outsider's static tokens).
+func newSearchHarness(t *testing.T, opt ...options) *harness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	auditDSN, vectorDSN := pgtest.NewDatabase(t), pgtest.NewDatabase(t)
@@ -55,13 +56,19 @@ func newSearchHarness(t *testing.T) *harness {
 	for _, sa := range writers {
 		fmt.Fprintf(&csv, "%s,system:serviceaccount:%s:%s,uid-%s\n", tokenOf(sa), ns, sa, sa)
 	}
-	authn, err := auth.ParseStaticTokens(strings.NewReader(csv.String()))
+	fmt.Fprintf(&csv, "%s,system:serviceaccount:%s:outsider,uid-outsider\n", outsiderToken, ns)
+	var authn auth.Authenticator
+	authn, err = auth.ParseStaticTokens(strings.NewReader(csv.String()))
 	require.NoError(t, err)
+	if len(opt) > 0 && opt[0].authn != nil {
+		authn = opt[0].authn
+	}
 	srv, err := central.New(central.Config{
 		Authenticator: authn, Authorizer: authz.Default(ns),
 		Limiter: ratelimit.New(ratelimit.Config{Rate: 10000, Burst: 10000}),
 		Store:   db, Logger: zerolog.New(h.logs), Metrics: metrics.NewSet(),
 		Search: &central.SearchConfig{Embedder: hash, Vectors: vdb, Audits: db},
+		Reads:  &central.ReadConfig{Store: db, Limiter: ratelimit.New(ratelimit.Config{Rate: 10000, Burst: 10000})},
 	})
 	require.NoError(t, err)
 	api, err := net.Listen("tcp", "127.0.0.1:0")
@@ -69,6 +76,7 @@ func newSearchHarness(t *testing.T) *harness {
 	ml, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	h.url = "http://" + api.Addr().String()
+	h.conf = conformance.observe(t, h.url)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, api, ml) }()
 	t.Cleanup(func() {
@@ -86,9 +94,11 @@ type similarAnswer struct {
 	Results []central.SimilarResult `json:"results"`
 }
 
-func (h *harness) similar(t *testing.T, token, body string) (int, similarAnswer) {
+// similar posts a search; invalid (invalidByDesign and why) marks it as
+// invalid on purpose.
+func (h *harness) similar(t *testing.T, token, body string, invalid ...string) (int, similarAnswer) {
 	t.Helper()
-	r := h.post(t, pathSimilar, token, []byte(body))
+	r := h.post(t, pathSimilar, token, []byte(body), invalid...)
 	var ans similarAnswer
 	if r.status == 200 {
 		require.NoError(t, json.Unmarshal([]byte(r.body), &ans), r.body)
@@ -177,7 +187,7 @@ func TestSimilar_FiltersReturnTheRequestedCount(t *testing.T) {
 func TestSimilar_AuthenticatesAuthorizesAndValidates(t *testing.T) {
 	h := newSearchHarness(t)
 	reader := tokenOf("aianalysis-controller-sa")
-	status, _ := h.similar(t, "", `{"text":"x"}`)
+	status, _ := h.similar(t, "", `{"text":"x"}`, invalidByDesign, "no token")
 	assert.Equal(t, 401, status)
 	r := h.post(t, pathSimilar, tokenOf("gateway-sa"), []byte(`{"text":"x"}`))
 	assert.Equal(t, 403, r.status, "writers may not read by default")
@@ -185,7 +195,7 @@ func TestSimilar_AuthenticatesAuthorizesAndValidates(t *testing.T) {
 	for _, bad := range []string{`{}`, `{"text":"x","limit":1000}`, `{"text":"x","kind":"other"}`, `{"text":"x","bogus":1}`,
 		`{"text":"x","record":{"kind":"remediation","record":{"remediationRequestID":"r"}}}`, `not json`,
 		`{"record":{"kind":"remediation","record":{}}}`} {
-		r := h.post(t, pathSimilar, reader, []byte(bad))
+		r := h.post(t, pathSimilar, reader, []byte(bad), invalidByDesign, bad)
 		assert.Equal(t, 400, r.status, bad)
 		assert.Contains(t, r.body, `"validation_failed"`, bad)
 	}

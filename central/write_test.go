@@ -120,10 +120,10 @@ func TestWrite_ErrorsHaveTheSpecBodies(t *testing.T) {
 		body   string
 	}{
 		{"missing remediationRequestID is 400 naming the field", func() response {
-			return h.post(t, "/api/v1/audit/remediation", gw, []byte(`{"alertName":"x"}`))
+			return h.post(t, "/api/v1/audit/remediation", gw, []byte(`{"alertName":"x"}`), invalidByDesign, "no remediationRequestID")
 		}, 400, `{"error":"validation_failed","message":"RemediationRequestID is required","field":"remediationRequestID"}`},
 		{"no token is 401", func() response {
-			return h.post(t, "/api/v1/audit/remediation", "", valid)
+			return h.post(t, "/api/v1/audit/remediation", "", valid, invalidByDesign, "no token")
 		}, 401, `{"error":"authentication_failed","message":"Token validation failed"}`},
 		{"an unknown token is 401", func() response {
 			return h.post(t, "/api/v1/audit/remediation", "not-a-token", valid)
@@ -135,10 +135,10 @@ func TestWrite_ErrorsHaveTheSpecBodies(t *testing.T) {
 			return h.post(t, "/api/v1/audit/remediation", tokenOf("workflowexecution-controller-sa"), valid)
 		}, 403, `{"error":"authorization_failed","message":"Service account not authorized for write operations"}`},
 		{"a wrong content type is 415", func() response {
-			return h.post(t, "/api/v1/audit/remediation", gw, valid, "Content-Type", "text/plain")
+			return h.post(t, "/api/v1/audit/remediation", gw, valid, "Content-Type", "text/plain", invalidByDesign, "text/plain")
 		}, 415, ""},
 		{"an unknown path is 404", func() response {
-			return h.post(t, "/api/v1/audit/other", gw, valid)
+			return h.post(t, "/api/v1/audit/other", gw, valid, invalidByDesign, "no such path")
 		}, 404, ""},
 	}
 	for _, c := range cases {
@@ -156,14 +156,14 @@ func TestWrite_ErrorsHaveTheSpecBodies(t *testing.T) {
 
 	t.Run("PUT on a write endpoint is 405 with Allow", func(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodPut, h.url+"/api/v1/audit/remediation", nil)
-		r := h.do(t, req)
+		r := h.do(t, markInvalid(req, "a method the path does not take"))
 		require.Equal(t, 405, r.status)
 		assert.Equal(t, "GET, POST", r.header.Get("Allow"), "GET queries stored audits")
 		assertErrorShape(t, r.body)
 	})
 	t.Run("GET on the batch endpoint is 405 with Allow", func(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodGet, h.url+"/api/v1/audit/batch", nil)
-		r := h.do(t, req)
+		r := h.do(t, markInvalid(req, "a method the path does not take"))
 		require.Equal(t, 405, r.status)
 		assert.Equal(t, "POST", r.header.Get("Allow"))
 		assertErrorShape(t, r.body)
@@ -171,7 +171,7 @@ func TestWrite_ErrorsHaveTheSpecBodies(t *testing.T) {
 
 	t.Run("a record larger than 64 KiB is 413", func(t *testing.T) {
 		big := fmt.Sprintf(`{"remediationRequestID":"rr-1","reasoning":%q}`, strings.Repeat("x", wire.MaxRecordBytes))
-		r := h.post(t, "/api/v1/audit/remediation", gw, []byte(big))
+		r := h.post(t, "/api/v1/audit/remediation", gw, []byte(big), invalidByDesign, "reasoning too long")
 		require.Equal(t, 413, r.status, r.body)
 		assertErrorShape(t, r.body)
 	})
@@ -317,7 +317,7 @@ func TestBatch_OutcomesPerRecordAndRetriesAreDuplicates(t *testing.T) {
 
 	t.Run("a caller that may write nothing is 403 even when every item is invalid", func(t *testing.T) {
 		r := h.post(t, "/api/v1/audit/batch", outsiderToken,
-			[]byte(`{"records":[{"kind":"remediation","record":{"alertName":"no id"}}]}`))
+			[]byte(`{"records":[{"kind":"remediation","record":{"alertName":"no id"}}]}`), invalidByDesign, "invalid item")
 		require.Equal(t, 403, r.status, r.body)
 		assert.JSONEq(t, `{"error":"authorization_failed","message":"Service account not authorized for write operations"}`, r.body)
 	})
@@ -327,7 +327,7 @@ func TestBatch_OutcomesPerRecordAndRetriesAreDuplicates(t *testing.T) {
 			{"kind":"remediation","record":{"remediationRequestID":"rr-ok"}},
 			{"kind":"remediation","record":{"alertName":"no id"}},
 			{"kind":"remediation","record":{"remediationRequestID":"rr-2","confidence":7}}]}`)
-		got := send(tokenOf("gateway-sa"), b)
+		got := send(tokenOf("gateway-sa"), b, invalidByDesign, "invalid items")
 		require.Len(t, got.Results, 3)
 		assert.Equal(t, wire.StatusPersisted, got.Results[0].Status)
 		assert.Regexp(t, auditIDPattern, got.Results[0].ID, "the central assigns IDs the sender left out")
@@ -358,12 +358,12 @@ func TestBatch_OutcomesPerRecordAndRetriesAreDuplicates(t *testing.T) {
 		require.NoError(t, err)
 		bomb := enc.EncodeAll(bytes.Repeat([]byte(" "), wire.MaxBatchBytes+1), nil)
 		require.Less(t, len(bomb), 64<<10)
-		r := h.post(t, "/api/v1/audit/batch", tokenOf("gateway-sa"), bomb, "Content-Encoding", "zstd")
+		r := h.post(t, "/api/v1/audit/batch", tokenOf("gateway-sa"), bomb, "Content-Encoding", "zstd", invalidByDesign, "a bomb")
 		require.Equal(t, 413, r.status, r.body)
 	})
 
 	t.Run("a malformed envelope is 400", func(t *testing.T) {
-		r := h.post(t, "/api/v1/audit/batch", tokenOf("gateway-sa"), []byte(`{"records":[`))
+		r := h.post(t, "/api/v1/audit/batch", tokenOf("gateway-sa"), []byte(`{"records":[`), invalidByDesign, "truncated JSON")
 		require.Equal(t, 400, r.status, r.body)
 		assertErrorShape(t, r.body)
 	})
@@ -421,7 +421,7 @@ func TestWrite_CommittedHookFollowsEachCommit(t *testing.T) {
 	r := h.post(t, "/api/v1/audit/batch", tokenOf("gateway-sa"), batchBody(t, 3, wire.KindRemediation))
 	require.Equal(t, 200, r.status, r.body)
 	assert.EqualValues(t, 2, commits.Load(), "batch write")
-	h.post(t, "/api/v1/audit/remediation", tokenOf("gateway-sa"), []byte(`{}`))
+	h.post(t, "/api/v1/audit/remediation", tokenOf("gateway-sa"), []byte(`{}`), invalidByDesign, "no remediationRequestID")
 	assert.EqualValues(t, 2, commits.Load(), "nothing committed, nothing announced")
 }
 
@@ -452,6 +452,8 @@ func TestAccess_SaysWhoTheCallerIsAndWhatItMayDo(t *testing.T) {
 		require.NoError(t, err)
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
+		} else {
+			req = markInvalid(req, "no token")
 		}
 		return h.do(t, req)
 	}
@@ -463,7 +465,7 @@ func TestAccess_SaysWhoTheCallerIsAndWhatItMayDo(t *testing.T) {
 	assert.JSONEq(t, `{"identity":"kubernaut-system/outsider","actions":[]}`, r.body, "an identity that may do nothing is told so")
 	assert.Equal(t, 401, get("").status)
 	assert.Equal(t, 401, get("no-such-token").status)
-	p := h.post(t, "/api/v1/access", tokenOf("gateway-sa"), nil)
+	p := h.post(t, "/api/v1/access", tokenOf("gateway-sa"), nil, invalidByDesign, "POST")
 	assert.Equal(t, 405, p.status)
 	assert.Equal(t, "GET", p.header.Get("Allow"))
 }
