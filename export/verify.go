@@ -3,176 +3,211 @@ package export
 import (
 	"bufio"
 	"bytes"
+	"compress/flate"
+	"compress/gzip"
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
-	"slices"
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/kubernaut/datastorage/wire"
 )
 
-// What Verify finds wrong, for errors.Is; the *Error it returns says where.
-var (
-	// ErrMalformed: a line is not a record, or the trailer is not one.
-	ErrMalformed = errors.New("export: malformed")
-	// ErrTruncated: the file ends before its signed trailer.
-	ErrTruncated = errors.New("export: truncated")
-	// ErrAltered: the records or the trailer are not what was signed.
-	ErrAltered = errors.New("export: altered")
-	// ErrWrongKey: the trailer was signed by another key than the one given.
-	ErrWrongKey = errors.New("export: signed by another key")
-)
+// readBuffer is Verify's read buffer: lines up to this size are read in
+// place, longer ones (rare: a record of several tens of KiB) assembled.
+const readBuffer = 64 << 10
 
-// MaxLineBytes bounds one line: a record is at most a few hundred KiB.
-const MaxLineBytes = 8 << 20
+// strict decodes a record line: an unknown member is an altered line.
+var strict = json.RejectUnknownMembers(true)
 
-// Error is a failed verification: which of the errors above, at which line
-// (1-based; 0 when it concerns the whole file) and what exactly.
-type Error struct {
-	Kind   error
-	Line   int64
-	Detail string
-}
-
-func (e *Error) Error() string {
-	where := ""
-	if e.Line > 0 {
-		where = fmt.Sprintf("line %d: ", e.Line)
-	}
-	return e.Kind.Error() + ": " + where + e.Detail
-}
-
-func (e *Error) Unwrap() error { return e.Kind }
-
-func fail(kind error, line int64, format string, args ...any) error {
-	return &Error{Kind: kind, Line: line, Detail: fmt.Sprintf(format, args...)}
-}
-
-var (
-	trailerPrefix = []byte(`{"trailer":`)
-	errorPrefix   = []byte(`{"error":`)
-)
-
-// Verify reads an export from r, in constant memory, and checks it against
-// pub: every line a JSON object, a signed trailer at the end and nothing
-// after it, the signature made by pub over the trailer, and the trailer's
-// count and digest equal to the record lines'. It returns the trailer of a
-// good export, else an *Error naming the first problem.
+// Verify reads an export from r to its end, plain or gzip (told by its
+// first two bytes), in constant memory, and checks it against pub: the
+// trailer's signature, the record count and digest, nothing after the
+// trailer, and the records' order and agreement with the trailer. It
+// returns the trailer of a valid export.
+//
+// What is wrong is a *VerifyError (errors.Is: ErrMalformed, ErrTruncated,
+// ErrAltered, ErrWrongKey, ErrInconsistent) saying where, as precisely as
+// the file allows: a line that is not a record, cut short, or out of order
+// is named; a record line altered into another valid record is found by the
+// digest only, which cannot say which line. An error reading r is returned
+// as it is, wrapped.
 func Verify(r io.Reader, pub ed25519.PublicKey) (*Trailer, error) {
 	if len(pub) != ed25519.PublicKeySize {
-		return nil, errors.New("export: verify: not an Ed25519 public key")
+		return nil, fmt.Errorf("export: public key is %d bytes, not an Ed25519 public key", len(pub))
 	}
-	wantKeyID, err := KeyID(pub)
+	br := bufio.NewReaderSize(r, readBuffer)
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF // the magic bytes, and no more
+		}
+		if err != nil {
+			return nil, (&verifier{}).endWithoutTrailer(err)
+		}
+		defer zr.Close()
+		br = bufio.NewReaderSize(zr, readBuffer)
+	}
+	v := &verifier{lines: lineReader{r: br}, sum: sha256.New(), pub: pub}
+	return v.run()
+}
+
+// verifier is the state of one Verify.
+type verifier struct {
+	lines   lineReader
+	sum     hash.Hash // of the record lines, newlines included
+	pub     ed25519.PublicKey
+	entry   wire.AuditEntry // the record line decoded, reused
+	records int64
+	order   order
+}
+
+func (v *verifier) run() (*Trailer, error) {
+	for {
+		line, complete, err := v.lines.next()
+		if err != nil {
+			return nil, v.endWithoutTrailer(err)
+		}
+		n := v.lines.n
+		if isTrailerLine(line) {
+			return v.trailer(n, line, complete)
+		}
+		if failed, ok := failureLine(line); ok {
+			return nil, verifyErr(ErrTruncated, n, fmt.Sprintf("truncated: the export failed after %d records (line %d says: %s) and has no trailer",
+				v.records, n, failed), nil)
+		}
+		if !complete {
+			return nil, verifyErr(ErrTruncated, n, fmt.Sprintf("truncated: line %d is cut short (no newline) and no trailer follows", n), nil)
+		}
+		if err := v.record(n, line); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// failureLine reads the line an exporter writes instead of the trailer
+// when it fails after it began (doc.go): an error body. It returns what
+// the line says, for the operator.
+func failureLine(line []byte) (string, bool) {
+	if !bytes.HasPrefix(line, []byte(`{"error":`)) {
+		return "", false
+	}
+	var body wire.ErrorBody
+	if err := json.Unmarshal(line, &body); err != nil || body.Error == "" {
+		return "", false
+	}
+	what := body.Error + ": " + body.Message
+	if body.CorrelationID != "" {
+		what += " (correlation ID " + body.CorrelationID + ")"
+	}
+	return what, true
+}
+
+// record checks and digests the record line n.
+func (v *verifier) record(n int64, line []byte) error {
+	switch {
+	case len(line) == 0:
+		return verifyErr(ErrMalformed, n, fmt.Sprintf("line %d is empty", n), nil)
+	case line[len(line)-1] == '\r':
+		// A record's JSON never ends with a carriage return: the file went
+		// through a tool that converts line endings.
+		return verifyErr(ErrAltered, n, fmt.Sprintf("line %d ends with CR LF: the file's line endings were converted", n), nil)
+	}
+	v.sum.Write(line)
+	v.sum.Write(newline)
+	v.entry = wire.AuditEntry{}
+	if err := json.Unmarshal(line, &v.entry, strict); err != nil {
+		if !jsontext.Value(line).IsValid() {
+			return verifyErr(ErrMalformed, n, fmt.Sprintf("line %d is not JSON", n), err)
+		}
+		return verifyErr(ErrMalformed, n, fmt.Sprintf("line %d is not an audit record", n), err)
+	}
+	if msg := checkEntry(&v.entry); msg != "" {
+		return verifyErr(ErrMalformed, n, fmt.Sprintf("line %d is not an audit record: %s", n, msg), nil)
+	}
+	v.order.add(n, &v.entry)
+	v.records++
+	return nil
+}
+
+var newline = []byte{'\n'}
+
+// endWithoutTrailer explains why the input ended (err) before a trailer.
+func (v *verifier) endWithoutTrailer(err error) error {
+	n := v.lines.n
+	switch {
+	case err == io.EOF && n == 0:
+		return verifyErr(ErrTruncated, 0, "empty: no records and no trailer", nil)
+	case err == io.EOF:
+		return verifyErr(ErrTruncated, n, fmt.Sprintf("truncated after line %d: no trailer", n), nil)
+	case errors.Is(err, errLineTooLong):
+		return verifyErr(ErrMalformed, n+1, fmt.Sprintf("line %d is longer than %d bytes: not an export", n+1, MaxLineBytes), nil)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return verifyErr(ErrTruncated, n, fmt.Sprintf("truncated: the gzip data is cut short after line %d", n), err)
+	case errors.Is(err, gzip.ErrChecksum):
+		return verifyErr(ErrAltered, n, fmt.Sprintf("the gzip data is damaged after line %d", n), err)
+	case errors.As(err, new(flate.CorruptInputError)):
+		return verifyErr(ErrAltered, n, fmt.Sprintf("the gzip data is damaged after line %d", n), err)
+	case errors.Is(err, gzip.ErrHeader):
+		return verifyErr(ErrMalformed, n, fmt.Sprintf("after line %d the gzip stream holds something that is not gzip", n), err)
+	}
+	return fmt.Errorf("export: reading after line %d: %w", n, err)
+}
+
+// trailer checks the trailer, line n, and everything it vouches for.
+func (v *verifier) trailer(n int64, line []byte, complete bool) (*Trailer, error) {
+	trailerJSON, sig, err := splitTrailerLine(line)
+	var t *Trailer
+	if err == nil {
+		t, err = parseTrailer(trailerJSON)
+	}
 	if err != nil {
-		return nil, err
+		if !complete {
+			return nil, verifyErr(ErrTruncated, n, fmt.Sprintf("truncated: the trailer, line %d, is cut short", n), nil)
+		}
+		return nil, verifyErr(ErrMalformed, n, fmt.Sprintf("line %d is not a valid trailer", n), err)
 	}
-	br := bufio.NewReaderSize(r, 64<<10)
-	digest := sha256.New()
-	var (
-		records int64
-		line    int64
-		buf     []byte
-	)
-	for {
-		buf, err = readLine(br, buf[:0])
-		if err == io.EOF && len(buf) == 0 {
-			if line == 0 {
-				return nil, fail(ErrTruncated, 0, "the file is empty")
-			}
-			return nil, fail(ErrTruncated, 0, "no signed trailer after line %d (%d records): the export did not finish", line, records)
+	// Reading on reuses line's buffer (a reader may scribble on it even at
+	// the end): keep the signed bytes.
+	trailerJSON = bytes.Clone(trailerJSON)
+	// A trailer without its final newline lost nothing signed: accepted.
+	if complete {
+		switch _, _, err := v.lines.next(); {
+		case err == nil:
+			return nil, verifyErr(ErrAltered, n+1, fmt.Sprintf("line %d follows the trailer (line %d): lines were appended after the end", n+1, n), nil)
+		case err != io.EOF:
+			return nil, v.endWithoutTrailer(err)
 		}
-		line++
-		switch {
-		case err == io.EOF:
-			return nil, fail(ErrTruncated, line, "the file ends inside this line (no newline)")
-		case errors.Is(err, bufio.ErrBufferFull):
-			return nil, fail(ErrMalformed, line, "longer than %d bytes", MaxLineBytes)
-		case err != nil:
-			return nil, fmt.Errorf("export: verify: read: %w", err)
-		}
-		content := buf[:len(buf)-1]
-		switch {
-		case bytes.HasPrefix(content, trailerPrefix):
-			t, err := checkTrailer(content, line, pub, wantKeyID)
-			if err != nil {
-				return nil, err
-			}
-			if _, err := br.ReadByte(); err != io.EOF {
-				return nil, fail(ErrAltered, line+1, "data after the trailer")
-			}
-			if t.Records != records {
-				return nil, fail(ErrAltered, 0, "the trailer counts %d records, the file holds %d: record lines were added or removed", t.Records, records)
-			}
-			if got := "sha256:" + hex.EncodeToString(digest.Sum(nil)); got != t.Digest {
-				return nil, fail(ErrAltered, 0, "the record lines do not match the signed digest: a line was altered, or lines were swapped")
-			}
-			return t, nil
-		case bytes.HasPrefix(content, errorPrefix):
-			var body struct {
-				Message       string `json:"message"`
-				CorrelationID string `json:"correlation_id"`
-			}
-			_ = json.Unmarshal(content, &body)
-			return nil, fail(ErrTruncated, line, "the export failed after %d records and has no trailer: %q (correlation ID %s)",
-				records, body.Message, body.CorrelationID)
-		case len(content) == 0 || content[0] != '{' || !jsontext.Value(content).IsValid():
-			return nil, fail(ErrMalformed, line, "not a JSON object (a record line was damaged)")
-		}
-		digest.Write(buf)
-		records++
 	}
+	if want := KeyID(v.pub); t.KeyID != want {
+		return nil, verifyErr(ErrWrongKey, n, fmt.Sprintf("the trailer (line %d) names signing key %s; the public key given is %s", n, t.KeyID, want), nil)
+	}
+	if !ed25519.Verify(v.pub, trailerJSON, sig) {
+		return nil, verifyErr(ErrAltered, n, fmt.Sprintf("the trailer (line %d) was altered: its signature does not verify with key %s", n, t.KeyID), nil)
+	}
+	hint := v.order.against(t)
+	if t.Records != v.records {
+		return nil, altered(hint, fmt.Sprintf("the trailer counts %d records, the file has %d: record lines were removed or inserted", t.Records, v.records))
+	}
+	if got := formatDigest(v.sum.Sum(nil)); got != t.Digest {
+		return nil, altered(hint, fmt.Sprintf("record lines altered, inserted, removed or reordered: their digest is %s, the trailer's %s", got, t.Digest))
+	}
+	if hint != nil {
+		return nil, verifyErr(ErrInconsistent, hint.line, "signed as it is, but "+hint.msg, nil)
+	}
+	return t, nil
 }
 
-// readLine appends the next line of br to buf, newline included; at the end
-// of the input it returns what was left and io.EOF.
-func readLine(br *bufio.Reader, buf []byte) ([]byte, error) {
-	for {
-		part, err := br.ReadSlice('\n')
-		buf = append(buf, part...)
-		if len(buf) > MaxLineBytes {
-			return buf, bufio.ErrBufferFull
-		}
-		if err != bufio.ErrBufferFull {
-			return buf, err
-		}
+// altered is ErrAltered with msg and, when the records show where, the
+// first line that does.
+func altered(hint *problem, msg string) error {
+	if hint == nil {
+		return verifyErr(ErrAltered, 0, msg, nil)
 	}
-}
-
-// checkTrailer verifies the trailer line's signature, then decodes it.
-func checkTrailer(content []byte, line int64, pub ed25519.PublicKey, wantKeyID string) (*Trailer, error) {
-	var tl struct {
-		Trailer   jsontext.Value `json:"trailer"`
-		Signature string         `json:"signature"`
-	}
-	if err := json.Unmarshal(content, &tl, json.RejectUnknownMembers(true)); err != nil || len(tl.Trailer) == 0 {
-		return nil, fail(ErrMalformed, line, "the trailer line is not {\"trailer\":{…},\"signature\":\"…\"}")
-	}
-	var t Trailer
-	if err := json.Unmarshal(tl.Trailer, &t, json.RejectUnknownMembers(true)); err != nil {
-		return nil, fail(ErrMalformed, line, "the trailer does not decode: %v", err)
-	}
-	if t.Format != Format {
-		return nil, fail(ErrMalformed, line, "format %q, this verifier reads %q", t.Format, Format)
-	}
-	sig, err := base64.StdEncoding.DecodeString(tl.Signature)
-	if err != nil || len(sig) != ed25519.SignatureSize {
-		return nil, fail(ErrMalformed, line, "the signature is not a base64 Ed25519 signature")
-	}
-	// The signature covers the trailer's bytes as written: a
-	// jsontext.Value keeps them as they were.
-	if !ed25519.Verify(pub, tl.Trailer, sig) {
-		if t.KeyID != wantKeyID {
-			return nil, fail(ErrWrongKey, line, "signed with key %s (as the trailer says), verified with key %s", t.KeyID, wantKeyID)
-		}
-		return nil, fail(ErrAltered, line, "the trailer's signature does not verify: the trailer was altered")
-	}
-	if slices.Contains(t.Kinds, "") {
-		return nil, fail(ErrMalformed, line, "the trailer lists an empty kind")
-	}
-	return &t, nil
+	return verifyErr(ErrAltered, hint.line, msg+"; the first sign of it: "+hint.msg, nil)
 }

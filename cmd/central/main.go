@@ -3,7 +3,11 @@
 //
 //	central [serve] [flags]   apply migrations, then serve the API (default)
 //	central migrate [flags]   apply migrations and exit
-//	central verify-export FILE --public-key KEY   check a signed export offline
+//	central verify-export FILE --public-key KEY
+//	                          check an audit export offline (verify.go)
+//
+// Exit status: 0 done, 1 failed, 2 a command line it cannot run (the flag
+// errors of verify-export).
 package main
 
 import (
@@ -25,17 +29,27 @@ import (
 )
 
 func main() {
+	// Before the signal handler: an interrupt stops a long verification.
 	if len(os.Args) > 1 && os.Args[1] == "verify-export" {
-		os.Exit(verifyExport(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+		os.Exit(exitStatus(verifyExport(os.Args[2:], os.Stdin, os.Stdout, os.Stderr), os.Stderr))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "central:", err)
-			os.Exit(1)
-		}
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(exitStatus(err, os.Stderr))
+}
+
+// exitStatus reports err (none for --help, which printed the usage) and
+// returns the exit status it means.
+func exitStatus(err error, stderr io.Writer) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
 	}
+	fmt.Fprintln(stderr, "central:", err)
+	if errors.As(err, new(usageError)) {
+		return 2
+	}
+	return 1
 }
 
 // run is the command: parse and check the options, migrate, and (for

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"compress/gzip"
-	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,91 +12,96 @@ import (
 	"github.com/kubernaut/datastorage/export"
 )
 
-// Exit codes of verify-export.
-const (
-	exitVerified = 0
-	exitRejected = 1
-	exitUsage    = 2
-)
+const verifyUsage = `Usage: central verify-export FILE --public-key KEY
 
-// verifyExport is `central verify-export FILE --public-key KEY`: it checks
-// a signed export offline (plain or gzip; "-" reads stdin) and says what is
-// wrong with it. It returns the exit code: 0 good, 1 not, 2 usage.
-func verifyExport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+Checks an audit export (GET /api/v1/audit/export, plain or gzip) offline:
+the trailer's Ed25519 signature with KEY, the record count, the digest of
+every record line, nothing cut off or appended, the records' order and
+range. FILE "-" reads standard input.
+
+Exit status: 0 valid (a one-line summary on standard output), 1 invalid or
+unreadable (what is wrong and where on standard error), 2 usage error.
+
+Flags:
+`
+
+// usageError is a command line the command cannot run: exit status 2.
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
+
+// verifyExport is `central verify-export FILE --public-key KEY`.
+func verifyExport(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("central verify-export", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	pubPath := fs.String("public-key", "", "the Ed25519 public key (PKIX PEM, as openssl pkey -pubout writes) the export must be signed by")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: central verify-export FILE --public-key KEY\n\n"+
-			"Checks an export of GET /api/v1/audit/export (NDJSON, plain or gzip; FILE \"-\" is stdin):\n"+
-			"exit 0 when it is complete and signed by KEY, 1 with the problem otherwise, 2 on a usage error.")
+		fmt.Fprint(stderr, verifyUsage)
 		fs.PrintDefaults()
 	}
-	// FILE may come before the flags or after them.
-	var file string
-	if len(args) > 0 && (args[0] == "-" || !strings.HasPrefix(args[0], "-")) {
-		file, args = args[0], args[1:]
+	publicKey := fs.String("public-key", "", "the signing key's public key: PEM, as `openssl pkey -in KEY -pubout` writes it (required)")
+	file, err := parseFileAndFlags(fs, args)
+	if err != nil {
+		return err
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitVerified
+	if *publicKey == "" {
+		return usageError{errors.New("verify-export: --public-key is required (central verify-export --help)")}
+	}
+	pub, err := export.LoadPublicKey(*publicKey)
+	if err != nil {
+		return fmt.Errorf("verify-export: %w", err)
+	}
+	in, name := stdin, "standard input"
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return fmt.Errorf("verify-export: %w", err)
 		}
-		return exitUsage
+		defer f.Close()
+		in, name = f, file
 	}
-	if file == "" && fs.NArg() > 0 {
-		file = fs.Arg(0)
-	}
-	if file == "" || *pubPath == "" || fs.NArg() > 1 || (fs.NArg() == 1 && fs.Arg(0) != file) {
-		fs.Usage()
-		return exitUsage
-	}
-	pub, err := export.LoadPublicKey(*pubPath)
+	t, err := export.Verify(in, pub)
 	if err != nil {
-		fmt.Fprintln(stderr, "central verify-export:", err)
-		return exitUsage
+		return fmt.Errorf("verify-export: %s: %w", name, err)
 	}
-	t, err := verifyFile(file, stdin, pub)
-	if err != nil {
-		fmt.Fprintf(stderr, "central verify-export: %s: %v\n", file, err)
-		return exitRejected
+	fmt.Fprintf(stdout, "%s: valid: %s\n", name, summary(t))
+	return nil
+}
+
+// parseFileAndFlags parses the flags before and after the one FILE
+// argument (the flag package stops at the first non-flag).
+func parseFileAndFlags(fs *flag.FlagSet, args []string) (string, error) {
+	var files []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return "", err
+			}
+			return "", usageError{fmt.Errorf("verify-export: %w", err)}
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		files, args = append(files, fs.Arg(0)), fs.Args()[1:]
 	}
-	since := "the first record"
-	if t.Since != nil {
-		since = t.Since.Format(time.RFC3339Nano)
+	if len(files) != 1 {
+		return "", usageError{fmt.Errorf("verify-export: want one FILE, got %d (central verify-export --help)", len(files))}
 	}
+	return files[0], nil
+}
+
+// summary is what a valid export holds, in one line.
+func summary(t *export.Trailer) string {
 	kinds := make([]string, len(t.Kinds))
 	for i, k := range t.Kinds {
 		kinds[i] = string(k)
 	}
-	fmt.Fprintf(stdout, "%s: verified: %d records (%s) from %s until %s, exported by %s at %s, signed by key %s\n",
-		file, t.Records, strings.Join(kinds, ", "), since, t.Until.Format(time.RFC3339Nano), t.ExportedBy,
-		t.ExportedAt.Format(time.RFC3339), t.KeyID)
-	return exitVerified
+	span := "before " + stamp(t.Until)
+	if t.Since != nil {
+		span = "from " + stamp(*t.Since) + " to before " + stamp(t.Until)
+	}
+	return fmt.Sprintf("%d records (%s) with occurredAt %s, exported at %s by %s, signed by key %s",
+		t.Records, strings.Join(kinds, ", "), span, stamp(t.ExportedAt), t.ExportedBy, t.KeyID)
 }
 
-func verifyFile(file string, stdin io.Reader, pub ed25519.PublicKey) (*export.Trailer, error) {
-	var r io.Reader = stdin
-	if file != "-" {
-		f, err := os.Open(file)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		r = f
-	}
-	br := bufio.NewReader(r)
-	// gzip by its magic bytes, whatever the file is called.
-	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, fmt.Errorf("gzip: %w", err)
-		}
-		defer zr.Close()
-		t, err := export.Verify(zr, pub)
-		if err != nil && errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, fmt.Errorf("%w: the gzip stream is cut short", export.ErrTruncated)
-		}
-		return t, err
-	}
-	return export.Verify(br, pub)
-}
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
