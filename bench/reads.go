@@ -34,7 +34,9 @@ var readTypes = []string{readPage, readNextPage, readTimeline}
 // filter, then with followShare one more page by its cursor, and with
 // followShare·followTwiceShare two more.
 const (
-	readers          = 4   // concurrent readers, sharing one pacer
+	// readers is how many read at once, sharing one pacer: enough that the
+	// pacer, not the reads' latency under load, sets the rate.
+	readers          = 8
 	readPageSize     = 100 // records per page
 	timelineShare    = 0.35
 	followShare      = 0.3
@@ -86,8 +88,9 @@ type ReadStats struct {
 	ByType map[string]*ReadTypeStats `json:"by_type"`
 	// Filters counts first pages by the field they filtered on.
 	Filters map[string]int `json:"filters"`
-	// EmptyPages counts first pages that matched nothing: a
-	// remediationRequestID acknowledged by an agent and not yet forwarded.
+	// EmptyPages counts first pages that matched nothing: mostly a
+	// remediationRequestID an agent acknowledged and had not forwarded yet,
+	// and in the load's first moments values the central had not stored.
 	EmptyPages int `json:"empty_pages"`
 }
 

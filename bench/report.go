@@ -173,8 +173,8 @@ func (res *Results) WriteTable(w io.Writer) {
 // type, and the write rate against the sidecar scenario's.
 func (s *ScenarioResult) writeReads(w io.Writer) {
 	rs := s.Reads
-	fmt.Fprintf(w, "\nReads during %s (%d readers as %s, paced at %.0f reads/s in all):\n", s.Name, rs.Readers, rs.ServiceAccount, rs.TargetRate)
-	fmt.Fprintf(w, "  %d reads in %.1fs (%.1f/s), %d failed%s, %d rows, %d first pages empty\n",
+	fmt.Fprintf(w, "\nReads during %s (%d readers as %s, paced at %g reads/s in all):\n", s.Name, rs.Readers, rs.ServiceAccount, rs.TargetRate)
+	fmt.Fprintf(w, "  %d reads in %.1fs (%.1f/s), %d failed%s, %d rows, empty first pages %d\n",
 		rs.Reads, rs.Seconds, rs.ReadsPerSec, rs.Errors, classes(rs.ErrorClasses), rs.Rows, rs.EmptyPages)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  read\treads\tfailed\trows\tp50 ms\tp95 ms\tp99 ms\tmax ms")

@@ -202,7 +202,7 @@ func (e *env) sidecarReads(ctx context.Context, _ *Results) (*ScenarioResult, er
 	defer d.close()
 	t := e.sidecarTarget(d)
 	t.reads = &readTarget{url: d.central, token: loadgen.ReaderToken, rate: e.cfg.ReadRate}
-	return e.load(ctx, ScenarioSidecarReads, fmt.Sprintf("as sidecar, while %d readers as %s/%s read the central at %.0f reads/s in all: "+
+	return e.load(ctx, ScenarioSidecarReads, fmt.Sprintf("as sidecar, while %d readers as %s/%s read the central at %g reads/s in all: "+
 		"the newest %d remediation audits under one filter (cluster, namespace, alertName, remediationRequestID, actionType or status, "+
 		"values from acknowledged records), sometimes 1–2 more pages by nextCursor, and timelines of remediations those pages named",
 		readers, loadgen.Namespace, loadgen.ReaderSA, e.cfg.ReadRate, readPageSize), t, d.children, 0)
