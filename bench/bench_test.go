@@ -41,7 +41,7 @@ func TestRun_TinyConfigurationMeasuresAndVerifiesEveryScenario(t *testing.T) {
 			assert.Positive(t, *s.PersistedPerSec, s.Name)
 		}
 	}
-	for _, name := range []string{bench.ScenarioNaive, bench.ScenarioDirect, bench.ScenarioSidecar, bench.ScenarioSidecarHalf} {
+	for _, name := range []string{bench.ScenarioNaive, bench.ScenarioDirect, bench.ScenarioSidecar, bench.ScenarioSidecarReads, bench.ScenarioSidecarHalf} {
 		s := scenario(t, res, name)
 		require.NotNil(t, s.Verify, "%s is verified", name)
 		require.NotNil(t, s.Latency, name)
@@ -49,6 +49,15 @@ func TestRun_TinyConfigurationMeasuresAndVerifiesEveryScenario(t *testing.T) {
 	}
 	assert.Contains(t, scenario(t, res, bench.ScenarioSidecar).Ratios, "persisted_vs_naive")
 	require.NotNil(t, scenario(t, res, bench.ScenarioNaive).Embedded, "the naive design embeds every record")
+	// The reader read, as its own service account, and every read was
+	// answered 200; the write rate is compared with the sidecar's.
+	withReads := scenario(t, res, bench.ScenarioSidecarReads)
+	require.NotNil(t, withReads.Reads)
+	assert.Positive(t, withReads.Reads.Reads)
+	assert.Zero(t, withReads.Reads.Errors, "%v", withReads.Reads.ErrorClasses)
+	assert.Positive(t, withReads.Reads.ByType["page"].Reads)
+	assert.Contains(t, withReads.Ratios, "accepted_vs_sidecar")
+	assert.Nil(t, scenario(t, res, bench.ScenarioSidecar).Reads)
 
 	dir := t.TempDir()
 	require.NoError(t, res.WriteJSON(filepath.Join(dir, "results.json")))
@@ -60,6 +69,8 @@ func TestRun_TinyConfigurationMeasuresAndVerifiesEveryScenario(t *testing.T) {
 	var table strings.Builder
 	res.WriteTable(&table)
 	assert.Contains(t, table.String(), "| sidecar ")
+	assert.Contains(t, table.String(), "Reads during sidecar-reads")
+	assert.Contains(t, table.String(), "sidecar write rate with reads vs without")
 }
 
 func scenario(t *testing.T, res *bench.Results, name string) *bench.ScenarioResult {

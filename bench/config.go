@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"github.com/kubernaut/datastorage/bench/loadgen"
@@ -12,18 +13,19 @@ import (
 
 // Scenario names, in the order Run executes them.
 const (
-	ScenarioBareHTTP    = "bare-http"    // limit: fasthttp handler answering 201
-	ScenarioCopy        = "copy"         // limit: raw COPY of the audit rows
-	ScenarioVectorCopy  = "vector-copy"  // limit: raw COPY of 768-d vectors into an HNSW table
-	ScenarioNaive       = "naive"        // the spec's design: insert, embed, insert vector, answer
-	ScenarioDirect      = "direct"       // controllers → central, single-record API
-	ScenarioSidecar     = "sidecar"      // controllers → K agents → central, peak rate
-	ScenarioSidecarHalf = "sidecar-half" // the same at half the sidecar's peak accepted rate
+	ScenarioBareHTTP     = "bare-http"     // limit: fasthttp handler answering 201
+	ScenarioCopy         = "copy"          // limit: raw COPY of the audit rows
+	ScenarioVectorCopy   = "vector-copy"   // limit: raw COPY of 768-d vectors into an HNSW table
+	ScenarioNaive        = "naive"         // the spec's design: insert, embed, insert vector, answer
+	ScenarioDirect       = "direct"        // controllers → central, single-record API
+	ScenarioSidecar      = "sidecar"       // controllers → K agents → central, peak rate
+	ScenarioSidecarReads = "sidecar-reads" // the same with a reader reading the history back
+	ScenarioSidecarHalf  = "sidecar-half"  // the same at half the sidecar's peak accepted rate
 )
 
 // AllScenarios is every scenario in run order.
 var AllScenarios = []string{ScenarioBareHTTP, ScenarioCopy, ScenarioVectorCopy, ScenarioNaive,
-	ScenarioDirect, ScenarioSidecar, ScenarioSidecarHalf}
+	ScenarioDirect, ScenarioSidecar, ScenarioSidecarReads, ScenarioSidecarHalf}
 
 // Config configures a run. Zero fields take the defaults noted.
 type Config struct {
@@ -54,6 +56,9 @@ type Config struct {
 	// DrainTimeout bounds the wait for acknowledged records to reach
 	// PostgreSQL after the load stops. Zero: 2m.
 	DrainTimeout time.Duration
+	// ReadRate is the reads per second (pages and timelines, all readers
+	// together) of the sidecar-reads scenario's reader. Zero: 40.
+	ReadRate float64
 	// Scenarios to run. Empty: AllScenarios.
 	Scenarios []string
 	// Seed of the record generator. Zero: 1.
@@ -71,6 +76,7 @@ func (c Config) withDefaults() Config {
 	c.CopyRows = cmp.Or(c.CopyRows, 200000)
 	c.VectorDuration = cmp.Or(c.VectorDuration, c.Duration)
 	c.DrainTimeout = cmp.Or(c.DrainTimeout, 2*time.Minute)
+	c.ReadRate = cmp.Or(c.ReadRate, 40)
 	c.Seed = cmp.Or(c.Seed, 1)
 	c.Progress = cmp.Or(c.Progress, io.Discard)
 	if len(c.Scenarios) == 0 {
@@ -92,6 +98,8 @@ func (c Config) Validate() error {
 		return errors.New("bench config: RepeatFraction must be at most 1")
 	case c.AlertTexts < 0 || c.CopyRows < 0:
 		return errors.New("bench config: AlertTexts and CopyRows must not be negative")
+	case c.ReadRate < 0 || math.IsNaN(c.ReadRate) || math.IsInf(c.ReadRate, 0):
+		return errors.New("bench config: ReadRate must be a positive number of reads per second")
 	}
 	known := map[string]bool{}
 	for _, s := range AllScenarios {

@@ -56,19 +56,37 @@ func lineChart(title, yLabel string, ss []series) string {
 	return sb.String()
 }
 
-// barChart is an inline SVG grouped bar chart (log scale) of latency
-// percentiles per scenario.
+// latencyRow is one bar group of a latency chart.
+type latencyRow struct {
+	name string
+	p    *Percentiles
+}
+
+// latencyChart is an inline SVG grouped bar chart (log scale) of the
+// accept latency percentiles per scenario.
 func latencyChart(res *Results) string {
-	type row struct {
-		name string
-		p    *Percentiles
-	}
-	var rows []row
+	var rows []latencyRow
 	for _, s := range res.Scenarios {
 		if s.Latency != nil {
-			rows = append(rows, row{s.Name, s.Latency})
+			rows = append(rows, latencyRow{s.Name, s.Latency})
 		}
 	}
+	return percentileChart("Accept latency percentiles (ms, log scale)", rows)
+}
+
+// readLatencyChart is latencyChart of s's reads, per read type.
+func readLatencyChart(s *ScenarioResult) string {
+	var rows []latencyRow
+	for _, typ := range readTypes {
+		if t := s.Reads.ByType[typ]; t != nil && t.Latency != nil {
+			rows = append(rows, latencyRow{typ, t.Latency})
+		}
+	}
+	return percentileChart(s.Name+": read latency percentiles (ms, log scale)", rows)
+}
+
+// percentileChart is an inline SVG grouped bar chart (log scale) of rows.
+func percentileChart(title string, rows []latencyRow) string {
 	if len(rows) == 0 {
 		return ""
 	}
@@ -86,7 +104,7 @@ func latencyChart(res *Results) string {
 	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="11">`, w, h)
-	sb.WriteString(`<text x="10" y="16" font-size="13" font-weight="bold">Accept latency percentiles (ms, log scale)</text>`)
+	fmt.Fprintf(&sb, `<text x="10" y="16" font-size="13" font-weight="bold">%s</text>`, html.EscapeString(title))
 	labels := []string{"p50", "p95", "p99", "max"}
 	for i, r := range rows {
 		y0 := 30 + rowH*float64(i)
@@ -147,6 +165,13 @@ func (res *Results) WriteHTML(path string) error {
 	sb.WriteString(lineChart("p99 lag per second of acceptance (ms)", "ms", lag))
 	sb.WriteString("<h2>Latency</h2>")
 	sb.WriteString(latencyChart(res))
+	for _, s := range res.Scenarios {
+		if s.Reads != nil {
+			// The counts are in the summary above.
+			sb.WriteString("<h2>Reads during the write load (" + html.EscapeString(s.Name) + ")</h2>")
+			sb.WriteString(readLatencyChart(s))
+		}
+	}
 	sb.WriteString("</body></html>\n")
 	if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
 		return fmt.Errorf("html report: %w", err)

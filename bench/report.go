@@ -3,7 +3,9 @@ package bench
 import (
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -23,6 +25,7 @@ func computeRatios(res *Results) {
 	embedded := func(s *ScenarioResult) *float64 { return s.EmbeddedPerSec }
 	copyRate, naiveRate := ref(ScenarioCopy, persisted), ref(ScenarioNaive, persisted)
 	bare, vec := ref(ScenarioBareHTTP, accepted), ref(ScenarioVectorCopy, embedded)
+	sideAccepted, sidePersisted := ref(ScenarioSidecar, accepted), ref(ScenarioSidecar, persisted)
 	for _, s := range res.Scenarios {
 		switch s.Name {
 		case ScenarioBareHTTP, ScenarioCopy, ScenarioVectorCopy:
@@ -40,6 +43,11 @@ func computeRatios(res *Results) {
 		}
 		put("accepted_vs_bare_http", &s.AcceptedPerSec, bare)
 		put("embedded_vs_vector_copy", s.EmbeddedPerSec, vec)
+		if s.Name == ScenarioSidecarReads {
+			// The same deployment and load without the reader.
+			put("accepted_vs_sidecar", &s.AcceptedPerSec, sideAccepted)
+			put("persisted_vs_sidecar", s.PersistedPerSec, sidePersisted)
+		}
 	}
 }
 
@@ -54,6 +62,20 @@ func checkTargets(res *Results) []Target {
 		if r, ok := side.Ratios["persisted_vs_copy"]; ok {
 			out = append(out, Target{Name: "sidecar persisted vs raw COPY", Want: ">= 0.5", Got: r, Met: r >= 0.5,
 				Detail: fmt.Sprintf("%.0f/s vs %.0f/s", *side.PersistedPerSec, *res.scenario(ScenarioCopy).PersistedPerSec)})
+		}
+	}
+	if reads := res.scenario(ScenarioSidecarReads); reads != nil {
+		if r, ok := reads.Ratios["accepted_vs_sidecar"]; ok {
+			rr := 0.0
+			if reads.Reads != nil {
+				rr = reads.Reads.ReadsPerSec
+			}
+			out = append(out, Target{Name: "sidecar write rate with reads vs without", Want: ">= 0.90", Got: r, Met: r >= 0.9,
+				Detail: fmt.Sprintf("%.0f/s accepted with %.1f reads/s vs %.0f/s without", reads.AcceptedPerSec, rr, side.AcceptedPerSec)})
+		}
+		if rs := reads.Reads; rs != nil {
+			out = append(out, Target{Name: "sidecar-reads failed reads", Want: "= 0", Got: float64(rs.Errors), Met: rs.Errors == 0,
+				Detail: fmt.Sprintf("%d of %d reads answered other than 200", rs.Errors, rs.Reads)})
 		}
 	}
 	if half != nil && half.Latency != nil {
@@ -129,6 +151,11 @@ func (res *Results) WriteTable(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  %-13s %s%s\n", s.Name, strings.Join(parts, ", "), errs)
 	}
+	for _, s := range res.Scenarios {
+		if s.Reads != nil {
+			s.writeReads(w)
+		}
+	}
 	if len(res.Targets) > 0 {
 		fmt.Fprintln(w, "\nTargets:")
 		for _, t := range res.Targets {
@@ -140,6 +167,53 @@ func (res *Results) WriteTable(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "\nWall time %.0fs.\n", res.WallTime)
+}
+
+// writeReads prints what s's reader did: reads, failures, latency by read
+// type, and the write rate against the sidecar scenario's.
+func (s *ScenarioResult) writeReads(w io.Writer) {
+	rs := s.Reads
+	fmt.Fprintf(w, "\nReads during %s (%d readers as %s, paced at %g reads/s in all):\n", s.Name, rs.Readers, rs.ServiceAccount, rs.TargetRate)
+	fmt.Fprintf(w, "  %d reads in %.1fs (%.1f/s), %d failed%s, %d rows, empty first pages %d\n",
+		rs.Reads, rs.Seconds, rs.ReadsPerSec, rs.Errors, classes(rs.ErrorClasses), rs.Rows, rs.EmptyPages)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  read\treads\tfailed\trows\tp50 ms\tp95 ms\tp99 ms\tmax ms")
+	for _, typ := range readTypes {
+		t := rs.ByType[typ]
+		if t == nil {
+			continue
+		}
+		q := func(f func(*Percentiles) float64) string { return msStr(t.Latency, f) }
+		fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", typ, t.Reads, t.Errors, t.Rows,
+			q(func(p *Percentiles) float64 { return p.P50 }), q(func(p *Percentiles) float64 { return p.P95 }),
+			q(func(p *Percentiles) float64 { return p.P99 }), q(func(p *Percentiles) float64 { return p.Max }))
+	}
+	_ = tw.Flush()
+	var filters []string
+	for _, f := range readFilters {
+		filters = append(filters, fmt.Sprintf("%s %d", f.name, rs.Filters[f.name]))
+	}
+	fmt.Fprintf(w, "  first pages by filter: %s\n", strings.Join(filters, ", "))
+	if r, ok := s.Ratios["accepted_vs_sidecar"]; ok {
+		fmt.Fprintf(w, "  write rate vs sidecar (no reads): accepted %.2f", r)
+		if p, ok := s.Ratios["persisted_vs_sidecar"]; ok {
+			fmt.Fprintf(w, ", persisted %.2f", p)
+		}
+		fmt.Fprintln(w, " (target: accepted >= 0.90)")
+	} else {
+		fmt.Fprintln(w, "  write rate vs sidecar: n/a (the sidecar scenario did not run)")
+	}
+}
+
+func classes(m map[string]int) string {
+	if len(m) == 0 {
+		return ""
+	}
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, m[k]))
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }
 
 // WriteJSON writes the results to path.

@@ -69,6 +69,9 @@ type ScenarioResult struct {
 	Verify           *Verification      `json:"verification,omitempty"`
 	Ratios           map[string]float64 `json:"ratios,omitempty"`
 
+	// Reads is what the reader did during the load (sidecar-reads only).
+	Reads *ReadStats `json:"reads,omitempty"`
+
 	Timeline []TimePoint `json:"timeline,omitempty"`
 }
 
@@ -119,7 +122,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		"controllers": cfg.Controllers, "agents": cfg.Agents, "duration_s": cfg.Duration.Seconds(),
 		"repeat_fraction": cfg.RepeatFraction, "alert_texts": cfg.AlertTexts, "copy_rows": cfg.CopyRows,
 		"copy_batch": copyBatch, "vector_batch": vectorBatch, "vector_duration_s": cfg.VectorDuration.Seconds(),
-		"scenarios": cfg.Scenarios}}
+		"read_rate": cfg.ReadRate, "readers": readers, "scenarios": cfg.Scenarios}}
 	ws, err := loadgen.NewWorkspace(ctx, "bench", cfg.RepoRoot, cfg.BinDir, cfg.Progress)
 	if err != nil {
 		return nil, err
@@ -145,7 +148,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	}{
 		{ScenarioBareHTTP, e.bareHTTP}, {ScenarioCopy, e.copy}, {ScenarioVectorCopy, e.vectorCopy},
 		{ScenarioNaive, e.naive}, {ScenarioDirect, e.direct}, {ScenarioSidecar, e.sidecar},
-		{ScenarioSidecarHalf, e.sidecarHalf},
+		{ScenarioSidecarReads, e.sidecarReads}, {ScenarioSidecarHalf, e.sidecarHalf},
 	}
 	failed := false
 	for _, s := range steps {

@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/time/rate"
 
 	"github.com/kubernaut/datastorage/bench/loadgen"
+	"github.com/kubernaut/datastorage/client"
 	"github.com/kubernaut/datastorage/internal/tstest/freeport"
 	"github.com/kubernaut/datastorage/internal/tstest/harness"
 )
@@ -132,7 +134,10 @@ func (e *env) deploy(ctx context.Context, label string, agents int) (*deployment
 	d.central = "http://" + api
 	c, err := harness.Start(ctx, harness.Command{Name: "central", Path: e.bins.Central, Env: []string{"DATABASE_URL=" + dsn},
 		Args: []string{"serve", "--listen", api, "--metrics-listen", metricsAddr, "--auth", "static", "--token-file", tokens,
-			"--authz-file", authzFile, "--rate-limit", "1000000000", "--rate-burst", "100000", "--log-level", "warn"},
+			"--authz-file", authzFile, "--rate-limit", "1000000000", "--rate-burst", "100000",
+			// A read budget no reader of the bench reaches: sidecar-reads
+			// measures the reads' cost to the writes, not the budget.
+			"--read-rate", "1000000000", "--read-burst", "100000", "--log-level", "warn"},
 		Ready: d.central + "/readyz"})
 	if err != nil {
 		d.close()
@@ -189,6 +194,20 @@ func (e *env) sidecar(ctx context.Context, _ *Results) (*ScenarioResult, error) 
 		e.sidecarTarget(d), d.children, 0)
 }
 
+func (e *env) sidecarReads(ctx context.Context, _ *Results) (*ScenarioResult, error) {
+	d, err := e.deploy(ctx, "sidecar_reads", e.cfg.Agents)
+	if err != nil {
+		return nil, err
+	}
+	defer d.close()
+	t := e.sidecarTarget(d)
+	t.reads = &readTarget{url: d.central, token: loadgen.ReaderToken, rate: e.cfg.ReadRate}
+	return e.load(ctx, ScenarioSidecarReads, fmt.Sprintf("as sidecar, while %d readers as %s/%s read the central at %g reads/s in all: "+
+		"the newest %d remediation audits under one filter (cluster, namespace, alertName, remediationRequestID, actionType or status, "+
+		"values from acknowledged records), sometimes 1–2 more pages by nextCursor, and timelines of remediations those pages named",
+		readers, loadgen.Namespace, loadgen.ReaderSA, e.cfg.ReadRate, readPageSize), t, d.children, 0)
+}
+
 func (e *env) sidecarHalf(ctx context.Context, res *Results) (*ScenarioResult, error) {
 	peak := res.scenario(ScenarioSidecar)
 	if peak == nil || peak.AcceptedPerSec == 0 {
@@ -215,6 +234,14 @@ type target struct {
 	dsn string
 	// embTable counts embedded records; "": the central's, if any.
 	embTable string
+	// reads, when set, reads the history back while the load runs.
+	reads *readTarget
+}
+
+// readTarget is where a reader reads while the load runs.
+type readTarget struct {
+	url, token string
+	rate       float64 // reads per second, all readers together
 }
 
 // load drives t, waits for the acknowledged records to reach PostgreSQL,
@@ -247,14 +274,26 @@ func (e *env) load(ctx context.Context, name, desc string, t target, children []
 	done := make(chan struct{})
 	progressDone := make(chan struct{})
 	go func() { progress(cfg.Progress, name, start, &run.Accepted, persisted, done); close(progressDone) }()
+	stopReads := func() *ReadStats { return nil }
+	if t.reads != nil {
+		run.Recent = loadgen.NewRecent(cfg.Controllers)
+		var err error
+		if stopReads, err = startReads(ctx, t.reads, run.Recent, cfg.Seed); err != nil {
+			return nil, err
+		}
+	}
 	err := loadgen.Drive(ctx, cfg.load(), t.Target, cfg.Duration, limit, sample, run)
+	reads := stopReads()
 	close(done)
 	<-progressDone
 	if err != nil {
 		return nil, err
 	}
+	if reads != nil {
+		fmt.Fprintf(cfg.Progress, "%-13s reads: %d (%.1f/s), %d rows, errors %d\n", name, reads.Reads, reads.ReadsPerSec, reads.Rows, reads.Errors)
+	}
 	loadEnd := run.Ended
-	r := &ScenarioResult{Name: name, Description: desc, Seconds: loadEnd.Sub(run.Began).Seconds(), Errors: run.Errors()}
+	r := &ScenarioResult{Name: name, Description: desc, Seconds: loadEnd.Sub(run.Began).Seconds(), Errors: run.Errors(), Reads: reads}
 	r.Accepted = run.Accepted.Load()
 	r.AcceptedPerSec = float64(r.Accepted) / r.Seconds
 	acks := run.Acks()
@@ -305,6 +344,29 @@ func (e *env) load(ctx context.Context, name, desc string, t target, children []
 	}
 	r.Procs = watch.end()
 	return r, nil
+}
+
+// startReads starts readers against rt, filtering on what recent holds;
+// stop stops them, lets the reads in flight finish and returns the tally.
+func startReads(ctx context.Context, rt *readTarget, recent *loadgen.Recent, seed uint64) (stop func() *ReadStats, err error) {
+	// No retries: every answer but 200 counts as a failed read.
+	c, err := client.New(client.Config{BaseURL: rt.url, Token: rt.token, MaxRetries: -1, MaxIdleConnsPerHost: readers})
+	if err != nil {
+		return nil, err
+	}
+	rd := newReader(c, recent, rate.NewLimiter(rate.Limit(rt.rate), 1))
+	pctx, cancel := context.WithCancel(ctx)
+	began := time.Now()
+	done := make(chan struct{})
+	go func() { defer close(done); rd.run(pctx, context.WithoutCancel(ctx), readers, seed) }()
+	return func() *ReadStats {
+		cancel()
+		<-done
+		_ = c.Close(ctx)
+		s := rd.stats(time.Since(began).Seconds())
+		s.ServiceAccount, s.Readers, s.TargetRate = loadgen.Namespace+"/"+loadgen.ReaderSA, readers, rt.rate
+		return s
+	}, nil
 }
 
 // timeline buckets acknowledgements, row counts and lag samples by second.

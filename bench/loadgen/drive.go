@@ -54,6 +54,9 @@ type Run struct {
 	Began, Ended time.Time
 	Attempts     atomic.Int64
 	Accepted     atomic.Int64
+	// Recent, when set before Drive, receives each controller's latest
+	// acknowledged remediation record. Nil: not kept.
+	Recent *Recent
 
 	mu       sync.Mutex
 	acks     []Ack
@@ -214,6 +217,9 @@ func (r *Run) controller(ctx context.Context, cfg Config, t Target, i int, c *cl
 		acks = append(acks, a)
 		if t.IDSA != nil && resp.AuditID != expected[len(expected)-1] {
 			mismatch++
+		}
+		if r.Recent != nil && rec.Remediation != nil {
+			r.Recent.Put(i, rec.Remediation)
 		}
 		if sample != nil {
 			if sampleCnt++; sampleCnt%SampleEvery == 0 {

@@ -26,6 +26,15 @@ var Writers = [4]Writer{
 	{"workflow", "workflowexecution-controller-sa", wire.KindWorkflow},
 }
 
+// ReaderSA is the service account that reads the audit trail back while the
+// load runs (bench's sidecar-reads scenario): it reads like the AI Analysis
+// controller, but under its own account, so that the writers keep exactly
+// the spec's write grants. The allow-list grants it read:audit only.
+const ReaderSA = "aianalysis-reader-sa"
+
+// ReaderToken is ReaderSA's static token.
+const ReaderToken = "bench-static-" + ReaderSA
+
 // Namespace is the writers' namespace.
 const Namespace = "kubernaut-system"
 
@@ -43,7 +52,8 @@ func SAToken(sa string, n int) string {
 
 // WriteCredentials writes the central's static token CSV and allow-list
 // into dir: each writer's static token (into tokens) and its SAToken (an
-// agent's), allowed to write both kinds.
+// agent's), allowed to write both kinds, and ReaderToken, ReaderSA's token,
+// allowed to read (read:audit) and nothing else.
 func WriteCredentials(dir string, tokens *[4]string) (tokenFile, authzFile string, err error) {
 	var csv, authz strings.Builder
 	authz.WriteString("serviceAccounts:\n")
@@ -54,6 +64,8 @@ func WriteCredentials(dir string, tokens *[4]string) (tokenFile, authzFile strin
 		// One agent forwards whatever its pod's controllers write.
 		fmt.Fprintf(&authz, "- name: %s\n  namespace: %s\n  actions: [write:remediation, write:workflow]\n", wr.ServiceAccount, Namespace)
 	}
+	fmt.Fprintf(&csv, "%s,system:serviceaccount:%s:%s,uid-reader,\"system:serviceaccounts\"\n", ReaderToken, Namespace, ReaderSA)
+	fmt.Fprintf(&authz, "- name: %s\n  namespace: %s\n  actions: [read:audit]\n", ReaderSA, Namespace)
 	tokenFile, authzFile = filepath.Join(dir, "tokens.csv"), filepath.Join(dir, "authz.yaml")
 	if err := os.WriteFile(tokenFile, []byte(csv.String()), 0o600); err != nil {
 		return "", "", err

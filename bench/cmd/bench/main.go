@@ -41,6 +41,7 @@ func run(ctx context.Context, args []string) error {
 	texts := fs.Int("alert-texts", 200, "distinct repeated alert texts")
 	copyRows := fs.Int("copy-rows", 200000, "rows of the raw COPY limit")
 	vecDur := fs.Duration("vector-duration", 0, "duration of the raw vector COPY limit (default: --duration)")
+	readRate := fs.Float64("read-rate", 40, "reads per second (pages and timelines, all readers together) of the sidecar-reads scenario's reader")
 	scenarios := fs.String("scenarios", strings.Join(bench.AllScenarios, ","), "comma-separated scenarios")
 	out := fs.String("out", "bench-results", "directory of results.json and report.html")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the bench process (the load generator) to this file")
@@ -51,7 +52,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg := bench.Config{DatabaseURL: *dbURL, Controllers: *controllers, Agents: *agents, Duration: *duration,
-		RepeatFraction: *repeat, AlertTexts: *texts, CopyRows: *copyRows, VectorDuration: *vecDur,
+		RepeatFraction: *repeat, AlertTexts: *texts, CopyRows: *copyRows, VectorDuration: *vecDur, ReadRate: *readRate,
 		Scenarios: strings.Split(*scenarios, ","), Progress: os.Stderr}
 	if *repeat == 0 {
 		cfg.RepeatFraction = -1
