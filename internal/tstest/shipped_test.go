@@ -10,7 +10,7 @@ const module = "github.com/kubernaut/datastorage"
 
 // shipped are the packages whose non-test code ships: the binaries' and
 // the client library's.
-var shipped = []string{"cmd/...", "agent/...", "central/...", "storage/...", "wire/...", "client/..."}
+var shipped = []string{"cmd/...", "agent/...", "central/...", "storage/...", "wire/...", "client/...", "export/..."}
 
 func TestShippedPackages_ImportNoTestInfrastructure(t *testing.T) {
 	args := []string{"list", "-deps", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`}
