@@ -24,8 +24,16 @@
 --
 -- They replace the indexes of 0001 that were their prefixes: (field) alone
 -- gives no event-time order; (cluster, namespace) neither, and a page under
--- cluster and namespace is served by either field's index. The event-time
--- indexes of 0001 stay: they serve pages without a filter and the export.
+-- cluster and namespace is served by either field's index.
+--
+-- The event-time indexes of 0001 become partial, on a predicate true of
+-- every row (received_at is always a real time) that only the statements
+-- without a filter say: the unfiltered pages and the export (storage/read.go,
+-- everyRow). A page under a filter then cannot walk the time index skipping
+-- non-matching rows, a plan the planner costs as if matches were spread
+-- evenly over time: for a value that stopped appearing a month ago (a
+-- deleted namespace, a retired writer) it would read a month of rows. It
+-- uses the field's own index, which yields only matches, in time order.
 --
 -- Built under this transaction's lock: writers wait for the build (see
 -- SCHEMA.md for its duration on a large table).
@@ -36,6 +44,11 @@ DROP INDEX idx_remediation_audit_remediation_request_id;
 DROP INDEX idx_remediation_audit_alert_name;
 DROP INDEX idx_remediation_audit_cluster_namespace;
 DROP INDEX idx_workflow_audit_workflow_id;
+DROP INDEX idx_remediation_audit_created_at;
+DROP INDEX idx_workflow_audit_executed_at;
+
+CREATE INDEX idx_remediation_audit_created_at ON remediation_audit (created_at) WHERE received_at > '-infinity';
+CREATE INDEX idx_workflow_audit_executed_at ON workflow_audit (executed_at) WHERE received_at > '-infinity';
 
 -- Also the timeline: one remediation's audits, oldest first.
 CREATE INDEX idx_remediation_audit_request_created_at ON remediation_audit (remediation_request_id, created_at);
