@@ -42,8 +42,8 @@ func TestPageSQL_OnlyUnfilteredStatementsCanUseTheTimeIndex(t *testing.T) {
 		return strings.Join(lines, "\n")
 	}
 	at := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	timeIndex := map[wire.Kind]string{wire.KindRemediation: "idx_remediation_audit_created_at ",
-		wire.KindWorkflow: "idx_workflow_audit_executed_at "}
+	timeIndex := map[wire.Kind]string{wire.KindRemediation: "idx_remediation_audit_unfiltered_created_at",
+		wire.KindWorkflow: "idx_workflow_audit_unfiltered_executed_at"}
 
 	// The statements of every page shape: each set of filters, both
 	// directions, first page, keyset, time range.
@@ -89,7 +89,7 @@ func TestPageSQL_OnlyUnfilteredStatementsCanUseTheTimeIndex(t *testing.T) {
 		_, err := conn.Exec(ctx, "BEGIN")
 		require.NoError(t, err)
 		rows, err := conn.Query(ctx, `SELECT indexname FROM pg_indexes WHERE tablename = $1
-			AND indexname <> $2 AND indexname NOT LIKE '%pkey'`, tb.name, strings.TrimSpace(timeIndex[kind]))
+			AND indexname <> $2 AND indexname NOT LIKE '%pkey'`, tb.name, timeIndex[kind])
 		require.NoError(t, err)
 		others, err := pgx.CollectRows(rows, pgx.RowTo[string])
 		require.NoError(t, err)
