@@ -85,7 +85,8 @@ type AuditQuery struct {
 	// field must have; all must hold. An unknown name is refused, and so is
 	// an empty value (an omitted field is not stored as "").
 	Filters map[string]string
-	// Since <= event time < Until; a zero bound is open.
+	// Since <= event time < Until; a zero bound is open. Times compare at
+	// PostgreSQL's precision: microseconds, finer digits truncated.
 	Since, Until time.Time
 	Ascending    bool // false: newest first
 	// After, when set, keeps only rows strictly after this one in the
