@@ -158,6 +158,12 @@ const custom = pgx.QueryExecModeCacheDescribe
 // matching every filter and the time range, in event-time order (newest
 // first unless q.Ascending), after q.After when set. A refused query returns
 // a *QueryError.
+//
+// A page under a single filter reads about q.Limit index entries. A
+// combination of common values that matches few rows can read every row of
+// one of them (SCHEMA.md): give ctx a deadline. When it passes, pgx sends
+// the server a cancel request for the statement and drops the connection,
+// so the server stops too; the error wraps ErrUnavailable.
 func (db *DB) QueryAudits(ctx context.Context, q AuditQuery) ([]wire.AuditEntry, error) {
 	const op = "storage: query audits"
 	t, err := q.validate()
@@ -342,10 +348,10 @@ func (q *ExportQuery) validate() error {
 // query per kind, read as pgx receives it), and the *wire.AuditEntry passed
 // to each is the same one every time, overwritten by the next row: it and
 // everything it points to is valid only during the call. An error from
-// each, or ctx cancelled (the client gone), stops the query at once (the
-// connection is closed rather than drained) and is returned: each's error
-// as is, cancellation wrapping ctx's error. A refused query is a
-// *QueryError.
+// each, or ctx cancelled (the client gone), stops the query at once (pgx
+// sends the server a cancel request and drops the connection, rather than
+// reading the remaining rows) and is returned: each's error as is,
+// cancellation wrapping ctx's error. A refused query is a *QueryError.
 //
 // The snapshot holds back VACUUM's cleanup of rows deleted after it began
 // for as long as the export runs.
@@ -354,8 +360,9 @@ func (db *DB) ExportAudits(ctx context.Context, q ExportQuery, each func(*wire.A
 	if err := q.validate(); err != nil {
 		return err
 	}
-	// Cancelling the statement's context makes pgx abandon the connection at
-	// once; rows.Close would otherwise read every remaining row.
+	// Cancelling the statement's context makes pgx cancel it on the server
+	// and drop the connection; rows.Close would otherwise read every
+	// remaining row.
 	qctx, stop := context.WithCancel(ctx)
 	defer stop()
 	tx, err := db.pool.BeginTx(qctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
