@@ -86,7 +86,8 @@ type AuditQuery struct {
 	// field must have; all must hold. An unknown name is refused, and so is
 	// an empty value (an omitted field is not stored as "").
 	Filters map[string]string
-	// Since <= event time < Until; a zero bound is open.
+	// Since <= event time < Until; a zero bound is open. Times compare at
+	// PostgreSQL's precision: microseconds, finer digits truncated.
 	Since, Until time.Time
 	Ascending    bool // false: newest first
 	// After, when set, keeps only rows strictly after this one in the
@@ -158,6 +159,12 @@ const custom = pgx.QueryExecModeCacheDescribe
 // matching every filter and the time range, in event-time order (newest
 // first unless q.Ascending), after q.After when set. A refused query returns
 // a *QueryError.
+//
+// A page under a single filter reads about q.Limit index entries. A
+// combination of common values that matches few rows can read every row of
+// one of them (SCHEMA.md): give ctx a deadline. When it passes, pgx sends
+// the server a cancel request for the statement and drops the connection,
+// so the server stops too; the error wraps ErrUnavailable.
 func (db *DB) QueryAudits(ctx context.Context, q AuditQuery) ([]wire.AuditEntry, error) {
 	const op = "storage: query audits"
 	t, err := q.validate()
@@ -194,6 +201,9 @@ func pageSQL(t *auditTable, q *AuditQuery) (string, []any) {
 			where = append(where, f.column+" = "+param(v))
 		}
 	}
+	if len(where) == 0 {
+		where = append(where, everyRow)
+	}
 	if !q.Since.IsZero() {
 		where = append(where, t.eventTime+" >= "+param(q.Since))
 	}
@@ -219,6 +229,16 @@ func pageSQL(t *auditTable, q *AuditQuery) (string, []any) {
 	b.WriteString(" ORDER BY " + orderBy(t, dir) + " LIMIT " + param(q.Limit))
 	return b.String(), args
 }
+
+// everyRow is true of every stored row (received_at is a real time), and is
+// the predicate of the event-time indexes (migration 0006): only statements
+// that say it, the unfiltered pages and the export, can use them. A page
+// under a filter then uses that field's index, which yields its matches in
+// time order, instead of walking the time index and skipping non-matching
+// rows: the planner's cost of that walk assumes matches spread evenly over
+// time, and a value that stopped appearing a month ago (a deleted
+// namespace, a retired writer) would cost a walk over a month of rows.
+const everyRow = "received_at > '-infinity'"
 
 // orderBy is the order of the reads in direction dir (ASC or DESC).
 func orderBy(t *auditTable, dir string) string {
@@ -329,10 +349,10 @@ func (q *ExportQuery) validate() error {
 // query per kind, read as pgx receives it), and the *wire.AuditEntry passed
 // to each is the same one every time, overwritten by the next row: it and
 // everything it points to is valid only during the call. An error from
-// each, or ctx cancelled (the client gone), stops the query at once (the
-// connection is closed rather than drained) and is returned: each's error
-// as is, cancellation wrapping ctx's error. A refused query is a
-// *QueryError.
+// each, or ctx cancelled (the client gone), stops the query at once (pgx
+// sends the server a cancel request and drops the connection, rather than
+// reading the remaining rows) and is returned: each's error as is,
+// cancellation wrapping ctx's error. A refused query is a *QueryError.
 //
 // The snapshot holds back VACUUM's cleanup of rows deleted after it began
 // for as long as the export runs.
@@ -341,8 +361,9 @@ func (db *DB) ExportAudits(ctx context.Context, q ExportQuery, each func(*wire.A
 	if err := q.validate(); err != nil {
 		return err
 	}
-	// Cancelling the statement's context makes pgx abandon the connection at
-	// once; rows.Close would otherwise read every remaining row.
+	// Cancelling the statement's context makes pgx cancel it on the server
+	// and drop the connection; rows.Close would otherwise read every
+	// remaining row.
 	qctx, stop := context.WithCancel(ctx)
 	defer stop()
 	tx, err := db.pool.BeginTx(qctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
@@ -372,6 +393,18 @@ func (db *DB) ExportAudits(ctx context.Context, q ExportQuery, each func(*wire.A
 	return nil
 }
 
+// exportSQL is the statement of one kind of an export: the event-time
+// index in its order, ties sorted in groups.
+func exportSQL(t *auditTable, q *ExportQuery) (string, []any) {
+	args := []any{q.Until}
+	where := everyRow + " AND " + t.eventTime + " < $1"
+	if !q.Since.IsZero() {
+		args = append(args, q.Since)
+		where += " AND " + t.eventTime + " >= $2"
+	}
+	return "SELECT " + t.columns + " FROM " + t.name + " WHERE " + where + " ORDER BY " + orderBy(t, "ASC"), args
+}
+
 // stopError carries each's error out of exportKind.
 type stopError struct{ err error }
 
@@ -381,14 +414,8 @@ func (e *stopError) Error() string { return e.err.Error() }
 // it calls stop, which cancels ctx, before closing the rows.
 func exportKind(ctx context.Context, stop context.CancelFunc, tx pgx.Tx, t *auditTable, q *ExportQuery,
 	e *wire.AuditEntry, each func(*wire.AuditEntry) error) (err error) {
-	args := []any{q.Until}
-	where := t.eventTime + " < $1"
-	if !q.Since.IsZero() {
-		args = append(args, q.Since)
-		where += " AND " + t.eventTime + " >= $2"
-	}
-	rows, err := tx.Query(ctx, "SELECT "+t.columns+" FROM "+t.name+" WHERE "+where+
-		" ORDER BY "+orderBy(t, "ASC"), args...)
+	sql, args := exportSQL(t, q)
+	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
 		return err
 	}

@@ -611,3 +611,43 @@ func TestQueryAudits_PagingWhileWritersInsert(t *testing.T) {
 		})
 	}
 }
+
+// TestQueryAudits_ServerStopsAtTheDeadline makes a page wait on a lock held
+// by another transaction: with a deadline on ctx, the call fails at the
+// deadline and PostgreSQL stops the statement then (pgx sends a cancel
+// request as it drops the connection), rather than waiting for the lock and
+// then running the statement for nobody.
+func TestQueryAudits_ServerStopsAtTheDeadline(t *testing.T) {
+	t.Parallel()
+	dsn, db := migratedDB(t)
+	ctx := testContext(t)
+	locker := connect(t, dsn)
+	_, err := locker.Exec(ctx, "BEGIN; LOCK TABLE remediation_audit IN ACCESS EXCLUSIVE MODE")
+	require.NoError(t, err)
+
+	qctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = db.QueryAudits(qctx, storage.AuditQuery{Kind: wire.KindRemediation, Limit: 10,
+		Filters: map[string]string{"status": "failed"}})
+	require.Error(t, err)
+	assert.ErrorIs(t, err, storage.ErrUnavailable)
+	assert.Less(t, time.Since(start), 5*time.Second)
+
+	var waiting int
+	require.Eventually(t, func() bool {
+		require.NoError(t, connect(t, dsn).QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND query LIKE 'SELECT service_account%remediation_audit%'
+			AND state = 'active'`).Scan(&waiting))
+		return waiting == 0
+	}, 2*time.Second, 50*time.Millisecond, "the page's statement still runs on the server")
+	_, err = locker.Exec(ctx, "ROLLBACK")
+	require.NoError(t, err)
+
+	got, err := db.QueryAudits(qctx, storage.AuditQuery{Kind: wire.KindRemediation, Limit: 10})
+	require.Error(t, err, "the deadline has passed")
+	assert.Nil(t, got)
+	got, err = db.QueryAudits(testContext(t), storage.AuditQuery{Kind: wire.KindRemediation, Limit: 10})
+	require.NoError(t, err, "the pool still serves")
+	assert.Empty(t, got)
+}
