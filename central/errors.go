@@ -137,6 +137,7 @@ func (s *Server) classify(err error) (body *wire.ErrorBody, retryAfter time.Dura
 		tooMany   *batchTooLargeError
 		badSearch *searchRequestError
 		conflict  *conflictError
+		badQuery  *storage.QueryError
 		refused   *edge.Refusal
 		// A peer that sent too many tokens that failed review: 429, not
 		// 401, so that a client retries after Retry-After.
@@ -174,6 +175,14 @@ func (s *Server) classify(err error) (body *wire.ErrorBody, retryAfter time.Dura
 		return wire.Conflict(conflict.message), 0
 	case errors.As(err, &refused):
 		return refused.Body, 0
+	case errors.As(err, &badQuery):
+		field := badQuery.Field
+		if field == "after" {
+			field = "cursor" // the storage's keyset position is the API's cursor
+		}
+		return wire.ValidationFailed(field, field+" "+badQuery.Reason), 0
+	case errors.Is(err, errQueryTimeout):
+		return wire.ServiceUnavailable("The query did not finish in time: narrow it with a time range or fewer combined filters"), time.Second
 	case errors.Is(err, errShuttingDown):
 		return wire.ServiceUnavailable("Central is shutting down"), time.Second
 	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):

@@ -52,6 +52,7 @@ type options struct {
 	readBurst int
 	authz     *authz.Authorizer // nil: authz.Default(ns)
 	exportKey string            // Ed25519 key file that signs exports; "": none
+	queryTime time.Duration     // ReadConfig.QueryTimeout
 }
 
 // harness is a real central on a loopback port, writing to a fresh database.
@@ -102,7 +103,7 @@ func newHarness(t *testing.T, opt options) *harness {
 	if limits.Burst == 0 {
 		limits.Burst = 10000
 	}
-	reads := &central.ReadConfig{Store: db, Limiter: ratelimit.New(ratelimit.Config{
+	reads := &central.ReadConfig{Store: db, QueryTimeout: opt.queryTime, Limiter: ratelimit.New(ratelimit.Config{
 		Rate: cmp.Or(opt.readRate, 10000), Burst: cmp.Or(opt.readBurst, 10000)})}
 	if opt.exportKey != "" {
 		reads.ExportKey, err = export.OpenKeyFile(opt.exportKey)

@@ -205,6 +205,21 @@ func TestQuery_RefusesBadInputWithTheParameterNamed(t *testing.T) {
 	assert.Equal(t, 404, r.status)
 }
 
+func TestQuery_ValuesOnlyTheStorageRefusesAndQueriesThatTakeTooLong(t *testing.T) {
+	h := newHarness(t, options{})
+	r := h.get(t, "/api/v1/audit/remediation?cluster=prod%00", tokenOf(reader))
+	require.Equal(t, 400, r.status, r.body)
+	assert.Contains(t, r.body, `"field":"cluster"`)
+
+	slow := newHarness(t, options{queryTime: time.Nanosecond, readRate: 1, readBurst: 1000})
+	r = slow.get(t, "/api/v1/audit/remediation?status=failed&limit=1000", tokenOf(reader))
+	require.Equal(t, 503, r.status, r.body)
+	assert.Contains(t, r.body, "did not finish in time")
+	assert.NotEmpty(t, r.header.Get("Retry-After"))
+	r = slow.get(t, "/api/v1/audit/remediation?status=failed&limit=1000", tokenOf(reader))
+	assert.Equal(t, 429, r.status, "a query that timed out was charged a full page: %s", r.body)
+}
+
 func TestRecord_OneByIDAndAmbiguousIDs(t *testing.T) {
 	h := newHarness(t, options{})
 	rec := `{"remediationRequestID":"rr-1","alertName":"HighMemory","confidence":0.5,"duration":1500000000}`
