@@ -496,7 +496,7 @@ func TestQueryAudits_RefusesBadQueries(t *testing.T) {
 		{"NUL in a value", func(q *storage.AuditQuery) { q.Filters = map[string]string{"cluster": "a\x00b"} }, "cluster"},
 		{"invalid UTF-8", func(q *storage.AuditQuery) { q.Filters = map[string]string{"namespace": "\xc3("} }, "namespace"},
 		{"limit 0", func(q *storage.AuditQuery) { q.Limit = 0 }, "limit"},
-		{"limit 1001", func(q *storage.AuditQuery) { q.Limit = 1001 }, "limit"},
+		{"limit beyond MaxQueryLimit", func(q *storage.AuditQuery) { q.Limit = storage.MaxQueryLimit + 1 }, "limit"},
 		{"since after until", func(q *storage.AuditQuery) { q.Since, q.Until = at.Add(time.Second), at }, "since"},
 		{"since equal to until", func(q *storage.AuditQuery) { q.Since, q.Until = at, at }, "since"},
 		{"after without a time", func(q *storage.AuditQuery) { q.After = &storage.Position{ServiceAccount: "a/b", ID: "x"} }, "after"},
