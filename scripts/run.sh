@@ -93,14 +93,14 @@ cat <<MSG
 
   Read it back (the AI Analysis controller may read:audit):
 
-    curl -sS 'http://127.0.0.1:8080/api/v1/audit/remediation?cluster=us-west-2&limit=10' \
+    curl -sS 'http://127.0.0.1:8080/api/v1/audit/remediation?cluster=us-west-2&limit=10' \\
       -H 'Authorization: Bearer $(token_of aianalysis-controller-sa)'
-    curl -sS http://127.0.0.1:8080/api/v1/remediations/rr-abc123/timeline \
+    curl -sS http://127.0.0.1:8080/api/v1/remediations/rr-abc123/timeline \\
       -H 'Authorization: Bearer $(token_of aianalysis-controller-sa)'
 
   Export everything, signed, and check the file offline (this demo grants export:audit):
 
-    curl -sS http://127.0.0.1:8080/api/v1/audit/export \
+    curl -sS http://127.0.0.1:8080/api/v1/audit/export \\
       -H 'Authorization: Bearer $(token_of aianalysis-controller-sa)' >audit.ndjson
     bin/central verify-export audit.ndjson --public-key $DATA/export.pub
 
