@@ -112,7 +112,7 @@ func Measure(ctx context.Context, cfg MeasureConfig) (*Measurement, error) {
 	}
 	m := &Measurement{}
 
-	rrs, err := sample(ctx, conn, "remediation_audit", "remediation_request_id", samples)
+	rrs, err := sample(ctx, conn, "remediation_audit", "remediation_request_id", samples, cfg.Seed)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +135,7 @@ func Measure(ctx context.Context, cfg MeasureConfig) (*Measurement, error) {
 		for _, name := range append([]string{""}, storage.FilterFields(kind)...) {
 			var values []string
 			if name != "" {
-				if values, err = fieldValues(ctx, conn, kind, filterColumns[kind][name], samples); err != nil {
+				if values, err = fieldValues(ctx, conn, kind, filterColumns[kind][name], samples, cfg.Seed); err != nil {
 					return nil, err
 				}
 			}
@@ -191,8 +191,8 @@ func summarize(l Latency, times []time.Duration) Latency {
 }
 
 // fieldValues is the distinct values of column (at most limit of them,
-// drawn at random when there are more).
-func fieldValues(ctx context.Context, conn *pgx.Conn, kind wire.Kind, column string, limit int) ([]string, error) {
+// drawn at random by seed when there are more).
+func fieldValues(ctx context.Context, conn *pgx.Conn, kind wire.Kind, column string, limit int, seed uint64) ([]string, error) {
 	// A loose index scan: one index probe per distinct value.
 	rows, err := conn.Query(ctx, `WITH RECURSIVE v(x) AS (
 		(SELECT `+column+` FROM `+tables[kind]+` WHERE `+column+` IS NOT NULL ORDER BY 1 LIMIT 1)
@@ -207,20 +207,24 @@ func fieldValues(ctx context.Context, conn *pgx.Conn, kind wire.Kind, column str
 		return nil, fmt.Errorf("readload: values of %s: %w", column, err)
 	}
 	if len(values) > limit {
-		return sample(ctx, conn, tables[kind], column, limit)
+		return sample(ctx, conn, tables[kind], column, limit, seed)
 	}
 	return values, nil
 }
 
-// sample is up to n values of column from a random sample of rows.
-func sample(ctx context.Context, conn *pgx.Conn, table, column string, n int) ([]string, error) {
+// sample is up to n values of column from a random sample of rows, the
+// same ones for the same seed and data (the sample is REPEATABLE, and the
+// values kept are chosen by their hash, not by the plan's order, which
+// could be sorted and keep the n oldest remediation IDs).
+func sample(ctx context.Context, conn *pgx.Conn, table, column string, n int, seed uint64) ([]string, error) {
 	var rows int64
 	if err := conn.QueryRow(ctx, `SELECT reltuples::bigint FROM pg_class WHERE relname = $1`, table).Scan(&rows); err != nil {
 		return nil, fmt.Errorf("readload: size of %s: %w", table, err)
 	}
 	pct := min(100, max(0.001, 300*float64(n)/float64(max(rows, 1))))
-	r, err := conn.Query(ctx, `SELECT DISTINCT `+column+` FROM `+table+` TABLESAMPLE BERNOULLI (`+
-		strconv.FormatFloat(pct, 'f', 4, 64)+`) WHERE `+column+` IS NOT NULL LIMIT $1`, n)
+	r, err := conn.Query(ctx, `SELECT x FROM (SELECT DISTINCT `+column+` AS x FROM `+table+` TABLESAMPLE BERNOULLI (`+
+		strconv.FormatFloat(pct, 'f', 4, 64)+`) REPEATABLE ($2) WHERE `+column+` IS NOT NULL) v ORDER BY md5(x), x LIMIT $1`,
+		n, float64(seed%(1<<53)))
 	if err != nil {
 		return nil, fmt.Errorf("readload: sample of %s: %w", column, err)
 	}
