@@ -1,27 +1,34 @@
 package readload
 
 import (
-	"bufio"
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/kubernaut/datastorage/export"
 	"github.com/kubernaut/datastorage/storage"
 	"github.com/kubernaut/datastorage/wire"
 )
 
 // DefaultSamples is the zero value of MeasureConfig.Samples.
 const DefaultSamples = 1000
+
+// The paths Measure's reads can take (MeasureConfig.Via).
+const (
+	// ViaStorage reads through package storage in this process.
+	ViaStorage = "storage"
+	// ViaCentral reads through the central's HTTP API: a central binary
+	// started on the database for the measurement (CentralConfig).
+	ViaCentral = "central"
+)
 
 // MeasureConfig configures Measure.
 type MeasureConfig struct {
@@ -34,6 +41,11 @@ type MeasureConfig struct {
 	Seed uint64
 	// SkipExport leaves out the export of the whole table.
 	SkipExport bool
+	// Via is the path the reads take: ViaStorage (also the zero value) or
+	// ViaCentral.
+	Via string
+	// Central configures the central that ViaCentral starts.
+	Central CentralConfig
 	// Progress receives a line per measurement. Nil: none.
 	Progress io.Writer
 }
@@ -47,12 +59,29 @@ type Latency struct {
 	Rows          int // rows returned, all samples together
 }
 
-// ExportRate is the export of the whole table: its rate and this
-// process's resident memory, sampled every 500,000 rows.
+// ExportRate is the export of the whole table: its rate, and the resident
+// memory of the process that exported it (this one through storage, the
+// central through its API), sampled every rssEvery from the first record
+// to the last.
 type ExportRate struct {
-	Rows                      int64
-	Elapsed                   time.Duration
-	RSSFirst, RSSLast, RSSMax int64 // bytes; RSSFirst at the first row
+	Rows    int64
+	Elapsed time.Duration // from asking to the last byte
+	// Process is the exporting process: "readload" or "central (pid N)".
+	Process string
+	// Resident set (VmRSS) in bytes: at the first record, at the last, and
+	// the largest and smallest sample; RSSSamples samples in all.
+	RSSFirst, RSSLast, RSSMax, RSSMin int64
+	RSSSamples                        int
+	// CPU is the exporting process's CPU time (user and system) over
+	// Elapsed.
+	CPU time.Duration
+	// Through the central only: the answer's size as received, whether it
+	// was gzip, and its verification (export.Verify reading the received
+	// file after the export, not timed in Elapsed).
+	Received      int64
+	Gzip          bool
+	Trailer       *export.Trailer
+	VerifyElapsed time.Duration
 }
 
 // RowsPerSecond is the export's rate.
@@ -60,9 +89,32 @@ func (e *ExportRate) RowsPerSecond() float64 { return float64(e.Rows) / e.Elapse
 
 // Measurement is what Measure found.
 type Measurement struct {
+	// Via says which path the reads took: "storage (this process)" or the
+	// central's URL and pid.
+	Via    string
 	Reads  []Latency
 	Export *ExportRate
 }
+
+// reader is the path Measure's reads take. Each read times itself: the
+// call through storage, or a request until the answer's last byte (its
+// decoding after that is not timed).
+type reader interface {
+	// timeline reads remediationRequestID's timeline as the API does (at
+	// most MaxTimelineEvents+1 rows from storage).
+	timeline(ctx context.Context, remediationRequestID string) (time.Duration, int, error)
+	// page reads one page of q.
+	page(ctx context.Context, q storage.AuditQuery) (time.Duration, int, error)
+	// export exports q whole and measures it.
+	export(ctx context.Context, q storage.ExportQuery) (*ExportRate, error)
+	// String names the path, for the report.
+	String() string
+	close()
+}
+
+// timelineLimit is what the read API asks storage for: its 1,000 events
+// and one more, to tell a truncated timeline.
+const timelineLimit = 1001
 
 // filterColumns are the columns behind the read API's filters, to draw
 // values from the data.
@@ -76,15 +128,17 @@ var filterColumns = map[wire.Kind]map[string]string{
 
 var tables = map[wire.Kind]string{wire.KindRemediation: "remediation_audit", wire.KindWorkflow: "workflow_audit"}
 
-// Measure times, through package storage, cfg.Samples timelines (of
-// remediations drawn from the data, limit 1001 as the API asks), and
-// cfg.Samples pages of 100 under each single filter and without one. A
-// filter's value is drawn uniformly among the field's distinct values (a
-// value seen once in ten thousand rows as often as the commonest); for
-// remediation and workflow IDs among a random sample. Each page is, at
-// random, newest or oldest first, and the first page, a page after a random
-// position in the data's time span, or the first page of a random 7-day
-// range. Then it exports both tables whole.
+// Measure times, through package storage or through a central's HTTP API
+// (cfg.Via), cfg.Samples timelines (of remediations drawn from the data,
+// limit 1001 as the API asks), and cfg.Samples pages of 100 under each
+// single filter and without one. A filter's value is drawn uniformly among
+// the field's distinct values (a value seen once in ten thousand rows as
+// often as the commonest); for remediation and workflow IDs among a random
+// sample. Each page is, at random, newest or oldest first, and the first
+// page, a page after a random position in the data's time span, or the
+// first page of a random 7-day range. Then it exports both tables whole.
+// The values and pages drawn depend on cfg.Seed and the data only, so both
+// paths read the same rows.
 func Measure(ctx context.Context, cfg MeasureConfig) (*Measurement, error) {
 	if cfg.DatabaseURL == "" {
 		return nil, errors.New("readload: DatabaseURL is required")
@@ -100,19 +154,28 @@ func Measure(ctx context.Context, cfg MeasureConfig) (*Measurement, error) {
 		return nil, fmt.Errorf("readload: connect: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	db, err := storage.Open(ctx, storage.Config{DatabaseURL: cfg.DatabaseURL, MaxConns: 2})
+	var r reader
+	switch cmp.Or(cfg.Via, ViaStorage) {
+	case ViaStorage:
+		r, err = openStorage(ctx, cfg.DatabaseURL)
+	case ViaCentral:
+		r, err = startCentral(ctx, cfg.DatabaseURL, cfg.Central, progress)
+	default:
+		err = fmt.Errorf("readload: Via %q: want %q or %q", cfg.Via, ViaStorage, ViaCentral)
+	}
 	if err != nil {
 		return nil, err
 	}
-	defer db.Close()
+	defer r.close()
+	fmt.Fprintln(progress, "readload: reads via", r)
 
 	var first, last time.Time
 	if err := conn.QueryRow(ctx, `SELECT min(created_at), max(created_at) FROM remediation_audit`).Scan(&first, &last); err != nil {
 		return nil, fmt.Errorf("readload: time span: %w", err)
 	}
-	m := &Measurement{}
+	m := &Measurement{Via: r.String()}
 
-	rrs, err := sample(ctx, conn, "remediation_audit", "remediation_request_id", samples)
+	rrs, err := sample(ctx, conn, "remediation_audit", "remediation_request_id", samples, cfg.Seed)
 	if err != nil {
 		return nil, err
 	}
@@ -120,13 +183,12 @@ func Measure(ctx context.Context, cfg MeasureConfig) (*Measurement, error) {
 	times := make([]time.Duration, 0, samples)
 	for range samples {
 		rr := rrs[rng.IntN(len(rrs))]
-		t0 := time.Now()
-		got, err := db.Timeline(ctx, rr, 1001)
-		times = append(times, time.Since(t0))
+		took, got, err := r.timeline(ctx, rr)
 		if err != nil {
 			return nil, err
 		}
-		tl.Rows += len(got)
+		times = append(times, took)
+		tl.Rows += got
 	}
 	m.Reads = append(m.Reads, summarize(tl, times))
 	fmt.Fprintln(progress, m.Reads[len(m.Reads)-1])
@@ -135,7 +197,7 @@ func Measure(ctx context.Context, cfg MeasureConfig) (*Measurement, error) {
 		for _, name := range append([]string{""}, storage.FilterFields(kind)...) {
 			var values []string
 			if name != "" {
-				if values, err = fieldValues(ctx, conn, kind, filterColumns[kind][name], samples); err != nil {
+				if values, err = fieldValues(ctx, conn, kind, filterColumns[kind][name], samples, cfg.Seed); err != nil {
 					return nil, err
 				}
 			}
@@ -153,13 +215,12 @@ func Measure(ctx context.Context, cfg MeasureConfig) (*Measurement, error) {
 				case 2: // a week
 					q.Since, q.Until = at.Add(-7*24*time.Hour), at
 				}
-				t0 := time.Now()
-				got, err := db.QueryAudits(ctx, q)
-				times = append(times, time.Since(t0))
+				took, got, err := r.page(ctx, q)
 				if err != nil {
 					return nil, err
 				}
-				l.Rows += len(got)
+				times = append(times, took)
+				l.Rows += got
 			}
 			m.Reads = append(m.Reads, summarize(l, times))
 			fmt.Fprintln(progress, m.Reads[len(m.Reads)-1])
@@ -168,7 +229,9 @@ func Measure(ctx context.Context, cfg MeasureConfig) (*Measurement, error) {
 
 	if !cfg.SkipExport {
 		fmt.Fprintln(progress, "readload: exporting both tables")
-		if m.Export, err = export(ctx, db, last.Add(time.Hour)); err != nil {
+		m.Export, err = r.export(ctx, storage.ExportQuery{Kinds: []wire.Kind{wire.KindRemediation, wire.KindWorkflow},
+			Until: last.Add(time.Hour)})
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -181,6 +244,27 @@ func (l Latency) String() string {
 		float64(l.Rows)/float64(max(l.N, 1)))
 }
 
+// String is the export's report: its rate, the exporting process's memory
+// and CPU, and through the central the answer's size and verification.
+func (e *ExportRate) String() string {
+	const mib = 1 << 20
+	s := fmt.Sprintf("export: %d rows in %s, %.0f rows/s; %s RSS %.1f MiB at the first row, %.1f MiB at the last, "+
+		"%.1f MiB max, %.1f MiB min (%d samples, every %s); CPU %s (%.2f cores)",
+		e.Rows, e.Elapsed.Round(time.Millisecond), e.RowsPerSecond(), e.Process,
+		float64(e.RSSFirst)/mib, float64(e.RSSLast)/mib, float64(e.RSSMax)/mib, float64(e.RSSMin)/mib,
+		e.RSSSamples, rssEvery, e.CPU.Round(10*time.Millisecond), e.CPU.Seconds()/e.Elapsed.Seconds())
+	if t := e.Trailer; t != nil {
+		encoding := "plain"
+		if e.Gzip {
+			encoding = "gzip"
+		}
+		s += fmt.Sprintf("\nexport: %.1f MiB received (%s, %.0f bytes/row), verified by export.Verify in %s: %d records, %s, key %s",
+			float64(e.Received)/mib, encoding, float64(e.Received)/float64(max(e.Rows, 1)),
+			e.VerifyElapsed.Round(time.Millisecond), t.Records, t.Digest[:min(len(t.Digest), 23)]+"…", t.KeyID)
+	}
+	return s
+}
+
 func summarize(l Latency, times []time.Duration) Latency {
 	slices.Sort(times)
 	l.N = len(times)
@@ -191,8 +275,8 @@ func summarize(l Latency, times []time.Duration) Latency {
 }
 
 // fieldValues is the distinct values of column (at most limit of them,
-// drawn at random when there are more).
-func fieldValues(ctx context.Context, conn *pgx.Conn, kind wire.Kind, column string, limit int) ([]string, error) {
+// drawn at random by seed when there are more).
+func fieldValues(ctx context.Context, conn *pgx.Conn, kind wire.Kind, column string, limit int, seed uint64) ([]string, error) {
 	// A loose index scan: one index probe per distinct value.
 	rows, err := conn.Query(ctx, `WITH RECURSIVE v(x) AS (
 		(SELECT `+column+` FROM `+tables[kind]+` WHERE `+column+` IS NOT NULL ORDER BY 1 LIMIT 1)
@@ -207,20 +291,24 @@ func fieldValues(ctx context.Context, conn *pgx.Conn, kind wire.Kind, column str
 		return nil, fmt.Errorf("readload: values of %s: %w", column, err)
 	}
 	if len(values) > limit {
-		return sample(ctx, conn, tables[kind], column, limit)
+		return sample(ctx, conn, tables[kind], column, limit, seed)
 	}
 	return values, nil
 }
 
-// sample is up to n values of column from a random sample of rows.
-func sample(ctx context.Context, conn *pgx.Conn, table, column string, n int) ([]string, error) {
+// sample is up to n values of column from a random sample of rows, the
+// same ones for the same seed and data (the sample is REPEATABLE, and the
+// values kept are chosen by their hash, not by the plan's order, which
+// could be sorted and keep the n oldest remediation IDs).
+func sample(ctx context.Context, conn *pgx.Conn, table, column string, n int, seed uint64) ([]string, error) {
 	var rows int64
 	if err := conn.QueryRow(ctx, `SELECT reltuples::bigint FROM pg_class WHERE relname = $1`, table).Scan(&rows); err != nil {
 		return nil, fmt.Errorf("readload: size of %s: %w", table, err)
 	}
 	pct := min(100, max(0.001, 300*float64(n)/float64(max(rows, 1))))
-	r, err := conn.Query(ctx, `SELECT DISTINCT `+column+` FROM `+table+` TABLESAMPLE BERNOULLI (`+
-		strconv.FormatFloat(pct, 'f', 4, 64)+`) WHERE `+column+` IS NOT NULL LIMIT $1`, n)
+	r, err := conn.Query(ctx, `SELECT x FROM (SELECT DISTINCT `+column+` AS x FROM `+table+` TABLESAMPLE BERNOULLI (`+
+		strconv.FormatFloat(pct, 'f', 4, 64)+`) REPEATABLE ($2) WHERE `+column+` IS NOT NULL) v ORDER BY md5(x), x LIMIT $1`,
+		n, float64(seed%(1<<53)))
 	if err != nil {
 		return nil, fmt.Errorf("readload: sample of %s: %w", column, err)
 	}
@@ -234,47 +322,59 @@ func sample(ctx context.Context, conn *pgx.Conn, table, column string, n int) ([
 	return values, nil
 }
 
-// export streams both tables whole through ExportAudits and samples this
-// process's RSS on the way.
-func export(ctx context.Context, db *storage.DB, until time.Time) (*ExportRate, error) {
-	e := &ExportRate{}
-	sampleRSS := func() {
-		rss, err := residentBytes()
-		if err != nil {
-			return
-		}
-		if e.RSSFirst == 0 {
-			e.RSSFirst = rss
-		}
-		e.RSSLast, e.RSSMax = rss, max(e.RSSMax, rss)
+// storageReads reads through package storage in this process.
+type storageReads struct{ db *storage.DB }
+
+func openStorage(ctx context.Context, databaseURL string) (*storageReads, error) {
+	db, err := storage.Open(ctx, storage.Config{DatabaseURL: databaseURL, MaxConns: 2})
+	if err != nil {
+		return nil, err
 	}
-	t0 := time.Now()
-	err := db.ExportAudits(ctx, storage.ExportQuery{Kinds: []wire.Kind{wire.KindRemediation, wire.KindWorkflow}, Until: until},
-		func(*wire.AuditEntry) error {
-			if e.Rows%500_000 == 0 {
-				sampleRSS()
-			}
-			e.Rows++
-			return nil
-		})
-	e.Elapsed = time.Since(t0)
-	sampleRSS()
-	return e, err
+	return &storageReads{db: db}, nil
 }
 
-// residentBytes is this process's resident set (VmRSS), Linux only.
-func residentBytes() (int64, error) {
-	f, err := os.Open("/proc/self/status")
+func (s *storageReads) String() string { return "storage (this process)" }
+
+func (s *storageReads) close() { s.db.Close() }
+
+func (s *storageReads) timeline(ctx context.Context, rr string) (time.Duration, int, error) {
+	t0 := time.Now()
+	got, err := s.db.Timeline(ctx, rr, timelineLimit)
+	return time.Since(t0), len(got), err
+}
+
+func (s *storageReads) page(ctx context.Context, q storage.AuditQuery) (time.Duration, int, error) {
+	t0 := time.Now()
+	got, err := s.db.QueryAudits(ctx, q)
+	return time.Since(t0), len(got), err
+}
+
+// export streams q through ExportAudits and samples this process's RSS
+// from the first row to the last.
+func (s *storageReads) export(ctx context.Context, q storage.ExportQuery) (*ExportRate, error) {
+	e := &ExportRate{Process: "readload"}
+	self := proc("self")
+	cpu0, err := self.cpu()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if v, ok := bytes.CutPrefix(s.Bytes(), []byte("VmRSS:")); ok {
-			kb, err := strconv.ParseInt(string(bytes.TrimSpace(bytes.TrimSuffix(bytes.TrimSpace(v), []byte("kB")))), 10, 64)
-			return kb * 1024, err
+	var rss *rssSampler
+	t0 := time.Now()
+	err = s.db.ExportAudits(ctx, q, func(*wire.AuditEntry) error {
+		if rss == nil {
+			rss = sampleRSS(self)
+		}
+		e.Rows++
+		return nil
+	})
+	e.Elapsed = time.Since(t0)
+	if rss != nil {
+		if rerr := rss.finish(e); err == nil {
+			err = rerr
 		}
 	}
-	return 0, errors.New("no VmRSS in /proc/self/status")
+	if cpu1, cerr := self.cpu(); cerr == nil {
+		e.CPU = cpu1 - cpu0
+	}
+	return e, err
 }
