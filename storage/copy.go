@@ -30,6 +30,7 @@ var (
 	remediationColumns = []string{"id", "remediation_request_id", "alert_name", "namespace", "cluster",
 		"priority", "action_type", "status", "confidence", "reasoning", "target_resource", "duration_ms",
 		"error_message", "created_at", "executed_at", "service_account", "received_at"}
+	auditIDColumns  = []string{"id", "service_account", "kind", "event_time"}
 	workflowColumns = []string{"id", "workflow_id", "step_name", "step_status", "duration_ms",
 		"error_message", "executed_at", "service_account", "received_at"}
 )
@@ -51,6 +52,12 @@ func copyRows(ctx context.Context, conn *pgx.Conn, sa string, rem *remediationRo
 			cancel()
 		}
 	}()
+	// The batch's keys first (audit_ids, the key across partitions): a key
+	// this writer holds already makes the batch a retry, for the ON CONFLICT
+	// path to sort out.
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_ids"}, auditIDColumns, &keySource{sa: sa, rem: rem, wf: wf, i: -1}); err != nil {
+		return true, copyErr(err)
+	}
 	if rem.len() > 0 {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"remediation_audit"}, remediationColumns, &remediationSource{rows: rem, sa: sa, i: -1}); err != nil {
 			return true, copyErr(err)
@@ -71,6 +78,24 @@ func copyRows(ctx context.Context, conn *pgx.Conn, sa string, rem *remediationRo
 		return true, fmt.Errorf("outbox and commit: %w", err)
 	}
 	return true, nil
+}
+
+// keySource feeds the keys of both kinds to CopyFrom into audit_ids.
+type keySource struct {
+	sa  string
+	rem *remediationRows
+	wf  *workflowRows
+	i   int
+}
+
+func (s *keySource) Next() bool { s.i++; return s.i < s.rem.len()+s.wf.len() }
+func (s *keySource) Err() error { return nil }
+func (s *keySource) Values() ([]any, error) {
+	if s.i < s.rem.len() {
+		return []any{s.rem.id[s.i], s.sa, "remediation", s.rem.createdAt[s.i]}, nil
+	}
+	j := s.i - s.rem.len()
+	return []any{s.wf.id[j], s.sa, "workflow", s.wf.executedAt[j]}, nil
 }
 
 func copyErr(err error) error {

@@ -11,11 +11,16 @@ import (
 
 // The fallback path, for batches the COPY fast path (copy.go) refused
 // because the writer stored some of their IDs already: one INSERT … SELECT
-// FROM unnest(…) ON CONFLICT (id, service_account) DO NOTHING RETURNING id
-// per kind, each column sent as one binary array parameter, pipelined with
-// BEGIN and COMMIT in a single round trip. RETURNING tells new records from
-// duplicates. A record's key is its ID and its writer (migration 0004):
-// another writer's row with the same ID is no conflict.
+// FROM unnest(…) per kind, each column sent as one binary array parameter,
+// pipelined with BEGIN and COMMIT in a single round trip. A record's key is
+// its kind, its ID and its writer (migration 0004): another writer's row with
+// the same ID is no conflict. The audit tables are partitioned by event time
+// (0007), so their primary key, (id, service_account, <event time>), holds
+// only within a partition, and a retry may carry another event time (one
+// taken from a new receivedAt); audit_ids is the key across partitions: each
+// insert first claims its rows' keys there (ON CONFLICT DO NOTHING
+// RETURNING), and stores only the rows it claimed. RETURNING tells new
+// records from duplicates.
 //
 // Measured on the shared 2-core machine, 500-record batches (3/4
 // remediation, 1/4 workflow), rates relative to a direct binary COPY of the
@@ -31,11 +36,19 @@ import (
 // `go test -run '^$' -bench WriteBatchVsCopy -benchtime 100x -count 3 ./storage/`
 // reports the first ratio as writebatch/copy.
 
-// Each insert is a data-modifying CTE that also enqueues the embedding
-// backlog (outbox.go) of exactly the rows it inserted, in the same statement
-// and so the same transaction.
+// Each insert is a data-modifying CTE: claim the keys, store the claimed
+// rows, and enqueue the embedding backlog (outbox.go) of exactly the rows it
+// inserted, in the same statement and so the same transaction. Two batches
+// claiming the same key serialize on audit_ids' primary key: the second
+// waits for the first to commit, then finds the conflict. (The audit
+// table's own ON CONFLICT is then only a safety net.)
 const insertRemediation = `
-WITH ins AS (
+WITH claimed AS (
+INSERT INTO audit_ids (id, service_account, kind, event_time)
+SELECT id, $17, 'remediation', created_at FROM unnest($1::text[], $14::timestamptz[]) AS k(id, created_at)
+ON CONFLICT DO NOTHING
+RETURNING id
+), ins AS (
 INSERT INTO remediation_audit (
     id, remediation_request_id, alert_name, namespace, cluster, priority,
     action_type, status, confidence, reasoning, target_resource, duration_ms,
@@ -51,7 +64,8 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
     AS t(id, remediation_request_id, alert_name, namespace, cluster, priority,
     action_type, status, confidence, reasoning, target_resource, duration_ms,
     error_message, created_at, executed_at, received_at)
-ON CONFLICT (id, service_account) DO NOTHING
+WHERE t.id IN (SELECT id FROM claimed)
+ON CONFLICT (id, service_account, created_at) DO NOTHING
 RETURNING id
 ), outbox AS (
 INSERT INTO embedding_outbox (remediation_ids, workflow_ids, service_account)
@@ -60,7 +74,12 @@ SELECT array_agg(id), '{}', $17 FROM ins HAVING count(*) > 0
 SELECT id FROM ins`
 
 const insertWorkflow = `
-WITH ins AS (
+WITH claimed AS (
+INSERT INTO audit_ids (id, service_account, kind, event_time)
+SELECT id, $9, 'workflow', executed_at FROM unnest($1::text[], $7::timestamptz[]) AS k(id, executed_at)
+ON CONFLICT DO NOTHING
+RETURNING id
+), ins AS (
 INSERT INTO workflow_audit (
     id, workflow_id, step_name, step_status, duration_ms, error_message,
     executed_at, service_account, received_at)
@@ -70,7 +89,8 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[],
     $6::text[], $7::timestamptz[], $8::timestamptz[])
     AS t(id, workflow_id, step_name, step_status, duration_ms, error_message,
     executed_at, received_at)
-ON CONFLICT (id, service_account) DO NOTHING
+WHERE t.id IN (SELECT id FROM claimed)
+ON CONFLICT (id, service_account, executed_at) DO NOTHING
 RETURNING id
 ), outbox AS (
 INSERT INTO embedding_outbox (remediation_ids, workflow_ids, service_account)
