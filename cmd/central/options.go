@@ -20,7 +20,7 @@ import (
 // validate checks what can be checked without I/O, and build (serve.go)
 // turns them into the running parts.
 type options struct {
-	command string // "serve" (the default) or "migrate"
+	command string // "serve" (the default), "migrate" or "maintain"
 
 	listen, metricsListen  string
 	databaseURL, vectorURL string // vectorURL "" means databaseURL
@@ -46,10 +46,11 @@ type options struct {
 	logLevel, logFormat string
 }
 
-// parseOptions reads the command ("serve" or "migrate", optional) and flags.
+// parseOptions reads the command ("serve", "migrate" or "maintain",
+// optional) and flags.
 func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	o := &options{command: "serve"}
-	if len(args) > 0 && (args[0] == "serve" || args[0] == "migrate") {
+	if len(args) > 0 && (args[0] == "serve" || args[0] == "migrate" || args[0] == "maintain") {
 		o.command, args = args[0], args[1:]
 	}
 	fs := cli.NewFlagSet("central "+o.command, stderr)
