@@ -68,9 +68,13 @@ type Config struct {
 	Retention map[wire.Kind]time.Duration
 	// Interval between checks. Zero: DefaultInterval.
 	Interval time.Duration
-	Logger   zerolog.Logger
-	Metrics  *metrics.Set // nil: none registered
-	Now      func() time.Time
+	// ObserveOnly only watches how far ahead partitions exist (the metric):
+	// for serving replicas whose role may not change the schema, while
+	// `central maintain` runs as the owner.
+	ObserveOnly bool
+	Logger      zerolog.Logger
+	Metrics     *metrics.Set // nil: none registered
+	Now         func() time.Time
 }
 
 func (c *Config) withDefaults() {
@@ -224,6 +228,9 @@ func (m *Manager) Run(ctx context.Context) {
 // clean-up of dropped partitions' links.
 func (m *Manager) RunOnce(ctx context.Context) error {
 	now := m.cfg.Now()
+	if m.cfg.ObserveOnly {
+		return m.observe(ctx, now)
+	}
 	// Up to the end of the period Ahead periods after the one holding the
 	// latest event time a write may carry (wire.MaxFutureSkew ahead).
 	until := now.Add(wire.MaxFutureSkew)
@@ -248,12 +255,6 @@ func (m *Manager) RunOnce(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		}
-		parts, err := m.cfg.Store.Partitions(ctx, kind)
-		if err != nil {
-			errs = append(errs, err)
-		} else if len(parts) > 0 {
-			m.ahead[i].Store(parts[len(parts)-1].To.Unix())
-		}
 	}
 	if err := m.cleanLinks(ctx); err != nil {
 		errs = append(errs, err)
@@ -261,8 +262,7 @@ func (m *Manager) RunOnce(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	m.lastSuccess.Store(now.Unix())
-	return nil
+	return m.observe(ctx, now)
 }
 
 func (m *Manager) record(i int, kind wire.Kind, res storage.RetentionResult) {
@@ -280,6 +280,21 @@ func (m *Manager) record(i int, kind wire.Kind, res storage.RetentionResult) {
 	}
 	m.held[i].Store(int64(len(res.Held)))
 	m.keysDeleted.Add(int(res.KeysDeleted))
+}
+
+// observe updates how far ahead partitions exist.
+func (m *Manager) observe(ctx context.Context, now time.Time) error {
+	for i, kind := range kinds {
+		parts, err := m.cfg.Store.Partitions(ctx, kind)
+		if err != nil {
+			return err
+		}
+		if len(parts) > 0 {
+			m.ahead[i].Store(parts[len(parts)-1].To.Unix())
+		}
+	}
+	m.lastSuccess.Store(now.Unix())
+	return nil
 }
 
 // cleanLinks deletes the embedding links of dropped partitions.

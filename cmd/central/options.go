@@ -36,8 +36,9 @@ type options struct {
 	maxReceivedAge, shutdownTimeout time.Duration
 	tlsCert, tlsKey, clientCA       string
 
-	lifecycle lifecycle.Config // partitions and retention; Store and Links are set by build
-	retention string           // --retention as given, parsed into lifecycle.Retention
+	lifecycle            lifecycle.Config // partitions and retention; Store and Links are set by build
+	retention            string           // --retention as given, parsed into lifecycle.Retention
+	partitionMaintenance bool             // false: lifecycle.ObserveOnly
 
 	embedder, embedderURL, embedderModel, embedderKey string
 	embedWorkers, embedBatch                          int
@@ -81,6 +82,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar((*string)(&o.lifecycle.Period), "partition-period", "DATASTORAGE_PARTITION_PERIOD", string(storage.PeriodMonth), "span of one time partition of the audit tables: month, week or day (new partitions only)")
 	fs.IntVar(&o.lifecycle.Ahead, "partitions-ahead", "DATASTORAGE_PARTITIONS_AHEAD", lifecycle.DefaultAhead, "partitions kept created after the current one")
 	fs.StringVar(&o.retention, "retention", "DATASTORAGE_RETENTION", "", "days each kind is kept, by event time, e.g. remediation=365,workflow=365 (at least 30; a kind left out, or empty: forever); whole expired partitions are dropped, except under a legal hold")
+	fs.BoolVar(&o.partitionMaintenance, "partition-maintenance", "DATASTORAGE_PARTITION_MAINTENANCE", true, "create partitions ahead and apply --retention in this replica; false where the serving role may not change the schema and `central maintain` runs as the owner (the replica then only reports how far ahead partitions exist)")
 	fs.DurationVar(&o.lifecycle.Interval, "partition-check-interval", "DATASTORAGE_PARTITION_CHECK_INTERVAL", lifecycle.DefaultInterval, "how often partitions ahead and retention are checked")
 	fs.StringVar(&o.vectorURL, "vector-database-url", "VECTOR_DATABASE_URL", "", "PostgreSQL+pgvector URL of the vector database; empty: --database-url")
 	fs.StringVar(&o.embedder, "embedder", "DATASTORAGE_EMBEDDER", "hash", "embedding provider: hash (built in) or openai (an OpenAI-compatible /v1/embeddings)")

@@ -125,6 +125,7 @@ func (o *options) build(ctx context.Context, log zerolog.Logger) (_ *built, err 
 	}
 	lc := o.lifecycle
 	lc.Store, lc.Links, lc.Logger, lc.Metrics = c.db, c.vdb, log, set
+	lc.ObserveOnly = !o.partitionMaintenance
 	if c.lifecycle, err = lifecycle.New(lc); err != nil {
 		return nil, err
 	}
