@@ -43,6 +43,7 @@ const (
 	FaultStall        = "connection stalled"
 	FaultDiskFull     = "agent disk full (tmpfs)"
 	FaultCorruptEntry = "corrupt buffer entry"
+	FaultResend       = "resend in another partition"
 	corruptPerRound   = 2     // a truncated and a bad-checksum entry
 	tmpfsSize         = "64m" // the agent keeps 2×memtable+4 MiB free: room to refuse before filling
 	diskFullHeadroom  = 64 << 10
@@ -54,7 +55,7 @@ var ErrLossOrDuplicate = loadgen.ErrLossOrDuplicate
 
 // FaultKinds is every kind, in table order.
 var FaultKinds = []string{FaultAgentKill, FaultCentralKill, FaultCentralTerm, FaultDatabaseStop, FaultDatabaseCut,
-	FaultDropResponse, FaultResetRequest, FaultStall, FaultDiskFull, FaultCorruptEntry}
+	FaultDropResponse, FaultResetRequest, FaultStall, FaultDiskFull, FaultCorruptEntry, FaultResend}
 
 // Config configures a chaos run. Zero fields take the full run's
 // defaults (Short gives the in-suite ones).
@@ -74,8 +75,8 @@ type Config struct {
 	Rate        float64 // total writes/s (steady load). Zero: 300.
 	// Fault counts. Zero: the full run's (20 agent kills, 5 central kills, 1
 	// SIGTERM restart, 1 outage, 2 of each proxy fault, 1 disk full, 1
-	// corruption). Negative: none of that kind.
-	AgentKills, CentralKills, CentralTerms, ProxyFaults, DiskFulls, Corruptions int
+	// corruption, 3 rounds of resends). Negative: none of that kind.
+	AgentKills, CentralKills, CentralTerms, ProxyFaults, DiskFulls, Corruptions, Resends int
 	// Outage is how long PostgreSQL stays away. Zero: 30s.
 	Outage time.Duration
 	// StallFor is how long a stall lasts (beyond the agent's 15 s request
@@ -94,7 +95,7 @@ type Config struct {
 // under a minute.
 func Short() Config {
 	return Config{Agents: 2, Controllers: 6, Rate: 150, AgentKills: 3, CentralKills: 1, CentralTerms: 1,
-		ProxyFaults: 1, DiskFulls: 1, Corruptions: 1, Outage: 3 * time.Second, StallFor: 2 * time.Second,
+		ProxyFaults: 1, DiskFulls: 1, Corruptions: 1, Resends: 1, Outage: 3 * time.Second, StallFor: 2 * time.Second,
 		Gap: 300 * time.Millisecond, DrainTimeout: 60 * time.Second}
 }
 
@@ -108,6 +109,7 @@ func (c Config) withDefaults() Config {
 	c.ProxyFaults = max(cmp.Or(c.ProxyFaults, 2), 0)
 	c.DiskFulls = max(cmp.Or(c.DiskFulls, 1), 0)
 	c.Corruptions = max(cmp.Or(c.Corruptions, 1), 0)
+	c.Resends = max(cmp.Or(c.Resends, 3), 0)
 	c.Rate = cmp.Or(c.Rate, 300)
 	c.Outage = cmp.Or(c.Outage, 30*time.Second)
 	c.StallFor = cmp.Or(c.StallFor, 20*time.Second)
@@ -140,6 +142,8 @@ type Result struct {
 	// Observations: what the faults provoked (errors seen, dead letters).
 	Notes      []string              `json:"notes"`
 	Verify     *loadgen.Verification `json:"verification"`
+	Resent     ResendReport          `json:"resent"`
+	Partitions *PartitionReport      `json:"partitions"`
 	Drained    bool                  `json:"drained"`
 	Seconds    float64               `json:"seconds"`
 	OwnCluster bool                  `json:"own_cluster"`
@@ -158,8 +162,11 @@ func (r *Result) LongestRecovery() (string, time.Duration) {
 	return kind, d
 }
 
-// OK reports no loss, no duplicate, every agent drained.
-func (r *Result) OK() bool { return r.Verify != nil && r.Verify.OK() && r.Drained }
+// OK reports no loss, no duplicate, every agent drained, and every resent
+// record still stored once and unchanged.
+func (r *Result) OK() bool {
+	return r.Verify != nil && r.Verify.OK() && r.Drained && r.Resent.Changed == 0
+}
 
 // WriteTable prints the result as a Markdown table.
 func (r *Result) WriteTable(w io.Writer) {
@@ -223,6 +230,14 @@ type env struct {
 	run      *loadgen.Run
 	probes   int
 	mu       sync.Mutex
+
+	// Partitions and the resend fault (partitions.go, resend.go).
+	history, ownEnd time.Time // the history partition's end; the end of the run's own daily ones
+	centralURL      string
+	agentToken      []string // the token agent j forwards with
+	pool            *ackPool
+	resent          []resentRecord
+	resentIDs       map[string]struct{}
 }
 
 // Run runs the fault-injection scenario and verifies exactly-once
@@ -242,7 +257,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cfg.RepoRoot = ws.Root
 	work, bins := ws.Dir, ws.Bins
 	e := &env{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 7)),
-		res: &Result{Faults: map[string]int{}, Recovery: map[string]time.Duration{}}}
+		res:  &Result{Faults: map[string]int{}, Recovery: map[string]time.Duration{}},
+		pool: newAckPool(keptAcks), resentIDs: map[string]struct{}{}}
 	defer e.close()
 
 	if cfg.DiskFulls > 0 {
@@ -270,6 +286,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	defer drop()
 	e.dsn = dsn
+	// Daily partitions around now, arranged before the central serves.
+	if err := migrate(ctx, bins.Central, dsn); err != nil {
+		return nil, err
+	}
+	if e.history, err = dailyPartitions(ctx, dsn, time.Now()); err != nil {
+		return nil, err
+	}
+	e.ownEnd = e.history.AddDate(0, 0, historyDays+1)
 	if err := e.deploy(ctx, work, bins); err != nil {
 		return nil, err
 	}
@@ -278,7 +302,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	t := loadgen.Target{Name: "chaos", URLs: e.agentURL,
 		IDSA: func(i int) string { return e.agentSA[i%len(e.agentSA)] }}
 	e.run = loadgen.NewRun(t)
-	loadCfg := loadgen.Config{Controllers: cfg.Controllers, RepeatFraction: 0.8, AlertTexts: 200, Seed: cfg.Seed}
+	e.run.OnAck = func(ctrl int, rec wire.Record) { e.pool.put(acked{rec: rec, agent: ctrl % len(e.agentURL)}) }
+	loadCfg := loadgen.Config{Controllers: cfg.Controllers, RepeatFraction: 0.8, AlertTexts: 200, Seed: cfg.Seed,
+		EventTimeSpread: eventSpread}
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	loadDone := make(chan struct{})
 	go func() {
@@ -300,12 +326,19 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return e.res, err
 	}
 	e.res.Verify = v
+	if err := e.checkResent(ctx); err != nil {
+		return e.res, err
+	}
+	if e.res.Partitions, err = inspectPartitions(ctx, dsn, e.ownEnd); err != nil {
+		return e.res, err
+	}
+	e.note(e.res.Partitions.note())
 	e.res.Seconds = time.Since(began).Seconds()
 	e.observe()
 	if !e.res.OK() {
 		return e.res, ErrLossOrDuplicate
 	}
-	return e.res, nil
+	return e.res, e.res.Partitions.check(e.ownEnd)
 }
 
 func mountTmpfs(ctx context.Context, dir string) error {
@@ -366,17 +399,21 @@ func (e *env) deploy(ctx context.Context, work string, bins harness.Binaries) er
 	e.central = &proc{Command: harness.Command{Name: "central", Path: bins.Central, Env: []string{"DATABASE_URL=" + centralDSN},
 		Args: []string{"serve", "--listen", api, "--metrics-listen", metricsAddr, "--auth", "static", "--token-file", tokenFile,
 			"--authz-file", authzFile, "--rate-limit", "1000000000", "--rate-burst", "100000", "--log-level", "warn",
-			"--shutdown-timeout", "5s"},
+			"--shutdown-timeout", "5s", "--partition-period", "day", "--partitions-ahead", strconv.Itoa(partitionsAhead),
+			"--partition-check-interval", partitionInterval.String()},
 		Ready: "http://" + api + "/readyz"}}
+	e.centralURL = "http://" + api
 	if err := e.central.start(ctx); err != nil {
 		return err
 	}
 	for j := range e.cfg.Agents {
 		wr := loadgen.Writers[j%4]
 		tokFile := filepath.Join(dir, "agent-token-"+strconv.Itoa(j))
-		if err := os.WriteFile(tokFile, []byte(loadgen.SAToken(wr.ServiceAccount, j%4)), 0o600); err != nil {
+		token := loadgen.SAToken(wr.ServiceAccount, j%4)
+		if err := os.WriteFile(tokFile, []byte(token), 0o600); err != nil {
 			return err
 		}
+		e.agentToken = append(e.agentToken, token)
 		px, err := faultproxy.Start(api)
 		if err != nil {
 			return err
@@ -448,6 +485,7 @@ func (e *env) inject(ctx context.Context) error {
 	add(cfg.ProxyFaults, FaultStall, func(ctx context.Context) (int, error) { return e.proxyFault(ctx, faultproxy.Stall) })
 	add(cfg.DiskFulls, FaultDiskFull, e.diskFull)
 	add(cfg.Corruptions, FaultCorruptEntry, e.corrupt)
+	add(cfg.Resends, FaultResend, e.resendElsewhere)
 	e.rng.Shuffle(len(plan), func(i, j int) { plan[i], plan[j] = plan[j], plan[i] })
 
 	time.Sleep(cfg.Gap) // load first

@@ -47,6 +47,18 @@ func TestRun_ShortRunLosesAndDuplicatesNothing(t *testing.T) {
 	assert.Zero(t, res.Verify.Lost)
 	assert.Zero(t, res.Verify.Duplicated)
 	assert.True(t, res.Drained, "every agent drained")
+
+	// Exactly once across partitions: every resent record answered
+	// duplicate and is still one unchanged row in its partition, and the
+	// rows spread over the daily partitions, with the central creating the
+	// ones ahead.
+	assert.Positive(t, res.Resent.OtherPartition)
+	assert.Positive(t, res.Resent.SamePartition)
+	assert.Equal(t, res.Resent.OtherPartition+res.Resent.SamePartition, res.Resent.Duplicate)
+	assert.Zero(t, res.Resent.Changed)
+	require.NotNil(t, res.Partitions)
+	assert.GreaterOrEqual(t, res.Partitions.WithRows, 2, "partitions holding rows")
+	assert.Positive(t, res.Partitions.Ahead, "partitions the central created ahead")
 	assert.Contains(t, table.String(), "| lost |")
 	t.Logf("\n%s", table.String())
 }

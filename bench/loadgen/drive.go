@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -25,6 +26,13 @@ type Config struct {
 	RepeatFraction float64
 	AlertTexts     int
 	Seed           uint64 // of the record generator
+	// EventTimeSpread, when positive, dates each record's createdAt or
+	// executedAt (whichever its writer sends) a random 0 to EventTimeSpread
+	// before it is written, so that the load's event times, and so its rows,
+	// spread over that much of the past: over several time partitions.
+	// Zero: the records carry the time they are written, and the generator's
+	// sequence is unchanged.
+	EventTimeSpread time.Duration
 }
 
 // Target is where the load sends its records.
@@ -57,6 +65,11 @@ type Run struct {
 	// Recent, when set before Drive, receives each controller's latest
 	// acknowledged remediation record. Nil: not kept.
 	Recent *Recent
+	// OnAck, when set before Drive, is called by controller ctrl with each
+	// record it had acknowledged, its ID set to the acknowledged one. It is
+	// called from every controller at once and must be quick; rec must not
+	// change afterwards. Nil: none.
+	OnAck func(ctrl int, rec wire.Record)
 
 	mu       sync.Mutex
 	acks     []Ack
@@ -155,6 +168,10 @@ func (r *Run) controller(ctx context.Context, cfg Config, t Target, i int, c *cl
 	stop <-chan struct{}, sample chan<- Ack) {
 	w := i % 4
 	gen := NewGenerator(cfg.Seed, uint64(i), cfg.RepeatFraction, cfg.AlertTexts)
+	var skew *rand.Rand // dates of EventTimeSpread, apart from the generator's sequence
+	if cfg.EventTimeSpread > 0 {
+		skew = rand.New(rand.NewPCG(cfg.Seed, uint64(i)+0x5be3d))
+	}
 	var (
 		acks      []Ack
 		expected  []string
@@ -188,7 +205,11 @@ func (r *Run) controller(ctx context.Context, cfg Config, t Target, i int, c *cl
 			}
 		}
 		key := t.Name + "-" + strconv.Itoa(i) + "-" + strconv.Itoa(n)
-		rec := gen.Record(w, key, time.Now())
+		at := time.Now()
+		if skew != nil {
+			at = at.Add(-time.Duration(skew.Int64N(int64(cfg.EventTimeSpread))))
+		}
+		rec := gen.Record(w, key, at)
 		if t.IDSA != nil {
 			expected = append(expected, wire.IDForKey(sa, rec.Kind, key))
 		}
@@ -220,6 +241,10 @@ func (r *Run) controller(ctx context.Context, cfg Config, t Target, i int, c *cl
 		}
 		if r.Recent != nil && rec.Remediation != nil {
 			r.Recent.Put(i, rec.Remediation)
+		}
+		if r.OnAck != nil {
+			rec.ID = resp.AuditID
+			r.OnAck(i, rec)
 		}
 		if sample != nil {
 			if sampleCnt++; sampleCnt%SampleEvery == 0 {
