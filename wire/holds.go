@@ -62,9 +62,27 @@ func DecodePlaceHold(body []byte) (PlaceHoldRequest, error) {
 	if verr := checkObject(body, noun); verr != nil {
 		return PlaceHoldRequest{}, verr
 	}
-	var r PlaceHoldRequest
-	if err := json.Unmarshal(body, &r, json.RejectUnknownMembers(true)); err != nil {
+	var in placeHoldJSON
+	if err := json.Unmarshal(body, &in, json.RejectUnknownMembers(true)); err != nil {
 		return PlaceHoldRequest{}, jsonError(err, noun)
+	}
+	// Presence decides which ID was sent: an empty one is a blank ID, not
+	// an absent one.
+	if in.RemediationRequestID != nil && in.WorkflowID != nil {
+		return PlaceHoldRequest{}, bothTargets()
+	}
+	r := PlaceHoldRequest{Reason: in.Reason}
+	switch {
+	case in.WorkflowID != nil:
+		if verr := checkRequired("workflowID", *in.WorkflowID); verr != nil {
+			return PlaceHoldRequest{}, verr
+		}
+		r.WorkflowID = *in.WorkflowID
+	case in.RemediationRequestID != nil:
+		if verr := checkRequired("remediationRequestID", *in.RemediationRequestID); verr != nil {
+			return PlaceHoldRequest{}, verr
+		}
+		r.RemediationRequestID = *in.RemediationRequestID
 	}
 	if err := r.Validate(); err != nil {
 		return PlaceHoldRequest{}, err
@@ -72,11 +90,22 @@ func DecodePlaceHold(body []byte) (PlaceHoldRequest, error) {
 	return r, nil
 }
 
+// placeHoldJSON is the body as sent; a null member is absent.
+type placeHoldJSON struct {
+	RemediationRequestID *string `json:"remediationRequestID"`
+	WorkflowID           *string `json:"workflowID"`
+	Reason               string  `json:"reason"`
+}
+
+func bothTargets() *ValidationError {
+	return invalid("workflowID", "Send remediationRequestID or workflowID, not both: a hold names one remediation or one workflow")
+}
+
 // Validate checks r (see PlaceHoldRequest); errors are *ValidationError.
 func (r *PlaceHoldRequest) Validate() error {
 	switch {
 	case r.RemediationRequestID != "" && r.WorkflowID != "":
-		return invalid("workflowID", "Send remediationRequestID or workflowID, not both: a hold names one remediation or one workflow")
+		return bothTargets()
 	case r.RemediationRequestID == "" && r.WorkflowID == "":
 		return invalid("remediationRequestID", "RemediationRequestID or WorkflowID is required: the remediation or workflow whose audits to hold")
 	}

@@ -35,7 +35,9 @@ func TestDecodePlaceHold_RefusesEachBadShapeNamingTheField(t *testing.T) {
 	for body, field := range map[string]string{
 		`{"remediationRequestID":"rr-1","workflowID":"wf-1","reason":"r"}`: "workflowID",
 		`{"reason":"r"}`: "remediationRequestID",
-		`{"remediationRequestID":"","workflowID":"","reason":"r"}`:                                        "remediationRequestID",
+		`{"remediationRequestID":"","workflowID":"","reason":"r"}`:                                        "workflowID",
+		`{"remediationRequestID":"","reason":"r"}`:                                                        "remediationRequestID",
+		`{"remediationRequestID":null,"workflowID":null,"reason":"r"}`:                                    "remediationRequestID",
 		`{"remediationRequestID":"   ","reason":"r"}`:                                                     "remediationRequestID",
 		`{"remediationRequestID":"rr\u0000","reason":"r"}`:                                                "remediationRequestID",
 		`{"workflowID":"` + strings.Repeat("w", wire.MaxNameLen+1) + `","reason":"r"}`:                    "workflowID",
