@@ -51,6 +51,9 @@ type Config struct {
 	Search *SearchConfig
 	// Reads enables the read API (read.go); nil: its endpoints answer 404.
 	Reads *ReadConfig
+	// Holds enables the legal hold API (holds.go); nil: its endpoints
+	// answer 404.
+	Holds *HoldConfig
 	// Committed, when set, is called after records were committed: the
 	// embedding pipeline's Notify, so new audits need not wait for its poll.
 	// It must not block.
@@ -117,7 +120,12 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.Reads != nil {
-		return c.Reads.Validate()
+		if err := c.Reads.Validate(); err != nil {
+			return err
+		}
+	}
+	if c.Holds != nil {
+		return c.Holds.Validate()
 	}
 	return nil
 }
