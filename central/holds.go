@@ -237,8 +237,11 @@ func (s *Server) releaseHold(ctx *fasthttp.RequestCtx, holdID string) error {
 	case errors.Is(err, storage.ErrHoldNotFound):
 		return noSuchHold(holdID)
 	case errors.Is(err, storage.ErrHoldReleased):
-		return &conflictError{message: fmt.Sprintf("Legal hold %s was released already, at %s by %s: a hold is released once",
-			h.ID, h.ReleasedAt.Format(time.RFC3339Nano), h.ReleasedBy)}
+		msg := "Legal hold " + holdID + " was released already"
+		if h.ReleasedAt != nil {
+			msg += fmt.Sprintf(", at %s by %s", h.ReleasedAt.Format(time.RFC3339Nano), h.ReleasedBy)
+		}
+		return &conflictError{message: msg + ": a hold is released once"}
 	case err != nil:
 		return fmt.Errorf("release legal hold: %w", err)
 	}
