@@ -41,6 +41,8 @@ func (e *forbiddenError) body() *wire.ErrorBody {
 		return wire.Forbidden("Service account not authorized to read audits")
 	case authz.ExportAudit:
 		return wire.Forbidden("Service account not authorized to export audits")
+	case authz.HoldAudit:
+		return wire.Forbidden("Service account not authorized to manage legal holds")
 	}
 	return wire.AuthorizationFailed()
 }
@@ -49,12 +51,13 @@ func forbidden(id auth.Identity, action authz.Action) error {
 	return &forbiddenError{caller: id.Key(), action: action}
 }
 
-// rateLimitedError is a caller over its records-per-second budget, or its
-// rows-per-second read budget.
+// rateLimitedError is a caller over its records-per-second budget, or over
+// a rows-per-second budget (reads and legal holds): then rowsPerSecond is
+// that budget's rate.
 type rateLimitedError struct {
-	caller     string
-	retryAfter time.Duration
-	reads      bool
+	caller        string
+	retryAfter    time.Duration
+	rowsPerSecond float64
 }
 
 func (e *rateLimitedError) Error() string {
@@ -167,8 +170,8 @@ func (s *Server) classify(err error) (body *wire.ErrorBody, retryAfter time.Dura
 		return forbidden.body(), 0
 	case errors.As(err, &tooMany):
 		return wire.PayloadTooLarge(tooMany.Error()), 0
-	case errors.As(err, &limited) && limited.reads:
-		return wire.ReadRateLimitExceeded(s.cfg.Reads.Limiter.Config().Rate), limited.retryAfter
+	case errors.As(err, &limited) && limited.rowsPerSecond > 0:
+		return wire.ReadRateLimitExceeded(limited.rowsPerSecond), limited.retryAfter
 	case errors.As(err, &limited):
 		return wire.RateLimitExceeded(s.cfg.Limiter.Config().Rate), limited.retryAfter
 	case errors.As(err, &conflict):

@@ -27,8 +27,8 @@ const (
 
 var errMissingToken = errors.New("missing or malformed bearer token")
 
-// Handler is the API router: audits, batch, access, search, and the health
-// endpoints. Every handler authenticates and authorizes the caller from the
+// Handler is the API router: audits, batch, access, search, reads, legal
+// holds, and the health endpoints. Every handler authenticates and authorizes the caller from the
 // headers before it reads the body (the server streams request bodies), so
 // a caller that may not write costs no body read, decompression or decoding.
 func (s *Server) Handler() fasthttp.RequestHandler {
@@ -50,6 +50,8 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 		case pathAccess:
 			endpoint = "access"
 			s.get(ctx, func() error { return s.access(ctx) })
+		case pathHolds:
+			endpoint = s.holdsRoot(ctx)
 		case pathOpenAPI:
 			endpoint = "openapi"
 			s.get(ctx, func() error { return s.openAPI(ctx) })
@@ -62,6 +64,10 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 			s.ready(ctx)
 		default:
 			if e, ok := s.readRoute(ctx, path); ok {
+				endpoint = e
+				break
+			}
+			if e, ok := s.holdRoute(ctx, path); ok {
 				endpoint = e
 				break
 			}

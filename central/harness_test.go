@@ -38,6 +38,8 @@ func tokenOf(sa string) string { return "token-" + sa }
 const (
 	ns            = "kubernaut-system"
 	outsiderToken = "token-outsider"
+	// holderSA may hold:audit under holderAuthz; no default grants it.
+	holderSA = "compliance-sa"
 )
 
 type options struct {
@@ -98,6 +100,7 @@ func newHarness(t *testing.T, opt options) *harness {
 			fmt.Fprintf(&csv, "%s,system:serviceaccount:%s:%s,uid-%s,\"system:serviceaccounts\"\n", tokenOf(sa), ns, sa, sa)
 		}
 		fmt.Fprintf(&csv, "%s,system:serviceaccount:%s:outsider,uid-outsider\n", outsiderToken, ns)
+		fmt.Fprintf(&csv, "%s,system:serviceaccount:%s:%s,uid-%s\n", tokenOf(holderSA), ns, holderSA, holderSA)
 		authn, err = auth.ParseStaticTokens(strings.NewReader(csv.String()))
 		require.NoError(t, err)
 	}
@@ -122,6 +125,7 @@ func newHarness(t *testing.T, opt options) *harness {
 		Authenticator:  authn,
 		Authorizer:     authorizer,
 		Reads:          reads,
+		Holds:          &central.HoldConfig{Store: db, Limiter: reads.Limiter},
 		Limiter:        ratelimit.New(limits),
 		Store:          db,
 		Logger:         zerolog.New(h.logs),

@@ -161,6 +161,10 @@ var authenticated = []endpoint{
 	{"GET", "/api/v1/audit/remediation/audit-1", tokenOf(reader), ""},
 	{"GET", "/api/v1/remediations/rr-1/timeline", tokenOf(reader), ""},
 	{"GET", "/api/v1/audit/export", tokenOf(reader), ""},
+	{"POST", "/api/v1/legal-holds", tokenOf(holderSA), `{"remediationRequestID":"rr-1","reason":"litigation"}`},
+	{"GET", "/api/v1/legal-holds", tokenOf(holderSA), ""},
+	{"GET", "/api/v1/legal-holds/hold-none", tokenOf(holderSA), ""},
+	{"DELETE", "/api/v1/legal-holds/hold-none?reason=done", tokenOf(holderSA), ""},
 }
 
 func (h *harness) send(t *testing.T, e endpoint, token, body string, headers ...string) response {
@@ -213,12 +217,14 @@ func TestOpenAPI_EveryWriteEndpointAnswersEachRequestError(t *testing.T) {
 		"/api/v1/audit/remediation": fmt.Sprintf(`{"remediationRequestID":"rr-1","reasoning":%q}`, strings.Repeat("x", 65<<10)),
 		"/api/v1/audit/workflow":    fmt.Sprintf(`{"workflowID":"w","stepName":"s","stepStatus":"ok","errorMessage":%q}`, strings.Repeat("x", 65<<10)),
 		"/api/v1/incidents/similar": fmt.Sprintf(`{"text":%q}`, strings.Repeat("x", 1<<20)),
+		"/api/v1/legal-holds":       fmt.Sprintf(`{"remediationRequestID":"rr-1","reason":%q}`, strings.Repeat("x", 32<<10)),
 	}
 	forbidden := map[string]string{
 		"/api/v1/audit/remediation": tokenOf("workflowexecution-controller-sa"),
 		"/api/v1/audit/workflow":    tokenOf("gateway-sa"),
 		"/api/v1/audit/batch":       outsiderToken,
 		"/api/v1/incidents/similar": tokenOf("gateway-sa"),
+		"/api/v1/legal-holds":       tokenOf(reader),
 	}
 	for _, e := range authenticated {
 		if e.method != http.MethodPost {

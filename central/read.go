@@ -151,9 +151,15 @@ func (s *Server) reader(ctx *fasthttp.RequestCtx, act authz.Action) (auth.Identi
 
 // admit refuses a reader over its budget (429, with when to come back).
 func (s *Server) admit(id auth.Identity) error {
-	if ok, retryAfter := s.cfg.Reads.Limiter.Admit(s.cfg.Now(), id.Key()); !ok {
+	return s.admitTo(s.cfg.Reads.Limiter, id)
+}
+
+// admitTo refuses a caller over its budget in lim, a budget of rows (the
+// read budget, which legal hold requests are charged to as well).
+func (s *Server) admitTo(lim *ratelimit.Limiter, id auth.Identity) error {
+	if ok, retryAfter := lim.Admit(s.cfg.Now(), id.Key()); !ok {
 		s.metrics.rateLimited(id.Key())
-		return &rateLimitedError{caller: id.Key(), retryAfter: retryAfter, reads: true}
+		return &rateLimitedError{caller: id.Key(), retryAfter: retryAfter, rowsPerSecond: lim.Config().Rate}
 	}
 	return nil
 }

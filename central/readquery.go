@@ -41,6 +41,11 @@ func badParam(name, message string) error {
 // in known and a name given twice: a parameter the server would ignore (a
 // misspelt filter) must not silently widen an audit query.
 func queryParams(args *fasthttp.Args, known ...[]string) (map[string]string, error) {
+	return queryParamsUpTo(args, maxParamLen, known...)
+}
+
+// queryParamsUpTo is queryParams with values of up to maxLen bytes.
+func queryParamsUpTo(args *fasthttp.Args, maxLen int, known ...[]string) (map[string]string, error) {
 	params := make(map[string]string, args.Len())
 	for k, v := range args.All() {
 		name := string(k)
@@ -50,8 +55,8 @@ func queryParams(args *fasthttp.Args, known ...[]string) (map[string]string, err
 		if _, dup := params[name]; dup {
 			return nil, badParam(name, "query parameter "+strconv.Quote(name)+" is given more than once")
 		}
-		if len(v) > maxParamLen || !utf8.Valid(v) {
-			return nil, badParam(name, "query parameter "+strconv.Quote(name)+" must be valid UTF-8 of at most "+strconv.Itoa(maxParamLen)+" bytes")
+		if len(v) > maxLen || !utf8.Valid(v) {
+			return nil, badParam(name, "query parameter "+strconv.Quote(name)+" must be valid UTF-8 of at most "+strconv.Itoa(maxLen)+" bytes")
 		}
 		params[name] = string(v)
 	}

@@ -17,7 +17,6 @@ import (
 
 	"github.com/kubernaut/datastorage/central"
 	"github.com/kubernaut/datastorage/central/auth"
-	"github.com/kubernaut/datastorage/central/authz"
 	"github.com/kubernaut/datastorage/central/embed"
 	"github.com/kubernaut/datastorage/central/embedpipe"
 	"github.com/kubernaut/datastorage/central/ratelimit"
@@ -57,18 +56,21 @@ func newSearchHarness(t *testing.T, opt ...options) *harness {
 		fmt.Fprintf(&csv, "%s,system:serviceaccount:%s:%s,uid-%s\n", tokenOf(sa), ns, sa, sa)
 	}
 	fmt.Fprintf(&csv, "%s,system:serviceaccount:%s:outsider,uid-outsider\n", outsiderToken, ns)
+	fmt.Fprintf(&csv, "%s,system:serviceaccount:%s:%s,uid-%s\n", tokenOf(holderSA), ns, holderSA, holderSA)
 	var authn auth.Authenticator
 	authn, err = auth.ParseStaticTokens(strings.NewReader(csv.String()))
 	require.NoError(t, err)
 	if len(opt) > 0 && opt[0].authn != nil {
 		authn = opt[0].authn
 	}
+	reads := ratelimit.New(ratelimit.Config{Rate: 10000, Burst: 10000})
 	srv, err := central.New(central.Config{
-		Authenticator: authn, Authorizer: authz.Default(ns),
+		Authenticator: authn, Authorizer: holderAuthz(t),
 		Limiter: ratelimit.New(ratelimit.Config{Rate: 10000, Burst: 10000}),
 		Store:   db, Logger: zerolog.New(h.logs), Metrics: metrics.NewSet(),
 		Search: &central.SearchConfig{Embedder: hash, Vectors: vdb, Audits: db},
-		Reads:  &central.ReadConfig{Store: db, Limiter: ratelimit.New(ratelimit.Config{Rate: 10000, Burst: 10000})},
+		Reads:  &central.ReadConfig{Store: db, Limiter: reads},
+		Holds:  &central.HoldConfig{Store: db, Limiter: reads},
 	})
 	require.NoError(t, err)
 	api, err := net.Listen("tcp", "127.0.0.1:0")

@@ -56,6 +56,9 @@ type Config struct {
 	// partitions, so a record older than it is refused rather than stored
 	// for nothing or into a partition already gone (lifecycle.Manager).
 	Horizon func(kind wire.Kind, now time.Time) time.Time
+	// Holds enables the legal hold API (holds.go); nil: its endpoints
+	// answer 404.
+	Holds *HoldConfig
 	// Committed, when set, is called after records were committed: the
 	// embedding pipeline's Notify, so new audits need not wait for its poll.
 	// It must not block.
@@ -122,7 +125,12 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.Reads != nil {
-		return c.Reads.Validate()
+		if err := c.Reads.Validate(); err != nil {
+			return err
+		}
+	}
+	if c.Holds != nil {
+		return c.Holds.Validate()
 	}
 	return nil
 }

@@ -25,9 +25,10 @@ import (
 func TestMain(m *testing.M) { harness.Main(m) }
 
 // startCentral runs the central with tokens "t-gw" (gateway-sa: remediation),
-// "t-wf" (workflowexecution-controller-sa: workflow) and "t-ai"
-// (aianalysis-controller-sa: remediation, read:audit) and extra flags, and
-// returns its URL and database.
+// "t-wf" (workflowexecution-controller-sa: workflow), "t-ai"
+// (aianalysis-controller-sa: remediation, read:audit) and "t-legal"
+// (compliance-sa: nothing unless an --authz-file grants it) and extra
+// flags, and returns its URL and database.
 func startCentral(t *testing.T, extra ...string) (url, dsn string) {
 	t.Helper()
 	dsn = pgtest.NewDatabase(t)
@@ -35,7 +36,8 @@ func startCentral(t *testing.T, extra ...string) (url, dsn string) {
 	require.NoError(t, os.WriteFile(tokens, []byte(
 		"t-gw,system:serviceaccount:kubernaut-system:gateway-sa,uid-1,\"system:serviceaccounts\"\n"+
 			"t-wf,system:serviceaccount:kubernaut-system:workflowexecution-controller-sa,uid-2,\"system:serviceaccounts\"\n"+
-			"t-ai,system:serviceaccount:kubernaut-system:aianalysis-controller-sa,uid-3,\"system:serviceaccounts\"\n"), 0o600))
+			"t-ai,system:serviceaccount:kubernaut-system:aianalysis-controller-sa,uid-3,\"system:serviceaccounts\"\n"+
+			"t-legal,system:serviceaccount:kubernaut-system:compliance-sa,uid-4,\"system:serviceaccounts\"\n"), 0o600))
 	api := freeport.Addr(t)
 	url = "http://" + api
 	harness.StartTB(t, harness.Command{Name: "central", Path: harness.BuildOnce(t).Central,

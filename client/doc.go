@@ -1,6 +1,7 @@
 // Package client is the Go client every controller imports to write audit
 // records: the spec's WriteRemediationAudit and WriteWorkflowAudit, plus
-// WriteBatch, over one pooled HTTP transport.
+// WriteBatch, over one pooled HTTP transport. It also reads the trail back
+// from the central (read.go) and manages legal holds (holds.go).
 //
 // It speaks the same API to an agent (sidecar) and to the central, so a
 // controller switches by changing BaseURL. Each logical write gets one

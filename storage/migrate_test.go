@@ -270,12 +270,15 @@ func TestMigrate_DownMigrationsRestoreTheIndexesOfEachVersion(t *testing.T) {
 	require.NoError(t, storage.MigrateTo(ctx, dsn, 6))
 	at6 := auditIndexes(t, conn)
 	require.NotEqual(t, at5, at6)
+	require.NoError(t, storage.MigrateTo(ctx, dsn, 7))
+	at7 := auditIndexes(t, conn)
 
 	require.NoError(t, storage.Migrate(ctx, dsn))
 	for _, step := range []struct {
 		file string
 		want []string
 	}{
+		{"migrations/0008_legal_holds.down.sql", at7},
 		{"migrations/0007_time_partitions.down.sql", at6},
 		{"migrations/0006_read_indexes.down.sql", at5},
 	} {
@@ -350,4 +353,55 @@ func TestMigrate_PartitionsAnExistingInstallationWithoutLosingARow(t *testing.T)
 	var total int
 	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM remediation_audit`).Scan(&total))
 	assert.Equal(t, n+2, total)
+}
+
+// schemaObjects lists the tables, functions and triggers of the public
+// schema, partitions left out (EnsurePartitions adds them at any version).
+func schemaObjects(t *testing.T, conn *pgx.Conn) []string {
+	t.Helper()
+	rows, err := conn.Query(testContext(t), `
+		SELECT 'table ' || relname FROM pg_class WHERE relnamespace = 'public'::regnamespace
+			AND relkind IN ('r', 'p') AND NOT relispartition
+		UNION ALL SELECT 'function ' || oid::regprocedure::text FROM pg_proc
+			WHERE pronamespace = 'public'::regnamespace AND prokind = 'f'
+			AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = pg_proc.oid AND d.deptype = 'e')
+		UNION ALL SELECT 'trigger ' || tgname || ' on ' || tgrelid::regclass::text FROM pg_trigger WHERE NOT tgisinternal
+		ORDER BY 1`)
+	require.NoError(t, err)
+	objects, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return objects
+}
+
+func TestMigrate_LegalHoldsDownRemovesTheTableAndEveryTrigger(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	dsn := pgtest.NewDatabase(t)
+	conn := connect(t, dsn)
+	require.NoError(t, storage.MigrateTo(ctx, dsn, 7))
+	at7 := schemaObjects(t, conn)
+
+	require.NoError(t, storage.Migrate(ctx, dsn))
+	db, err := storage.Open(ctx, storage.Config{DatabaseURL: dsn})
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	parts, err := db.Partitions(ctx, wire.KindWorkflow)
+	require.NoError(t, err)
+	created, err := db.EnsurePartitions(ctx, parts[0].To.AddDate(0, 1, 0), storage.PeriodMonth)
+	require.NoError(t, err)
+	require.NotEmpty(t, created, "partitions with triggers of their own")
+	_, err = db.PlaceHold(ctx, newHold(wire.KindWorkflow, "wf-1", 0))
+	require.NoError(t, err)
+	require.Contains(t, schemaObjects(t, conn), "table legal_holds")
+
+	down, err := storage.MigrationFiles.ReadFile("migrations/0008_legal_holds.down.sql")
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, string(down))
+	require.NoError(t, err)
+	assert.Equal(t, at7, schemaObjects(t, conn))
+	var triggers int
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal`).Scan(&triggers))
+	assert.Zero(t, triggers, "none left on any partition")
+	_, err = conn.Exec(ctx, "TRUNCATE remediation_audit, workflow_audit")
+	require.NoError(t, err)
 }

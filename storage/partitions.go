@@ -177,7 +177,9 @@ const partitionLock = `SELECT pg_advisory_xact_lock(hashtext('datastorage.partit
 // EnsurePartitions creates the partitions of every audit table up to until:
 // each new one starts where the newest ends and ends at the next boundary of
 // period. Safe to call from many replicas at once (an advisory lock, and each
-// run reads the catalog afresh); it returns the partitions it created.
+// run reads the catalog afresh); it returns the partitions it created. Each
+// partition gets the legal holds' TRUNCATE guard (guardTruncate), which
+// PostgreSQL does not clone from the parent as it does the row triggers.
 func (db *DB) EnsurePartitions(ctx context.Context, until time.Time, period Period) ([]Partition, error) {
 	const op = "storage: ensure partitions"
 	var created []Partition
@@ -206,6 +208,9 @@ func (db *DB) EnsurePartitions(ctx context.Context, until time.Time, period Peri
 				}
 				created = append(created, p)
 				from = p.To
+			}
+			if err := guardTruncate(ctx, tx, t); err != nil {
+				return err
 			}
 		}
 		return nil

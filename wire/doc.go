@@ -5,7 +5,8 @@
 // It owns: the record types (RemediationAudit, WorkflowAudit, Record), the
 // batch envelope (BatchRequest, BatchItem, BatchResponse), the error bodies
 // (ErrorBody and one constructor per error code), record IDs (NewID,
-// IDForKey) and the size limits storage sizes its columns by.
+// IDForKey), the read API's answers (read.go), the legal holds' bodies and
+// IDs (holds.go) and the size limits storage sizes its columns by.
 //
 // It does no I/O: no network, no database, no files, no logging, no metrics,
 // no global state. It must not import agent, central, storage, any

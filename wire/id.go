@@ -29,9 +29,15 @@ func NewID() string {
 // a domain string and the three parts, each length-prefixed so that no two
 // different triples hash the same input.
 func IDForKey(serviceAccount string, kind Kind, key string) string {
+	return IDPrefix + derivedUUID(idempotencyDomain, serviceAccount, string(kind), key).String()
+}
+
+// derivedUUID is a UUIDv8 whose 122 free bits are the first bits of SHA-256
+// over the parts, each prefixed with its length (8 bytes, big endian).
+func derivedUUID(parts ...string) uuid.UUID {
 	h := sha256.New()
 	var n [8]byte
-	for _, part := range [...]string{idempotencyDomain, serviceAccount, string(kind), key} {
+	for _, part := range parts {
 		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
 		h.Write(n[:])
 		h.Write([]byte(part))
@@ -42,7 +48,7 @@ func IDForKey(serviceAccount string, kind Kind, key string) string {
 	copy(u[:], sum[:16])
 	u[6] = u[6]&0x0f | 0x80 // version 8
 	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
-	return IDPrefix + u.String()
+	return u
 }
 
 // ValidateID checks a record ID as sent by a client or an agent: 1 to

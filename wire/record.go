@@ -115,7 +115,7 @@ type WriteResponse struct {
 // AccessResponse answers GET /api/v1/access: the caller's identity
 // ("namespace/name" for a service account) and the actions it may perform
 // ("write:remediation", "write:workflow", "read:similar", "read:audit",
-// "export:audit"; empty for none).
+// "export:audit", "hold:audit"; empty for none).
 // The agent asks it to refuse at once a record the central would refuse.
 type AccessResponse struct {
 	Identity string   `json:"identity"`

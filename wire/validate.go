@@ -236,6 +236,7 @@ var displayNames = map[string]string{
 	"records":              "Records",
 	"remediation":          "Remediation",
 	"workflow":             "Workflow",
+	"reason":               "Reason",
 }
 
 func displayName(field string) string {

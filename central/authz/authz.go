@@ -28,10 +28,13 @@ const (
 	ReadAudit Action = "read:audit"
 	// ExportAudit streams a signed export of every audit in a time range.
 	ExportAudit Action = "export:audit"
+	// HoldAudit places, lists, reads and releases legal holds, which keep
+	// the audits they name from retention.
+	HoldAudit Action = "hold:audit"
 )
 
 // Actions lists every known action.
-var Actions = []Action{WriteRemediation, WriteWorkflow, ReadSimilar, ReadAudit, ExportAudit}
+var Actions = []Action{WriteRemediation, WriteWorkflow, ReadSimilar, ReadAudit, ExportAudit, HoldAudit}
 
 func (a Action) known() bool { return slices.Contains(Actions, a) }
 
@@ -65,8 +68,8 @@ type Authorizer struct {
 // Default is the spec's allow-list in namespace: gateway-sa,
 // aianalysis-controller-sa and kubernetes-executor-sa may WriteRemediation;
 // workflowexecution-controller-sa may WriteWorkflow; aianalysis-controller-sa
-// may ReadSimilar and ReadAudit. Nobody may ExportAudit until an allow-list
-// file grants it. An empty namespace gives an allow-list that matches no
+// may ReadSimilar and ReadAudit. Nobody may ExportAudit or HoldAudit until
+// an allow-list file grants it. An empty namespace gives an allow-list that matches no
 // identity (cmd requires --namespace).
 func Default(namespace string) *Authorizer {
 	a := &Authorizer{allowed: make(map[string]map[Action]bool), source: "default"}

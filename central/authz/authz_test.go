@@ -150,3 +150,14 @@ func TestString_SummarisesTheDefault(t *testing.T) {
 		"authz (default): 4 service accounts ns/aianalysis-controller-sa=[write:remediation,read:similar,read:audit] ns/gateway-sa=[write:remediation] ns/kubernetes-executor-sa=[write:remediation] ns/workflowexecution-controller-sa=[write:workflow]",
 		authz.Default("ns").String())
 }
+
+func TestHoldAudit_NobodyByDefaultAndGrantedByAFile(t *testing.T) {
+	for _, name := range []string{"gateway-sa", "aianalysis-controller-sa", "kubernetes-executor-sa", "workflowexecution-controller-sa"} {
+		assert.False(t, authz.Default("ns").Allowed(sa("ns", name), authz.HoldAudit), name)
+	}
+	a, err := authz.Parse([]byte("serviceAccounts:\n- {name: compliance-sa, namespace: legal, actions: [hold:audit]}\n"))
+	require.NoError(t, err)
+	assert.True(t, a.Allowed(sa("legal", "compliance-sa"), authz.HoldAudit))
+	assert.False(t, a.Allowed(sa("legal", "compliance-sa"), authz.ReadAudit), "holding is not reading")
+	assert.Equal(t, []authz.Action{authz.HoldAudit}, a.Granted(sa("legal", "compliance-sa")))
+}

@@ -1,5 +1,6 @@
 // Package authz decides what an authenticated identity may do: which service
-// accounts may write which audit kinds, and read similar incidents.
+// accounts may write which audit kinds, search similar incidents, read and
+// export audits, and manage legal holds.
 //
 // It owns the Action names, the built-in default allow-list (the spec's four
 // service accounts in one configured namespace) and the allow-list file that

@@ -147,6 +147,7 @@ func (o *options) build(ctx context.Context, log zerolog.Logger) (_ *built, err 
 		TLS:             tlsConfig,
 		Search:          &central.SearchConfig{Embedder: emb, Vectors: c.vdb, Audits: c.db},
 		Reads:           reads,
+		Holds:           &central.HoldConfig{Store: c.db, Limiter: reads.Limiter}, // one budget for reads and holds
 		Committed:       c.pipe.Notify,
 		Horizon:         c.lifecycle.Horizon,
 	})
