@@ -14,6 +14,7 @@ import (
 	"github.com/kubernaut/datastorage/central/auth"
 	"github.com/kubernaut/datastorage/central/authz"
 	"github.com/kubernaut/datastorage/internal/edge"
+	"github.com/kubernaut/datastorage/storage"
 	"github.com/kubernaut/datastorage/wire"
 )
 
@@ -168,6 +169,10 @@ func (s *Server) writeOne(ctx *fasthttp.RequestCtx, kind wire.Kind) error {
 		return err
 	}
 	rec.ReceivedAt = now
+	if err := s.checkHorizon(&rec, "", now); err != nil {
+		s.metrics.records(kind, "rejected", 1)
+		return err
+	}
 	if key != "" {
 		rec.ID = wire.IDForKey(id.Key(), kind, key)
 	} else {
@@ -290,7 +295,33 @@ func (s *Server) checkItem(id auth.Identity, item wire.BatchItem, i int, now tim
 		return wire.Record{}, wire.ValidationFailed("records["+strconv.Itoa(i)+"].receivedAt",
 			"ReceivedAt must be within the last "+days(s.cfg.MaxReceivedAge)+" (the central's --max-received-age)")
 	}
+	if ve := s.checkHorizon(&rec, "records["+strconv.Itoa(i)+"].", now); ve != nil {
+		return wire.Record{}, ve.Body()
+	}
 	return rec, nil
+}
+
+// checkHorizon refuses a record whose event time is older than its kind's
+// retention keeps (Config.Horizon). prefix names the batch item in the
+// error's field.
+func (s *Server) checkHorizon(rec *wire.Record, prefix string, now time.Time) *wire.ValidationError {
+	if s.cfg.Horizon == nil {
+		return nil
+	}
+	horizon := s.cfg.Horizon(rec.Kind, now)
+	if horizon.IsZero() || !storage.OccurredAt(rec).Before(horizon) {
+		return nil
+	}
+	field := "createdAt"
+	switch {
+	case rec.Kind == wire.KindWorkflow && rec.Workflow.ExecutedAt != nil:
+		field = "executedAt"
+	case rec.Kind == wire.KindRemediation && rec.Remediation.CreatedAt != nil:
+	default:
+		field = "receivedAt"
+	}
+	return &wire.ValidationError{Field: prefix + field, Message: "the record is older than the retention of " +
+		string(rec.Kind) + " audits (" + days(now.Sub(horizon)) + "): it would be deleted, so it is not stored"}
 }
 
 // days formats d in whole days when it is some, else as a duration.

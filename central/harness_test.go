@@ -27,6 +27,7 @@ import (
 	"github.com/kubernaut/datastorage/internal/tstest/pgtest"
 	"github.com/kubernaut/datastorage/internal/tstest/syncbuf"
 	"github.com/kubernaut/datastorage/storage"
+	"github.com/kubernaut/datastorage/wire"
 )
 
 // The spec's four writers, as static tokens.
@@ -50,9 +51,11 @@ type options struct {
 	committed func()        // Config.Committed
 	readRate  float64       // the read budget; zero: 10000 rows/s, burst 10000
 	readBurst int
-	authz     *authz.Authorizer // nil: authz.Default(ns)
-	exportKey string            // Ed25519 key file that signs exports; "": none
-	queryTime time.Duration     // ReadConfig.QueryTimeout
+	authz     *authz.Authorizer                    // nil: authz.Default(ns)
+	exportKey string                               // Ed25519 key file that signs exports; "": none
+	queryTime time.Duration                        // ReadConfig.QueryTimeout
+	horizon   func(wire.Kind, time.Time) time.Time // Config.Horizon
+	now       func() time.Time                     // Config.Now
 }
 
 // harness is a real central on a loopback port, writing to a fresh database.
@@ -60,6 +63,7 @@ type harness struct {
 	url        string
 	metricsURL string
 	pool       *pgxpool.Pool // direct access, for assertions
+	db         *storage.DB   // the central's store
 	proxy      *faultproxy.Proxy
 	logs       *syncbuf.Buffer
 	conf       *observed // the OpenAPI conformance check of its API
@@ -83,6 +87,7 @@ func newHarness(t *testing.T, opt options) *harness {
 	}
 	db, err := storage.Open(ctx, storage.Config{DatabaseURL: storeDSN, ConnectTimeout: 2 * time.Second})
 	require.NoError(t, err)
+	h.db = db
 	h.pool, err = pgxpool.New(ctx, dsn)
 	require.NoError(t, err)
 
@@ -125,6 +130,8 @@ func newHarness(t *testing.T, opt options) *harness {
 		ReadTimeout:    opt.readTime,
 		WritesInFlight: opt.inFlight,
 		Committed:      opt.committed,
+		Horizon:        opt.horizon,
+		Now:            opt.now,
 	})
 	require.NoError(t, err)
 	api, err := net.Listen("tcp", "127.0.0.1:0")

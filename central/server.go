@@ -51,6 +51,11 @@ type Config struct {
 	Search *SearchConfig
 	// Reads enables the read API (read.go); nil: its endpoints answer 404.
 	Reads *ReadConfig
+	// Horizon, when set, is the oldest event time kept for a kind at now
+	// (the zero time: kept forever): retention drops older records'
+	// partitions, so a record older than it is refused rather than stored
+	// for nothing or into a partition already gone (lifecycle.Manager).
+	Horizon func(kind wire.Kind, now time.Time) time.Time
 	// Committed, when set, is called after records were committed: the
 	// embedding pipeline's Notify, so new audits need not wait for its poll.
 	// It must not block.

@@ -93,9 +93,10 @@ var (
 		"examples/gateway-statefulset",
 	}
 	components = map[string]string{ // component → a kustomization including it
-		"central/components/migration": "examples/central-with-migration",
-		"sidecar":                      "examples/gateway",
-		"sidecar/persistent-buffer":    "examples/gateway-statefulset",
+		"central/components/migration":   "examples/central-with-migration",
+		"central/components/maintenance": "examples/central-with-migration",
+		"sidecar":                        "examples/gateway",
+		"sidecar/persistent-buffer":      "examples/gateway-statefulset",
 	}
 )
 
@@ -698,6 +699,27 @@ func TestMigrationJobRunsMigrate(t *testing.T) {
 	assert.Equal(t, "migrate", sub)
 	assert.Equal(t, centralNamespace, job.Namespace)
 	assert.Len(t, all[*appsv1.Deployment](r), 1, "the base comes along")
+}
+
+// The maintenance CronJob runs `central maintain` with the central's
+// partition and retention settings, and the central then leaves partition
+// DDL to it.
+func TestMaintenanceCronJobRunsMaintainWithTheCentralsSettings(t *testing.T) {
+	r := render(t, "examples/central-with-migration")
+	cron := only[*batchv1.CronJob](t, r)
+	assert.Equal(t, centralNamespace, cron.Namespace)
+	assert.Equal(t, batchv1.ForbidConcurrent, cron.Spec.ConcurrencyPolicy)
+	c := findContainer(t, cron.Spec.JobTemplate.Spec.Template.Spec, centralImage)
+	sub, flags := parseArgs(t, c)
+	assert.Equal(t, "maintain", sub)
+
+	_, serving := parseArgs(t, findContainer(t, only[*appsv1.Deployment](t, r).Spec.Template.Spec, centralImage))
+	assert.Equal(t, "false", serving["partition-maintenance"])
+	for _, f := range []string{"partition-period", "partitions-ahead", "retention"} {
+		assert.Equal(t, serving[f], flags[f], "--%s: the CronJob and the central agree", f)
+	}
+	_, plain := parseArgs(t, findContainer(t, only[*appsv1.Deployment](t, render(t, "central")).Spec.Template.Spec, centralImage))
+	assert.NotContains(t, plain, "partition-maintenance", "the default set-up maintains partitions in the central")
 }
 
 func TestSidecarAgentMatchesCentralAndDefaults(t *testing.T) {

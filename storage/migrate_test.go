@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"fmt"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -284,4 +285,69 @@ func TestMigrate_DownMigrationsRestoreTheIndexesOfEachVersion(t *testing.T) {
 		require.NoError(t, err, step.file)
 		assert.Equal(t, step.want, auditIndexes(t, conn), step.file)
 	}
+}
+
+// An installation with unpartitioned tables (the 0001–0003 schema) and
+// rows in them: after 0007 every row is there once, unchanged, in the
+// history partition, with its key in audit_ids; a retry of an old record
+// (an Idempotency-Key ID among them) is a duplicate even when it brings a
+// new event time; new writes go on, into later partitions too.
+func TestMigrate_PartitionsAnExistingInstallationWithoutLosingARow(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	dsn := pgtest.NewDatabase(t)
+	require.NoError(t, storage.MigrateTo(ctx, dsn, 3))
+	conn := connect(t, dsn)
+	const n = 20_000
+	keyed := wire.IDForKey(testSA, wire.KindRemediation, "order-42")
+	for _, stmt := range []string{
+		`INSERT INTO remediation_audit (id, remediation_request_id, alert_name, confidence, created_at, service_account, received_at)
+			SELECT 'audit-' || g, 'rr-' || (g % 500), CASE WHEN g % 3 = 0 THEN 'HighCPU' END, (g % 100) / 100.0,
+				now() - g * interval '1 minute', '` + testSA + `', now() - g * interval '1 minute'
+			FROM generate_series(1, ` + strconv.Itoa(n) + `) g`,
+		`INSERT INTO remediation_audit (id, remediation_request_id, created_at, service_account, received_at)
+			VALUES ('` + keyed + `', 'rr-keyed', now() - interval '40 days', '` + testSA + `', now() - interval '40 days')`,
+		`INSERT INTO workflow_audit (id, workflow_id, step_name, step_status, executed_at, service_account, received_at)
+			SELECT 'audit-w' || g, 'wf-' || (g % 300), 'step', 'ok', now() - g * interval '1 minute', '` + testSA + `', now()
+			FROM generate_series(1, ` + strconv.Itoa(n) + `) g`,
+	} {
+		_, err := conn.Exec(ctx, stmt)
+		require.NoError(t, err)
+	}
+	digest := func(table string) string {
+		var d string
+		require.NoError(t, conn.QueryRow(ctx, `SELECT md5(string_agg(t::text, '|' ORDER BY t.id)) FROM `+table+` t`).Scan(&d))
+		return d
+	}
+	remBefore, wfBefore := digest("remediation_audit"), digest("workflow_audit")
+
+	require.NoError(t, storage.Migrate(ctx, dsn))
+
+	assert.Equal(t, remBefore, digest("remediation_audit"), "every remediation row, unchanged")
+	assert.Equal(t, wfBefore, digest("workflow_audit"), "every workflow row, unchanged")
+	var keys, elsewhere int
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM audit_ids`).Scan(&keys))
+	assert.Equal(t, 2*n+1, keys, "one key per row")
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM remediation_audit
+		WHERE tableoid <> 'remediation_audit_history'::regclass`).Scan(&elsewhere))
+	assert.Zero(t, elsewhere)
+
+	db, err := storage.Open(ctx, storage.Config{DatabaseURL: dsn})
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	parts, err := db.Partitions(ctx, wire.KindRemediation)
+	require.NoError(t, err)
+	_, err = db.EnsurePartitions(ctx, parts[0].To.AddDate(0, 1, 0), storage.PeriodMonth)
+	require.NoError(t, err)
+	later := parts[0].To.Add(time.Hour)
+	st, err := db.WriteBatch(ctx, testSA, []wire.Record{
+		{ID: keyed, Kind: wire.KindRemediation, ReceivedAt: later, Remediation: &wire.RemediationAudit{RemediationRequestID: "retry"}},
+		{ID: "audit-7", Kind: wire.KindRemediation, ReceivedAt: later, Remediation: &wire.RemediationAudit{RemediationRequestID: "retry"}},
+		{ID: newID(), Kind: wire.KindRemediation, ReceivedAt: later, Remediation: &wire.RemediationAudit{RemediationRequestID: "new"}},
+	})
+	require.NoError(t, err)
+	assert.Equal(t, []wire.ItemStatus{wire.StatusDuplicate, wire.StatusDuplicate, wire.StatusPersisted}, st)
+	var total int
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM remediation_audit`).Scan(&total))
+	assert.Equal(t, n+2, total)
 }

@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -176,4 +177,39 @@ func TestWriteBatch_ARetryInAnotherPartitionIsADuplicate(t *testing.T) {
 		wg.Wait()
 		assert.ElementsMatch(t, []wire.ItemStatus{wire.StatusPersisted, wire.StatusDuplicate}, results)
 	}
+}
+
+// Retention's clean-up on the vector side: the links of one kind whose
+// audits' event time is in the dropped range go, in batches; the others and
+// the vectors stay.
+func TestVectorDB_DeleteLinksOfADroppedRange(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	dsn, _ := migratedDB(t)
+	v := openVectors(t, dsn)
+	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	var links []storage.Link
+	for i := range 25_000 {
+		kind := wire.KindRemediation
+		if i%5 == 0 {
+			kind = wire.KindWorkflow
+		}
+		links = append(links, storage.Link{RecordRef: testRef(kind, fmt.Sprintf("a-%d", i)),
+			ContentHash: []byte{byte(i % 7)}, OccurredAt: start.Add(time.Duration(i) * 3 * time.Minute)})
+	}
+	_, err := v.Write(ctx, nil, links)
+	require.NoError(t, err)
+
+	to := start.AddDate(0, 1, 0) // March: 44,640 minutes / 3 = 14,880 audits, 11,904 of them remediations
+	n, err := v.DeleteLinks(ctx, wire.KindRemediation, time.Time{}, to)
+	require.NoError(t, err)
+	assert.EqualValues(t, 11_904, n)
+	var left, early int
+	conn := connect(t, dsn)
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE occurred_at < $1) FROM audit_embeddings`, to).Scan(&left, &early))
+	assert.Equal(t, 25_000-11_904, left)
+	assert.Equal(t, 14_880-11_904, early, "the workflow links of March stay")
+	n, err = v.DeleteLinks(ctx, wire.KindRemediation, time.Time{}, to)
+	require.NoError(t, err)
+	assert.Zero(t, n, "idempotent")
 }

@@ -20,8 +20,10 @@ import (
 type auditTable struct {
 	kind      wire.Kind
 	name      string // the table
-	eventTime string // the event-time column: OccurredAt
-	columns   string // the SELECT list, in the order of the scan's targets
+	eventTime string // the event-time column: OccurredAt; the partition key
+	// correlation is the column a legal hold names (holds.go).
+	correlation string
+	columns     string // the SELECT list, in the order of the scan's targets
 	// filters maps the read API's filter names to columns, in a fixed
 	// order: queries are built from this list only, never from input.
 	filters []filterColumn
@@ -36,6 +38,7 @@ type filterColumn struct {
 var auditTables = map[wire.Kind]*auditTable{
 	wire.KindRemediation: {
 		kind: wire.KindRemediation, name: "remediation_audit", eventTime: "created_at",
+		correlation: "remediation_request_id",
 		columns: strings.Join([]string{"service_account", "id", "remediation_request_id", "alert_name", "namespace",
 			"cluster", "priority", "action_type", "status", "confidence", "reasoning", "target_resource",
 			"duration_ms", "error_message", "created_at", "executed_at", "received_at"}, ", "),
@@ -48,6 +51,7 @@ var auditTables = map[wire.Kind]*auditTable{
 	},
 	wire.KindWorkflow: {
 		kind: wire.KindWorkflow, name: "workflow_audit", eventTime: "executed_at",
+		correlation: "workflow_id",
 		columns: strings.Join([]string{"service_account", "id", "workflow_id", "step_name", "step_status",
 			"duration_ms", "error_message", "executed_at", "received_at"}, ", "),
 		filters: []filterColumn{

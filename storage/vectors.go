@@ -426,3 +426,32 @@ func (v *VectorDB) Ping(ctx context.Context) error {
 	}
 	return nil
 }
+
+// linkDeleteBatch bounds each DELETE of links.
+const linkDeleteBatch = 10_000
+
+// DeleteLinks deletes the embedding links of kind's audits whose event time
+// is in [from, to) (from zero: no lower bound), in batches: retention's
+// clean-up after it dropped that partition. The vectors stay: one may be
+// shared with audits still kept, and a vector is a function of its
+// document only.
+func (v *VectorDB) DeleteLinks(ctx context.Context, kind wire.Kind, from, to time.Time) (int64, error) {
+	var lower *time.Time
+	if !from.IsZero() {
+		lower = &from
+	}
+	var total int64
+	for {
+		tag, err := v.pool.Exec(ctx, `DELETE FROM audit_embeddings WHERE ctid = ANY (ARRAY(
+			SELECT ctid FROM audit_embeddings WHERE kind = $1
+			AND occurred_at >= coalesce($2, '-infinity'::timestamptz) AND occurred_at < $3
+			LIMIT $4))`, string(kind), lower, to, linkDeleteBatch)
+		if err != nil {
+			return total, wrapErr("storage: delete links", err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < linkDeleteBatch {
+			return total, nil
+		}
+	}
+}

@@ -3,6 +3,10 @@
 //
 //	central [serve] [flags]   apply migrations, then serve the API (default)
 //	central migrate [flags]   apply migrations and exit
+//	central maintain [flags]  apply migrations, create the partitions ahead,
+//	                          apply --retention, and exit (a CronJob's work,
+//	                          for a serving role that may not change the
+//	                          schema: maintain.go)
 //	central verify-export FILE --public-key KEY
 //	                          check an audit export offline (verify.go)
 //
@@ -74,9 +78,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("vector database: %w", err)
 		}
 	}
-	if o.command == "migrate" {
+	switch o.command {
+	case "migrate":
 		fmt.Fprintln(stdout, "migrations applied")
 		return nil
+	case "maintain":
+		return maintain(ctx, log, o, stdout)
 	}
 	return serve(ctx, log, o)
 }

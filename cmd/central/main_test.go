@@ -27,6 +27,8 @@ import (
 	"github.com/kubernaut/datastorage/internal/tstest/harness"
 	"github.com/kubernaut/datastorage/internal/tstest/pgtest"
 	"github.com/kubernaut/datastorage/internal/tstest/testcerts"
+	"github.com/kubernaut/datastorage/storage"
+	"github.com/kubernaut/datastorage/wire"
 )
 
 func TestHelp_ListsEveryContractFlagWithItsEnvironmentVariable(t *testing.T) {
@@ -247,4 +249,40 @@ func rssBytes(t *testing.T, pid int) int64 {
 	}
 	t.Fatal("no VmRSS in /proc status")
 	return 0
+}
+
+func TestRun_RefusesBadLifecycleSettings(t *testing.T) {
+	for args, want := range map[string]string{
+		"--retention remediation=10":                "the shortest is 30 days",
+		"--retention remediation=forever":           "want kind=days",
+		"--retention incident=365":                  `unknown kind "incident"`,
+		"--retention remediation=40,remediation=50": "remediation given twice",
+		"--partition-period year":                   `partition period "year"`,
+		"--partitions-ahead 0":                      "--partitions-ahead must be at least 1",
+		"--partition-check-interval 0s":             "--partition-check-interval must be positive",
+	} {
+		err := run(context.Background(), append([]string{"maintain", "--database-url", "postgres://unused"}, strings.Fields(args)...), io.Discard, io.Discard)
+		assert.ErrorContains(t, err, want, args)
+	}
+}
+
+func TestMaintain_CreatesThePartitionsAheadAndExits(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	var out bytes.Buffer
+	args := []string{"maintain", "--database-url", dsn, "--partition-period", "day", "--partitions-ahead", "3", "--retention", "workflow=30"}
+	require.NoError(t, run(context.Background(), args, &out, io.Discard))
+	assert.Contains(t, out.String(), "partitions and retention up to date")
+
+	db, err := storage.Open(context.Background(), storage.Config{DatabaseURL: dsn})
+	require.NoError(t, err)
+	defer db.Close()
+	for _, kind := range []wire.Kind{wire.KindRemediation, wire.KindWorkflow} {
+		parts, err := db.Partitions(context.Background(), kind)
+		require.NoError(t, err)
+		newest := parts[len(parts)-1]
+		// Up to the end of the third day after the one a write may reach (24 h ahead).
+		want := storage.PeriodDay.Start(time.Now().Add(wire.MaxFutureSkew)).AddDate(0, 0, 4)
+		assert.False(t, newest.To.Before(want), "%s: newest partition ends %s, want at least %s", kind, newest.To, want)
+	}
+	require.NoError(t, run(context.Background(), args, &out, io.Discard), "idempotent")
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/kubernaut/datastorage/central"
 	"github.com/kubernaut/datastorage/central/auth"
 	"github.com/kubernaut/datastorage/central/embedpipe"
+	"github.com/kubernaut/datastorage/central/lifecycle"
 	"github.com/kubernaut/datastorage/central/ratelimit"
 	"github.com/kubernaut/datastorage/internal/cli"
 	"github.com/kubernaut/datastorage/storage"
@@ -19,7 +20,7 @@ import (
 // validate checks what can be checked without I/O, and build (serve.go)
 // turns them into the running parts.
 type options struct {
-	command string // "serve" (the default) or "migrate"
+	command string // "serve" (the default), "migrate" or "maintain"
 
 	listen, metricsListen  string
 	databaseURL, vectorURL string // vectorURL "" means databaseURL
@@ -35,6 +36,10 @@ type options struct {
 	maxReceivedAge, shutdownTimeout time.Duration
 	tlsCert, tlsKey, clientCA       string
 
+	lifecycle            lifecycle.Config // partitions and retention; Store and Links are set by build
+	retention            string           // --retention as given, parsed into lifecycle.Retention
+	partitionMaintenance bool             // false: lifecycle.ObserveOnly
+
 	embedder, embedderURL, embedderModel, embedderKey string
 	embedWorkers, embedBatch                          int
 	hnsw                                              storage.HNSWConfig
@@ -42,10 +47,11 @@ type options struct {
 	logLevel, logFormat string
 }
 
-// parseOptions reads the command ("serve" or "migrate", optional) and flags.
+// parseOptions reads the command ("serve", "migrate" or "maintain",
+// optional) and flags.
 func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	o := &options{command: "serve"}
-	if len(args) > 0 && (args[0] == "serve" || args[0] == "migrate") {
+	if len(args) > 0 && (args[0] == "serve" || args[0] == "migrate" || args[0] == "maintain") {
 		o.command, args = args[0], args[1:]
 	}
 	fs := cli.NewFlagSet("central "+o.command, stderr)
@@ -73,6 +79,11 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.tlsCert, "tls-cert-file", "DATASTORAGE_TLS_CERT_FILE", "", "serve the API over TLS with this certificate (PEM; reloaded when it changes)")
 	fs.StringVar(&o.tlsKey, "tls-key-file", "DATASTORAGE_TLS_KEY_FILE", "", "private key of --tls-cert-file (PEM)")
 	fs.StringVar(&o.clientCA, "client-ca-file", "DATASTORAGE_CLIENT_CA_FILE", "", "require client certificates signed by this CA (PEM)")
+	fs.StringVar((*string)(&o.lifecycle.Period), "partition-period", "DATASTORAGE_PARTITION_PERIOD", string(storage.PeriodMonth), "span of one time partition of the audit tables: month, week or day (new partitions only)")
+	fs.IntVar(&o.lifecycle.Ahead, "partitions-ahead", "DATASTORAGE_PARTITIONS_AHEAD", lifecycle.DefaultAhead, "partitions kept created after the current one")
+	fs.StringVar(&o.retention, "retention", "DATASTORAGE_RETENTION", "", "days each kind is kept, by event time, e.g. remediation=365,workflow=365 (at least 30; a kind left out, or empty: forever); whole expired partitions are dropped, except under a legal hold")
+	fs.BoolVar(&o.partitionMaintenance, "partition-maintenance", "DATASTORAGE_PARTITION_MAINTENANCE", true, "create partitions ahead and apply --retention in this replica; false where the serving role may not change the schema and `central maintain` runs as the owner (the replica then only reports how far ahead partitions exist)")
+	fs.DurationVar(&o.lifecycle.Interval, "partition-check-interval", "DATASTORAGE_PARTITION_CHECK_INTERVAL", lifecycle.DefaultInterval, "how often partitions ahead and retention are checked")
 	fs.StringVar(&o.vectorURL, "vector-database-url", "VECTOR_DATABASE_URL", "", "PostgreSQL+pgvector URL of the vector database; empty: --database-url")
 	fs.StringVar(&o.embedder, "embedder", "DATASTORAGE_EMBEDDER", "hash", "embedding provider: hash (built in) or openai (an OpenAI-compatible /v1/embeddings)")
 	fs.StringVar(&o.embedderURL, "embedder-url", "DATASTORAGE_EMBEDDER_URL", "", "base URL of the OpenAI-compatible API, with --embedder openai")
@@ -129,6 +140,19 @@ func (o *options) validate() error {
 	}
 	if err := o.hnsw.Validate(); err != nil {
 		return err
+	}
+	var err error
+	if o.lifecycle.Retention, err = lifecycle.ParseRetention(o.retention); err != nil {
+		return fmt.Errorf("--retention: %w", err)
+	}
+	if o.lifecycle.Ahead < 1 {
+		return errors.New("--partitions-ahead must be at least 1")
+	}
+	if o.lifecycle.Interval <= 0 {
+		return errors.New("--partition-check-interval must be positive")
+	}
+	if err := o.lifecycle.Validate(); err != nil {
+		return fmt.Errorf("--partition-period/--partitions-ahead/--retention: %w", err)
 	}
 	if o.readLimits.Burst > 0 && o.readLimits.Burst < central.MaxPageSize {
 		return fmt.Errorf("--read-burst %d: must be at least a full page, %d rows", o.readLimits.Burst, central.MaxPageSize)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"github.com/kubernaut/datastorage/central/authz"
 	"github.com/kubernaut/datastorage/central/embed"
 	"github.com/kubernaut/datastorage/central/embedpipe"
+	"github.com/kubernaut/datastorage/central/lifecycle"
 	"github.com/kubernaut/datastorage/central/ratelimit"
 	"github.com/kubernaut/datastorage/export"
 	"github.com/kubernaut/datastorage/internal/tlsconfig"
@@ -49,8 +51,20 @@ func serve(ctx context.Context, log zerolog.Logger, o *options) error {
 		Float64("read_rate", o.readLimits.Rate).Bool("export", o.exportKeyFile != "").
 		Str("embedder", c.embedder).Bool("separate_vector_database", o.vectorURL != o.databaseURL).
 		Int("embed_workers", o.embedWorkers).Int("hnsw_ef_search", o.hnsw.WithDefaults().EfSearch).
+		Str("partition_period", string(o.lifecycle.Period)).Int("partitions_ahead", o.lifecycle.Ahead).
+		Str("retention", cmp.Or(o.retention, "forever")).
 		Msg("central serving")
+	// Partitions ahead and retention, in the background: a replica serves
+	// while the database is down, and so does this loop (it retries).
+	lctx, stopLifecycle := context.WithCancel(ctx)
+	lifecycleDone := make(chan struct{})
+	go func() {
+		defer close(lifecycleDone)
+		c.lifecycle.Run(lctx)
+	}()
 	err = c.srv.Serve(ctx, apiLn, metricsLn)
+	stopLifecycle()
+	<-lifecycleDone
 	log.Info().Msg("central stopped")
 	return err
 }
@@ -61,6 +75,7 @@ type built struct {
 	db              *storage.DB
 	vdb             *storage.VectorDB
 	pipe            *embedpipe.Pipeline
+	lifecycle       *lifecycle.Manager
 	tls             bool   // the API is served over TLS
 	authz, embedder string // for the start-up log line
 }
@@ -108,6 +123,12 @@ func (o *options) build(ctx context.Context, log zerolog.Logger) (_ *built, err 
 	if err != nil {
 		return nil, err
 	}
+	lc := o.lifecycle
+	lc.Store, lc.Links, lc.Logger, lc.Metrics = c.db, c.vdb, log, set
+	lc.ObserveOnly = !o.partitionMaintenance
+	if c.lifecycle, err = lifecycle.New(lc); err != nil {
+		return nil, err
+	}
 	reads := &central.ReadConfig{Store: c.db, Limiter: ratelimit.New(o.readLimits)}
 	if o.exportKeyFile != "" {
 		if reads.ExportKey, err = export.OpenKeyFile(o.exportKeyFile); err != nil {
@@ -127,6 +148,7 @@ func (o *options) build(ctx context.Context, log zerolog.Logger) (_ *built, err 
 		Search:          &central.SearchConfig{Embedder: emb, Vectors: c.vdb, Audits: c.db},
 		Reads:           reads,
 		Committed:       c.pipe.Notify,
+		Horizon:         c.lifecycle.Horizon,
 	})
 	if err != nil {
 		return nil, err

@@ -45,5 +45,6 @@ CREATE INDEX idx_workflow_audit_step_status_executed_at ON workflow_audit (step_
 CREATE INDEX idx_workflow_audit_writer_executed_at ON workflow_audit (service_account, executed_at);
 
 DROP TABLE audit_ids;
+DROP TABLE partition_drops;
 
 COMMIT;

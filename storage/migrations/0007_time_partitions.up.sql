@@ -47,6 +47,25 @@ SELECT id, service_account, 'remediation', created_at FROM remediation_audit;
 INSERT INTO audit_ids (id, service_account, kind, event_time)
 SELECT id, service_account, 'workflow', executed_at FROM workflow_audit;
 
+-- What retention dropped (storage/retention.go): one row per partition,
+-- written in the transaction that drops it, so that what was pruned, when,
+-- and how much stays on record after the rows are gone. keys_deleted_at and
+-- links_deleted_at mark the clean-ups that follow the drop (the partition's
+-- keys in audit_ids, its embedding links): a crash between the steps leaves
+-- them NULL and the next run finishes them.
+CREATE TABLE partition_drops (
+    kind             TEXT        NOT NULL,
+    partition        TEXT        NOT NULL,
+    range_from       TIMESTAMPTZ,          -- NULL: MINVALUE (the history partition)
+    range_to         TIMESTAMPTZ NOT NULL,
+    dropped_at       TIMESTAMPTZ NOT NULL,
+    size_bytes       BIGINT      NOT NULL,
+    rows_estimate    BIGINT      NOT NULL, -- pg_class.reltuples: counting would cost a scan
+    keys_deleted_at  TIMESTAMPTZ,
+    links_deleted_at TIMESTAMPTZ,
+    PRIMARY KEY (kind, range_to)
+);
+
 DO $$
 DECLARE
     t record;
