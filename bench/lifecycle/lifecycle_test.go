@@ -70,25 +70,29 @@ func TestRun_EveryStepAtTinyScale(t *testing.T) {
 		assert.Positive(t, w.MedianRatio())
 	})
 
-	t.Run("dropping the oldest month gives back its partitions' size", func(t *testing.T) {
+	t.Run("retention drops the oldest month and gives back its partitions' size", func(t *testing.T) {
 		d := rep.Drop
 		require.NotNil(t, d)
 		assert.Equal(t, rep.Load.Start, d.Month)
-		require.Len(t, d.Partitions, 2)
+		require.Len(t, d.Kinds, 2)
 		var rows int64
-		for _, p := range d.Partitions {
-			assert.Positive(t, p.Rows, p.Name)
-			assert.Positive(t, p.Bytes, p.Name)
-			assert.Positive(t, p.Elapsed, p.Name)
-			rows += p.Rows
+		for _, k := range d.Kinds {
+			require.Len(t, k.Dropped, 2, "%s: the empty history partition, then the month", k.Kind)
+			assert.True(t, k.Dropped[0].From.IsZero(), k.Kind)
+			assert.Equal(t, k.Month, k.Dropped[1].Name, k.Kind)
+			assert.Equal(t, k.MonthBytes, k.Dropped[1].SizeBytes, k.Kind)
+			assert.Positive(t, k.MonthRows, k.Kind)
+			assert.Equal(t, k.MonthRows, k.Keys, "%s: exactly the dropped rows' keys", k.Kind)
+			assert.Positive(t, k.Gone, k.Kind)
+			assert.LessOrEqual(t, k.Gone, k.Elapsed, k.Kind)
+			rows += k.MonthRows
 		}
 		assert.Equal(t, rep.Load.MonthRows[0], rows, "the month's rows, both tables")
-		assert.Equal(t, rows, d.Keys, "exactly the dropped rows' keys")
 		tables := func(s lifecycle.Sizes) int64 { return s.Remediation + s.Workflow }
-		assert.Equal(t, d.DroppedBytes(), tables(d.Before)-tables(d.AfterDrop))
-		assert.InDelta(t, d.DroppedBytes(), d.Before.Database-d.AfterDrop.Database, float64(d.DroppedBytes())/10,
+		assert.Equal(t, d.DroppedBytes(), tables(d.Before)-tables(d.After))
+		assert.InDelta(t, d.DroppedBytes(), d.Before.Database-d.After.Database, float64(d.DroppedBytes())/10,
 			"the database shrinks by the partitions' size")
-		assert.Positive(t, d.KeysDelete)
+		assert.Equal(t, d.Before.Keys, d.After.Keys, "deleted keys leave their space in audit_ids")
 	})
 
 	t.Run("migration copies every key while the writer waits", func(t *testing.T) {

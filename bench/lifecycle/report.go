@@ -69,20 +69,24 @@ func (w *Writes) String() string {
 
 func (d *Drop) String() string {
 	var b strings.Builder
-	var parts []string
-	for _, p := range d.Partitions {
-		parts = append(parts, fmt.Sprintf("%s (%d rows, %s) %s", p.Name, p.Rows, bytes(p.Bytes), ms(p.Elapsed)))
+	fmt.Fprintf(&b, "3. drop %s by storage's ApplyRetention (horizon the month's end), one call per table:\n", d.Month.Format("2006-01"))
+	for _, k := range d.Kinds {
+		var names []string
+		for _, p := range k.Dropped {
+			names = append(names, p.Name)
+		}
+		fmt.Fprintf(&b, "   %s (%d rows, %s): gone after %s (target < 1 s); the call %s with %d keys deleted from audit_ids; dropped %s\n",
+			k.Month, k.MonthRows, bytes(k.MonthBytes), ms(k.Gone), ms(k.Elapsed), k.Keys, strings.Join(names, ", "))
 	}
-	fmt.Fprintf(&b, "3. drop %s: detach and drop %s; together %s (target < 1 s)\n", d.Month.Format("2006-01"),
-		strings.Join(parts, ", "), ms(d.DropTime()))
 	tables := func(s Sizes) int64 { return s.Remediation + s.Workflow }
-	fmt.Fprintf(&b, "   database %s -> %s (-%s), partitioned tables %s -> %s (-%s); the partitions were %s\n",
-		bytes(d.Before.Database), bytes(d.AfterDrop.Database), bytes(d.Before.Database-d.AfterDrop.Database),
-		bytes(tables(d.Before)), bytes(tables(d.AfterDrop)), bytes(tables(d.Before)-tables(d.AfterDrop)),
-		bytes(d.DroppedBytes()))
-	fmt.Fprintf(&b, "   their %d keys deleted from audit_ids in %s, VACUUM audit_ids %s: audit_ids %s -> %s, database %s "+
-		"(the keys' space is reused, not returned)\n", d.Keys, ms(d.KeysDelete), ms(d.KeysVacuum),
-		bytes(d.AfterDrop.Keys), bytes(d.AfterKeys.Keys), bytes(d.AfterKeys.Database))
+	fmt.Fprintf(&b, "   database %s -> %s (-%s), partitioned tables %s -> %s (-%s); the dropped partitions were %s\n",
+		bytes(d.Before.Database), bytes(d.After.Database), bytes(d.Before.Database-d.After.Database),
+		bytes(tables(d.Before)), bytes(tables(d.After)), bytes(tables(d.Before)-tables(d.After)), bytes(d.DroppedBytes()))
+	fmt.Fprintf(&b, "   audit_ids %s -> %s, after VACUUM audit_ids (%s) %s: the keys' space is reused, not returned\n",
+		bytes(d.Before.Keys), bytes(d.After.Keys), ms(d.KeysVacuum), bytes(d.AfterVacuum.Keys))
+	if d.HoldsStandIn {
+		b.WriteString("   (no legal_holds table after the migrations: an empty stand-in was created for ApplyRetention)\n")
+	}
 	return b.String()
 }
 
