@@ -33,7 +33,17 @@ func Migrate(ctx context.Context, databaseURL string) error {
 	return migrateWith(ctx, databaseURL, (*migrate.Migrate).Up)
 }
 
-// migrateWith runs apply (Up, or Migrate to a version in tests) under the
+// MigrateTo applies or reverts migrations until the database is at version
+// (the number of a file in migrations/): the schema of an earlier release,
+// for upgrade tests and benchmarks that load an old schema and then run
+// Migrate on it. The service itself only ever calls Migrate. Same lock,
+// transactions and errors as Migrate; nil when the database is at version
+// already.
+func MigrateTo(ctx context.Context, databaseURL string, version uint) error {
+	return migrateWith(ctx, databaseURL, func(m *migrate.Migrate) error { return m.Migrate(version) })
+}
+
+// migrateWith runs apply (Up, or Migrate to a version) under the
 // same driver, lock and error handling as Migrate.
 func migrateWith(ctx context.Context, databaseURL string, apply func(*migrate.Migrate) error) error {
 	connCfg, err := pgx.ParseConfig(databaseURL)

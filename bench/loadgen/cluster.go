@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/kubernaut/datastorage/internal/tstest/freeport"
 )
@@ -87,6 +88,23 @@ func runScript(ctx context.Context, root, script string, args ...string) ([]byte
 // CreateDatabase makes a fresh database with pgvector on the cluster of
 // admin, named after label, and returns its URL; drop removes it.
 func CreateDatabase(ctx context.Context, admin, label string) (dsn string, drop func(), err error) {
+	return createDatabase(ctx, admin, label, "")
+}
+
+// CopyDatabase makes a database as CreateDatabase does, as a copy of the
+// database at dsn on the same cluster (CREATE DATABASE … TEMPLATE, STRATEGY
+// FILE_COPY: a checkpoint, then the files are copied; nothing may be
+// connected to dsn's database meanwhile, and a session still closing is
+// waited for up to 10 s).
+func CopyDatabase(ctx context.Context, admin, dsn, label string) (copied string, drop func(), err error) {
+	u, err := url.Parse(dsn)
+	if err != nil || strings.Trim(u.Path, "/") == "" {
+		return "", nil, errors.New("database URL: want postgres://…/database")
+	}
+	return createDatabase(ctx, admin, label, strings.Trim(u.Path, "/"))
+}
+
+func createDatabase(ctx context.Context, admin, label, template string) (dsn string, drop func(), err error) {
 	var suffix [4]byte
 	_, _ = rand.Read(suffix[:])
 	name := "bench_" + strings.ReplaceAll(label, "-", "_") + "_" + hex.EncodeToString(suffix[:])
@@ -95,7 +113,25 @@ func CreateDatabase(ctx context.Context, admin, label string) (dsn string, drop 
 		return "", nil, fmt.Errorf("connect to %s: %w", redact(admin), err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+	stmt := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize()
+	if template != "" {
+		stmt += " TEMPLATE " + pgx.Identifier{template}.Sanitize() + " STRATEGY FILE_COPY"
+	}
+	for wait := 100 * time.Millisecond; ; wait *= 2 {
+		_, err = conn.Exec(ctx, stmt)
+		var pgErr *pgconn.PgError
+		// 55006: the template is still accessed (a closed session's backend
+		// has not exited yet).
+		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "55006" || wait > 5*time.Second {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return "", nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+	if err != nil {
 		return "", nil, fmt.Errorf("create database: %w", err)
 	}
 	u, err := url.Parse(admin)

@@ -3,7 +3,8 @@
 // a database and COPYs realistic audits into it (remediations of 3 to 6
 // audits from the spec's four writers, skewed field values with rare ones,
 // event times over 90 days, loaded in time order as a live system stores
-// them), then ANALYZEs; Measure times the read API on it: timelines, a page
+// them, into monthly partitions laid out as a live system has them, with
+// every row's key in audit_ids), then ANALYZEs; Measure times the read API on it: timelines, a page
 // of 100 under each single filter, and the export's rate and the exporting
 // process's memory, either through package storage in this process
 // (ViaStorage) or end to end through the real central binary's HTTP API

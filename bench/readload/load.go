@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kubernaut/datastorage/storage"
+	"github.com/kubernaut/datastorage/wire"
 )
 
 // Defaults for the zero values of LoadConfig.
@@ -39,18 +40,37 @@ type LoadConfig struct {
 	ChunkRows int
 	// Progress receives a line per chunk. Nil: none.
 	Progress io.Writer
+	// Version is the migration to load at. Zero applies them all: the audit
+	// tables are partitioned by event time (migration 7, laid out by
+	// ArrangePartitions) and every row's key is copied into audit_ids. An
+	// earlier version loads that release's schema: 6 is the plain tables,
+	// without audit_ids, that migration 7 upgrades.
+	Version uint
+	// Period is the span of one partition (with partitions). Zero:
+	// storage.PeriodMonth.
+	Period storage.Period
 }
 
 // LoadResult says what Load wrote and how long each step took.
 type LoadResult struct {
 	Remediations, RemediationRows, WorkflowRows int64
-	Migrate, Copy, Vacuum                       time.Duration
+	// Keys is how many keys were copied into audit_ids: every row, or none
+	// before migration 7.
+	Keys int64
+	// Start and End are the span of the remediations' first event times
+	// (the last ones' later audits follow End by minutes).
+	Start, End time.Time
+	// Migrate includes laying out the partitions.
+	Migrate, Copy, Vacuum time.Duration
 }
 
-// Load migrates the database, COPYs cfg.Rows rows into the audit tables in
-// time order (each chunk in one COPY per table, the two tables at once on
-// two connections), then VACUUM ANALYZEs them, as autovacuum would have on
-// a table that grew over 90 days (visibility map, hint bits, statistics).
+// Load migrates the database (to cfg.Version), lays out its partitions from
+// the oldest event time's period through the one after now (with
+// partitions), COPYs cfg.Rows rows into the audit tables in time order
+// (each chunk in one transaction per table, the two tables at once on two
+// connections: the chunk's keys into audit_ids, then its rows), then VACUUM
+// ANALYZEs them, as autovacuum would have on a table that grew over 90 days
+// (visibility map, hint bits, statistics).
 func Load(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	if cfg.DatabaseURL == "" {
 		return nil, errors.New("readload: DatabaseURL is required")
@@ -67,12 +87,15 @@ func Load(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 		progress = io.Discard
 	}
 
-	res := &LoadResult{}
+	res := &LoadResult{Start: start, End: end}
 	t0 := time.Now()
-	if err := storage.Migrate(ctx, cfg.DatabaseURL); err != nil {
+	migrate := storage.Migrate
+	if cfg.Version > 0 {
+		migrate = func(ctx context.Context, url string) error { return storage.MigrateTo(ctx, url, cfg.Version) }
+	}
+	if err := migrate(ctx, cfg.DatabaseURL); err != nil {
 		return nil, err
 	}
-	res.Migrate = time.Since(t0)
 	var conns [2]*pgx.Conn
 	for i := range conns {
 		c, err := pgx.Connect(ctx, cfg.DatabaseURL)
@@ -90,6 +113,21 @@ func Load(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	if stored {
 		return nil, errors.New("readload: the audit tables are not empty: load into a new database")
 	}
+	var keyed bool
+	if err := conns[0].QueryRow(ctx, `SELECT to_regclass('audit_ids') IS NOT NULL`).Scan(&keyed); err != nil {
+		return nil, fmt.Errorf("readload: %w", err)
+	}
+	if keyed {
+		period := cmp.Or(cfg.Period, storage.PeriodMonth)
+		latest := end
+		if now := time.Now(); now.After(latest) {
+			latest = now
+		}
+		if err := ArrangePartitions(ctx, cfg.DatabaseURL, start, period.Next(period.Next(latest)), period); err != nil {
+			return nil, err
+		}
+	}
+	res.Migrate = time.Since(t0)
 
 	g := newGenerator(cfg.Seed)
 	t0 = time.Now()
@@ -111,18 +149,21 @@ func Load(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 		}
 		var eg errgroup.Group
 		eg.Go(func() error {
-			_, err := conns[0].CopyFrom(ctx, pgx.Identifier{"remediation_audit"}, remediationColumns, &remSource{rows: rem, i: -1})
-			return err
+			return copyChunk(ctx, conns[0], keyed, &remKeys{rows: rem, i: -1}, "remediation_audit", remediationColumns,
+				&remSource{rows: rem, i: -1})
 		})
 		eg.Go(func() error {
-			_, err := conns[1].CopyFrom(ctx, pgx.Identifier{"workflow_audit"}, workflowColumns, &wfSource{rows: wf, i: -1})
-			return err
+			return copyChunk(ctx, conns[1], keyed, &wfKeys{rows: wf, i: -1}, "workflow_audit", workflowColumns,
+				&wfSource{rows: wf, i: -1})
 		})
 		if err := eg.Wait(); err != nil {
 			return res, fmt.Errorf("readload: copy: %w", err)
 		}
 		res.RemediationRows += int64(len(rem))
 		res.WorkflowRows += int64(len(wf))
+		if keyed {
+			res.Keys += int64(len(rem) + len(wf))
+		}
 		el := time.Since(t0)
 		fmt.Fprintf(progress, "readload: %d/%d rows in %s (%.0f rows/s)\n", written, rows,
 			el.Round(time.Second), float64(written)/el.Seconds())
@@ -131,7 +172,11 @@ func Load(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 
 	t0 = time.Now()
 	fmt.Fprintln(progress, "readload: VACUUM ANALYZE")
-	for _, stmt := range []string{"VACUUM ANALYZE remediation_audit", "VACUUM ANALYZE workflow_audit"} {
+	stmts := []string{"VACUUM ANALYZE remediation_audit", "VACUUM ANALYZE workflow_audit"}
+	if keyed {
+		stmts = append(stmts, "VACUUM ANALYZE audit_ids")
+	}
+	for _, stmt := range stmts {
 		if _, err := conns[0].Exec(ctx, stmt); err != nil {
 			return res, fmt.Errorf("readload: %s: %w", stmt, err)
 		}
@@ -140,13 +185,31 @@ func Load(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	return res, nil
 }
 
-// The columns of the audit tables, as storage writes them.
+// copyChunk COPYs one chunk of one table in one transaction: its keys into
+// audit_ids first when keyed (as storage's COPY path does), then its rows.
+func copyChunk(ctx context.Context, conn *pgx.Conn, keyed bool, keys pgx.CopyFromSource, table string,
+	columns []string, rows pgx.CopyFromSource) error {
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if keyed {
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_ids"}, auditIDColumns, keys); err != nil {
+				return fmt.Errorf("audit_ids: %w", err)
+			}
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{table}, columns, rows); err != nil {
+			return fmt.Errorf("%s: %w", table, err)
+		}
+		return nil
+	})
+}
+
+// The columns of the audit tables and of audit_ids, as storage writes them.
 var (
 	remediationColumns = []string{"id", "remediation_request_id", "alert_name", "namespace", "cluster",
 		"priority", "action_type", "status", "confidence", "reasoning", "target_resource", "duration_ms",
 		"error_message", "created_at", "executed_at", "service_account", "received_at"}
 	workflowColumns = []string{"id", "workflow_id", "step_name", "step_status", "duration_ms",
 		"error_message", "executed_at", "service_account", "received_at"}
+	auditIDColumns = []string{"id", "service_account", "kind", "event_time"}
 )
 
 func text(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
@@ -184,5 +247,36 @@ func (s *wfSource) Values() ([]any, error) {
 	r := &s.rows[s.i]
 	s.vals = append(s.vals[:0], r.id, r.wfID, r.step, r.stepStatus, int4(r.dur), text(r.errMsg), r.executed,
 		r.sa, r.received)
+	return s.vals, nil
+}
+
+// remKeys feeds the audit_ids keys of remRows to CopyFrom: the row's
+// partition key is its event time.
+type remKeys struct {
+	rows []remRow
+	i    int
+	vals []any
+}
+
+func (s *remKeys) Next() bool { s.i++; return s.i < len(s.rows) }
+func (s *remKeys) Err() error { return nil }
+func (s *remKeys) Values() ([]any, error) {
+	r := &s.rows[s.i]
+	s.vals = append(s.vals[:0], r.id, r.sa, string(wire.KindRemediation), r.created)
+	return s.vals, nil
+}
+
+// wfKeys is remKeys for wfRows.
+type wfKeys struct {
+	rows []wfRow
+	i    int
+	vals []any
+}
+
+func (s *wfKeys) Next() bool { s.i++; return s.i < len(s.rows) }
+func (s *wfKeys) Err() error { return nil }
+func (s *wfKeys) Values() ([]any, error) {
+	r := &s.rows[s.i]
+	s.vals = append(s.vals[:0], r.id, r.sa, string(wire.KindWorkflow), r.executed)
 	return s.vals, nil
 }

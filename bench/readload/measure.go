@@ -302,7 +302,10 @@ func fieldValues(ctx context.Context, conn *pgx.Conn, kind wire.Kind, column str
 // could be sorted and keep the n oldest remediation IDs).
 func sample(ctx context.Context, conn *pgx.Conn, table, column string, n int, seed uint64) ([]string, error) {
 	var rows int64
-	if err := conn.QueryRow(ctx, `SELECT reltuples::bigint FROM pg_class WHERE relname = $1`, table).Scan(&rows); err != nil {
+	// The estimate of every partition (an unpartitioned table is its own
+	// only leaf).
+	if err := conn.QueryRow(ctx, `SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint
+		FROM pg_partition_tree($1::regclass) t JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf`, table).Scan(&rows); err != nil {
 		return nil, fmt.Errorf("readload: size of %s: %w", table, err)
 	}
 	pct := min(100, max(0.001, 300*float64(n)/float64(max(rows, 1))))
