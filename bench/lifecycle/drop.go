@@ -22,10 +22,6 @@ type Drop struct {
 	KeysVacuum time.Duration
 	// The sizes before the runs, after them, and after the VACUUM.
 	Before, After, AfterVacuum Sizes
-	// HoldsStandIn says the database had no legal_holds table (its
-	// migration was not merged yet) and the run created an empty one with
-	// the columns ApplyRetention reads.
-	HoldsStandIn bool
 }
 
 // KindDrop is one table's ApplyRetention call.
@@ -82,9 +78,6 @@ func measureDrop(ctx context.Context, cfg Config, dsn string, l *Load) (*Drop, e
 	}
 	defer db.Close()
 	d := &Drop{}
-	if d.HoldsStandIn, err = ensureHolds(ctx, conn); err != nil {
-		return nil, err
-	}
 	for _, kind := range []wire.Kind{wire.KindRemediation, wire.KindWorkflow} {
 		months := l.loadedMonths(kind)
 		if len(months) == 0 {
@@ -169,23 +162,4 @@ func applyRetention(ctx context.Context, dsn string, db *storage.DB, k *KindDrop
 	}
 	k.Gone, k.Dropped, k.Keys = t1.Sub(t0), res.Dropped, res.KeysDeleted
 	return nil
-}
-
-// ensureHolds creates an empty legal_holds with the columns ApplyRetention
-// reads when the migrations made none (the holds' migration is not merged
-// into this tree yet: ApplyRetention fails without the table), and says
-// whether it did. With the real table it does nothing.
-func ensureHolds(ctx context.Context, conn *pgx.Conn) (bool, error) {
-	var exists bool
-	if err := conn.QueryRow(ctx, `SELECT to_regclass('legal_holds') IS NOT NULL`).Scan(&exists); err != nil {
-		return false, fmt.Errorf("lifecycle: legal_holds: %w", err)
-	}
-	if exists {
-		return false, nil
-	}
-	if _, err := conn.Exec(ctx, `CREATE TABLE legal_holds (kind text NOT NULL, correlation_id text NOT NULL,
-		released_at timestamptz)`); err != nil {
-		return false, fmt.Errorf("lifecycle: legal_holds stand-in: %w", err)
-	}
-	return true, nil
 }

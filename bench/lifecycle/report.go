@@ -84,9 +84,6 @@ func (d *Drop) String() string {
 		bytes(tables(d.Before)), bytes(tables(d.After)), bytes(tables(d.Before)-tables(d.After)), bytes(d.DroppedBytes()))
 	fmt.Fprintf(&b, "   audit_ids %s -> %s, after VACUUM audit_ids (%s) %s: the keys' space is reused, not returned\n",
 		bytes(d.Before.Keys), bytes(d.After.Keys), ms(d.KeysVacuum), bytes(d.AfterVacuum.Keys))
-	if d.HoldsStandIn {
-		b.WriteString("   (no legal_holds table after the migrations: an empty stand-in was created for ApplyRetention)\n")
-	}
 	return b.String()
 }
 
