@@ -36,13 +36,13 @@ token_of() { grep ":$1," "$tokens" | cut -d, -f1; }
 token_of gateway-sa >"$DATA/agent-token"
 
 # The demo's allow-list: the spec's default, and the AI Analysis controller
-# may also export. Exports are signed with a demo key (openssl comes with
+# may also export and place legal holds. Exports are signed with a demo key (openssl comes with
 # ca-certificates).
 authz=$DATA/authz.yaml
 cat >"$authz" <<'YAML'
 serviceAccounts:
 - {name: gateway-sa, namespace: kubernaut-system, actions: [write:remediation]}
-- {name: aianalysis-controller-sa, namespace: kubernaut-system, actions: [write:remediation, read:similar, read:audit, export:audit]}
+- {name: aianalysis-controller-sa, namespace: kubernaut-system, actions: [write:remediation, read:similar, read:audit, export:audit, hold:audit]}
 - {name: kubernetes-executor-sa, namespace: kubernaut-system, actions: [write:remediation]}
 - {name: workflowexecution-controller-sa, namespace: kubernaut-system, actions: [write:workflow]}
 YAML
@@ -103,6 +103,12 @@ cat <<MSG
     curl -sS http://127.0.0.1:8080/api/v1/audit/export \\
       -H 'Authorization: Bearer $(token_of aianalysis-controller-sa)' >audit.ndjson
     bin/central verify-export audit.ndjson --public-key $DATA/export.pub
+
+  Keep that remediation's audits from retention with a legal hold (this demo grants hold:audit):
+
+    curl -sS -X POST http://127.0.0.1:8080/api/v1/legal-holds \
+      -H 'Authorization: Bearer $(token_of aianalysis-controller-sa)' \
+      -H 'Content-Type: application/json' -d '{"remediationRequestID":"rr-abc123","reason":"demo dispute"}'
 
   Find it by similarity:
 
