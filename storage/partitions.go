@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -145,7 +146,7 @@ func listPartitions(ctx context.Context, tx pgx.Tx, t *auditTable) ([]Partition,
 	if err != nil {
 		return nil, err
 	}
-	sortPartitions(parts)
+	slices.SortFunc(parts, func(a, b Partition) int { return a.From.Compare(b.From) })
 	return parts, nil
 }
 
@@ -161,14 +162,6 @@ func parseBound(s string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("bound %q: %w", s, err)
 	}
 	return t.UTC(), nil
-}
-
-func sortPartitions(parts []Partition) {
-	for i := 1; i < len(parts); i++ {
-		for j := i; j > 0 && parts[j].From.Before(parts[j-1].From); j-- {
-			parts[j], parts[j-1] = parts[j-1], parts[j]
-		}
-	}
 }
 
 // partitionLock serializes partition DDL across central replicas.
