@@ -14,6 +14,7 @@ type DB struct {
 	pool      *pgxpool.Pool
 	maxConns  int32
 	closeOnce sync.Once
+	spanCache spanCache // the partitions reads walk (partitions.go)
 }
 
 // Open validates cfg and creates the pool. It does not connect: connections

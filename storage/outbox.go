@@ -111,7 +111,7 @@ func (db *DB) ClaimOutbox(ctx context.Context, n int, lease time.Duration) (*Out
 	if len(c.ids) == 0 {
 		return c, nil
 	}
-	recs, err := loadRecords(ctx, db.pool, refs)
+	recs, err := db.loadRecords(ctx, refs)
 	if err != nil {
 		c.Release(ctx)
 		return nil, wrapErr(op, err)

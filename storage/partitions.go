@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -221,4 +222,77 @@ func partitionName(t *auditTable, from time.Time) string {
 		return t.name + "_p" + from.Format("20060102")
 	}
 	return t.name + "_p" + from.Format("20060102t150405")
+}
+
+// Reads are planned over one partition at a time (SCHEMA.md "Partitions
+// and reads"): PostgreSQL plans a statement on a partitioned table over
+// every partition its constants cannot exclude, so a read walks the
+// partitions itself, each statement bounded by one partition's range.
+
+// span is one partition's range for reads; a zero bound is open. The
+// oldest span is open below and the newest open above.
+type span struct{ from, to time.Time }
+
+// spanTTL is how long a replica reads by its list of partitions before it
+// lists them again. A stale list still reads right: a partition created
+// since falls in the newest span (open above), and one dropped since has no
+// rows to read.
+const spanTTL = time.Minute
+
+type spanCache struct {
+	mu     sync.Mutex
+	byKind map[wire.Kind]spanList
+}
+
+type spanList struct {
+	spans []span
+	at    time.Time
+}
+
+// spans returns t's partitions as spans, oldest first.
+func (db *DB) spans(ctx context.Context, t *auditTable) ([]span, error) {
+	c := &db.spanCache
+	c.mu.Lock()
+	l, ok := c.byKind[t.kind]
+	c.mu.Unlock()
+	if ok && time.Since(l.at) < spanTTL {
+		return l.spans, nil
+	}
+	parts, err := db.Partitions(ctx, t.kind)
+	if err != nil {
+		return nil, err
+	}
+	spans := make([]span, len(parts))
+	for i, p := range parts {
+		spans[i] = span{from: p.From, to: p.To}
+	}
+	if len(spans) == 0 {
+		spans = []span{{}}
+	}
+	spans[0].from, spans[len(spans)-1].to = time.Time{}, time.Time{}
+	c.mu.Lock()
+	if c.byKind == nil {
+		c.byKind = map[wire.Kind]spanList{}
+	}
+	c.byKind[t.kind] = spanList{spans: spans, at: time.Now()}
+	c.mu.Unlock()
+	return spans, nil
+}
+
+// clip is the part of s in [since, until) (zero bounds open), and whether
+// it is not empty.
+func (s span) clip(since, until time.Time) (from, to time.Time, ok bool) {
+	from, to = s.from, s.to
+	if !since.IsZero() && (from.IsZero() || since.After(from)) {
+		from = since
+	}
+	if !until.IsZero() && (to.IsZero() || until.Before(to)) {
+		to = until
+	}
+	return from, to, from.IsZero() || to.IsZero() || from.Before(to)
+}
+
+// holds reports whether s holds the instant at.
+func (s span) holds(at time.Time) bool {
+	return (s.from.IsZero() || !at.Before(s.from)) && (s.to.IsZero() || at.Before(s.to))
 }

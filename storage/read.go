@@ -171,16 +171,49 @@ func (db *DB) QueryAudits(ctx context.Context, q AuditQuery) ([]wire.AuditEntry,
 	if err != nil {
 		return nil, err
 	}
-	sql, args := pageSQL(t, &q)
-	rows, err := db.pool.Query(ctx, sql, args...)
+	spans, err := db.spans(ctx, t)
 	if err != nil {
 		return nil, wrapErr(op, err)
 	}
-	out, err := collectEntries(rows, t, q.Limit)
-	if err != nil {
-		return nil, wrapErr(op, err)
+	if !q.Ascending {
+		spans = slices.Clone(spans)
+		slices.Reverse(spans)
+	}
+	// One statement per partition, in the page's order, until it is full.
+	out := make([]wire.AuditEntry, 0, q.Limit)
+	for _, s := range spans {
+		if a := q.After; a != nil && s.before(a.OccurredAt, q.Ascending) {
+			continue // wholly on the far side of the cursor
+		}
+		pq := q
+		var ok bool
+		if pq.Since, pq.Until, ok = s.clip(q.Since, q.Until); !ok {
+			continue
+		}
+		pq.Limit = q.Limit - len(out)
+		sql, args := pageSQL(t, &pq)
+		rows, err := db.pool.Query(ctx, sql, args...)
+		if err != nil {
+			return nil, wrapErr(op, err)
+		}
+		if out, err = appendEntries(out, rows, t); err != nil {
+			return nil, wrapErr(op, err)
+		}
+		if len(out) == q.Limit {
+			break
+		}
 	}
 	return out, nil
+}
+
+// before reports whether s lies wholly before a keyset position at time at
+// in the page's order: every row of it comes before the position, so a page
+// continuing after the position reads none of it.
+func (s span) before(at time.Time, ascending bool) bool {
+	if ascending {
+		return !s.to.IsZero() && !s.to.After(at)
+	}
+	return !s.from.IsZero() && s.from.After(at)
 }
 
 // pageSQL builds the statement of a validated query. For a page under
@@ -245,9 +278,8 @@ func orderBy(t *auditTable, dir string) string {
 	return t.eventTime + " " + dir + `, service_account COLLATE "C" ` + dir + `, id COLLATE "C" ` + dir
 }
 
-// collectEntries reads every row into entries of their own.
-func collectEntries(rows pgx.Rows, t *auditTable, capacity int) ([]wire.AuditEntry, error) {
-	out := make([]wire.AuditEntry, 0, capacity)
+// appendEntries appends every row to out as entries of their own.
+func appendEntries(out []wire.AuditEntry, rows pgx.Rows, t *auditTable) ([]wire.AuditEntry, error) {
 	s := t.newScan()
 	_, err := pgx.ForEachRow(rows, s.targets(), func() error {
 		out = append(out, wire.AuditEntry{})
@@ -260,7 +292,9 @@ func collectEntries(rows pgx.Rows, t *auditTable, capacity int) ([]wire.AuditEnt
 // Timeline returns the remediation_audit rows with that
 // remediation_request_id, oldest first ((created_at, service_account, id)
 // ascending), at most limit (> 0) of them; none when there are none.
-// Served by the (remediation_request_id, created_at) index.
+// Nothing says which partitions hold a remediation, so it reads each, oldest
+// first, until it has limit rows: one statement per partition, each served
+// by that partition's (remediation_request_id, created_at) index.
 func (db *DB) Timeline(ctx context.Context, remediationRequestID string, limit int) ([]wire.AuditEntry, error) {
 	const op = "storage: timeline"
 	if limit < 1 {
@@ -270,23 +304,53 @@ func (db *DB) Timeline(ctx context.Context, remediationRequestID string, limit i
 		return nil, nil
 	}
 	t := auditTables[wire.KindRemediation]
-	rows, err := db.pool.Query(ctx, "SELECT "+t.columns+" FROM "+t.name+
-		" WHERE remediation_request_id = $1 ORDER BY "+orderBy(t, "ASC")+" LIMIT $2",
-		custom, remediationRequestID, limit)
+	spans, err := db.spans(ctx, t)
 	if err != nil {
 		return nil, wrapErr(op, err)
 	}
-	out, err := collectEntries(rows, t, min(limit, 16))
-	if err != nil {
-		return nil, wrapErr(op, err)
+	var out []wire.AuditEntry
+	for _, s := range spans {
+		where, args := spanWhere(t, s.from, s.to, []any{custom, remediationRequestID, limit - len(out)})
+		rows, err := db.pool.Query(ctx, "SELECT "+t.columns+" FROM "+t.name+
+			" WHERE remediation_request_id = $1"+where+" ORDER BY "+orderBy(t, "ASC")+" LIMIT $2", args...)
+		if err != nil {
+			return nil, wrapErr(op, err)
+		}
+		if out, err = appendEntries(out, rows, t); err != nil {
+			return nil, wrapErr(op, err)
+		}
+		if len(out) == limit {
+			break
+		}
 	}
 	return out, nil
+}
+
+// spanWhere is " AND" the bounds of [from, to) (zero: open) on t's event
+// time, as parameters appended to args (which hold the statement's first
+// parameters, after a leading query exec mode if any).
+func spanWhere(t *auditTable, from, to time.Time, args []any) (string, []any) {
+	n := len(args)
+	if _, mode := args[0].(pgx.QueryExecMode); mode {
+		n--
+	}
+	var where string
+	if !from.IsZero() {
+		args, n = append(args, from), n+1
+		where += " AND " + t.eventTime + " >= $" + strconv.Itoa(n)
+	}
+	if !to.IsZero() {
+		args, n = append(args, to), n+1
+		where += " AND " + t.eventTime + " < $" + strconv.Itoa(n)
+	}
+	return where, args
 }
 
 // AuditsByID returns every writer's record of kind with this ID, normally
 // one (an ID is unique per writer, not globally: DESIGN.md decision 10),
 // ordered by service_account; none when there are none. An unknown kind is
-// a *QueryError.
+// a *QueryError. audit_ids says who stored the ID and its event time, and
+// so the partition of each row.
 func (db *DB) AuditsByID(ctx context.Context, kind wire.Kind, id string) ([]wire.AuditEntry, error) {
 	const op = "storage: audits by ID"
 	t := auditTables[kind]
@@ -296,15 +360,33 @@ func (db *DB) AuditsByID(ctx context.Context, kind wire.Kind, id string) ([]wire
 	if !matchable(id) {
 		return nil, nil
 	}
-	// The primary key (id, service_account) serves it.
-	rows, err := db.pool.Query(ctx, "SELECT "+t.columns+" FROM "+t.name+
-		` WHERE id = $1 ORDER BY service_account COLLATE "C"`, id)
+	rows, err := db.pool.Query(ctx, `SELECT service_account, event_time FROM audit_ids
+		WHERE id = $1 AND kind = $2 ORDER BY service_account COLLATE "C"`, id, string(kind))
 	if err != nil {
 		return nil, wrapErr(op, err)
 	}
-	out, err := collectEntries(rows, t, 1)
+	type key struct {
+		sa string
+		at time.Time
+	}
+	keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (key, error) {
+		var k key
+		return k, r.Scan(&k.sa, &k.at)
+	})
 	if err != nil {
 		return nil, wrapErr(op, err)
+	}
+	var out []wire.AuditEntry
+	for _, k := range keys {
+		// Equality on the partition key: planned over its partition only.
+		rows, err := db.pool.Query(ctx, "SELECT "+t.columns+" FROM "+t.name+
+			" WHERE id = $1 AND service_account = $2 AND "+t.eventTime+" = $3", custom, id, k.sa, k.at)
+		if err != nil {
+			return nil, wrapErr(op, err)
+		}
+		if out, err = appendEntries(out, rows, t); err != nil {
+			return nil, wrapErr(op, err)
+		}
 	}
 	return out, nil
 }
@@ -376,9 +458,21 @@ func (db *DB) ExportAudits(ctx context.Context, q ExportQuery, each func(*wire.A
 		_ = tx.Rollback(rbCtx)
 		rbCancel()
 	}()
+	// The export reads one partition after another: the parents' lock
+	// keeps retention from detaching any of them until it ends, so every
+	// row of the snapshot is read.
+	for _, kind := range q.Kinds {
+		if _, err := tx.Exec(qctx, "LOCK TABLE "+auditTables[kind].name+" IN ACCESS SHARE MODE"); err != nil {
+			return wrapErr(op, err)
+		}
+	}
 	var e wire.AuditEntry
 	for _, kind := range q.Kinds {
-		err := exportKind(qctx, stop, tx, auditTables[kind], &q, &e, each)
+		t := auditTables[kind]
+		spans, err := db.spans(qctx, t)
+		if err == nil {
+			err = exportKind(qctx, stop, tx, t, &q, spans, &e, each)
+		}
 		var stopped *stopError
 		switch {
 		case err == nil:
@@ -393,16 +487,13 @@ func (db *DB) ExportAudits(ctx context.Context, q ExportQuery, each func(*wire.A
 	return nil
 }
 
-// exportSQL is the statement of one kind of an export: the event-time
-// index in its order, ties sorted in groups.
-func exportSQL(t *auditTable, q *ExportQuery) (string, []any) {
-	args := []any{q.Until}
-	where := everyRow + " AND " + t.eventTime + " < $1"
-	if !q.Since.IsZero() {
-		args = append(args, q.Since)
-		where += " AND " + t.eventTime + " >= $2"
-	}
-	return "SELECT " + t.columns + " FROM " + t.name + " WHERE " + where + " ORDER BY " + orderBy(t, "ASC"), args
+// exportSQL is the statement of one kind of an export within one
+// partition's span: the event-time index in its order, ties sorted in
+// groups.
+func exportSQL(t *auditTable, q *ExportQuery, s span) (string, []any, bool) {
+	from, to, ok := s.clip(q.Since, q.Until)
+	where, args := spanWhere(t, from, to, []any{custom})
+	return "SELECT " + t.columns + " FROM " + t.name + " WHERE " + everyRow + where + " ORDER BY " + orderBy(t, "ASC"), args, ok
 }
 
 // stopError carries each's error out of exportKind.
@@ -410,11 +501,25 @@ type stopError struct{ err error }
 
 func (e *stopError) Error() string { return e.err.Error() }
 
-// exportKind streams one kind's rows of q to each, through e. When it fails
-// it calls stop, which cancels ctx, before closing the rows.
+// exportKind streams one kind's rows of q to each, through e, a partition
+// at a time. When it fails it calls stop, which cancels ctx, before closing
+// the rows.
 func exportKind(ctx context.Context, stop context.CancelFunc, tx pgx.Tx, t *auditTable, q *ExportQuery,
+	spans []span, e *wire.AuditEntry, each func(*wire.AuditEntry) error) error {
+	for _, sp := range spans {
+		sql, args, ok := exportSQL(t, q, sp)
+		if !ok {
+			continue
+		}
+		if err := exportSpan(ctx, stop, tx, t, sql, args, e, each); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func exportSpan(ctx context.Context, stop context.CancelFunc, tx pgx.Tx, t *auditTable, sql string, args []any,
 	e *wire.AuditEntry, each func(*wire.AuditEntry) error) (err error) {
-	sql, args := exportSQL(t, q)
 	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
 		return err

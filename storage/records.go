@@ -19,17 +19,12 @@ type RecordRef struct {
 	ID             string
 }
 
-// querier is what loadRecords needs of a pool or a transaction.
-type querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}
-
 // Records reads stored audits back by identity, as wire records: the inverse
 // of WriteBatch's mapping (NULL becomes the omitted ""/nil; durations are
 // whole milliseconds). Audits not stored (or stored by another writer only)
 // are absent from the map.
 func (db *DB) Records(ctx context.Context, refs []RecordRef) (map[RecordRef]*wire.Record, error) {
-	recs, err := loadRecords(ctx, db.pool, refs)
+	recs, err := db.loadRecords(ctx, refs)
 	if err != nil {
 		return nil, wrapErr("storage: read records", err)
 	}
@@ -47,7 +42,10 @@ func refColumns(refs []RecordRef, kind wire.Kind) (sas, ids []string) {
 	return sas, ids
 }
 
-func loadRecords(ctx context.Context, q querier, refs []RecordRef) (map[RecordRef]*wire.Record, error) {
+// loadRecords finds each record's event time in audit_ids, then reads the
+// rows one partition at a time (a batch's records are almost always in
+// one), each statement planned over that partition only.
+func (db *DB) loadRecords(ctx context.Context, refs []RecordRef) (map[RecordRef]*wire.Record, error) {
 	out := make(map[RecordRef]*wire.Record, len(refs))
 	for _, kind := range []wire.Kind{wire.KindRemediation, wire.KindWorkflow} {
 		sas, ids := refColumns(refs, kind)
@@ -55,23 +53,52 @@ func loadRecords(ctx context.Context, q querier, refs []RecordRef) (map[RecordRe
 			continue
 		}
 		t := auditTables[kind]
-		rows, err := q.Query(ctx, `SELECT `+t.columns+` FROM `+t.name+`
-			JOIN unnest($1::text[], $2::text[]) AS k(ref_service_account, ref_id)
-			ON id = k.ref_id AND service_account = k.ref_service_account`, sas, ids)
+		rows, err := db.pool.Query(ctx, `SELECT k.service_account, k.id, k.event_time FROM audit_ids k
+			JOIN unnest($1::text[], $2::text[]) AS r(sa, id) ON k.id = r.id AND k.service_account = r.sa
+			WHERE k.kind = $3`, sas, ids, string(kind))
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", t.name, err)
+			return nil, fmt.Errorf("read keys: %w", err)
 		}
-		s := t.newScan()
-		_, err = pgx.ForEachRow(rows, s.targets(), func() error {
-			var e wire.AuditEntry
-			s.entry(&e, true)
-			ref := RecordRef{Kind: kind, ServiceAccount: e.ServiceAccount, ID: e.AuditID}
-			out[ref] = &wire.Record{ID: e.AuditID, Kind: kind, ReceivedAt: e.ReceivedAt,
-				Remediation: e.Remediation, Workflow: e.Workflow}
-			return nil
+		type stored struct {
+			sa, id string
+			at     time.Time
+		}
+		keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (stored, error) {
+			var k stored
+			return k, r.Scan(&k.sa, &k.id, &k.at)
 		})
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", t.name, err)
+			return nil, fmt.Errorf("read keys: %w", err)
+		}
+		spans, err := db.spans(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range spans {
+			sas, ids = sas[:0], ids[:0]
+			for _, k := range keys {
+				if s.holds(k.at) {
+					sas, ids = append(sas, k.sa), append(ids, k.id)
+				}
+			}
+			if len(ids) == 0 {
+				continue
+			}
+			where, args := spanWhere(t, s.from, s.to, []any{custom, sas, ids})
+			rows, err := db.pool.Query(ctx, `SELECT `+t.columns+` FROM `+t.name+`
+				JOIN unnest($1::text[], $2::text[]) AS k(ref_service_account, ref_id)
+				ON id = k.ref_id AND service_account = k.ref_service_account WHERE true`+where, args...)
+			if err != nil {
+				return nil, fmt.Errorf("read %s: %w", t.name, err)
+			}
+			entries, err := appendEntries(nil, rows, t)
+			if err != nil {
+				return nil, fmt.Errorf("read %s: %w", t.name, err)
+			}
+			for _, e := range entries {
+				out[RecordRef{Kind: kind, ServiceAccount: e.ServiceAccount, ID: e.AuditID}] = &wire.Record{
+					ID: e.AuditID, Kind: kind, ReceivedAt: e.ReceivedAt, Remediation: e.Remediation, Workflow: e.Workflow}
+			}
 		}
 	}
 	return out, nil
