@@ -149,7 +149,9 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-gate:
 		case <-r.Context().Done():
-			return
+			// The client gave up: send nothing rather than an empty 200,
+			// which a client still reading could take for an answer.
+			panic(http.ErrAbortHandler)
 		}
 	}
 
