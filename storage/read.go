@@ -292,9 +292,15 @@ func appendEntries(out []wire.AuditEntry, rows pgx.Rows, t *auditTable) ([]wire.
 // Timeline returns the remediation_audit rows with that
 // remediation_request_id, oldest first ((created_at, service_account, id)
 // ascending), at most limit (> 0) of them; none when there are none.
-// Nothing says which partitions hold a remediation, so it reads each, oldest
-// first, until it has limit rows: one statement per partition, each served
-// by that partition's (remediation_request_id, created_at) index.
+//
+// Nothing says which partitions hold a remediation, so every partition is
+// read, each by its own statement served by its (remediation_request_id,
+// created_at) index, all sent in one round trip. Their bounds are literals,
+// so each statement is prepared once per connection and planned over its
+// own partition only: one statement over the partitioned table would be
+// planned over all of them every time (at 31 partitions, warm: 1.75 ms a
+// timeline, against 0.48 ms for this, and 6.6 ms for one round trip per
+// partition; BenchmarkTimelineAt31Partitions).
 func (db *DB) Timeline(ctx context.Context, remediationRequestID string, limit int) ([]wire.AuditEntry, error) {
 	const op = "storage: timeline"
 	if limit < 1 {
@@ -309,21 +315,32 @@ func (db *DB) Timeline(ctx context.Context, remediationRequestID string, limit i
 		return nil, wrapErr(op, err)
 	}
 	var out []wire.AuditEntry
+	b := &pgx.Batch{}
 	for _, s := range spans {
-		where, args := spanWhere(t, s.from, s.to, []any{custom, remediationRequestID, limit - len(out)})
-		rows, err := db.pool.Query(ctx, "SELECT "+t.columns+" FROM "+t.name+
-			" WHERE remediation_request_id = $1"+where+" ORDER BY "+orderBy(t, "ASC")+" LIMIT $2", args...)
-		if err != nil {
-			return nil, wrapErr(op, err)
-		}
-		if out, err = appendEntries(out, rows, t); err != nil {
-			return nil, wrapErr(op, err)
-		}
-		if len(out) == limit {
-			break
-		}
+		b.Queue("SELECT "+t.columns+" FROM "+t.name+" WHERE remediation_request_id = $1"+s.literalBounds(t)+
+			" ORDER BY "+orderBy(t, "ASC")+" LIMIT $2", remediationRequestID, limit).Query(func(rows pgx.Rows) error {
+			got, err := appendEntries(nil, rows, t)
+			out = append(out, got[:min(len(got), limit-len(out))]...)
+			return err
+		})
+	}
+	if err := db.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, wrapErr(op, err)
 	}
 	return out, nil
+}
+
+// literalBounds is " AND" s's bounds on t's event time as literals (times
+// of our own, never input).
+func (s span) literalBounds(t *auditTable) string {
+	var where string
+	if !s.from.IsZero() {
+		where += " AND " + t.eventTime + " >= '" + s.from.UTC().Format(time.RFC3339Nano) + "'"
+	}
+	if !s.to.IsZero() {
+		where += " AND " + t.eventTime + " < '" + s.to.UTC().Format(time.RFC3339Nano) + "'"
+	}
+	return where
 }
 
 // spanWhere is " AND" the bounds of [from, to) (zero: open) on t's event

@@ -27,22 +27,37 @@ type recorded struct {
 	args []any
 }
 
-func (r *recorder) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	if strings.Contains(d.SQL, "FROM remediation_audit") || strings.Contains(d.SQL, "FROM workflow_audit") {
-		var args []any
-		for _, a := range d.Args {
-			if _, mode := a.(pgx.QueryExecMode); !mode {
-				args = append(args, a)
-			}
-		}
-		r.mu.Lock()
-		r.stmts = append(r.stmts, recorded{d.SQL, args})
-		r.mu.Unlock()
+func (r *recorder) add(sql string, args []any) {
+	if !strings.Contains(sql, "FROM remediation_audit") && !strings.Contains(sql, "FROM workflow_audit") {
+		return
 	}
+	var kept []any
+	for _, a := range args {
+		if _, mode := a.(pgx.QueryExecMode); !mode {
+			kept = append(kept, a)
+		}
+	}
+	r.mu.Lock()
+	r.stmts = append(r.stmts, recorded{sql, kept})
+	r.mu.Unlock()
+}
+
+func (r *recorder) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	r.add(d.SQL, d.Args)
 	return ctx
 }
 
 func (r *recorder) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (r *recorder) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+
+func (r *recorder) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	r.add(d.SQL, d.Args)
+}
+
+func (r *recorder) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 
 func (r *recorder) take() []recorded {
 	r.mu.Lock()
