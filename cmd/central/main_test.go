@@ -78,6 +78,7 @@ func TestMain(m *testing.M) { harness.Main(m) }
 type process struct {
 	*harness.Process
 	api, metrics string
+	dsn          string // its database
 }
 
 // startCentral runs the built binary with static tokens "t-gw" (gateway-sa)
@@ -91,11 +92,11 @@ func startCentral(t *testing.T, extra ...string) *process {
 	require.NoError(t, os.WriteFile(tokens,
 		[]byte("t-gw,system:serviceaccount:kubernaut-system:gateway-sa,uid-1,\"system:serviceaccounts\"\n"+
 			"t-out,system:serviceaccount:kubernaut-system:outsider,uid-2\n"), 0o600))
-	p := &process{api: freeport.Addr(t), metrics: freeport.Addr(t)}
+	p := &process{api: freeport.Addr(t), metrics: freeport.Addr(t), dsn: pgtest.NewDatabase(t)}
 	p.Process = harness.StartTB(t, harness.Command{Name: "central", Path: harness.BuildOnce(t).Central,
 		Args: append([]string{"serve", "--listen", p.api, "--metrics-listen", p.metrics,
 			"--auth", "static", "--token-file", tokens}, extra...),
-		Env: []string{"DATABASE_URL=" + pgtest.NewDatabase(t)}})
+		Env: []string{"DATABASE_URL=" + p.dsn}})
 	return p
 }
 
@@ -285,4 +286,26 @@ func TestMaintain_CreatesThePartitionsAheadAndExits(t *testing.T) {
 		assert.False(t, newest.To.Before(want), "%s: newest partition ends %s, want at least %s", kind, newest.To, want)
 	}
 	require.NoError(t, run(context.Background(), args, &out, io.Discard), "idempotent")
+}
+
+// --embed-workers 0 is a write-only replica: records are stored and their
+// backlog entries wait, embedded by none.
+func TestServe_EmbedWorkersZeroEmbedsNothing(t *testing.T) {
+	p := startCentral(t, "--embed-workers", "0")
+	url := "http://" + p.api
+	p.waitReady(t, http.DefaultClient, url)
+	status, body, err := writeAudit(http.DefaultClient, url)
+	require.NoError(t, err)
+	require.Equal(t, 201, status, body)
+
+	conn, err := pgx.Connect(t.Context(), p.dsn)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	time.Sleep(time.Second) // a worker, were there one, embeds within milliseconds
+	var backlog, links int
+	require.NoError(t, conn.QueryRow(t.Context(), `SELECT (SELECT count(*) FROM embedding_outbox), (SELECT count(*) FROM audit_embeddings)`).Scan(&backlog, &links))
+	assert.Equal(t, 1, backlog)
+	assert.Zero(t, links)
+	require.NoError(t, p.Stop(syscall.SIGTERM, 30*time.Second), "exit after SIGTERM: %s", p.Logs())
+	assert.Contains(t, p.Logs(), `"embed_workers":0`)
 }

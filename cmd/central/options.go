@@ -89,7 +89,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.embedderURL, "embedder-url", "DATASTORAGE_EMBEDDER_URL", "", "base URL of the OpenAI-compatible API, with --embedder openai")
 	fs.StringVar(&o.embedderModel, "embedder-model", "DATASTORAGE_EMBEDDER_MODEL", "", "model name sent to the API, with --embedder openai (must give 768 dimensions)")
 	fs.StringVar(&o.embedderKey, "embedder-api-key", "DATASTORAGE_EMBEDDER_API_KEY", "", "bearer key for the embeddings API, if it needs one")
-	fs.IntVar(&o.embedWorkers, "embed-workers", "DATASTORAGE_EMBED_WORKERS", embedpipe.DefaultWorkers, "concurrent embedding workers")
+	fs.IntVar(&o.embedWorkers, "embed-workers", "DATASTORAGE_EMBED_WORKERS", embedpipe.DefaultWorkers, "concurrent embedding workers; 0: none in this replica (a write-only replica: the backlog waits for replicas that embed)")
 	fs.IntVar(&o.embedBatch, "embed-batch-size", "DATASTORAGE_EMBED_BATCH_SIZE", embedpipe.DefaultBatchSize, "audits per embedding batch")
 	fs.IntVar(&o.hnsw.M, "hnsw-m", "DATASTORAGE_HNSW_M", storage.DefaultHNSWM, "HNSW index m (graph degree), applied when the index is created")
 	fs.IntVar(&o.hnsw.EfConstruction, "hnsw-ef-construction", "DATASTORAGE_HNSW_EF_CONSTRUCTION", storage.DefaultHNSWEfConstruction, "HNSW index ef_construction, applied when the index is created")
@@ -144,6 +144,9 @@ func (o *options) validate() error {
 	var err error
 	if o.lifecycle.Retention, err = lifecycle.ParseRetention(o.retention); err != nil {
 		return fmt.Errorf("--retention: %w", err)
+	}
+	if o.embedWorkers < 0 {
+		return fmt.Errorf("--embed-workers %d: want 0 (none in this replica) or more", o.embedWorkers)
 	}
 	if o.lifecycle.Ahead < 1 {
 		return errors.New("--partitions-ahead must be at least 1")

@@ -115,13 +115,19 @@ func (o *options) build(ctx context.Context, log zerolog.Logger) (_ *built, err 
 	if c.vdb, err = o.vectors(ctx, log); err != nil {
 		return nil, err
 	}
-	c.pipe, err = embedpipe.New(embedpipe.Config{
-		Audits: c.db, Vectors: c.vdb, Embedder: emb,
-		Workers: o.embedWorkers, BatchSize: o.embedBatch,
-		Logger: log, Metrics: set,
-	})
-	if err != nil {
-		return nil, err
+	// --embed-workers 0: a write-only replica; the backlog waits for the
+	// replicas that embed.
+	committed := func() {}
+	if o.embedWorkers > 0 {
+		c.pipe, err = embedpipe.New(embedpipe.Config{
+			Audits: c.db, Vectors: c.vdb, Embedder: emb,
+			Workers: o.embedWorkers, BatchSize: o.embedBatch,
+			Logger: log, Metrics: set,
+		})
+		if err != nil {
+			return nil, err
+		}
+		committed = c.pipe.Notify
 	}
 	lc := o.lifecycle
 	lc.Store, lc.Links, lc.Logger, lc.Metrics = c.db, c.vdb, log, set
@@ -148,7 +154,7 @@ func (o *options) build(ctx context.Context, log zerolog.Logger) (_ *built, err 
 		Search:          &central.SearchConfig{Embedder: emb, Vectors: c.vdb, Audits: c.db},
 		Reads:           reads,
 		Holds:           &central.HoldConfig{Store: c.db, Limiter: reads.Limiter}, // one budget for reads and holds
-		Committed:       c.pipe.Notify,
+		Committed:       committed,
 		Horizon:         c.lifecycle.Horizon,
 	})
 	if err != nil {
