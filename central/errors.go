@@ -43,6 +43,8 @@ func (e *forbiddenError) body() *wire.ErrorBody {
 		return wire.Forbidden("Service account not authorized to export audits")
 	case authz.HoldAudit:
 		return wire.Forbidden("Service account not authorized to manage legal holds")
+	case authz.VerifyLedger:
+		return wire.Forbidden("Service account not authorized to verify the ledger")
 	}
 	return wire.AuthorizationFailed()
 }

@@ -52,6 +52,9 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 			s.get(ctx, func() error { return s.access(ctx) })
 		case pathHolds:
 			endpoint = s.holdsRoot(ctx)
+		case pathLedgerVerify:
+			endpoint = "ledger_verify"
+			s.get(ctx, func() error { return s.verifyLedger(ctx) })
 		case pathOpenAPI:
 			endpoint = "openapi"
 			s.get(ctx, func() error { return s.openAPI(ctx) })

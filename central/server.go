@@ -59,6 +59,8 @@ type Config struct {
 	// Holds enables the legal hold API (holds.go); nil: its endpoints
 	// answer 404.
 	Holds *HoldConfig
+	// Ledger enables GET /api/v1/ledger/verify (ledger.go); nil: 404.
+	Ledger *LedgerConfig
 	// Committed, when set, is called after records were committed: the
 	// embedding pipeline's Notify, so new audits need not wait for its poll.
 	// It must not block.

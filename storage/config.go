@@ -23,6 +23,10 @@ type Config struct {
 	MaxConns int32
 	// ConnectTimeout bounds each connection attempt. Zero: DefaultConnectTimeout.
 	ConnectTimeout time.Duration
+	// NoLedger writes no ledger entries (ledger.go): only for measuring what
+	// the ledger costs. The rows written so are reported by VerifyLedger as
+	// written outside the central.
+	NoLedger bool
 }
 
 // Validate reports the first invalid field of c; zero values are valid where

@@ -38,13 +38,21 @@ var (
 // errAlreadyStored is a COPY refused because an ID of the batch exists.
 var errAlreadyStored = errors.New("an ID of the batch is already stored")
 
-// copyRows COPYs both kinds in one transaction. began reports whether the
-// server acknowledged BEGIN (if not, nothing of the batch ran).
-func copyRows(ctx context.Context, conn *pgx.Conn, sa string, rem *remediationRows, wf *workflowRows) (began bool, err error) {
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return false, fmt.Errorf("begin: %w", err)
-	}
+// copyRows COPYs both kinds in one transaction, with the batch's ledger
+// entry unless noLedger. began reports whether the server acknowledged BEGIN
+// (if not, nothing of the batch ran).
+func copyRows(ctx context.Context, conn *pgx.Conn, sa string, rem *remediationRows, wf *workflowRows, noLedger bool) (began bool, err error) {
+	// BEGIN and the ledger batch number in one round trip.
+	var batch int64
+	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{})
+	b.QueuedQueries[0].Exec(func(pgconn.CommandTag) error {
+		began = true
+		return nil
+	})
+	b.Queue(nextBatch).QueryRow(func(row pgx.Row) error { return row.Scan(&batch) })
+	br := conn.SendBatch(ctx, b)
+	tx := br.Tx()
 	defer func() {
 		if err != nil {
 			rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
@@ -52,6 +60,9 @@ func copyRows(ctx context.Context, conn *pgx.Conn, sa string, rem *remediationRo
 			cancel()
 		}
 	}()
+	if err := br.Close(); err != nil {
+		return began, fmt.Errorf("begin: %w", err)
+	}
 	// The batch's keys first (audit_ids, the key across partitions): a key
 	// this writer holds already makes the batch a retry, for the ON CONFLICT
 	// path to sort out.
@@ -68,14 +79,18 @@ func copyRows(ctx context.Context, conn *pgx.Conn, sa string, rem *remediationRo
 			return true, copyErr(err)
 		}
 	}
-	// The embedding backlog entry of the batch (outbox.go), pipelined with
-	// COMMIT: one round trip. After a failed insert the server skips COMMIT
-	// and the deferred rollback ends the aborted transaction.
-	b := &pgx.Batch{}
+	// The embedding backlog entry of the batch (outbox.go) and its ledger
+	// entry, pipelined with COMMIT: one round trip. After a failed insert
+	// the server skips COMMIT and the deferred rollback ends the aborted
+	// transaction.
+	b = &pgx.Batch{}
 	b.Queue(insertOutbox, rem.id, wf.id, sa)
+	if !noLedger {
+		queueEntry(b, newEntry(batch, sa, rem, wf, nil, nil))
+	}
 	b.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		return true, fmt.Errorf("outbox and commit: %w", err)
+		return true, fmt.Errorf("outbox, ledger and commit: %w", err)
 	}
 	return true, nil
 }

@@ -15,6 +15,7 @@ type DB struct {
 	maxConns  int32
 	closeOnce sync.Once
 	spanCache spanCache // the partitions reads walk (partitions.go)
+	noLedger  bool      // Config.NoLedger
 }
 
 // Open validates cfg and creates the pool. It does not connect: connections
@@ -35,7 +36,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: open: %w", err)
 	}
-	return &DB{pool: pool, maxConns: cfg.MaxConns}, nil
+	return &DB{pool: pool, maxConns: cfg.MaxConns, noLedger: cfg.NoLedger}, nil
 }
 
 // Close closes the pool, waiting for acquired connections to be released.

@@ -267,30 +267,3 @@ func (db *DB) ListHolds(ctx context.Context, f HoldFilter) ([]Hold, error) {
 	}
 	return holds, nil
 }
-
-// guardTruncate gives each partition of t that lacks it the TRUNCATE guard
-// of migration 0008: a statement-level trigger on a partitioned table is not
-// cloned to its partitions, and does not fire for TRUNCATE of one of them.
-// EnsurePartitions calls it for the partitions it creates, in their
-// transaction, and so also repairs any partition created by other means. A
-// partition that has it costs nothing: no lock is taken.
-func guardTruncate(ctx context.Context, tx pgx.Tx, t *auditTable) error {
-	rows, err := tx.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-		WHERE i.inhparent = $1::regclass AND NOT EXISTS (SELECT 1 FROM pg_trigger g
-			WHERE g.tgrelid = c.oid AND g.tgname = 'legal_hold_guard_truncate')`, t.name)
-	if err != nil {
-		return err
-	}
-	unguarded, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return err
-	}
-	for _, name := range unguarded {
-		if _, err := tx.Exec(ctx, `CREATE TRIGGER legal_hold_guard_truncate BEFORE TRUNCATE ON `+
-			pgx.Identifier{name}.Sanitize()+` FOR EACH STATEMENT EXECUTE FUNCTION legal_hold_guard_truncate('`+
-			string(t.kind)+`')`); err != nil {
-			return fmt.Errorf("guard %s against TRUNCATE: %w", name, err)
-		}
-	}
-	return nil
-}

@@ -238,6 +238,9 @@ func TestHoldGuard_PlainSQLAsTheOwnerCannotRemoveHeldRows(t *testing.T) {
 	ctx := testContext(t)
 	dsn, db := migratedDB(t)
 	conn := connect(t, dsn) // the cluster's superuser, which owns the tables
+	// The holds' guard on its own: with the append-only guard (migration
+	// 0009), which refuses every DELETE, out of the way.
+	disableAppendOnlyGuard(t, conn)
 	for _, c := range []struct {
 		kind             wire.Kind
 		table, column    string
@@ -297,6 +300,23 @@ func TestHoldGuard_PlainSQLAsTheOwnerCannotRemoveHeldRows(t *testing.T) {
 	}
 }
 
+// disableAppendOnlyGuard disables the append-only guard's triggers on the
+// audit tables and their partitions, as their owner can.
+func disableAppendOnlyGuard(t *testing.T, conn *pgx.Conn) {
+	t.Helper()
+	_, err := exec(t, conn, `DO $$
+		DECLARE g record;
+		BEGIN
+			FOR g IN SELECT tgrelid::regclass AS rel, tgname FROM pg_trigger
+					WHERE tgname IN ('tamper_guard', 'tamper_guard_truncate') AND tgparentid = 0
+					AND tgrelid::regclass::text LIKE '%_audit%'
+			LOOP
+				EXECUTE format('ALTER TABLE %s DISABLE TRIGGER %I', g.rel, g.tgname);
+			END LOOP;
+		END $$`)
+	require.NoError(t, err)
+}
+
 // triggersOn lists the (non-internal) triggers on table.
 func triggersOn(t *testing.T, conn *pgx.Conn, table string) []string {
 	t.Helper()
@@ -320,7 +340,7 @@ func TestHoldGuard_GuardsPartitionsCreatedAfterTheMigration(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, created, 2)
 
-	guards := []string{"legal_hold_guard", "legal_hold_guard_truncate"}
+	guards := []string{"legal_hold_guard", "legal_hold_guard_truncate", "tamper_guard", "tamper_guard_truncate"}
 	for _, p := range created {
 		assert.Equal(t, guards, triggersOn(t, conn, p.Name), p.Name)
 	}
@@ -330,7 +350,7 @@ func TestHoldGuard_GuardsPartitionsCreatedAfterTheMigration(t *testing.T) {
 	_, err = exec(t, conn, fmt.Sprintf(`CREATE TABLE %s PARTITION OF remediation_audit FOR VALUES FROM ('%s') TO ('%s')`,
 		byHand, boundary.AddDate(0, 1, 0).Format(time.RFC3339), boundary.AddDate(0, 2, 0).Format(time.RFC3339)))
 	require.NoError(t, err)
-	assert.Equal(t, guards[:1], triggersOn(t, conn, byHand))
+	assert.Equal(t, []string{"legal_hold_guard", "tamper_guard"}, triggersOn(t, conn, byHand))
 	_, err = db.EnsurePartitions(ctx, boundary.AddDate(0, 1, 0), storage.PeriodMonth)
 	require.NoError(t, err)
 	assert.Equal(t, guards, triggersOn(t, conn, byHand), "repaired")
@@ -450,7 +470,7 @@ func TestHoldGuard_WhatItDoesNotStop(t *testing.T) {
 	conn = connect(t, dsn)
 	_, err = exec(t, conn, "ALTER TABLE remediation_audit DETACH PARTITION remediation_audit_history")
 	require.NoError(t, err)
-	assert.Equal(t, []string{"legal_hold_guard_truncate"}, triggersOn(t, conn, "remediation_audit_history"),
+	assert.Equal(t, []string{"legal_hold_guard_truncate", "tamper_guard_truncate"}, triggersOn(t, conn, "remediation_audit_history"),
 		"a detached partition loses its cloned row trigger")
 	_, err = exec(t, conn, "DROP TABLE remediation_audit_history")
 	require.NoError(t, err, "dropping a partition is retention's path, which checks the holds itself")

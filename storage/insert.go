@@ -2,7 +2,9 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -12,7 +14,8 @@ import (
 // The fallback path, for batches the COPY fast path (copy.go) refused
 // because the writer stored some of their IDs already: one INSERT … SELECT
 // FROM unnest(…) per kind, each column sent as one binary array parameter,
-// pipelined with BEGIN and COMMIT in a single round trip. A record's key is
+// pipelined with BEGIN and COMMIT in a single round trip, the ledger entry
+// (ledger.go) with them. A record's key is
 // its kind, its ID and its writer (migration 0004): another writer's row with
 // the same ID is no conflict. The audit tables are partitioned by event time
 // (0007), so their primary key, (id, service_account, <event time>), holds
@@ -70,10 +73,13 @@ RETURNING id
 ), outbox AS (
 INSERT INTO embedding_outbox (remediation_ids, workflow_ids, service_account)
 SELECT array_agg(id), '{}', $17 FROM ins HAVING count(*) > 0
+), entry AS (
+` + foldedEntry + `$17, $19, $20
+WHERE $18::bytea IS NOT NULL
 )
 SELECT id FROM ins`
 
-const insertWorkflow = `
+var insertWorkflow = `
 WITH claimed AS (
 INSERT INTO audit_ids (id, service_account, kind, event_time)
 SELECT id, $9, 'workflow', executed_at FROM unnest($1::text[], $7::timestamptz[]) AS k(id, executed_at)
@@ -95,32 +101,64 @@ RETURNING id
 ), outbox AS (
 INSERT INTO embedding_outbox (remediation_ids, workflow_ids, service_account)
 SELECT '{}', array_agg(id), $9 FROM ins HAVING count(*) > 0
+), entry AS (
+` + strings.ReplaceAll(foldedEntry, "$18", "$10") + `$9, $11, $12
+WHERE $10::bytea IS NOT NULL
 )
 SELECT id FROM ins`
+
+// foldedEntry starts the ledger entry CTE of a batch of one kind (the
+// single-record endpoints' case): the entry, computed beforehand for every
+// row, goes in the same statement as the rows, and the batch stays one round
+// trip. The entry must list exactly the rows stored: when the insert did not
+// store them all (a retry), the digest ($18) becomes NULL, which the NOT NULL
+// column refuses, and the batch is sent again the long way (insertRows
+// without fold), whose entry lists the rows stored. $18 NULL: no entry here.
+const foldedEntry = `INSERT INTO audit_ledger (batch, digest, service_account, written_at, rows)
+SELECT currval('audit_ledger_batch'),
+    CASE WHEN (SELECT count(*) FROM ins) = cardinality($1::text[]) THEN $18::bytea END,
+    `
+
+// errEntryIncomplete is a folded entry refused because the insert did not
+// store every row of the batch.
+var errEntryIncomplete = errors.New("not every row was stored: the entry goes the long way")
 
 // rollbackTimeout bounds the ROLLBACK after a failed batch.
 const rollbackTimeout = 5 * time.Second
 
-// insertRows writes the rows in one transaction and one round trip: BEGIN,
-// one insert per kind present, COMMIT, pipelined. It returns the IDs each
-// insert stored, and whether the server acknowledged BEGIN (if not, nothing
-// of the batch ran).
+// insertRows writes the rows in one transaction: BEGIN, the ledger batch
+// number, one insert per kind present and COMMIT, pipelined in one round
+// trip. The ledger entry goes in the insert (foldedEntry) when fold is set,
+// which requires a batch of one kind; errEntryIncomplete then says the
+// batch must be sent again without fold. Without fold, the entry of the
+// rows the inserts stored follows them with COMMIT, a second round trip
+// (none when noLedger). It returns the IDs each insert stored, and whether
+// the server acknowledged BEGIN (if not, nothing of the batch ran).
 //
 // Each insert enqueues the embedding backlog of the rows it stored (see
 // insertRemediation).
-func insertRows(ctx context.Context, conn *pgx.Conn, sa string, rem *remediationRows, wf *workflowRows) (remIDs, wfIDs map[string]struct{}, began bool, err error) {
+func insertRows(ctx context.Context, conn *pgx.Conn, sa string, rem *remediationRows, wf *workflowRows, fold, noLedger bool) (remIDs, wfIDs map[string]struct{}, began bool, err error) {
+	var (
+		digest, entryRows []byte // nil: no folded entry
+		writtenAt         time.Time
+	)
+	if fold {
+		e := newEntry(0, sa, rem, wf, nil, nil)
+		digest, entryRows, writtenAt = e.Digest[:], e.EncodeRows(), e.WrittenAt
+	}
 	b := &pgx.Batch{}
 	b.BeginTx(pgx.TxOptions{})
 	b.QueuedQueries[0].Exec(func(pgconn.CommandTag) error {
 		began = true
 		return nil
 	})
+	b.Queue(nextBatch)
 	if rem.len() > 0 {
 		b.Queue(insertRemediation,
 			rem.id, rem.remediationRequestID, rem.alertName, rem.namespace, rem.cluster,
 			rem.priority, rem.actionType, rem.status, rem.confidence, rem.reasoning,
 			rem.targetResource, rem.durationMs, rem.errorMessage, rem.createdAt,
-			rem.executedAt, rem.receivedAt, sa,
+			rem.executedAt, rem.receivedAt, sa, digest, writtenAt, entryRows,
 		).Query(func(rows pgx.Rows) (err error) {
 			remIDs, err = collectIDs(rows, rem.len())
 			return err
@@ -129,23 +167,38 @@ func insertRows(ctx context.Context, conn *pgx.Conn, sa string, rem *remediation
 	if wf.len() > 0 {
 		b.Queue(insertWorkflow,
 			wf.id, wf.workflowID, wf.stepName, wf.stepStatus, wf.durationMs,
-			wf.errorMessage, wf.executedAt, wf.receivedAt, sa,
+			wf.errorMessage, wf.executedAt, wf.receivedAt, sa, digest, writtenAt, entryRows,
 		).Query(func(rows pgx.Rows) (err error) {
 			wfIDs, err = collectIDs(rows, wf.len())
 			return err
 		})
 	}
-	b.Queue("COMMIT")
-
+	separate := !fold && !noLedger // the entry follows in a second round trip
+	if !separate {
+		b.Queue("COMMIT")
+	}
 	br := conn.SendBatch(ctx, b)
 	tx := br.Tx()
-	if err := br.Close(); err != nil {
+	err = br.Close()
+	if err == nil && separate {
+		b = &pgx.Batch{}
+		if len(remIDs)+len(wfIDs) > 0 {
+			queueEntry(b, newEntry(0, sa, rem, wf, remIDs, wfIDs))
+		}
+		b.Queue("COMMIT")
+		err = conn.SendBatch(ctx, b).Close()
+	}
+	if err != nil {
 		// After a failed statement the server skipped the rest and the
 		// transaction is aborted: roll it back so the connection returns to
 		// the pool clean. A no-op when BEGIN never ran or COMMIT did.
 		rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 		_ = tx.Rollback(rbCtx)
 		cancel()
+		var pgErr *pgconn.PgError
+		if fold && errors.As(err, &pgErr) && pgErr.Code == "23502" && pgErr.TableName == "audit_ledger" {
+			err = fmt.Errorf("%w: %w", errEntryIncomplete, err)
+		}
 		return nil, nil, began, fmt.Errorf("insert: %w", err)
 	}
 	return remIDs, wfIDs, true, nil

@@ -172,7 +172,7 @@ const partitionLock = `SELECT pg_advisory_xact_lock(hashtext('datastorage.partit
 // each new one starts where the newest ends and ends at the next boundary of
 // period. Safe to call from many replicas at once (an advisory lock, and each
 // run reads the catalog afresh); it returns the partitions it created. Each
-// partition gets the legal holds' TRUNCATE guard (guardTruncate), which
+// partition gets the TRUNCATE guards (guardTruncate), which
 // PostgreSQL does not clone from the parent as it does the row triggers.
 func (db *DB) EnsurePartitions(ctx context.Context, until time.Time, period Period) ([]Partition, error) {
 	const op = "storage: ensure partitions"
@@ -213,6 +213,45 @@ func (db *DB) EnsurePartitions(ctx context.Context, until time.Time, period Peri
 		return nil, wrapErr(op, err)
 	}
 	return created, nil
+}
+
+// truncateGuards are the statement-level TRUNCATE triggers each partition
+// carries: the legal holds' (migration 0008) and the append-only guard's
+// (0009). A statement-level trigger on a partitioned table is not cloned to
+// its partitions, and does not fire for TRUNCATE of one of them.
+var truncateGuards = []struct{ trigger, call string }{
+	{"legal_hold_guard_truncate", "legal_hold_guard_truncate('%s')"},
+	{"tamper_guard_truncate", "audit_append_only()"},
+}
+
+// guardTruncate gives each partition of t the TRUNCATE guards it lacks.
+// EnsurePartitions calls it for the partitions it creates, in their
+// transaction, and so also repairs any partition created by other means. A
+// partition that has them costs nothing: no lock is taken.
+func guardTruncate(ctx context.Context, tx pgx.Tx, t *auditTable) error {
+	for _, g := range truncateGuards {
+		rows, err := tx.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+			WHERE i.inhparent = $1::regclass AND NOT EXISTS (SELECT 1 FROM pg_trigger g
+				WHERE g.tgrelid = c.oid AND g.tgname = $2)`, t.name, g.trigger)
+		if err != nil {
+			return err
+		}
+		unguarded, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		call := g.call
+		if strings.Contains(call, "%s") {
+			call = fmt.Sprintf(call, t.kind)
+		}
+		for _, name := range unguarded {
+			if _, err := tx.Exec(ctx, `CREATE TRIGGER `+g.trigger+` BEFORE TRUNCATE ON `+
+				pgx.Identifier{name}.Sanitize()+` FOR EACH STATEMENT EXECUTE FUNCTION `+call); err != nil {
+				return fmt.Errorf("guard %s against TRUNCATE: %w", name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // partitionName is "<table>_p<YYYYMMDD>" after the partition's first day

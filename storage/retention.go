@@ -137,6 +137,10 @@ func (db *DB) dropPartition(ctx context.Context, t *auditTable, p Partition) (d 
 			VALUES ($1, $2, $3, $4, now(), $5, $6)`, string(t.kind), p.Name, from, p.To, size, rows); err != nil {
 			return err
 		}
+		// The ledger's anchor: the rows of this range are gone on purpose.
+		if err := anchorDrop(ctx, tx, p); err != nil {
+			return fmt.Errorf("ledger anchor: %w", err)
+		}
 		d = &Dropped{Partition: p, SizeBytes: size, RowsEstimate: rows}
 		return nil
 	})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/kubernaut/datastorage/ledger"
 	"github.com/kubernaut/datastorage/wire"
 )
 
@@ -32,6 +33,7 @@ type remediationRows struct {
 	createdAt            []time.Time
 	executedAt           []pgtype.Timestamptz
 	receivedAt           []time.Time
+	leaves               []ledger.Leaf // computeLeaves (ledger.go)
 }
 
 // workflowRows is remediationRows for workflow records.
@@ -45,6 +47,7 @@ type workflowRows struct {
 	errorMessage []string
 	executedAt   []time.Time
 	receivedAt   []time.Time
+	leaves       []ledger.Leaf
 }
 
 func (r *remediationRows) len() int { return len(r.id) }

@@ -74,6 +74,10 @@ func (db *DB) WriteBatch(ctx context.Context, serviceAccount string, records []w
 		}
 	}
 
+	if !db.noLedger {
+		computeLeaves(serviceAccount, &rem, &wf)
+	}
+
 	var (
 		allNew                  bool // the COPY fast path stored every row
 		remInserted, wfInserted map[string]struct{}
@@ -85,11 +89,17 @@ func (db *DB) WriteBatch(ctx context.Context, serviceAccount string, records []w
 		}
 		var began bool
 		if rem.len()+wf.len() >= copyMinRows {
-			began, err = copyRows(ctx, conn.Conn(), serviceAccount, &rem, &wf)
+			began, err = copyRows(ctx, conn.Conn(), serviceAccount, &rem, &wf, db.noLedger)
 			allNew = err == nil
 		}
 		if rem.len()+wf.len() < copyMinRows || errors.Is(err, errAlreadyStored) {
-			remInserted, wfInserted, began, err = insertRows(ctx, conn.Conn(), serviceAccount, &rem, &wf)
+			// A batch of one kind carries its ledger entry in its insert,
+			// unless that found rows stored already.
+			fold := !db.noLedger && (rem.len() == 0 || wf.len() == 0)
+			remInserted, wfInserted, began, err = insertRows(ctx, conn.Conn(), serviceAccount, &rem, &wf, fold, db.noLedger)
+			if errors.Is(err, errEntryIncomplete) {
+				remInserted, wfInserted, began, err = insertRows(ctx, conn.Conn(), serviceAccount, &rem, &wf, false, db.noLedger)
+			}
 		}
 		conn.Release()
 		if err == nil {

@@ -64,9 +64,10 @@ func TestWriteSQL_PlansNoPartition(t *testing.T) {
 		require.NoError(t, conn.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+sql, args...).Scan(&plan))
 		return planRelations(t, plan)
 	}
-	assert.ElementsMatch(t, []string{"audit_ids", "remediation_audit", "embedding_outbox"}, explain(insertRemediation,
+	digest, rows := make([]byte, 32), make([]byte, 8)
+	assert.ElementsMatch(t, []string{"audit_ids", "remediation_audit", "embedding_outbox", "audit_ledger"}, explain(insertRemediation,
 		ids, texts, texts, texts, texts, texts, texts, texts, []float64{0.5}, texts, texts, []int32{1}, texts,
-		now, now, now, "sa"))
-	assert.ElementsMatch(t, []string{"audit_ids", "workflow_audit", "embedding_outbox"}, explain(insertWorkflow,
-		ids, texts, texts, texts, []int32{1}, texts, now, now, "sa"))
+		now, now, now, "sa", digest, now[0], rows))
+	assert.ElementsMatch(t, []string{"audit_ids", "workflow_audit", "embedding_outbox", "audit_ledger"}, explain(insertWorkflow,
+		ids, texts, texts, texts, []int32{1}, texts, now, now, "sa", digest, now[0], rows))
 }

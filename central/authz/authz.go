@@ -31,10 +31,13 @@ const (
 	// HoldAudit places, lists, reads and releases legal holds, which keep
 	// the audits they name from retention.
 	HoldAudit Action = "hold:audit"
+	// VerifyLedger runs the ledger's verification (GET
+	// /api/v1/ledger/verify): an administrator's action, a full scan.
+	VerifyLedger Action = "verify:ledger"
 )
 
 // Actions lists every known action.
-var Actions = []Action{WriteRemediation, WriteWorkflow, ReadSimilar, ReadAudit, ExportAudit, HoldAudit}
+var Actions = []Action{WriteRemediation, WriteWorkflow, ReadSimilar, ReadAudit, ExportAudit, HoldAudit, VerifyLedger}
 
 func (a Action) known() bool { return slices.Contains(Actions, a) }
 
@@ -68,7 +71,7 @@ type Authorizer struct {
 // Default is the spec's allow-list in namespace: gateway-sa,
 // aianalysis-controller-sa and kubernetes-executor-sa may WriteRemediation;
 // workflowexecution-controller-sa may WriteWorkflow; aianalysis-controller-sa
-// may ReadSimilar and ReadAudit. Nobody may ExportAudit or HoldAudit until
+// may ReadSimilar and ReadAudit. Nobody may ExportAudit, HoldAudit or VerifyLedger until
 // an allow-list file grants it. An empty namespace gives an allow-list that matches no
 // identity (cmd requires --namespace).
 func Default(namespace string) *Authorizer {

@@ -7,11 +7,14 @@
 //	                          apply --retention, and exit (a CronJob's work,
 //	                          for a serving role that may not change the
 //	                          schema: maintain.go)
+//	central verify [flags]    verify the ledger: the hash chain, every row,
+//	                          against signed checkpoints (verifyledger.go)
 //	central verify-export FILE --public-key KEY
 //	                          check an audit export offline (verify.go)
 //
 // Exit status: 0 done, 1 failed, 2 a command line it cannot run (the flag
-// errors of verify-export).
+// errors of verify and verify-export; for verify, 1 is also a trail that
+// does not verify).
 package main
 
 import (
@@ -38,7 +41,12 @@ func main() {
 		os.Exit(exitStatus(verifyExport(os.Args[2:], os.Stdin, os.Stdout, os.Stderr), os.Stderr))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "verify" {
+		err = verifyLedger(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	} else {
+		err = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	}
 	stop()
 	os.Exit(exitStatus(err, os.Stderr))
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/kubernaut/datastorage/central/auth"
 	"github.com/kubernaut/datastorage/central/embedpipe"
 	"github.com/kubernaut/datastorage/central/lifecycle"
+	"github.com/kubernaut/datastorage/central/notary"
 	"github.com/kubernaut/datastorage/central/ratelimit"
 	"github.com/kubernaut/datastorage/internal/cli"
 	"github.com/kubernaut/datastorage/storage"
@@ -32,6 +33,12 @@ type options struct {
 	limits                                    ratelimit.Config
 	readLimits                                ratelimit.Config // the read API's budget, in rows
 	exportKeyFile                             string
+
+	ledger          bool          // false: no ledger entries (Config.NoLedger), for measuring its cost
+	ledgerInterval  time.Duration // how often this replica sequences
+	checkpointKey   string        // signs checkpoints; "" none
+	checkpointEvery time.Duration
+	checkpointFile  string
 
 	maxReceivedAge, shutdownTimeout time.Duration
 	tlsCert, tlsKey, clientCA       string
@@ -73,6 +80,11 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.Float64Var(&o.readLimits.Rate, "read-rate", "DATASTORAGE_READ_RATE", central.DefaultReadRate, "rows per second a service account may read (queries, records, timelines, exports), apart from its writes")
 	fs.IntVar(&o.readLimits.Burst, "read-burst", "DATASTORAGE_READ_BURST", central.DefaultReadBurst, "rows a service account may read at once after being idle")
 	fs.StringVar(&o.exportKeyFile, "export-key-file", "DATASTORAGE_EXPORT_KEY_FILE", "", "Ed25519 private key (PKCS#8 PEM) that signs exports; reloaded when it changes; empty: no export")
+	fs.BoolVar(&o.ledger, "ledger", "DATASTORAGE_LEDGER", true, "write the tamper-evident ledger; false only to measure what it costs (the rows written so fail `central verify`)")
+	fs.DurationVar(&o.ledgerInterval, "ledger-sequence-interval", "DATASTORAGE_LEDGER_SEQUENCE_INTERVAL", notary.DefaultSequenceInterval, "how often this replica gives committed ledger entries their place in the chain")
+	fs.StringVar(&o.checkpointKey, "checkpoint-key-file", "DATASTORAGE_CHECKPOINT_KEY_FILE", "", "Ed25519 private key (PKCS#8 PEM) that signs ledger checkpoints; reloaded when it changes; empty: no checkpoints")
+	fs.DurationVar(&o.checkpointEvery, "checkpoint-interval", "DATASTORAGE_CHECKPOINT_INTERVAL", notary.DefaultCheckpointInterval, "how often the ledger's head is signed (when it moved; hourly when not)")
+	fs.StringVar(&o.checkpointFile, "checkpoint-file", "DATASTORAGE_CHECKPOINT_FILE", "", "append each checkpoint to this file (fsynced), on storage the database's administrators cannot write; needs --checkpoint-key-file")
 	fs.IntVar(&o.maxConns, "database-max-conns", "DATASTORAGE_DATABASE_MAX_CONNS", int(storage.DefaultMaxConns), "PostgreSQL connection pool size")
 	fs.DurationVar(&o.maxReceivedAge, "max-received-age", "DATASTORAGE_MAX_RECEIVED_AGE", central.DefaultMaxReceivedAge, "oldest receivedAt a batch item may carry (when an agent first accepted it); older items are rejected")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", "DATASTORAGE_SHUTDOWN_TIMEOUT", central.DefaultShutdownTimeout, "time in-flight requests get to finish on SIGTERM")
@@ -153,6 +165,12 @@ func (o *options) validate() error {
 	}
 	if o.lifecycle.Interval <= 0 {
 		return errors.New("--partition-check-interval must be positive")
+	}
+	if o.ledgerInterval <= 0 || o.checkpointEvery <= 0 {
+		return errors.New("--ledger-sequence-interval and --checkpoint-interval must be positive")
+	}
+	if o.checkpointFile != "" && o.checkpointKey == "" {
+		return errors.New("--checkpoint-file needs --checkpoint-key-file")
 	}
 	if err := o.lifecycle.Validate(); err != nil {
 		return fmt.Errorf("--partition-period/--partitions-ahead/--retention: %w", err)

@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -17,9 +19,11 @@ import (
 	"github.com/kubernaut/datastorage/central/embed"
 	"github.com/kubernaut/datastorage/central/embedpipe"
 	"github.com/kubernaut/datastorage/central/lifecycle"
+	"github.com/kubernaut/datastorage/central/notary"
 	"github.com/kubernaut/datastorage/central/ratelimit"
 	"github.com/kubernaut/datastorage/export"
 	"github.com/kubernaut/datastorage/internal/tlsconfig"
+	"github.com/kubernaut/datastorage/ledger"
 	"github.com/kubernaut/datastorage/storage"
 )
 
@@ -53,6 +57,7 @@ func serve(ctx context.Context, log zerolog.Logger, o *options) error {
 		Int("embed_workers", o.embedWorkers).Int("hnsw_ef_search", o.hnsw.WithDefaults().EfSearch).
 		Str("partition_period", string(o.lifecycle.Period)).Int("partitions_ahead", o.lifecycle.Ahead).
 		Str("retention", cmp.Or(o.retention, "forever")).
+		Bool("ledger", o.ledger).Bool("checkpoints", o.checkpointKey != "").
 		Msg("central serving")
 	// Partitions ahead and retention, in the background: a replica serves
 	// while the database is down, and so does this loop (it retries).
@@ -62,9 +67,18 @@ func serve(ctx context.Context, log zerolog.Logger, o *options) error {
 		defer close(lifecycleDone)
 		c.lifecycle.Run(lctx)
 	}()
+	// The ledger's sequencing and checkpoints, likewise.
+	nctx, stopNotary := context.WithCancel(ctx)
+	notaryDone := make(chan struct{})
+	go func() {
+		defer close(notaryDone)
+		c.notary.Run(nctx)
+	}()
 	err = c.srv.Serve(ctx, apiLn, metricsLn)
 	stopLifecycle()
+	stopNotary()
 	<-lifecycleDone
+	<-notaryDone
 	log.Info().Msg("central stopped")
 	return err
 }
@@ -76,6 +90,7 @@ type built struct {
 	vdb             *storage.VectorDB
 	pipe            *embedpipe.Pipeline
 	lifecycle       *lifecycle.Manager
+	notary          *notary.Notary
 	tls             bool   // the API is served over TLS
 	authz, embedder string // for the start-up log line
 }
@@ -108,7 +123,7 @@ func (o *options) build(ctx context.Context, log zerolog.Logger) (_ *built, err 
 			c.close(ctx, log)
 		}
 	}()
-	if c.db, err = storage.Open(ctx, storage.Config{DatabaseURL: o.databaseURL, MaxConns: int32(o.maxConns)}); err != nil {
+	if c.db, err = storage.Open(ctx, storage.Config{DatabaseURL: o.databaseURL, MaxConns: int32(o.maxConns), NoLedger: !o.ledger}); err != nil {
 		return nil, err
 	}
 	registerPoolMetrics(set, c.db)
@@ -135,6 +150,9 @@ func (o *options) build(ctx context.Context, log zerolog.Logger) (_ *built, err 
 	if c.lifecycle, err = lifecycle.New(lc); err != nil {
 		return nil, err
 	}
+	if c.notary, err = o.newNotary(c.db, log, set); err != nil {
+		return nil, err
+	}
 	reads := &central.ReadConfig{Store: c.db, Limiter: ratelimit.New(o.readLimits)}
 	if o.exportKeyFile != "" {
 		if reads.ExportKey, err = export.OpenKeyFile(o.exportKeyFile); err != nil {
@@ -154,6 +172,7 @@ func (o *options) build(ctx context.Context, log zerolog.Logger) (_ *built, err 
 		Search:          &central.SearchConfig{Embedder: emb, Vectors: c.vdb, Audits: c.db},
 		Reads:           reads,
 		Holds:           &central.HoldConfig{Store: c.db, Limiter: reads.Limiter}, // one budget for reads and holds
+		Ledger:          &central.LedgerConfig{Store: c.db, Checkpoints: checkpointSource(c.db, c.notary)},
 		Committed:       committed,
 		Horizon:         c.lifecycle.Horizon,
 	})
@@ -161,6 +180,54 @@ func (o *options) build(ctx context.Context, log zerolog.Logger) (_ *built, err 
 		return nil, err
 	}
 	return c, nil
+}
+
+// newNotary is the ledger's sequencer, and signer of checkpoints with
+// --checkpoint-key-file.
+func (o *options) newNotary(db *storage.DB, log zerolog.Logger, set *metrics.Set) (*notary.Notary, error) {
+	cfg := notary.Config{Store: db, SequenceInterval: o.ledgerInterval, CheckpointInterval: o.checkpointEvery,
+		CheckpointFile: o.checkpointFile, Logger: log, Metrics: set}
+	if o.checkpointKey != "" {
+		key, err := export.OpenKeyFile(o.checkpointKey)
+		if err != nil {
+			return nil, fmt.Errorf("--checkpoint-key-file: %w", err)
+		}
+		cfg.Key = key
+	}
+	return notary.New(cfg)
+}
+
+// checkpointSource is what the verification endpoint holds the chain
+// against: the checkpoints in --checkpoint-file and the database's copies,
+// those whose signature the checkpoint key's public key accepts. Without a
+// key, none.
+func checkpointSource(db *storage.DB, n *notary.Notary) func(context.Context) ([]ledger.Checkpoint, error) {
+	return func(ctx context.Context) ([]ledger.Checkpoint, error) {
+		pub := n.PublicKey()
+		if pub == nil {
+			return nil, nil
+		}
+		cps, err := db.Checkpoints(ctx, pub)
+		if err != nil {
+			return nil, err
+		}
+		if path := n.CheckpointFile(); path != "" {
+			f, err := os.Open(path)
+			if errors.Is(err, os.ErrNotExist) {
+				return cps, nil // none signed yet
+			}
+			if err != nil {
+				return nil, err
+			}
+			defer f.Close()
+			fromFile, err := ledger.ReadCheckpoints(f, pub)
+			if err != nil {
+				return nil, err
+			}
+			cps = append(cps, fromFile...)
+		}
+		return cps, nil
+	}
 }
 
 // close stops the embedding pipeline (within 10 s) and closes the pools.
