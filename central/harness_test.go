@@ -26,6 +26,7 @@ import (
 	"github.com/kubernaut/datastorage/internal/tstest/faultproxy"
 	"github.com/kubernaut/datastorage/internal/tstest/pgtest"
 	"github.com/kubernaut/datastorage/internal/tstest/syncbuf"
+	"github.com/kubernaut/datastorage/ledger"
 	"github.com/kubernaut/datastorage/storage"
 	"github.com/kubernaut/datastorage/wire"
 )
@@ -58,6 +59,8 @@ type options struct {
 	queryTime time.Duration                        // ReadConfig.QueryTimeout
 	horizon   func(wire.Kind, time.Time) time.Time // Config.Horizon
 	now       func() time.Time                     // Config.Now
+	// checkpoints is LedgerConfig.Checkpoints.
+	checkpoints func(context.Context) ([]ledger.Checkpoint, error)
 }
 
 // harness is a real central on a loopback port, writing to a fresh database.
@@ -126,6 +129,7 @@ func newHarness(t *testing.T, opt options) *harness {
 		Authorizer:     authorizer,
 		Reads:          reads,
 		Holds:          &central.HoldConfig{Store: db, Limiter: reads.Limiter},
+		Ledger:         &central.LedgerConfig{Store: db, Checkpoints: opt.checkpoints},
 		Limiter:        ratelimit.New(limits),
 		Store:          db,
 		Logger:         zerolog.New(h.logs),

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kubernaut/datastorage/internal/tstest/harness"
+)
+
+// ledgerKeys writes a checkpoint signing key and its public key as openssl
+// writes them.
+func ledgerKeys(t *testing.T) (private, public string) {
+	t.Helper()
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	require.NoError(t, err)
+	private = filepath.Join(dir, "checkpoint.key")
+	require.NoError(t, os.WriteFile(private, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600))
+	der, err = x509.MarshalPKIXPublicKey(pub)
+	require.NoError(t, err)
+	public = filepath.Join(dir, "checkpoint.pub")
+	require.NoError(t, os.WriteFile(public, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644))
+	return private, public
+}
+
+// ledgerVerify runs the built `central verify` with args.
+func ledgerVerify(t *testing.T, args ...string) (status int, stdout, stderr string) {
+	t.Helper()
+	cmd := exec.Command(harness.BuildOnce(t).Central, append([]string{"verify"}, args...)...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if exit, ok := errors.AsType[*exec.ExitError](err); ok {
+		return exit.ExitCode(), out.String(), errOut.String()
+	}
+	require.NoError(t, err)
+	return 0, out.String(), errOut.String()
+}
+
+// TestVerify_TheTrailACentralWroteAgainstItsCheckpointFile runs a central
+// that signs checkpoints to a file, then `central verify` on its database
+// with that file: whole, then with a row deleted behind its back.
+func TestVerify_TheTrailACentralWroteAgainstItsCheckpointFile(t *testing.T) {
+	key, pub := ledgerKeys(t)
+	checkpoints := filepath.Join(t.TempDir(), "checkpoints.jsonl")
+	p := startCentral(t, "--checkpoint-key-file", key, "--checkpoint-file", checkpoints,
+		"--ledger-sequence-interval", "50ms", "--checkpoint-interval", "200ms")
+	url := "http://" + p.api
+	p.waitReady(t, http.DefaultClient, url)
+	for range 3 {
+		status, body, err := writeAudit(http.DefaultClient, url)
+		require.NoError(t, err)
+		require.Equal(t, 201, status, body)
+	}
+	require.NoError(t, p.Stop(syscall.SIGTERM, 30*time.Second), p.Logs())
+	assert.Contains(t, p.Logs(), `"message":"ledger checkpoint"`)
+
+	status, stdout, stderr := ledgerVerify(t, "--database-url", p.dsn, "--checkpoints", checkpoints, "--public-key", pub)
+	require.Equal(t, 0, status, stderr)
+	assert.Regexp(t, `^ledger verified: entries 0 to 3 of 3 \(4\), 3 rows .* [1-9][0-9]* checkpoints; head 3 [0-9a-f]{64}\n$`, stdout)
+
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, p.dsn)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "SET session_replication_role = replica")
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, "DELETE FROM remediation_audit WHERE id = (SELECT min(id) FROM remediation_audit)")
+	require.NoError(t, err)
+	status, _, stderr = ledgerVerify(t, "--database-url", p.dsn, "--checkpoints", checkpoints, "--public-key", pub)
+	assert.Equal(t, 1, status)
+	assert.Contains(t, stderr, "deleted at seq")
+	assert.Contains(t, stderr, "the ledger does not verify: 1 failures")
+}
+
+func TestVerify_UsageErrorsExitTwo(t *testing.T) {
+	_, pub := ledgerKeys(t)
+	for name, args := range map[string][]string{
+		"no database":                   {"--database-url", ""},
+		"checkpoints without their key": {"--database-url", "postgres://x/y", "--checkpoints", pub},
+		"an argument":                   {"--database-url", "postgres://x/y", "extra"},
+		"a range backwards":             {"--database-url", "postgres://x/y", "--from", "5", "--through", "2"},
+		"an unknown flag":               {"--database-url", "postgres://x/y", "--frm", "5"},
+	} {
+		status, _, stderr := ledgerVerify(t, args...)
+		assert.Equal(t, 2, status, "%s: %s", name, stderr)
+	}
+	status, _, stderr := ledgerVerify(t, "--database-url", "postgres://x/y", "--checkpoints", pub, "--public-key", pub)
+	assert.Equal(t, 1, status, "a checkpoint file that is not one")
+	assert.Contains(t, stderr, "checkpoint line 1")
+}
