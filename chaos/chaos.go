@@ -3,6 +3,7 @@ package chaos
 import (
 	"cmp"
 	"context"
+	"crypto/ed25519"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -52,6 +53,9 @@ const (
 // ErrLossOrDuplicate is returned by Run when an acknowledged record was
 // lost or stored twice, or an agent did not drain.
 var ErrLossOrDuplicate = loadgen.ErrLossOrDuplicate
+
+// ErrLedger is a run that lost nothing but whose ledger does not verify.
+var ErrLedger = errors.New("chaos: the ledger does not verify")
 
 // FaultKinds is every kind, in table order.
 var FaultKinds = []string{FaultAgentKill, FaultCentralKill, FaultCentralTerm, FaultDatabaseStop, FaultDatabaseCut,
@@ -144,6 +148,7 @@ type Result struct {
 	Verify     *loadgen.Verification `json:"verification"`
 	Resent     ResendReport          `json:"resent"`
 	Partitions *PartitionReport      `json:"partitions"`
+	Ledger     *LedgerReport         `json:"ledger"`
 	Drained    bool                  `json:"drained"`
 	Seconds    float64               `json:"seconds"`
 	OwnCluster bool                  `json:"own_cluster"`
@@ -162,10 +167,10 @@ func (r *Result) LongestRecovery() (string, time.Duration) {
 	return kind, d
 }
 
-// OK reports no loss, no duplicate, every agent drained, and every resent
-// record still stored once and unchanged.
+// OK reports no loss, no duplicate, every agent drained, every resent
+// record still stored once and unchanged, and a ledger that verifies.
 func (r *Result) OK() bool {
-	return r.Verify != nil && r.Verify.OK() && r.Drained && r.Resent.Changed == 0
+	return r.Verify != nil && r.Verify.OK() && r.Drained && r.Resent.Changed == 0 && r.Ledger != nil && r.Ledger.OK
 }
 
 // WriteTable prints the result as a Markdown table.
@@ -230,6 +235,10 @@ type env struct {
 	run      *loadgen.Run
 	probes   int
 	mu       sync.Mutex
+
+	// The ledger's checkpoints (ledger.go).
+	checkpointFile string
+	checkpointPub  ed25519.PublicKey
 
 	// Partitions and the resend fault (partitions.go, resend.go).
 	history, ownEnd time.Time // the history partition's end; the end of the run's own daily ones
@@ -333,9 +342,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return e.res, err
 	}
 	e.note(e.res.Partitions.note())
+	if e.res.Ledger, err = checkLedger(ctx, dsn, e.checkpointFile, e.checkpointPub, 30*time.Second); err != nil {
+		return e.res, fmt.Errorf("ledger: %w", err)
+	}
+	e.note(e.res.Ledger.note())
 	e.res.Seconds = time.Since(began).Seconds()
 	e.observe()
 	if !e.res.OK() {
+		if e.res.Ledger != nil && !e.res.Ledger.OK && e.res.Verify.OK() && e.res.Drained && e.res.Resent.Changed == 0 {
+			return e.res, ErrLedger
+		}
 		return e.res, ErrLossOrDuplicate
 	}
 	return e.res, e.res.Partitions.check(e.ownEnd)
@@ -394,13 +410,19 @@ func (e *env) deploy(ctx context.Context, work string, bins harness.Binaries) er
 			return err
 		}
 	}
+	checkpointKey, pub, err := checkpointKey(dir)
+	if err != nil {
+		return err
+	}
+	e.checkpointFile, e.checkpointPub = filepath.Join(dir, "checkpoints.jsonl"), pub
 	api, _ := freeport.Free()
 	metricsAddr, _ := freeport.Free()
 	e.central = &proc{Command: harness.Command{Name: "central", Path: bins.Central, Env: []string{"DATABASE_URL=" + centralDSN},
 		Args: []string{"serve", "--listen", api, "--metrics-listen", metricsAddr, "--auth", "static", "--token-file", tokenFile,
 			"--authz-file", authzFile, "--rate-limit", "1000000000", "--rate-burst", "100000", "--log-level", "warn",
 			"--shutdown-timeout", "5s", "--partition-period", "day", "--partitions-ahead", strconv.Itoa(partitionsAhead),
-			"--partition-check-interval", partitionInterval.String()},
+			"--partition-check-interval", partitionInterval.String(),
+			"--checkpoint-key-file", checkpointKey, "--checkpoint-file", e.checkpointFile, "--checkpoint-interval", "1s"},
 		Ready: "http://" + api + "/readyz"}}
 	e.centralURL = "http://" + api
 	if err := e.central.start(ctx); err != nil {
