@@ -450,10 +450,9 @@ func TestExport_AClientThatGoesAwayStopsTheQuery(t *testing.T) {
 	keys := newExportKey(t)
 	h := newHarness(t, options{exportKey: keys.private, authz: exporter(t)})
 	// Enough rows that the export outlives the client's first read.
-	// (Written around the central, so outside the ledger: batch 0.)
 	_, err := h.pool.Exec(context.Background(), `INSERT INTO remediation_audit
-		(id, remediation_request_id, created_at, service_account, received_at, reasoning, ledger_batch)
-		SELECT 'audit-' || g, 'rr-' || (g % 1000), now() - g * interval '1 ms', 'ns/bulk', now(), repeat('x', 400), 0
+		(id, remediation_request_id, created_at, service_account, received_at, reasoning)
+		SELECT 'audit-' || g, 'rr-' || (g % 1000), now() - g * interval '1 ms', 'ns/bulk', now(), repeat('x', 400)
 		FROM generate_series(1, 200000) g`)
 	require.NoError(t, err)
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -33,6 +34,10 @@ var (
 	auditIDColumns  = []string{"id", "service_account", "kind", "event_time"}
 	workflowColumns = []string{"id", "workflow_id", "step_name", "step_status", "duration_ms",
 		"error_message", "executed_at", "service_account", "received_at"}
+	// What COPY sends: the columns above (a leaf's, ledger.go), then the
+	// ledger batch.
+	remediationCopyColumns = slices.Concat(remediationColumns, []string{"ledger_batch"})
+	workflowCopyColumns    = slices.Concat(workflowColumns, []string{"ledger_batch"})
 )
 
 // errAlreadyStored is a COPY refused because an ID of the batch exists.
@@ -70,12 +75,12 @@ func copyRows(ctx context.Context, conn *pgx.Conn, sa string, rem *remediationRo
 		return true, copyErr(err)
 	}
 	if rem.len() > 0 {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"remediation_audit"}, remediationColumns, &remediationSource{rows: rem, sa: sa, i: -1}); err != nil {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"remediation_audit"}, remediationCopyColumns, &remediationSource{rows: rem, sa: sa, batch: batch, i: -1}); err != nil {
 			return true, copyErr(err)
 		}
 	}
 	if wf.len() > 0 {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"workflow_audit"}, workflowColumns, &workflowSource{rows: wf, sa: sa, i: -1}); err != nil {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"workflow_audit"}, workflowCopyColumns, &workflowSource{rows: wf, sa: sa, batch: batch, i: -1}); err != nil {
 			return true, copyErr(err)
 		}
 	}
@@ -124,9 +129,10 @@ func copyErr(err error) error {
 // remediationSource feeds remediationRows to CopyFrom row by row; an omitted
 // optional string ("") is stored as NULL, as the ON CONFLICT path does.
 type remediationSource struct {
-	rows *remediationRows
-	sa   string
-	i    int
+	rows  *remediationRows
+	sa    string
+	batch int64
+	i     int
 }
 
 func (s *remediationSource) Next() bool { s.i++; return s.i < s.rows.len() }
@@ -136,14 +142,15 @@ func (s *remediationSource) Values() ([]any, error) {
 	return []any{r.id[i], r.remediationRequestID[i], nullIfEmpty(r.alertName[i]), nullIfEmpty(r.namespace[i]),
 		nullIfEmpty(r.cluster[i]), nullIfEmpty(r.priority[i]), nullIfEmpty(r.actionType[i]), nullIfEmpty(r.status[i]),
 		r.confidence[i], nullIfEmpty(r.reasoning[i]), nullIfEmpty(r.targetResource[i]), r.durationMs[i],
-		nullIfEmpty(r.errorMessage[i]), r.createdAt[i], r.executedAt[i], s.sa, r.receivedAt[i]}, nil
+		nullIfEmpty(r.errorMessage[i]), r.createdAt[i], r.executedAt[i], s.sa, r.receivedAt[i], s.batch}, nil
 }
 
 // workflowSource is remediationSource for workflow rows.
 type workflowSource struct {
-	rows *workflowRows
-	sa   string
-	i    int
+	rows  *workflowRows
+	sa    string
+	batch int64
+	i     int
 }
 
 func (s *workflowSource) Next() bool { s.i++; return s.i < s.rows.len() }
@@ -151,7 +158,7 @@ func (s *workflowSource) Err() error { return nil }
 func (s *workflowSource) Values() ([]any, error) {
 	r, i := s.rows, s.i
 	return []any{r.id[i], r.workflowID[i], r.stepName[i], r.stepStatus[i], r.durationMs[i],
-		nullIfEmpty(r.errorMessage[i]), r.executedAt[i], s.sa, r.receivedAt[i]}, nil
+		nullIfEmpty(r.errorMessage[i]), r.executedAt[i], s.sa, r.receivedAt[i], s.batch}, nil
 }
 
 func nullIfEmpty(s string) any {

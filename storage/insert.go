@@ -55,12 +55,12 @@ RETURNING id
 INSERT INTO remediation_audit (
     id, remediation_request_id, alert_name, namespace, cluster, priority,
     action_type, status, confidence, reasoning, target_resource, duration_ms,
-    error_message, created_at, executed_at, service_account, received_at)
+    error_message, created_at, executed_at, service_account, received_at, ledger_batch)
 SELECT id, remediation_request_id, NULLIF(alert_name, ''), NULLIF(namespace, ''),
     NULLIF(cluster, ''), NULLIF(priority, ''), NULLIF(action_type, ''),
     NULLIF(status, ''), confidence, NULLIF(reasoning, ''),
     NULLIF(target_resource, ''), duration_ms, NULLIF(error_message, ''),
-    created_at, executed_at, $17, received_at
+    created_at, executed_at, $17, received_at, currval('audit_ledger_batch')
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
     $7::text[], $8::text[], $9::float8[], $10::text[], $11::text[], $12::int4[],
     $13::text[], $14::timestamptz[], $15::timestamptz[], $16::timestamptz[])
@@ -88,9 +88,9 @@ RETURNING id
 ), ins AS (
 INSERT INTO workflow_audit (
     id, workflow_id, step_name, step_status, duration_ms, error_message,
-    executed_at, service_account, received_at)
+    executed_at, service_account, received_at, ledger_batch)
 SELECT id, workflow_id, step_name, step_status, duration_ms,
-    NULLIF(error_message, ''), executed_at, $9, received_at
+    NULLIF(error_message, ''), executed_at, $9, received_at, currval('audit_ledger_batch')
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[],
     $6::text[], $7::timestamptz[], $8::timestamptz[])
     AS t(id, workflow_id, step_name, step_status, duration_ms, error_message,

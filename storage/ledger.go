@@ -19,8 +19,9 @@ import (
 // it commits; SequenceLedger chains the committed entries; VerifyLedger
 // checks the chain and the rows.
 
-// nextBatch starts a writing transaction's batch: the rows it inserts take
-// it as their ledger_batch (the column's default is the session's currval).
+// nextBatch starts a writing transaction's batch: the rows it stores carry
+// it as their ledger_batch (COPY sends it; the inserts and the entry read it
+// back with currval, the session's last nextval).
 const nextBatch = `SELECT nextval('audit_ledger_batch')`
 
 // insertEntry stores an entry in the writing transaction: its batch is the

@@ -176,15 +176,22 @@ func TestLedger_ARowInsertedOutsideTheCentralIsNamed(t *testing.T) {
 		service_account, received_at, ledger_batch)
 		SELECT 'audit-forged-2', 'rr-forged', $1, $2, $1, ledger_batch FROM remediation_audit WHERE id = $3`, *at, testSA, tr.recs[0].ID)
 	require.NoError(t, err)
+	// And a plain INSERT: batch 0, "before the ledger", of which there were
+	// none.
+	_, err = conn.Exec(testContext(t), `INSERT INTO workflow_audit (id, workflow_id, step_name, step_status,
+		executed_at, service_account, received_at) VALUES ('audit-forged-3', 'wf-forged', 's', 'ok', $1, $2, $1)`, *at, testSA)
+	require.NoError(t, err)
 	r := tr.verify(t)
-	require.Equal(t, 2, r.FailuresTotal, "%v", r.Failures)
+	require.Equal(t, 3, r.FailuresTotal, "%v", r.Failures)
 	byRecord := map[string]ledger.Failure{}
 	for _, f := range r.Failures {
-		assert.Equal(t, ledger.ProblemInserted, f.Problem)
 		byRecord[f.Record] = f
 	}
+	assert.Equal(t, ledger.ProblemInserted, byRecord["audit-forged-1"].Problem)
 	assert.Zero(t, byRecord["audit-forged-1"].Seq, "no entry to name")
+	assert.Equal(t, ledger.ProblemInserted, byRecord["audit-forged-2"].Problem)
 	assert.Equal(t, tr.seqOf(t, wire.KindRemediation, tr.recs[0].ID), byRecord["audit-forged-2"].Seq)
+	assert.Equal(t, ledger.ProblemLegacy, byRecord[""].Problem, "1 workflow row claims to predate the ledger")
 }
 
 func TestLedger_ReorderedEntriesBreakTheChain(t *testing.T) {

@@ -26,12 +26,12 @@ LOCK TABLE remediation_audit, workflow_audit IN ACCESS EXCLUSIVE MODE;
 
 CREATE SEQUENCE audit_ledger_batch; -- 1, 2, …; batch 0 is "before the ledger"
 
--- A writer takes nextval('audit_ledger_batch') first in its transaction;
--- its rows then default to that batch (currval is per session).
+-- A writer takes nextval('audit_ledger_batch') first in its transaction and
+-- stores its rows with that batch. A row inserted any other way gets 0, as
+-- the rows that exist now do: "before the ledger", which the verifier counts
+-- against ledger_legacy.
 ALTER TABLE remediation_audit ADD COLUMN ledger_batch BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE remediation_audit ALTER COLUMN ledger_batch SET DEFAULT currval('audit_ledger_batch');
 ALTER TABLE workflow_audit ADD COLUMN ledger_batch BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE workflow_audit ALTER COLUMN ledger_batch SET DEFAULT currval('audit_ledger_batch');
 
 CREATE TABLE audit_ledger (
     batch             BIGINT        NOT NULL, -- unique: nextval
