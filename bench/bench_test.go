@@ -41,7 +41,8 @@ func TestRun_TinyConfigurationMeasuresAndVerifiesEveryScenario(t *testing.T) {
 			assert.Positive(t, *s.PersistedPerSec, s.Name)
 		}
 	}
-	for _, name := range []string{bench.ScenarioNaive, bench.ScenarioDirect, bench.ScenarioSidecar, bench.ScenarioSidecarReads, bench.ScenarioSidecarHalf} {
+	for _, name := range []string{bench.ScenarioNaive, bench.ScenarioDirect, bench.ScenarioDirectNoLedger, bench.ScenarioSidecar,
+		bench.ScenarioSidecarNoLedger, bench.ScenarioSidecarReads, bench.ScenarioSidecarHalf} {
 		s := scenario(t, res, name)
 		require.NotNil(t, s.Verify, "%s is verified", name)
 		require.NotNil(t, s.Latency, name)
@@ -58,6 +59,13 @@ func TestRun_TinyConfigurationMeasuresAndVerifiesEveryScenario(t *testing.T) {
 	assert.Positive(t, withReads.Reads.ByType["page"].Reads)
 	assert.Contains(t, withReads.Ratios, "accepted_vs_sidecar")
 	assert.Nil(t, scenario(t, res, bench.ScenarioSidecar).Reads)
+	// Each write path with the ledger is compared with its twin without.
+	for _, name := range []string{bench.ScenarioDirect, bench.ScenarioSidecar} {
+		s := scenario(t, res, name)
+		assert.Contains(t, s.Ratios, "persisted_vs_noledger", name)
+		assert.Contains(t, s.Ratios, "p99_vs_noledger", name)
+	}
+	assert.NotContains(t, scenario(t, res, bench.ScenarioDirectNoLedger).Ratios, "persisted_vs_noledger")
 
 	dir := t.TempDir()
 	require.NoError(t, res.WriteJSON(filepath.Join(dir, "results.json")))
@@ -71,6 +79,11 @@ func TestRun_TinyConfigurationMeasuresAndVerifiesEveryScenario(t *testing.T) {
 	assert.Contains(t, table.String(), "| sidecar ")
 	assert.Contains(t, table.String(), "Reads during sidecar-reads")
 	assert.Contains(t, table.String(), "sidecar write rate with reads vs without")
+	assert.Contains(t, table.String(), "| sidecar-noledger ")
+	assert.Contains(t, table.String(), "Ledger cost")
+	assert.Contains(t, table.String(), "direct persisted with ledger vs without")
+	assert.Contains(t, table.String(), "sidecar p99 latency with ledger vs without")
+	assert.Contains(t, string(page), "Ledger cost")
 }
 
 func scenario(t *testing.T, res *bench.Results, name string) *bench.ScenarioResult {

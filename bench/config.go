@@ -13,19 +13,26 @@ import (
 
 // Scenario names, in the order Run executes them.
 const (
-	ScenarioBareHTTP     = "bare-http"     // limit: fasthttp handler answering 201
-	ScenarioCopy         = "copy"          // limit: raw COPY of the audit rows
-	ScenarioVectorCopy   = "vector-copy"   // limit: raw COPY of 768-d vectors into an HNSW table
-	ScenarioNaive        = "naive"         // the spec's design: insert, embed, insert vector, answer
-	ScenarioDirect       = "direct"        // controllers → central, single-record API
-	ScenarioSidecar      = "sidecar"       // controllers → K agents → central, peak rate
-	ScenarioSidecarReads = "sidecar-reads" // the same with a reader reading the history back
-	ScenarioSidecarHalf  = "sidecar-half"  // the same at half the sidecar's peak accepted rate
+	ScenarioBareHTTP        = "bare-http"        // limit: fasthttp handler answering 201
+	ScenarioCopy            = "copy"             // limit: raw COPY of the audit rows
+	ScenarioVectorCopy      = "vector-copy"      // limit: raw COPY of 768-d vectors into an HNSW table
+	ScenarioNaive           = "naive"            // the spec's design: insert, embed, insert vector, answer
+	ScenarioDirect          = "direct"           // controllers → central, single-record API
+	ScenarioDirectNoLedger  = "direct-noledger"  // the same, the central with --ledger=false
+	ScenarioSidecar         = "sidecar"          // controllers → K agents → central, peak rate
+	ScenarioSidecarNoLedger = "sidecar-noledger" // the same, the central with --ledger=false
+	ScenarioSidecarReads    = "sidecar-reads"    // the sidecar with a reader reading the history back
+	ScenarioSidecarHalf     = "sidecar-half"     // the sidecar at half its peak accepted rate
 )
 
 // AllScenarios is every scenario in run order.
 var AllScenarios = []string{ScenarioBareHTTP, ScenarioCopy, ScenarioVectorCopy, ScenarioNaive,
-	ScenarioDirect, ScenarioSidecar, ScenarioSidecarReads, ScenarioSidecarHalf}
+	ScenarioDirect, ScenarioDirectNoLedger, ScenarioSidecar, ScenarioSidecarNoLedger,
+	ScenarioSidecarReads, ScenarioSidecarHalf}
+
+// noLedgerTwin is, for each write path, its scenario without the ledger,
+// run right after it so that the pair prices the ledger on one machine state.
+var noLedgerTwin = map[string]string{ScenarioDirect: ScenarioDirectNoLedger, ScenarioSidecar: ScenarioSidecarNoLedger}
 
 // Config configures a run. Zero fields take the defaults noted.
 type Config struct {

@@ -9,7 +9,9 @@
 // limits (raw COPY, raw vector COPY into an HNSW table, a bare fasthttp 201
 // handler), the spec's naive design implemented in-process, the direct path
 // (controllers → central) and the sidecar path (controllers → agents →
-// central), at peak and at half the peak rate.
+// central), at peak and at half the peak rate. Each path at peak is followed
+// by its -noledger twin: the same load on a central started with
+// --ledger=false, so that the pair prices the tamper-evident ledger.
 //
 // It owns only benchmark code: it drives the binaries from the outside
 // through internal/tstest/harness and imports client and wire (the schema comes

@@ -60,7 +60,7 @@ func progress(w io.Writer, name string, start time.Time, accepted *atomic.Int64,
 			return
 		case <-tick.C:
 			a, p := accepted.Load(), persisted()
-			fmt.Fprintf(w, "\r%-13s %5.1fs  accepted %9d (%7d/s)  persisted %9d (%7d/s)   ",
+			fmt.Fprintf(w, "\r%-16s %5.1fs  accepted %9d (%7d/s)  persisted %9d (%7d/s)   ",
 				name, time.Since(start).Seconds(), a, a-lastA, p, p-lastP)
 			lastA, lastP = a, p
 		}

@@ -23,6 +23,12 @@ func computeRatios(res *Results) {
 	persisted := func(s *ScenarioResult) *float64 { return s.PersistedPerSec }
 	accepted := func(s *ScenarioResult) *float64 { return &s.AcceptedPerSec }
 	embedded := func(s *ScenarioResult) *float64 { return s.EmbeddedPerSec }
+	p99 := func(s *ScenarioResult) *float64 {
+		if s.Latency == nil {
+			return nil
+		}
+		return &s.Latency.P99
+	}
 	copyRate, naiveRate := ref(ScenarioCopy, persisted), ref(ScenarioNaive, persisted)
 	bare, vec := ref(ScenarioBareHTTP, accepted), ref(ScenarioVectorCopy, embedded)
 	sideAccepted, sidePersisted := ref(ScenarioSidecar, accepted), ref(ScenarioSidecar, persisted)
@@ -47,6 +53,11 @@ func computeRatios(res *Results) {
 			// The same deployment and load without the reader.
 			put("accepted_vs_sidecar", &s.AcceptedPerSec, sideAccepted)
 			put("persisted_vs_sidecar", s.PersistedPerSec, sidePersisted)
+		}
+		if twin, ok := noLedgerTwin[s.Name]; ok {
+			// The same deployment and load, right after, without the ledger.
+			put("persisted_vs_noledger", s.PersistedPerSec, ref(twin, persisted))
+			put("p99_vs_noledger", p99(s), ref(twin, p99))
 		}
 	}
 }
@@ -81,6 +92,20 @@ func checkTargets(res *Results) []Target {
 	if half != nil && half.Latency != nil {
 		out = append(out, Target{Name: "sidecar p99 accept latency at half peak", Want: "<= 10 ms", Got: half.Latency.P99,
 			Met: half.Latency.P99 <= 10, Detail: fmt.Sprintf("paced at %.0f/s, achieved %.0f/s", half.TargetRate, half.AcceptedPerSec)})
+	}
+	for _, s := range res.Scenarios {
+		twin := res.scenario(noLedgerTwin[s.Name])
+		if twin == nil {
+			continue
+		}
+		if r, ok := s.Ratios["persisted_vs_noledger"]; ok {
+			out = append(out, Target{Name: s.Name + " persisted with ledger vs without", Want: ">= 0.90", Got: r, Met: r >= 0.9,
+				Detail: fmt.Sprintf("%.0f/s vs %.0f/s", *s.PersistedPerSec, *twin.PersistedPerSec)})
+		}
+		if r, ok := s.Ratios["p99_vs_noledger"]; ok {
+			out = append(out, Target{Name: s.Name + " p99 latency with ledger vs without", Want: "<= 1.20", Got: r, Met: r <= 1.2,
+				Detail: fmt.Sprintf("%.1f ms vs %.1f ms", s.Latency.P99, twin.Latency.P99)})
+		}
 	}
 	return out
 }
@@ -149,13 +174,14 @@ func (res *Results) WriteTable(w io.Writer) {
 		if len(s.Errors) > 0 {
 			errs = fmt.Sprintf("  errors %v", s.Errors)
 		}
-		fmt.Fprintf(w, "  %-13s %s%s\n", s.Name, strings.Join(parts, ", "), errs)
+		fmt.Fprintf(w, "  %-16s %s%s\n", s.Name, strings.Join(parts, ", "), errs)
 	}
 	for _, s := range res.Scenarios {
 		if s.Reads != nil {
 			s.writeReads(w)
 		}
 	}
+	res.writeLedgerCost(w)
 	if len(res.Targets) > 0 {
 		fmt.Fprintln(w, "\nTargets:")
 		for _, t := range res.Targets {
@@ -202,6 +228,34 @@ func (s *ScenarioResult) writeReads(w io.Writer) {
 		fmt.Fprintln(w, " (target: accepted >= 0.90)")
 	} else {
 		fmt.Fprintln(w, "  write rate vs sidecar: n/a (the sidecar scenario did not run)")
+	}
+}
+
+// writeLedgerCost prints, for each write path that ran, its rates with the
+// ledger over those of its -noledger twin.
+func (res *Results) writeLedgerCost(w io.Writer) {
+	header := false
+	for _, s := range res.Scenarios {
+		twin, ok := noLedgerTwin[s.Name]
+		if !ok {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w, "\nLedger cost (with the ledger ÷ without, the same load run back to back):")
+			header = true
+		}
+		if res.scenario(twin) == nil {
+			fmt.Fprintf(w, "  %-16s n/a (%s did not run)\n", s.Name, twin)
+			continue
+		}
+		ratio := func(k string) string {
+			if v, ok := s.Ratios[k]; ok {
+				return fmt.Sprintf("%.2f", v)
+			}
+			return "n/a"
+		}
+		fmt.Fprintf(w, "  %-16s persisted/s %s (target >= 0.90), p99 accept latency %s (target <= 1.20)\n",
+			s.Name, ratio("persisted_vs_noledger"), ratio("p99_vs_noledger"))
 	}
 }
 

@@ -144,10 +144,11 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 
 	steps := []struct {
 		name string
-		fn   func(context.Context, *Results) (*ScenarioResult, error)
+		fn   scenarioFunc
 	}{
 		{ScenarioBareHTTP, e.bareHTTP}, {ScenarioCopy, e.copy}, {ScenarioVectorCopy, e.vectorCopy},
-		{ScenarioNaive, e.naive}, {ScenarioDirect, e.direct}, {ScenarioSidecar, e.sidecar},
+		{ScenarioNaive, e.naive}, {ScenarioDirect, e.direct(ledgerOn)}, {ScenarioDirectNoLedger, e.direct(ledgerOff)},
+		{ScenarioSidecar, e.sidecar(ledgerOn)}, {ScenarioSidecarNoLedger, e.sidecar(ledgerOff)},
 		{ScenarioSidecarReads, e.sidecarReads}, {ScenarioSidecarHalf, e.sidecarHalf},
 	}
 	failed := false
@@ -166,7 +167,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		res.Scenarios = append(res.Scenarios, r)
 		if r.Verify != nil {
 			v := r.Verify
-			fmt.Fprintf(cfg.Progress, "%-13s verify: acked=%d lost=%d duplicated=%d unacked=%d\n",
+			fmt.Fprintf(cfg.Progress, "%-16s verify: acked=%d lost=%d duplicated=%d unacked=%d\n",
 				r.Name, v.Acked, v.Lost, v.Duplicated, v.Unacked)
 			if !v.OK() {
 				failed = true

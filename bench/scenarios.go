@@ -49,7 +49,7 @@ func (e *env) copy(ctx context.Context, _ *Results) (*ScenarioResult, error) {
 		return nil, err
 	}
 	defer drop()
-	fmt.Fprintf(e.cfg.Progress, "%-13s COPY %d rows…\n", ScenarioCopy, e.cfg.CopyRows)
+	fmt.Fprintf(e.cfg.Progress, "%-16s COPY %d rows…\n", ScenarioCopy, e.cfg.CopyRows)
 	w := newProcWatch(e.postmaster, nil)
 	n, d, err := copyLimit(ctx, e.cfg, e.bins.Central, dsn)
 	if err != nil {
@@ -67,7 +67,7 @@ func (e *env) vectorCopy(ctx context.Context, _ *Results) (*ScenarioResult, erro
 		return nil, err
 	}
 	defer drop()
-	fmt.Fprintf(e.cfg.Progress, "%-13s COPY 768-d vectors into an HNSW table for %s…\n", ScenarioVectorCopy, e.cfg.VectorDuration)
+	fmt.Fprintf(e.cfg.Progress, "%-16s COPY 768-d vectors into an HNSW table for %s…\n", ScenarioVectorCopy, e.cfg.VectorDuration)
 	w := newProcWatch(e.postmaster, nil)
 	n, d, err := vectorCopyLimit(ctx, e.cfg, dsn)
 	if err != nil {
@@ -113,7 +113,11 @@ func (d *deployment) close() {
 	d.drop()
 }
 
-func (e *env) deploy(ctx context.Context, label string, agents int) (*deployment, error) {
+// ledgerOn and ledgerOff start a deployment's central with its ledger, as
+// deployed, or without (--ledger=false), which exists to price the ledger.
+const ledgerOn, ledgerOff = true, false
+
+func (e *env) deploy(ctx context.Context, label string, agents int, ledger bool) (*deployment, error) {
 	dsn, drop, err := loadgen.CreateDatabase(ctx, e.admin, label)
 	if err != nil {
 		return nil, err
@@ -137,7 +141,10 @@ func (e *env) deploy(ctx context.Context, label string, agents int) (*deployment
 			"--authz-file", authzFile, "--rate-limit", "1000000000", "--rate-burst", "100000",
 			// A read budget no reader of the bench reaches: sidecar-reads
 			// measures the reads' cost to the writes, not the budget.
-			"--read-rate", "1000000000", "--read-burst", "100000", "--log-level", "warn"},
+			"--read-rate", "1000000000", "--read-burst", "100000", "--log-level", "warn",
+			// Always given: a DATASTORAGE_LEDGER in this environment must
+			// not change what the -noledger pairs compare.
+			"--ledger=" + strconv.FormatBool(ledger)},
 		Ready: d.central + "/readyz"})
 	if err != nil {
 		d.close()
@@ -168,15 +175,31 @@ func (e *env) deploy(ctx context.Context, label string, agents int) (*deployment
 	return d, nil
 }
 
-func (e *env) direct(ctx context.Context, _ *Results) (*ScenarioResult, error) {
-	d, err := e.deploy(ctx, "direct", 0)
-	if err != nil {
-		return nil, err
+// scenarioFunc runs one scenario; res holds those that ran before it.
+type scenarioFunc func(ctx context.Context, res *Results) (*ScenarioResult, error)
+
+// withLedger is scenario's name and a note for its description, or with
+// ledgerOff its -noledger twin's.
+func withLedger(scenario string, ledger bool) (name, note string) {
+	if ledger {
+		return scenario, ""
 	}
-	defer d.close()
-	t := target{Target: loadgen.Target{Name: "direct", URLs: []string{d.central}, Tokens: d.tokens,
-		IDSA: func(i int) string { return loadgen.Writers[i%4].QualifiedSA() }}, dsn: d.dsn}
-	return e.load(ctx, ScenarioDirect, fmt.Sprintf("%d controllers → central single-record API → PostgreSQL, each writer with its own service-account token", e.cfg.Controllers), t, d.children, 0)
+	return noLedgerTwin[scenario], ", the central with --ledger=false (no ledger entries)"
+}
+
+// direct is the direct scenario, with the central's ledger on or off.
+func (e *env) direct(ledger bool) scenarioFunc {
+	name, note := withLedger(ScenarioDirect, ledger)
+	return func(ctx context.Context, _ *Results) (*ScenarioResult, error) {
+		d, err := e.deploy(ctx, name, 0, ledger)
+		if err != nil {
+			return nil, err
+		}
+		defer d.close()
+		t := target{Target: loadgen.Target{Name: "direct", URLs: []string{d.central}, Tokens: d.tokens,
+			IDSA: func(i int) string { return loadgen.Writers[i%4].QualifiedSA() }}, dsn: d.dsn}
+		return e.load(ctx, name, fmt.Sprintf("%d controllers → central single-record API → PostgreSQL, each writer with its own service-account token%s", e.cfg.Controllers, note), t, d.children, 0)
+	}
 }
 
 func (e *env) sidecarTarget(d *deployment) target {
@@ -184,18 +207,22 @@ func (e *env) sidecarTarget(d *deployment) target {
 		IDSA: func(i int) string { return d.agentSA[i%len(d.agentSA)] }}, dsn: d.dsn}
 }
 
-func (e *env) sidecar(ctx context.Context, _ *Results) (*ScenarioResult, error) {
-	d, err := e.deploy(ctx, "sidecar", e.cfg.Agents)
-	if err != nil {
-		return nil, err
+// sidecar is the sidecar scenario, with the central's ledger on or off.
+func (e *env) sidecar(ledger bool) scenarioFunc {
+	name, note := withLedger(ScenarioSidecar, ledger)
+	return func(ctx context.Context, _ *Results) (*ScenarioResult, error) {
+		d, err := e.deploy(ctx, name, e.cfg.Agents, ledger)
+		if err != nil {
+			return nil, err
+		}
+		defer d.close()
+		return e.load(ctx, name, fmt.Sprintf("%d controllers → %d agents (fsync, batch, forward) → central → PostgreSQL, closed loop%s", e.cfg.Controllers, e.cfg.Agents, note),
+			e.sidecarTarget(d), d.children, 0)
 	}
-	defer d.close()
-	return e.load(ctx, ScenarioSidecar, fmt.Sprintf("%d controllers → %d agents (fsync, batch, forward) → central → PostgreSQL, closed loop", e.cfg.Controllers, e.cfg.Agents),
-		e.sidecarTarget(d), d.children, 0)
 }
 
 func (e *env) sidecarReads(ctx context.Context, _ *Results) (*ScenarioResult, error) {
-	d, err := e.deploy(ctx, "sidecar_reads", e.cfg.Agents)
+	d, err := e.deploy(ctx, "sidecar_reads", e.cfg.Agents, ledgerOn)
 	if err != nil {
 		return nil, err
 	}
@@ -211,11 +238,11 @@ func (e *env) sidecarReads(ctx context.Context, _ *Results) (*ScenarioResult, er
 func (e *env) sidecarHalf(ctx context.Context, res *Results) (*ScenarioResult, error) {
 	peak := res.scenario(ScenarioSidecar)
 	if peak == nil || peak.AcceptedPerSec == 0 {
-		fmt.Fprintf(e.cfg.Progress, "%-13s skipped: needs the sidecar scenario's peak rate\n", ScenarioSidecarHalf)
+		fmt.Fprintf(e.cfg.Progress, "%-16s skipped: needs the sidecar scenario's peak rate\n", ScenarioSidecarHalf)
 		return nil, nil
 	}
 	rate := peak.AcceptedPerSec / 2
-	d, err := e.deploy(ctx, "sidecar_half", e.cfg.Agents)
+	d, err := e.deploy(ctx, "sidecar_half", e.cfg.Agents, ledgerOn)
 	if err != nil {
 		return nil, err
 	}
@@ -290,7 +317,7 @@ func (e *env) load(ctx context.Context, name, desc string, t target, children []
 		return nil, err
 	}
 	if reads != nil {
-		fmt.Fprintf(cfg.Progress, "%-13s reads: %d (%.1f/s), %d rows, errors %d\n", name, reads.Reads, reads.ReadsPerSec, reads.Rows, reads.Errors)
+		fmt.Fprintf(cfg.Progress, "%-16s reads: %d (%.1f/s), %d rows, errors %d\n", name, reads.Reads, reads.ReadsPerSec, reads.Rows, reads.Errors)
 	}
 	loadEnd := run.Ended
 	r := &ScenarioResult{Name: name, Description: desc, Seconds: loadEnd.Sub(run.Began).Seconds(), Errors: run.Errors(), Reads: reads}
@@ -303,7 +330,7 @@ func (e *env) load(ctx context.Context, name, desc string, t target, children []
 		// Drain: wait until the row count covers every acknowledgement.
 		deadline := time.Now().Add(cfg.DrainTimeout)
 		for persisted() < r.Accepted && time.Now().Before(deadline) && ctx.Err() == nil {
-			fmt.Fprintf(cfg.Progress, "\r%-13s draining: persisted %d of %d acknowledged   ", name, persisted(), r.Accepted)
+			fmt.Fprintf(cfg.Progress, "\r%-16s draining: persisted %d of %d acknowledged   ", name, persisted(), r.Accepted)
 			time.Sleep(100 * time.Millisecond)
 		}
 		fmt.Fprintln(cfg.Progress)
