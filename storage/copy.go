@@ -91,7 +91,7 @@ func copyRows(ctx context.Context, conn *pgx.Conn, sa string, rem *remediationRo
 	b = &pgx.Batch{}
 	b.Queue(insertOutbox, rem.id, wf.id, sa)
 	if !noLedger {
-		queueEntry(b, newEntry(batch, sa, rem, wf, nil, nil))
+		queueEntry(b, newEntry(sa, rem, wf, nil, nil))
 	}
 	b.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {

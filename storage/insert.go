@@ -143,7 +143,7 @@ func insertRows(ctx context.Context, conn *pgx.Conn, sa string, rem *remediation
 		writtenAt         time.Time
 	)
 	if fold {
-		e := newEntry(0, sa, rem, wf, nil, nil)
+		e := newEntry(sa, rem, wf, nil, nil)
 		digest, entryRows, writtenAt = e.Digest[:], e.EncodeRows(), e.WrittenAt
 	}
 	b := &pgx.Batch{}
@@ -183,7 +183,7 @@ func insertRows(ctx context.Context, conn *pgx.Conn, sa string, rem *remediation
 	if err == nil && separate {
 		b = &pgx.Batch{}
 		if len(remIDs)+len(wfIDs) > 0 {
-			queueEntry(b, newEntry(0, sa, rem, wf, remIDs, wfIDs))
+			queueEntry(b, newEntry(sa, rem, wf, remIDs, wfIDs))
 		}
 		b.Queue("COMMIT")
 		err = conn.SendBatch(ctx, b).Close()

@@ -15,7 +15,7 @@ import (
 
 // The ledger (migration 0009, package ledger, SCHEMA.md "Ledger"): every
 // transaction that stores audit rows takes a batch number first
-// (nextBatch; its rows default to it) and stores one pending entry before
+// (nextBatch), stores it with its rows, and stores one pending entry before
 // it commits; SequenceLedger chains the committed entries; VerifyLedger
 // checks the chain and the rows.
 
@@ -47,11 +47,12 @@ func queueEntry(b *pgx.Batch, e *ledger.Entry) {
 		pruneKind, pruneFrom, pruneTo, pruneSeq, pruneHash)
 }
 
-// newEntry is the entry of batch, which stored the rows of rem and wf that
-// stored admits (nil: all of them). Their leaves were computed beforehand
-// (computeLeaves), outside the transaction.
-func newEntry(batch int64, sa string, rem *remediationRows, wf *workflowRows, remStored, wfStored map[string]struct{}) *ledger.Entry {
-	e := &ledger.Entry{Batch: batch, Writer: sa, WrittenAt: time.Now().Truncate(time.Microsecond)}
+// newEntry is the entry of a transaction that stored the rows of rem and wf
+// that stored admits (nil: all of them). Their leaves were computed
+// beforehand (computeLeaves), outside the transaction. Its batch is the
+// transaction's, which insertEntry reads with currval.
+func newEntry(sa string, rem *remediationRows, wf *workflowRows, remStored, wfStored map[string]struct{}) *ledger.Entry {
+	e := &ledger.Entry{Writer: sa, WrittenAt: time.Now().Truncate(time.Microsecond)}
 	for i, id := range rem.id {
 		if _, ok := remStored[id]; remStored == nil || ok {
 			e.Remediation = append(e.Remediation, ledger.Row{ID: id, EventTime: rem.createdAt[i], Leaf: rem.leaves[i]})
@@ -268,11 +269,10 @@ func anchorDrop(ctx context.Context, tx pgx.Tx, p Partition) error {
 	if err != nil {
 		return err
 	}
-	var batch int64
-	if err := tx.QueryRow(ctx, nextBatch).Scan(&batch); err != nil {
+	if _, err := tx.Exec(ctx, nextBatch); err != nil {
 		return err
 	}
-	e := &ledger.Entry{Batch: batch, Writer: RetentionWriter, WrittenAt: time.Now().Truncate(time.Microsecond),
+	e := &ledger.Entry{Writer: RetentionWriter, WrittenAt: time.Now().Truncate(time.Microsecond),
 		Prune: &ledger.Prune{Kind: string(p.Kind), From: p.From, To: p.To, HeadSeq: head.Seq, HeadHash: head.Hash}}
 	e.Digest = e.ComputeDigest()
 	b := &pgx.Batch{}
