@@ -78,7 +78,6 @@ type entryState struct {
 // every row of the partitions that may hold the range's rows, then Finish.
 // Memory: the range's entries with their rows (about 100 bytes a row).
 type Verifier struct {
-	from        int64
 	prev        Hash
 	next        int64
 	byBatch     map[int64]*entryState
@@ -105,7 +104,7 @@ type Anchor struct {
 // failure: the sequencer takes them within a second while a central runs.
 func NewVerifier(from int64, prev Hash, checkpoints []Checkpoint, pendingAge time.Duration, now time.Time) *Verifier {
 	v := &Verifier{
-		from: from, prev: prev, next: from,
+		prev: prev, next: from,
 		byBatch: map[int64]*entryState{}, pending: map[int64]*Entry{}, known: map[int64]int64{},
 		checkpoints: map[int64][]Checkpoint{}, legacy: map[string]int64{}, pendingAge: pendingAge, now: now,
 	}
