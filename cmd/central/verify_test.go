@@ -27,7 +27,14 @@ import (
 // returns its exit status and output.
 func verifyRun(t *testing.T, stdin []byte, args ...string) (status int, stdout, stderr string) {
 	t.Helper()
-	cmd := exec.Command(harness.BuildOnce(t).Central, append([]string{"verify-export"}, args...)...)
+	return runCentral(t, stdin, append([]string{"verify-export"}, args...)...)
+}
+
+// runCentral runs the built central with args and stdin and returns its
+// exit status and output.
+func runCentral(t *testing.T, stdin []byte, args ...string) (status int, stdout, stderr string) {
+	t.Helper()
+	cmd := exec.Command(harness.BuildOnce(t).Central, args...)
 	cmd.Stdin = bytes.NewReader(stdin)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -19,8 +16,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/kubernaut/datastorage/internal/tstest/harness"
 )
 
 // ledgerKeys writes a checkpoint signing key and its public key as openssl
@@ -44,15 +39,7 @@ func ledgerKeys(t *testing.T) (private, public string) {
 // ledgerVerify runs the built `central verify` with args.
 func ledgerVerify(t *testing.T, args ...string) (status int, stdout, stderr string) {
 	t.Helper()
-	cmd := exec.Command(harness.BuildOnce(t).Central, append([]string{"verify"}, args...)...)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	if exit, ok := errors.AsType[*exec.ExitError](err); ok {
-		return exit.ExitCode(), out.String(), errOut.String()
-	}
-	require.NoError(t, err)
-	return 0, out.String(), errOut.String()
+	return runCentral(t, nil, append([]string{"verify"}, args...)...)
 }
 
 // TestVerify_TheTrailACentralWroteAgainstItsCheckpointFile runs a central
