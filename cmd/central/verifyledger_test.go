@@ -5,10 +5,12 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -76,6 +78,48 @@ func TestVerify_TheTrailACentralWroteAgainstItsCheckpointFile(t *testing.T) {
 	assert.Equal(t, 1, status)
 	assert.Contains(t, stderr, "deleted at seq")
 	assert.Contains(t, stderr, "the ledger does not verify: 1 failures")
+}
+
+// TestServe_VerifyEndpointHoldsTheChainAgainstTheCheckpointFile: the
+// endpoint reads the checkpoints this replica signed (its file and the
+// database's copies, those its key accepts).
+func TestServe_VerifyEndpointHoldsTheChainAgainstTheCheckpointFile(t *testing.T) {
+	key, _ := ledgerKeys(t)
+	dir := t.TempDir()
+	checkpoints := filepath.Join(dir, "checkpoints.jsonl")
+	authzFile := filepath.Join(dir, "authz.yaml")
+	// The outsider of startCentral's tokens, made the auditor.
+	require.NoError(t, os.WriteFile(authzFile, []byte(`serviceAccounts:
+- {name: gateway-sa, namespace: kubernaut-system, actions: [write:remediation]}
+- {name: outsider, namespace: kubernaut-system, actions: [verify:ledger]}
+`), 0o600))
+	p := startCentral(t, "--authz-file", authzFile, "--checkpoint-key-file", key, "--checkpoint-file", checkpoints,
+		"--ledger-sequence-interval", "50ms", "--checkpoint-interval", "100ms")
+	url := "http://" + p.api
+	p.waitReady(t, http.DefaultClient, url)
+	status, body, err := writeAudit(http.DefaultClient, url)
+	require.NoError(t, err)
+	require.Equal(t, 201, status, body)
+	require.Eventually(t, func() bool {
+		data, err := os.ReadFile(checkpoints)
+		return err == nil && strings.Contains(string(data), `"seq":1,`)
+	}, 10*time.Second, 50*time.Millisecond, "a checkpoint of the write's entry")
+
+	req, _ := http.NewRequest(http.MethodGet, url+"/api/v1/ledger/verify", nil)
+	req.Header.Set("Authorization", "Bearer t-out")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+	var report struct {
+		OK          bool  `json:"ok"`
+		Rows        int64 `json:"rows"`
+		Checkpoints int   `json:"checkpoints"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&report))
+	assert.True(t, report.OK)
+	assert.EqualValues(t, 1, report.Rows)
+	assert.GreaterOrEqual(t, report.Checkpoints, 2, "from the file and from the database")
 }
 
 func TestVerify_UsageErrorsExitTwo(t *testing.T) {
