@@ -309,3 +309,31 @@ func TestServe_EmbedWorkersZeroEmbedsNothing(t *testing.T) {
 	require.NoError(t, p.Stop(syscall.SIGTERM, 30*time.Second), "exit after SIGTERM: %s", p.Logs())
 	assert.Contains(t, p.Logs(), `"embed_workers":0`)
 }
+
+// TestServe_StaticTokenFileIsReadAgainWhenItChanges: a token added to the
+// file authenticates without a restart, a removed one no longer does.
+func TestServe_StaticTokenFileIsReadAgainWhenItChanges(t *testing.T) {
+	tokens := filepath.Join(t.TempDir(), "tokens.csv")
+	require.NoError(t, os.WriteFile(tokens, []byte("t-gw,system:serviceaccount:kubernaut-system:gateway-sa,uid-1\n"), 0o600))
+	p := startCentral(t, "--token-file", tokens) // the last --token-file wins
+	url := "http://" + p.api
+	p.waitReady(t, http.DefaultClient, url)
+	status, body, err := writeAudit(http.DefaultClient, url)
+	require.NoError(t, err)
+	require.Equal(t, 201, status, body)
+
+	// Rotated: t-gw replaced by t-gw-2, written beside and renamed over.
+	require.NoError(t, os.WriteFile(tokens+".new", []byte("t-gw-2,system:serviceaccount:kubernaut-system:gateway-sa,uid-1\n"), 0o600))
+	require.NoError(t, os.Rename(tokens+".new", tokens))
+	require.Eventually(t, func() bool {
+		status, _, err := writeAudit(http.DefaultClient, url)
+		return err == nil && status == 401
+	}, 10*time.Second, 100*time.Millisecond, "the old token refused")
+	req, _ := http.NewRequest(http.MethodPost, url+"/api/v1/audit/remediation",
+		strings.NewReader(`{"remediationRequestID":"rr-2"}`))
+	req.Header.Set("Authorization", "Bearer t-gw-2")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 201, resp.StatusCode, "the new token accepted")
+}

@@ -66,7 +66,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.metricsListen, "metrics-listen", "DATASTORAGE_METRICS_LISTEN", ":9090", "Prometheus /metrics address")
 	fs.StringVar(&o.databaseURL, "database-url", "DATABASE_URL", "", "PostgreSQL URL of the audit database (required)")
 	fs.StringVar(&o.authMode, "auth", "DATASTORAGE_AUTH", "tokenreview", "how callers are authenticated: tokenreview or static")
-	fs.StringVar(&o.tokenFile, "token-file", "DATASTORAGE_TOKEN_FILE", "", "static token CSV (token,user,uid,\"groups\"), with --auth static")
+	fs.StringVar(&o.tokenFile, "token-file", "DATASTORAGE_TOKEN_FILE", "", "static token CSV (token,user,uid,\"groups\"), with --auth static; read again when it changes")
 	fs.StringVar(&o.audience, "token-audience", "DATASTORAGE_TOKEN_AUDIENCE", "datastorage", "audience a TokenReview must confirm")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "KUBECONFIG", "", "kubeconfig for TokenReview; empty: in-cluster config")
 	fs.Float64Var(&o.authFailures.PeerFailureRate, "auth-failure-rate", "DATASTORAGE_AUTH_FAILURE_RATE", auth.DefaultPeerFailureRate, "failed token reviews per second per client address, with --auth tokenreview; beyond the burst: 429")

@@ -99,7 +99,7 @@ type built struct {
 // the server; on error it closes what it opened.
 func (o *options) build(ctx context.Context, log zerolog.Logger) (_ *built, err error) {
 	set := metrics.NewSet()
-	authn, err := o.authenticator(set)
+	authn, err := o.authenticator(set, log)
 	if err != nil {
 		return nil, err
 	}
@@ -247,11 +247,14 @@ func (c *built) close(ctx context.Context, log zerolog.Logger) {
 	}
 }
 
-// authenticator is the --auth mode's authenticator; tokenreview gets its
-// client from --kubeconfig (or the in-cluster configuration).
-func (o *options) authenticator(set *metrics.Set) (auth.Authenticator, error) {
+// authenticator is the --auth mode's authenticator: static reads
+// --token-file again when it changes; tokenreview gets its client from
+// --kubeconfig (or the in-cluster configuration).
+func (o *options) authenticator(set *metrics.Set, log zerolog.Logger) (auth.Authenticator, error) {
 	if o.authMode == "static" {
-		return auth.LoadStaticTokens(o.tokenFile)
+		return auth.LoadTokenFile(o.tokenFile, func(err error) {
+			log.Error().Err(err).Str("file", o.tokenFile).Msg("token file reload failed; keeping the previous tokens")
+		})
 	}
 	client, err := auth.NewClientset(o.kubeconfig)
 	if err != nil {
