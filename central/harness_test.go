@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -61,6 +62,9 @@ type options struct {
 	now       func() time.Time                     // Config.Now
 	// checkpoints is LedgerConfig.Checkpoints.
 	checkpoints func(context.Context) ([]ledger.Checkpoint, error)
+	// proofKey, with exportKey, makes exports carry their ledger proof,
+	// ended by a checkpoint it signs.
+	proofKey ed25519.PrivateKey
 }
 
 // harness is a real central on a loopback port, writing to a fresh database.
@@ -119,6 +123,11 @@ func newHarness(t *testing.T, opt options) *harness {
 	if opt.exportKey != "" {
 		reads.ExportKey, err = export.OpenKeyFile(opt.exportKey)
 		require.NoError(t, err)
+	}
+	if opt.proofKey != nil {
+		reads.Proofs = &central.ProofConfig{Store: db, Sign: func(_ context.Context, head storage.Head) (ledger.Checkpoint, error) {
+			return ledger.Sign(opt.proofKey, head.Seq, head.Hash, time.Now()), nil
+		}}
 	}
 	authorizer := opt.authz
 	if authorizer == nil {

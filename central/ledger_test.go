@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/kubernaut/datastorage/central"
 	"github.com/kubernaut/datastorage/central/authz"
+	"github.com/kubernaut/datastorage/export"
 	"github.com/kubernaut/datastorage/ledger"
 )
 
@@ -162,4 +164,35 @@ func TestLedgerVerify_DatabaseTroubleIs503Or500(t *testing.T) {
 	require.NoError(t, err)
 	r = h.get(t, pathVerify, tokenOf(holderSA))
 	assert.Equal(t, 500, r.status, r.body)
+}
+
+func TestExport_CarriesItsLedgerProof(t *testing.T) {
+	keys := newExportKey(t)
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	h := newHarness(t, options{exportKey: keys.private, authz: exporter(t), proofKey: key})
+	for i := range 5 {
+		h.writeAt(t, "gateway-sa", "rr-p", "prod-1", time.Duration(i)*time.Second)
+	}
+	h.batch(t, "workflowexecution-controller-sa",
+		item("wf-p", "workflow", `{"workflowID":"wf-p","stepName":"drain","stepStatus":"completed"}`))
+
+	r := h.get(t, "/api/v1/audit/export", tokenOf(reader))
+	require.Equal(t, 200, r.status, r.body)
+	tr, err := verify(t, []byte(r.body), keys.public)
+	require.NoError(t, err)
+	assert.Equal(t, export.FormatWithProof, tr.Format)
+	assert.EqualValues(t, 6, tr.Records)
+	assert.EqualValues(t, 1+6+1, tr.Proofs, "the start, the six entries, the checkpoint")
+	p, err := ledger.VerifyExportProof(strings.NewReader(r.body), pub)
+	require.NoError(t, err)
+	assert.EqualValues(t, 6, p.Records)
+	assert.EqualValues(t, 6, p.Checkpoint.Seq)
+
+	// A range with no record has nothing to prove: format v1.
+	r = h.get(t, "/api/v1/audit/export?until=2000-01-01T00:00:00Z", tokenOf(reader))
+	require.Equal(t, 200, r.status, r.body)
+	tr, err = verify(t, []byte(r.body), keys.public)
+	require.NoError(t, err)
+	assert.Equal(t, export.Format, tr.Format)
 }

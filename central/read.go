@@ -20,6 +20,7 @@ import (
 	"github.com/kubernaut/datastorage/central/ratelimit"
 	"github.com/kubernaut/datastorage/export"
 	"github.com/kubernaut/datastorage/internal/edge"
+	"github.com/kubernaut/datastorage/ledger"
 	"github.com/kubernaut/datastorage/storage"
 	"github.com/kubernaut/datastorage/wire"
 )
@@ -52,7 +53,7 @@ type ReadStore interface {
 	QueryAudits(ctx context.Context, q storage.AuditQuery) ([]wire.AuditEntry, error)
 	Timeline(ctx context.Context, remediationRequestID string, limit int) ([]wire.AuditEntry, error)
 	AuditsByID(ctx context.Context, kind wire.Kind, id string) ([]wire.AuditEntry, error)
-	ExportAudits(ctx context.Context, q storage.ExportQuery, each func(*wire.AuditEntry) error) error
+	ExportAudits(ctx context.Context, q storage.ExportQuery, each func(*wire.AuditEntry, int64) error) error
 }
 
 // ReadConfig enables the read API (Config.Reads).
@@ -67,6 +68,22 @@ type ReadConfig struct {
 	// export, which runs as long as its client reads). Zero:
 	// DefaultQueryTimeout.
 	QueryTimeout time.Duration
+	// Proofs, when set, ends each export's records with their ledger proof
+	// (export format v2, ledger/export.go). Nil: format v1, no proof.
+	Proofs *ProofConfig
+}
+
+// ProofConfig makes exports carry their ledger proof.
+type ProofConfig struct {
+	Store ProofStore
+	// Sign signs, and keeps as the notary keeps every checkpoint, a
+	// checkpoint of head: the proof's last line.
+	Sign func(ctx context.Context, head storage.Head) (ledger.Checkpoint, error)
+}
+
+// ProofStore is the ledger's side of an export proof (storage.DB).
+type ProofStore interface {
+	LedgerProof(ctx context.Context, batches map[int64]struct{}, emit func(ledger.ProofLine) error) (storage.Head, error)
 }
 
 // Validate reports the first missing dependency.
@@ -399,11 +416,16 @@ func (s *Server) streamExport(ctx context.Context, rc *fasthttp.RequestCtx, w *b
 		flushed = time.Now()
 		return rc.SetWriteDeadline(flushed.Add(s.cfg.WriteTimeout))
 	}
-	err := flush() // the deadline runs from here, not from the handler's return
+	proofs := s.cfg.Reads.Proofs
+	batches := map[int64]struct{}{} // the ledger batches of the rows exported, for the proof
+	err := flush()                  // the deadline runs from here, not from the handler's return
 	if err == nil {
-		err = s.cfg.Reads.Store.ExportAudits(ctx, q, func(e *wire.AuditEntry) error {
+		err = s.cfg.Reads.Store.ExportAudits(ctx, q, func(e *wire.AuditEntry, batch int64) error {
 			if err := ew.Record(e); err != nil {
 				return err
+			}
+			if proofs != nil && batch != 0 {
+				batches[batch] = struct{}{}
 			}
 			rows++
 			if sinceCharge++; sinceCharge == exportChargeRows {
@@ -425,6 +447,9 @@ func (s *Server) streamExport(ctx context.Context, rc *fasthttp.RequestCtx, w *b
 		})
 	}
 	s.charge(id, sinceCharge)
+	if err == nil && proofs != nil && len(batches) > 0 {
+		err = writeProof(ctx, ew, proofs, batches)
+	}
 	if err == nil {
 		err = ew.Finish(trailer, key)
 	}
@@ -444,6 +469,20 @@ func (s *Server) streamExport(ctx context.Context, rc *fasthttp.RequestCtx, w *b
 	}
 	_ = w.Flush()
 	s.metrics.exportDuration.UpdateDuration(start)
+}
+
+// writeProof writes the ledger proof of the exported rows' batches: the
+// chain to the head, and a checkpoint of the head signed now.
+func writeProof(ctx context.Context, ew *export.Writer, p *ProofConfig, batches map[int64]struct{}) error {
+	head, err := p.Store.LedgerProof(ctx, batches, func(line ledger.ProofLine) error { return ew.Proof(line) })
+	if err != nil {
+		return fmt.Errorf("ledger proof: %w", err)
+	}
+	c, err := p.Sign(ctx, head)
+	if err != nil {
+		return fmt.Errorf("ledger proof: checkpoint: %w", err)
+	}
+	return ew.Proof(ledger.ProofLine{Checkpoint: &c})
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -78,6 +78,26 @@
 // that is an error body, {"error":"…","message":"…","correlation_id":"…"},
 // saying why; Verify reports it as truncated, with that reason.
 //
+// # Format kubernaut-audit-export/v2: with the ledger's proof
+//
+// A central that signs ledger checkpoints adds, after the record lines and
+// before the trailer, P proof lines: each a JSON object {"proof":…}, so
+// beginning with the 9 bytes {"proof":, ended by LF. What they hold is the
+// ledger's (package ledger, export.go: the chain from an entry before the
+// records' first to a checkpoint, the entries that stored the records
+// whole); this format only places, counts and signs them. The trailer's
+// format is then "kubernaut-audit-export/v2" and it has, after records, the
+// member
+//
+//	proofs      P, the number of proof lines (a JSON integer, at least 1)
+//
+// and its digest covers every line before the trailer, proof lines
+// included. No record line may follow a proof line. A v1 trailer has no
+// proofs member and its file no proof line. Verify checks a v2 file as a v1
+// one, and that each proof line is JSON and their count is proofs;
+// ledger.VerifyExportProof checks what they prove (`central verify-export
+// --checkpoint-public-key`).
+//
 // A verifier may accept a trailer line that lacks its final LF (a file cut
 // exactly there lost nothing signed); Verify does. Nothing may follow the
 // trailer line.

@@ -16,8 +16,12 @@ import (
 	"github.com/kubernaut/datastorage/wire"
 )
 
-// Format is the trailer's format member: the version of this file format.
-const Format = "kubernaut-audit-export/v1"
+// Format is the trailer's format member: the version of this file format;
+// FormatWithProof that of an export with proof lines (doc.go).
+const (
+	Format          = "kubernaut-audit-export/v1"
+	FormatWithProof = "kubernaut-audit-export/v2"
+)
 
 // Trailer is the signed last line of an export: what the export holds and
 // who made it. The signature covers its JSON exactly as written.
@@ -26,6 +30,9 @@ type Trailer struct {
 	Format string `json:"format"`
 	// Records is the number of record lines; Finish sets it.
 	Records int64 `json:"records"`
+	// Proofs is the number of proof lines (FormatWithProof only); Finish
+	// sets it.
+	Proofs int64 `json:"proofs,omitzero"`
 	// Digest is "sha256:" and the lowercase hex SHA-256 of every record
 	// line, newline included, in file order; Finish sets it.
 	Digest string `json:"digest"`
@@ -86,6 +93,12 @@ func appendTrailerLine(b []byte, t *Trailer, key ed25519.PrivateKey) ([]byte, er
 	return append(b, '\n'), nil
 }
 
+// proofPrefix begins every proof line.
+const proofPrefix = `{"proof":`
+
+// isProofLine reports whether line is meant as a proof line.
+func isProofLine(line []byte) bool { return bytes.HasPrefix(line, []byte(proofPrefix)) }
+
 // isTrailerLine reports whether line (without its newline) is meant as the
 // trailer: record lines begin with {"kind":, the trailer with its prefix.
 func isTrailerLine(line []byte) bool { return bytes.HasPrefix(line, []byte(trailerPrefix)) }
@@ -127,8 +140,11 @@ func parseTrailer(trailerJSON []byte) (*Trailer, error) {
 	if err := json.Unmarshal(trailerJSON, &t, json.RejectUnknownMembers(true)); err != nil {
 		return nil, err
 	}
-	if t.Format != Format {
-		return nil, fmt.Errorf("format %q is not %q", t.Format, Format)
+	switch {
+	case t.Format != Format && t.Format != FormatWithProof:
+		return nil, fmt.Errorf("format %q is not %q or %q", t.Format, Format, FormatWithProof)
+	case t.Format == Format && t.Proofs != 0:
+		return nil, fmt.Errorf("format %q has no proof lines, the trailer counts %d", Format, t.Proofs)
 	}
 	if !isLowerHex(t.Digest, len(digestPrefix), sha256.Size*2) || t.Digest[:len(digestPrefix)] != digestPrefix {
 		return nil, fmt.Errorf("digest %q is not sha256:<64 lowercase hex digits>", t.Digest)

@@ -64,6 +64,7 @@ type verifier struct {
 	pub     ed25519.PublicKey
 	entry   wire.AuditEntry // the record line decoded, reused
 	records int64
+	proofs  int64
 	order   order
 }
 
@@ -83,6 +84,15 @@ func (v *verifier) run() (*Trailer, error) {
 		}
 		if !complete {
 			return nil, verifyErr(ErrTruncated, n, fmt.Sprintf("truncated: line %d is cut short (no newline) and no trailer follows", n), nil)
+		}
+		if isProofLine(line) {
+			if err := v.proof(n, line); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if v.proofs > 0 {
+			return nil, verifyErr(ErrMalformed, n, fmt.Sprintf("line %d: a record after the proof lines", n), nil)
 		}
 		if err := v.record(n, line); err != nil {
 			return nil, err
@@ -136,6 +146,21 @@ func (v *verifier) record(n int64, line []byte) error {
 }
 
 var newline = []byte{'\n'}
+
+// proof checks and digests the proof line n: a JSON object {"proof":…};
+// what it proves is the ledger's to check (ledger.VerifyExportProof).
+func (v *verifier) proof(n int64, line []byte) error {
+	if line[len(line)-1] == '\r' {
+		return verifyErr(ErrAltered, n, fmt.Sprintf("line %d ends with CR LF: the file's line endings were converted", n), nil)
+	}
+	if !jsontext.Value(line).IsValid() {
+		return verifyErr(ErrMalformed, n, fmt.Sprintf("line %d is not JSON", n), nil)
+	}
+	v.sum.Write(line)
+	v.sum.Write(newline)
+	v.proofs++
+	return nil
+}
 
 // endWithoutTrailer explains why the input ended (err) before a trailer.
 func (v *verifier) endWithoutTrailer(err error) error {
@@ -193,6 +218,9 @@ func (v *verifier) trailer(n int64, line []byte, complete bool) (*Trailer, error
 	hint := v.order.against(t)
 	if t.Records != v.records {
 		return nil, altered(hint, fmt.Sprintf("the trailer counts %d records, the file has %d: record lines were removed or inserted", t.Records, v.records))
+	}
+	if t.Proofs != v.proofs {
+		return nil, altered(hint, fmt.Sprintf("the trailer counts %d proof lines, the file has %d: proof lines were removed or inserted", t.Proofs, v.proofs))
 	}
 	if got := formatDigest(v.sum.Sum(nil)); got != t.Digest {
 		return nil, altered(hint, fmt.Sprintf("record lines altered, inserted, removed or reordered: their digest is %s, the trailer's %s", got, t.Digest))

@@ -19,8 +19,8 @@ import (
 // ErrFinished is returned by Record and Finish after Finish.
 var ErrFinished = errors.New("export: writer already finished")
 
-// Writer writes an export: a record line per Record, then the signed
-// trailer line on Finish. It holds no record: memory stays constant
+// Writer writes an export: a record line per Record, then a proof line per
+// Proof, then the signed trailer line on Finish. It holds no record: memory stays constant
 // whatever the export's size. It is not safe for concurrent use.
 //
 // Each Record and Finish is one Write call to the underlying writer, of
@@ -33,6 +33,7 @@ type Writer struct {
 	sum   hash.Hash         // SHA-256 of every record line written
 	order order
 	n     int64
+	proof int64 // proof lines written: no record may follow
 	err   error // sticky: a failed Write, or ErrFinished
 }
 
@@ -54,6 +55,9 @@ func NewWriter(w io.Writer) *Writer {
 func (w *Writer) Record(e *wire.AuditEntry) error {
 	if w.err != nil {
 		return w.err
+	}
+	if w.proof > 0 {
+		return fmt.Errorf("export: record %d after the proof lines", w.n+1)
 	}
 	if msg := checkEntry(e); msg != "" {
 		return fmt.Errorf("export: record %d: %s", w.n+1, msg)
@@ -80,7 +84,34 @@ func (w *Writer) Record(e *wire.AuditEntry) error {
 	return nil
 }
 
-// Finish completes t (Format, Records, Digest, and KeyID from key), checks
+// Proof writes v, as JSON, as the next proof line: {"proof":v}. Proof
+// lines follow the records; what they hold is the ledger's (package ledger
+// writes and checks them), the export only counts and signs them. v is not
+// retained.
+func (w *Writer) Proof(v any) error {
+	if w.err != nil {
+		return w.err
+	}
+	w.buf.Reset()
+	w.buf.WriteString(proofPrefix)
+	if err := json.MarshalWrite(&w.buf, v); err != nil {
+		return fmt.Errorf("export: proof line %d: %w", w.proof+1, err)
+	}
+	w.buf.WriteString("}\n")
+	line := w.buf.Bytes()
+	if len(line) > MaxLineBytes {
+		return fmt.Errorf("export: proof line %d is %d bytes, over MaxLineBytes", w.proof+1, len(line))
+	}
+	if _, err := w.out.Write(line); err != nil {
+		w.err = fmt.Errorf("export: write: %w", err)
+		return w.err
+	}
+	w.sum.Write(line)
+	w.proof++
+	return nil
+}
+
+// Finish completes t (Format, Records, Proofs, Digest, and KeyID from key), checks
 // it against the records written, signs its JSON with key and writes the
 // trailer line. t must name Kinds (in the order their records were
 // written), Until, ExportedAt and ExportedBy; Since is optional. After
@@ -95,7 +126,10 @@ func (w *Writer) Finish(t Trailer, key ed25519.PrivateKey) error {
 	if err := checkTrailer(&t); err != nil {
 		return err
 	}
-	t.Format, t.Records = Format, w.n
+	t.Format, t.Records, t.Proofs = Format, w.n, w.proof
+	if w.proof > 0 {
+		t.Format = FormatWithProof
+	}
 	t.Digest = formatDigest(w.sum.Sum(nil))
 	t.KeyID = KeyID(key.Public().(ed25519.PublicKey))
 	if p := w.order.against(&t); p != nil {

@@ -447,7 +447,9 @@ func (q *ExportQuery) validate() error {
 // Memory is constant: rows are decoded as they arrive from the server (one
 // query per kind, read as pgx receives it), and the *wire.AuditEntry passed
 // to each is the same one every time, overwritten by the next row: it and
-// everything it points to is valid only during the call. An error from
+// everything it points to is valid only during the call; batch is the row's
+// ledger batch (0: stored before the ledger), which an export's proof
+// needs. An error from
 // each, or ctx cancelled (the client gone), stops the query at once (pgx
 // sends the server a cancel request and drops the connection, rather than
 // reading the remaining rows) and is returned: each's error as is,
@@ -455,7 +457,7 @@ func (q *ExportQuery) validate() error {
 //
 // The snapshot holds back VACUUM's cleanup of rows deleted after it began
 // for as long as the export runs.
-func (db *DB) ExportAudits(ctx context.Context, q ExportQuery, each func(*wire.AuditEntry) error) error {
+func (db *DB) ExportAudits(ctx context.Context, q ExportQuery, each func(*wire.AuditEntry, int64) error) error {
 	const op = "storage: export audits"
 	if err := q.validate(); err != nil {
 		return err
@@ -510,7 +512,7 @@ func (db *DB) ExportAudits(ctx context.Context, q ExportQuery, each func(*wire.A
 func exportSQL(t *auditTable, q *ExportQuery, s span) (string, []any, bool) {
 	from, to, ok := s.clip(q.Since, q.Until)
 	where, args := spanWhere(t, from, to, []any{custom})
-	return "SELECT " + t.columns + " FROM " + t.name + " WHERE " + everyRow + where + " ORDER BY " + orderBy(t, "ASC"), args, ok
+	return "SELECT " + t.columns + ", ledger_batch FROM " + t.name + " WHERE " + everyRow + where + " ORDER BY " + orderBy(t, "ASC"), args, ok
 }
 
 // stopError carries each's error out of exportKind.
@@ -522,7 +524,7 @@ func (e *stopError) Error() string { return e.err.Error() }
 // at a time. When it fails it calls stop, which cancels ctx, before closing
 // the rows.
 func exportKind(ctx context.Context, stop context.CancelFunc, tx pgx.Tx, t *auditTable, q *ExportQuery,
-	spans []span, e *wire.AuditEntry, each func(*wire.AuditEntry) error) error {
+	spans []span, e *wire.AuditEntry, each func(*wire.AuditEntry, int64) error) error {
 	for _, sp := range spans {
 		sql, args, ok := exportSQL(t, q, sp)
 		if !ok {
@@ -536,7 +538,7 @@ func exportKind(ctx context.Context, stop context.CancelFunc, tx pgx.Tx, t *audi
 }
 
 func exportSpan(ctx context.Context, stop context.CancelFunc, tx pgx.Tx, t *auditTable, sql string, args []any,
-	e *wire.AuditEntry, each func(*wire.AuditEntry) error) (err error) {
+	e *wire.AuditEntry, each func(*wire.AuditEntry, int64) error) (err error) {
 	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
 		return err
@@ -548,13 +550,14 @@ func exportSpan(ctx context.Context, stop context.CancelFunc, tx pgx.Tx, t *audi
 		rows.Close()
 	}()
 	s := t.newScan()
-	dest := s.targets()
+	var batch int64
+	dest := slices.Concat(s.targets(), []any{&batch})
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			return err
 		}
 		s.entry(e, false)
-		if err := each(e); err != nil {
+		if err := each(e, batch); err != nil {
 			return &stopError{err}
 		}
 		// Rows already received are still read after a cancellation:

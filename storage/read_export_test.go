@@ -18,7 +18,7 @@ import (
 func exportKeys(t *testing.T, db *storage.DB, q storage.ExportQuery) []string {
 	t.Helper()
 	var keys []string
-	require.NoError(t, db.ExportAudits(testContext(t), q, func(e *wire.AuditEntry) error {
+	require.NoError(t, db.ExportAudits(testContext(t), q, func(e *wire.AuditEntry, _ int64) error {
 		keys = append(keys, entryKey(e))
 		return nil
 	}))
@@ -65,7 +65,7 @@ func TestExportAudits(t *testing.T) {
 			n := 0
 			require.NoError(t, db.ExportAudits(testContext(t), storage.ExportQuery{
 				Kinds: []wire.Kind{wire.KindRemediation, wire.KindWorkflow}, Until: end,
-			}, func(e *wire.AuditEntry) error {
+			}, func(e *wire.AuditEntry, _ int64) error {
 				if first == nil {
 					first = e
 				}
@@ -101,7 +101,7 @@ func TestExportAudits_OneSnapshot(t *testing.T) {
 	var got []string
 	late := readData(rng, 50)
 	require.NoError(t, db.ExportAudits(testContext(t), storage.ExportQuery{Kinds: kinds, Until: end},
-		func(e *wire.AuditEntry) error {
+		func(e *wire.AuditEntry, _ int64) error {
 			if len(got) == 0 {
 				writeStored(t, db, late) // committed while the export runs
 			}
@@ -125,7 +125,7 @@ func TestExportAudits_Stops(t *testing.T) {
 		remediations := len(expect(data, wire.KindRemediation, nil, time.Time{}, q.Until, true))
 		for _, at := range []int{1, 3, remediations + 5} { // the last in the second kind
 			calls := 0
-			err := db.ExportAudits(testContext(t), q, func(*wire.AuditEntry) error {
+			err := db.ExportAudits(testContext(t), q, func(*wire.AuditEntry, int64) error {
 				calls++
 				if calls == at {
 					return errFull
@@ -140,7 +140,7 @@ func TestExportAudits_Stops(t *testing.T) {
 		ctx, cancel := context.WithCancel(testContext(t))
 		defer cancel()
 		calls := 0
-		err := db.ExportAudits(ctx, q, func(*wire.AuditEntry) error {
+		err := db.ExportAudits(ctx, q, func(*wire.AuditEntry, int64) error {
 			calls++
 			if calls == 3 {
 				cancel()
@@ -173,7 +173,7 @@ func TestExportAudits_RefusesBadQueries(t *testing.T) {
 		{"since equal to until", storage.ExportQuery{Kinds: both, Since: readBase, Until: readBase}, "since"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			err := db.ExportAudits(testContext(t), c.q, func(*wire.AuditEntry) error {
+			err := db.ExportAudits(testContext(t), c.q, func(*wire.AuditEntry, int64) error {
 				t.Error("each called for a refused query")
 				return nil
 			})
@@ -200,7 +200,7 @@ func BenchmarkExportAudits(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		require.NoError(b, db.ExportAudits(ctx, q, func(*wire.AuditEntry) error {
+		require.NoError(b, db.ExportAudits(ctx, q, func(*wire.AuditEntry, int64) error {
 			n++
 			return nil
 		}))

@@ -163,7 +163,7 @@ func TestReads_PlanOnePartitionEachAt31Partitions(t *testing.T) {
 
 	var exported []string
 	require.NoError(t, db.ExportAudits(ctx, ExportQuery{Kinds: []wire.Kind{wire.KindWorkflow, wire.KindRemediation},
-		Since: parts[2].From, Until: parts[7].From}, func(e *wire.AuditEntry) error {
+		Since: parts[2].From, Until: parts[7].From}, func(e *wire.AuditEntry, _ int64) error {
 		exported = append(exported, e.AuditID)
 		return nil
 	}))

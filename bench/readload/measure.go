@@ -363,7 +363,7 @@ func (s *storageReads) export(ctx context.Context, q storage.ExportQuery) (*Expo
 	}
 	var rss *rssSampler
 	t0 := time.Now()
-	err = s.db.ExportAudits(ctx, q, func(*wire.AuditEntry) error {
+	err = s.db.ExportAudits(ctx, q, func(*wire.AuditEntry, int64) error {
 		if rss == nil {
 			rss = sampleRSS(self)
 		}

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -67,8 +68,9 @@ type Notary struct {
 	headSeq, checkpointSeq, lastCheckpoint atomic.Int64
 	sequenced, failures, checkpoints       *metrics.Counter
 
-	lastSigned storage.Head // the head of this replica's last checkpoint
+	lastSigned storage.Head // the head of Run's last checkpoint (Run's only)
 	signedAt   time.Time
+	fileMu     sync.Mutex // one append at a time: Run's and exports' checkpoints
 }
 
 // New checks cfg and registers the metrics.
@@ -183,22 +185,41 @@ func (n *Notary) Checkpoint(ctx context.Context) (*ledger.Checkpoint, error) {
 	if head == n.lastSigned && now.Sub(n.signedAt) < unchangedHeadCheckpoint {
 		return nil, nil
 	}
+	c, err := n.Sign(ctx, head)
+	if err != nil {
+		return nil, err
+	}
+	n.lastSigned, n.signedAt = head, now
+	return &c, nil
+}
+
+// Sign signs a checkpoint of head now, and keeps it as every checkpoint is
+// kept: the log, the checkpoint file, the database. An export's proof ends
+// with one. It is safe for concurrent use; the error says which keeping
+// failed (the checkpoint is returned all the same when it was signed).
+func (n *Notary) Sign(ctx context.Context, head storage.Head) (ledger.Checkpoint, error) {
+	if n.cfg.Key == nil {
+		return ledger.Checkpoint{}, errors.New("notary: no checkpoint key")
+	}
 	key, err := n.cfg.Key.Key()
 	if err != nil {
 		n.failures.Inc()
-		return nil, err
+		return ledger.Checkpoint{}, err
 	}
 	if err := n.cfg.Key.LastError(); err != nil {
 		n.log.Warn().Err(err).Msg("the checkpoint key file changed to something unusable; signing with the previous key")
 	}
-	c := ledger.Sign(key, head.Seq, head.Hash, now)
+	c := ledger.Sign(key, head.Seq, head.Hash, n.cfg.Now())
 	line := c.MarshalLine()
 	// The log first: it costs nothing and reaches the log system even when
 	// the file or the database does not.
 	n.log.Info().RawJSON("checkpoint", line[:len(line)-1]).Msg("ledger checkpoint")
 	var errs []error
 	if n.cfg.CheckpointFile != "" {
-		if err := appendLine(n.cfg.CheckpointFile, line); err != nil {
+		n.fileMu.Lock()
+		err := appendLine(n.cfg.CheckpointFile, line)
+		n.fileMu.Unlock()
+		if err != nil {
 			errs = append(errs, fmt.Errorf("checkpoint file: %w", err))
 		}
 	}
@@ -207,13 +228,17 @@ func (n *Notary) Checkpoint(ctx context.Context) (*ledger.Checkpoint, error) {
 	}
 	if err := errors.Join(errs...); err != nil {
 		n.failures.Inc()
-		return &c, err
+		return c, err
 	}
-	n.lastSigned, n.signedAt = head, now
 	n.checkpoints.Inc()
-	n.checkpointSeq.Store(c.Seq)
-	n.lastCheckpoint.Store(now.Unix())
-	return &c, nil
+	for { // the highest checkpointed sequence, whoever signs last
+		old := n.checkpointSeq.Load()
+		if c.Seq <= old || n.checkpointSeq.CompareAndSwap(old, c.Seq) {
+			break
+		}
+	}
+	n.lastCheckpoint.Store(c.Time.Unix())
+	return c, nil
 }
 
 // appendLine appends line to the file at path and fsyncs it: a checkpoint

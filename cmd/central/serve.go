@@ -154,6 +154,9 @@ func (o *options) build(ctx context.Context, log zerolog.Logger) (_ *built, err 
 		return nil, err
 	}
 	reads := &central.ReadConfig{Store: c.db, Limiter: ratelimit.New(o.readLimits)}
+	if o.checkpointKey != "" { // exports carry their ledger proof, ended by a checkpoint
+		reads.Proofs = &central.ProofConfig{Store: c.db, Sign: c.notary.Sign}
+	}
 	if o.exportKeyFile != "" {
 		if reads.ExportKey, err = export.OpenKeyFile(o.exportKeyFile); err != nil {
 			return nil, err

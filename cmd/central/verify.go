@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,14 +11,18 @@ import (
 	"time"
 
 	"github.com/kubernaut/datastorage/export"
+	"github.com/kubernaut/datastorage/ledger"
 )
 
-const verifyUsage = `Usage: central verify-export FILE --public-key KEY
+const verifyUsage = `Usage: central verify-export FILE --public-key KEY [--checkpoint-public-key CKEY]
 
 Checks an audit export (GET /api/v1/audit/export, plain or gzip) offline:
 the trailer's Ed25519 signature with KEY, the record count, the digest of
 every record line, nothing cut off or appended, the records' order and
-range. FILE "-" reads standard input.
+range. FILE "-" reads standard input. With CKEY, the ledger's checkpoint
+key, also the export's ledger proof (a central with --checkpoint-key-file
+writes one): every record is as the ledger recorded it, in a chain that
+reaches a checkpoint signed by CKEY (FILE must then be a file).
 
 Exit status: 0 valid (a one-line summary on standard output), 1 invalid or
 unreadable (what is wrong and where on standard error), 2 usage error.
@@ -40,6 +45,7 @@ func verifyExport(args []string, stdin io.Reader, stdout, stderr io.Writer) erro
 		fs.PrintDefaults()
 	}
 	publicKey := fs.String("public-key", "", "the signing key's public key: PEM, as `openssl pkey -in KEY -pubout` writes it (required)")
+	checkpointKey := fs.String("checkpoint-public-key", "", "the ledger checkpoint key's public key (PEM): also check the export's ledger proof")
 	file, err := parseFileAndFlags(fs, args)
 	if err != nil {
 		return err
@@ -47,9 +53,18 @@ func verifyExport(args []string, stdin io.Reader, stdout, stderr io.Writer) erro
 	if *publicKey == "" {
 		return usageError{errors.New("verify-export: --public-key is required (central verify-export --help)")}
 	}
+	if *checkpointKey != "" && file == "-" {
+		return usageError{errors.New("verify-export: --checkpoint-public-key reads FILE twice: give a file, not -")}
+	}
 	pub, err := export.LoadPublicKey(*publicKey)
 	if err != nil {
 		return fmt.Errorf("verify-export: %w", err)
+	}
+	var cpub ed25519.PublicKey
+	if *checkpointKey != "" {
+		if cpub, err = export.LoadPublicKey(*checkpointKey); err != nil {
+			return fmt.Errorf("verify-export: checkpoint key: %w", err)
+		}
 	}
 	in, name := stdin, "standard input"
 	if file != "-" {
@@ -64,7 +79,21 @@ func verifyExport(args []string, stdin io.Reader, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("verify-export: %s: %w", name, err)
 	}
-	fmt.Fprintf(stdout, "%s: valid: %s\n", name, summary(t))
+	if cpub == nil {
+		fmt.Fprintf(stdout, "%s: valid: %s\n", name, summary(t))
+		return nil
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return fmt.Errorf("verify-export: %w", err)
+	}
+	defer f.Close()
+	p, err := ledger.VerifyExportProof(f, cpub)
+	if err != nil {
+		return fmt.Errorf("verify-export: %s: %w", name, err)
+	}
+	fmt.Fprintf(stdout, "%s: valid: %s; ledger proof: %d records in %d entries up to checkpoint %d signed %s by key %s\n",
+		name, summary(t), p.Records, p.Entries, p.Checkpoint.Seq, stamp(p.Checkpoint.Time), p.Checkpoint.KeyID)
 	return nil
 }
 

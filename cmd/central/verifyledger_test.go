@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -120,6 +121,48 @@ func TestServe_VerifyEndpointHoldsTheChainAgainstTheCheckpointFile(t *testing.T)
 	assert.True(t, report.OK)
 	assert.EqualValues(t, 1, report.Rows)
 	assert.GreaterOrEqual(t, report.Checkpoints, 2, "from the file and from the database")
+}
+
+// TestVerifyExport_ChecksTheLedgerProofOfARealCentralsExport: a central
+// with both keys exports with the proof, and verify-export checks the
+// export key's signature and the proof against the checkpoint key.
+func TestVerifyExport_ChecksTheLedgerProofOfARealCentralsExport(t *testing.T) {
+	exportKey, exportPub := ledgerKeys(t)
+	checkpointKey, checkpointPub := ledgerKeys(t)
+	dir := t.TempDir()
+	authzFile := filepath.Join(dir, "authz.yaml")
+	require.NoError(t, os.WriteFile(authzFile, []byte(`serviceAccounts:
+- {name: gateway-sa, namespace: kubernaut-system, actions: [write:remediation, export:audit]}
+`), 0o600))
+	p := startCentral(t, "--authz-file", authzFile, "--export-key-file", exportKey, "--checkpoint-key-file", checkpointKey)
+	url := "http://" + p.api
+	p.waitReady(t, http.DefaultClient, url)
+	for range 3 {
+		status, body, err := writeAudit(http.DefaultClient, url)
+		require.NoError(t, err)
+		require.Equal(t, 201, status, body)
+	}
+	req, _ := http.NewRequest(http.MethodGet, url+"/api/v1/audit/export", nil)
+	req.Header.Set("Authorization", "Bearer t-gw")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	file := filepath.Join(dir, "export.ndjson")
+	out, err := os.Create(file)
+	require.NoError(t, err)
+	_, err = io.Copy(out, resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.NoError(t, out.Close())
+	require.Equal(t, 200, resp.StatusCode)
+
+	status, stdout, stderr := runCentral(t, nil, "verify-export", file, "--public-key", exportPub, "--checkpoint-public-key", checkpointPub)
+	require.Equal(t, 0, status, stderr)
+	assert.Contains(t, stdout, "ledger proof: 3 records in 3 entries up to checkpoint 3")
+	status, _, stderr = runCentral(t, nil, "verify-export", file, "--public-key", exportPub, "--checkpoint-public-key", exportPub)
+	assert.Equal(t, 1, status, "the export key is not the checkpoint key")
+	assert.Contains(t, stderr, "signed by key")
+	status, _, _ = runCentral(t, nil, "verify-export", "-", "--public-key", exportPub, "--checkpoint-public-key", checkpointPub)
+	assert.Equal(t, 2, status, "standard input cannot be read twice")
 }
 
 func TestVerify_UsageErrorsExitTwo(t *testing.T) {
