@@ -53,9 +53,10 @@ func (c *Checkpoint) SignedBytes() []byte {
 		hex.EncodeToString(c.Hash[:]) + "\n" + c.Time.UTC().Format(time.RFC3339Nano) + "\n")
 }
 
-// Sign makes a checkpoint of entry seq with hash, at t.
+// Sign makes a checkpoint of entry seq with hash, at t to the microsecond
+// (what a timestamptz keeps: the database's copy must verify too).
 func Sign(key ed25519.PrivateKey, seq int64, hash Hash, t time.Time) Checkpoint {
-	c := Checkpoint{Seq: seq, Hash: HexHash(hash), Time: t.UTC(), KeyID: export.KeyID(key.Public().(ed25519.PublicKey))}
+	c := Checkpoint{Seq: seq, Hash: HexHash(hash), Time: t.UTC().Truncate(time.Microsecond), KeyID: export.KeyID(key.Public().(ed25519.PublicKey))}
 	c.Signature = ed25519.Sign(key, c.SignedBytes())
 	return c
 }

@@ -76,7 +76,7 @@ func TestCheckpoint_GoesToTheLogTheFileAndTheDatabase(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "checkpoints.jsonl")
 	var logs bytes.Buffer
 	set := metrics.NewSet()
-	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	now := time.Date(2026, 12, 2, 10, 0, 0, 123456789, time.UTC) // nanoseconds: the database keeps microseconds
 	n, err := notary.New(notary.Config{Store: db, Key: key, CheckpointFile: file,
 		Logger: zerolog.New(&logs), Metrics: set, Now: func() time.Time { return now }})
 	require.NoError(t, err)
