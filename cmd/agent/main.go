@@ -1,6 +1,8 @@
 // Command agent is the audit-trail sidecar: it accepts the central's
 // single-record API on a loopback port, stores each record durably before
 // answering 201, and forwards the records to the central in batches.
+// "agent deadletter list|delete|replay" manages the running agent's dead
+// letters from inside the pod.
 // Flags and wiring only; the behaviour lives in package agent and below.
 package main
 
@@ -107,7 +109,12 @@ func (m *Main) parse(args []string) (options, error) {
 
 // Run starts the agent and blocks until ctx ends, then shuts down: stop
 // accepting, forward what it can within the grace period, close the buffer.
+// "agent deadletter VERB" is an operator's command to the running agent
+// instead (deadletter.go).
 func (m *Main) Run(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "deadletter" {
+		return m.deadLetter(ctx, args[1:])
+	}
 	o, err := m.parse(args)
 	if err != nil {
 		return err

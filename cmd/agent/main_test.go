@@ -205,14 +205,7 @@ func TestRun_ReplayedDeadLetterArrivesOnceAfterRBACIsFixed(t *testing.T) {
 	// RBAC changes under the agent, which still believes it may write workflow audits.
 	central.Grant("tok-1", "kubernaut/workflowexecution-controller-sa", agenttest.WriteRemediation)
 	postRecord(t, addr)
-	var list struct {
-		Count       int `json:"count"`
-		DeadLetters []struct {
-			Seq    string `json:"seq"`
-			ID     string `json:"id"`
-			Reason string `json:"reason"`
-		} `json:"deadLetters"`
-	}
+	var list deadLetterListing
 	require.Eventually(t, func() bool {
 		resp, err := http.Get("http://" + addr + "/api/v1/deadletter")
 		require.NoError(t, err)

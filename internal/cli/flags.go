@@ -36,9 +36,14 @@ func NewFlagSet(name string, out io.Writer) *FlagSet {
 }
 
 // define binds p to the flag name, defaulting to env's value when set (a
-// value parse refuses is reported by Parse, naming env), else to def.
+// value parse refuses is reported by Parse, naming env), else to def. An
+// empty env binds the flag alone.
 func define[T any](fs *FlagSet, p *T, name, env string, def T, usage string,
 	parse func(string) (T, error), what string, bind func(*T, string, T, string)) {
+	if env == "" { // a flag of one invocation, e.g. a subcommand's argument
+		bind(p, name, def, usage)
+		return
+	}
 	if v, ok := os.LookupEnv(env); ok && v != "" {
 		if x, err := parse(v); err != nil {
 			fs.errors = append(fs.errors, fmt.Errorf("%s=%q: not %s", env, v, what))
