@@ -1,7 +1,7 @@
 # Everything a new user needs on a fresh Debian machine (run as root or with sudo):
 #   make run    the system in the foreground: PostgreSQL+pgvector, central, agent
 #   make test   provisions PostgreSQL+pgvector, runs vet and the race-enabled suite
-.PHONY: run test build vet fmt clean
+.PHONY: run test build images vet fmt clean
 
 run:
 	bash scripts/run.sh
@@ -12,6 +12,11 @@ test:
 build:
 	go build -o bin/ ./cmd/...
 
+# OCI images of the central and the agent, linux/amd64 and linux/arm64, without a container daemon
+# (package images; README "Images"): dist/images/datastorage-{central,agent}-VERSION{/,.oci.tar}.
+images:
+	go run ./images/cmd/images --out dist/images
+
 vet:
 	go vet ./...
 
@@ -19,7 +24,7 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
 
 # Benchmarks (see README "Benchmarks"): a throwaway PostgreSQL, the central and agents as processes,
 # load, exactly-once verification, bench-results/{results.json,report.html}.

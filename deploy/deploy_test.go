@@ -38,6 +38,7 @@ import (
 	"github.com/kubernaut/datastorage/agent/forward"
 	"github.com/kubernaut/datastorage/central/authz"
 	"github.com/kubernaut/datastorage/central/ratelimit"
+	"github.com/kubernaut/datastorage/images"
 	"github.com/kubernaut/datastorage/wire"
 )
 
@@ -68,10 +69,15 @@ func helpFlags(t *testing.T, pkg string) []string {
 	return names
 }
 
+// The images `make images` builds (package images): the manifests name
+// exactly these, tagged images.Version.
+var (
+	centralImage = images.Central.Repository()
+	agentImage   = images.Agent.Repository()
+)
+
 // The programs' defaults and names the manifests must agree with.
 const (
-	centralImage       = "ghcr.io/kubernaut/datastorage-central"
-	agentImage         = "ghcr.io/kubernaut/datastorage-agent"
 	centralAPIPort     = 8080
 	centralMetricsPort = 9090
 	agentAPIPort       = 18080
@@ -327,7 +333,7 @@ func TestContainersAreHardenedPinnedAndBounded(t *testing.T) {
 					assert.True(t, imageName(c.Image) != c.Image, "untagged image %s", c.Image)
 					assert.NotContains(t, c.Image, ":latest", "latest tag")
 					if imageName(c.Image) == centralImage || imageName(c.Image) == agentImage {
-						assert.True(t, strings.HasSuffix(c.Image, ":v0.1.0"), "image %s", c.Image)
+						assert.Equal(t, imageName(c.Image)+":"+images.Version, c.Image, "the tag make images builds")
 					}
 
 					req, lim := c.Resources.Requests, c.Resources.Limits
@@ -345,6 +351,15 @@ func TestContainersAreHardenedPinnedAndBounded(t *testing.T) {
 						nonRoot = pod.RunAsNonRoot
 					}
 					assert.True(t, nonRoot != nil && *nonRoot, "runAsNonRoot")
+					ids := []*int64{sc.RunAsUser, sc.RunAsGroup}
+					if pod != nil {
+						ids = append(ids, pod.RunAsUser, pod.RunAsGroup)
+					}
+					for _, id := range ids {
+						if id != nil {
+							assert.EqualValues(t, images.UID, *id, "the user the images run as")
+						}
+					}
 					assert.True(t, sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation, "allowPrivilegeEscalation false")
 					assert.True(t, sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem, "readOnlyRootFilesystem")
 					assert.True(t, sc.Capabilities != nil && slices.Contains(sc.Capabilities.Drop, "ALL"), "drop ALL capabilities")

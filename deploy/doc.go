@@ -4,5 +4,6 @@
 // scheme and against the programs' flags and ports.
 //
 // It has no Go code of its own; the test may import the module's packages
-// (central/authz) to validate embedded configuration, nothing may import it.
+// (central/authz to validate embedded configuration, images for the image
+// names and user), nothing may import it.
 package deploy
