@@ -8,7 +8,10 @@
 // standard library.
 package lru
 
-import "container/list"
+import (
+	"container/list"
+	"iter"
+)
 
 // Cache maps keys to values and holds at most Max entries.
 type Cache[K comparable, V any] struct {
@@ -65,6 +68,18 @@ func (c *Cache[K, V]) Remove(k K) {
 
 // Len is the number of entries, at most Max.
 func (c *Cache[K, V]) Len() int { return c.order.Len() }
+
+// Values yields every value, most recently used first, without marking any
+// of them used. The Cache must not change while it yields.
+func (c *Cache[K, V]) Values() iter.Seq[V] {
+	return func(yield func(V) bool) {
+		for el := c.order.Front(); el != nil; el = el.Next() {
+			if !yield(el.Value.(*entry[K, V]).val) {
+				return
+			}
+		}
+	}
+}
 
 // Max is the most entries the Cache holds.
 func (c *Cache[K, V]) Max() int { return c.max }

@@ -74,3 +74,20 @@ func TestCache_NeverHoldsMoreThanMax(t *testing.T) {
 func TestNew_RefusesAnEmptyCache(t *testing.T) {
 	assert.Panics(t, func() { lru.New[string, int](0) })
 }
+
+func TestCache_ValuesYieldsAllWithoutMarkingThemUsed(t *testing.T) {
+	c := lru.New[string, int](2)
+	c.Add("a", 1)
+	c.Add("b", 2)
+	var got []int
+	for v := range c.Values() {
+		got = append(got, v)
+	}
+	assert.Equal(t, []int{2, 1}, got, "most recently used first")
+	c.Add("c", 3)
+	_, ok := c.Get("a")
+	assert.False(t, ok, "a stayed the least recently used")
+	for range c.Values() {
+		break // stopping early is allowed
+	}
+}
