@@ -98,7 +98,7 @@ func TestSetShare_ReplicasTogetherHoldTheLimit(t *testing.T) {
 		l.SetShare(t0, len(replicas))
 	}
 	passed := 0
-	for i, now := 0, t0; now.Before(t0.Add(30*time.Second)); i, now = i+1, now.Add(time.Millisecond) {
+	for i, now := 0, t0; now.Before(t0.Add(30 * time.Second)); i, now = i+1, now.Add(time.Millisecond) {
 		n := []int{10, 25, 50}[i%3]
 		if ok, _ := allow(t, replicas[i%len(replicas)], now, "k", n); ok {
 			passed += n
