@@ -11,5 +11,7 @@
 // with errors.Is. It also owns the embedding backlog (outbox.go: written in
 // WriteBatch's transaction, claimed by the pipeline's workers) and the vector
 // database (vectors.go: pgvector-go, deduplicated COPY, HNSW, similarity
-// search).
+// search), and the central replicas' membership table (replicas.go: the
+// heartbeat that counts the replicas sharing the rate limits, migration
+// 0010).
 package storage

@@ -394,8 +394,13 @@ func TestMigrate_LedgerAndLegalHoldsDownRemoveTheirTablesAndEveryTrigger(t *test
 	require.NoError(t, err)
 	require.Contains(t, schemaObjects(t, conn), "table legal_holds")
 
-	// Down through the ledger (0009), then the holds.
-	down, err := storage.MigrationFiles.ReadFile("migrations/0009_ledger.down.sql")
+	// Down through the replicas' table (0010), the ledger (0009), then the holds.
+	down, err := storage.MigrationFiles.ReadFile("migrations/0010_central_replicas.down.sql")
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, string(down))
+	require.NoError(t, err)
+	require.NotContains(t, schemaObjects(t, conn), "table central_replicas")
+	down, err = storage.MigrationFiles.ReadFile("migrations/0009_ledger.down.sql")
 	require.NoError(t, err)
 	_, err = conn.Exec(ctx, string(down))
 	require.NoError(t, err)
