@@ -64,7 +64,7 @@ func TestMigrate_AppliesTheSchemaAndExits(t *testing.T) {
 	conn, err := pgx.Connect(context.Background(), dsn)
 	require.NoError(t, err)
 	defer conn.Close(context.Background())
-	for _, table := range []string{"remediation_audit", "workflow_audit"} {
+	for _, table := range []string{"remediation_audit", "workflow_audit", "central_replicas"} {
 		var exists bool
 		require.NoError(t, conn.QueryRow(context.Background(), "SELECT to_regclass($1) IS NOT NULL", table).Scan(&exists))
 		assert.True(t, exists, table)
@@ -87,12 +87,19 @@ type process struct {
 // caller knows the scheme and the client (waitReady).
 func startCentral(t *testing.T, extra ...string) *process {
 	t.Helper()
+	return startCentralOn(t, pgtest.NewDatabase(t), extra...)
+}
+
+// startCentralOn is startCentral on the database dsn, which several
+// centrals may share (replicas).
+func startCentralOn(t *testing.T, dsn string, extra ...string) *process {
+	t.Helper()
 	dir := t.TempDir()
 	tokens := filepath.Join(dir, "tokens.csv")
 	require.NoError(t, os.WriteFile(tokens,
 		[]byte("t-gw,system:serviceaccount:kubernaut-system:gateway-sa,uid-1,\"system:serviceaccounts\"\n"+
 			"t-out,system:serviceaccount:kubernaut-system:outsider,uid-2\n"), 0o600))
-	p := &process{api: freeport.Addr(t), metrics: freeport.Addr(t), dsn: pgtest.NewDatabase(t)}
+	p := &process{api: freeport.Addr(t), metrics: freeport.Addr(t), dsn: dsn}
 	p.Process = harness.StartTB(t, harness.Command{Name: "central", Path: harness.BuildOnce(t).Central,
 		Args: append([]string{"serve", "--listen", p.api, "--metrics-listen", p.metrics,
 			"--auth", "static", "--token-file", tokens}, extra...),
@@ -286,6 +293,13 @@ func TestMaintain_CreatesThePartitionsAheadAndExits(t *testing.T) {
 		assert.False(t, newest.To.Before(want), "%s: newest partition ends %s, want at least %s", kind, newest.To, want)
 	}
 	require.NoError(t, run(context.Background(), args, &out, io.Discard), "idempotent")
+
+	conn, err := pgx.Connect(context.Background(), dsn)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	var replicas int
+	require.NoError(t, conn.QueryRow(context.Background(), `SELECT count(*) FROM central_replicas`).Scan(&replicas))
+	assert.Zero(t, replicas, "maintain is not a serving replica: it does not count")
 }
 
 // --embed-workers 0 is a write-only replica: records are stored and their

@@ -12,6 +12,7 @@ import (
 	"github.com/kubernaut/datastorage/central/lifecycle"
 	"github.com/kubernaut/datastorage/central/notary"
 	"github.com/kubernaut/datastorage/central/ratelimit"
+	"github.com/kubernaut/datastorage/central/replicas"
 	"github.com/kubernaut/datastorage/internal/cli"
 	"github.com/kubernaut/datastorage/storage"
 )
@@ -32,6 +33,7 @@ type options struct {
 	namespace, authzFile                      string
 	limits                                    ratelimit.Config
 	readLimits                                ratelimit.Config // the read API's budget, in rows
+	replicas                                  replicas.Config  // how many replicas share the limits; Store, OnChange, Logger and Metrics are set by build
 	exportKeyFile                             string
 
 	ledger          bool          // false: no ledger entries (Config.NoLedger), for measuring its cost
@@ -79,6 +81,9 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.limits.Burst, "rate-burst", "DATASTORAGE_RATE_BURST", 1000, "records a service account may send at once; larger batches get 413")
 	fs.Float64Var(&o.readLimits.Rate, "read-rate", "DATASTORAGE_READ_RATE", central.DefaultReadRate, "rows per second a service account may read (queries, records, timelines, exports), apart from its writes")
 	fs.IntVar(&o.readLimits.Burst, "read-burst", "DATASTORAGE_READ_BURST", central.DefaultReadBurst, "rows a service account may read at once after being idle")
+	fs.IntVar(&o.replicas.Static, "replicas", "DATASTORAGE_REPLICAS", 0, "number of central replicas that share --rate-limit and --read-rate, each enforcing its share; 0: count the live replicas through the database")
+	fs.DurationVar(&o.replicas.Heartbeat, "replica-heartbeat", "DATASTORAGE_REPLICA_HEARTBEAT", replicas.DefaultHeartbeat, "how often a replica renews its row in the database's replica table and counts the live replicas, with --replicas 0")
+	fs.DurationVar(&o.replicas.TTL, "replica-ttl", "DATASTORAGE_REPLICA_TTL", replicas.DefaultTTL, "how long a replica that stopped renewing its row (killed, cut off) is still counted; more than --replica-heartbeat")
 	fs.StringVar(&o.exportKeyFile, "export-key-file", "DATASTORAGE_EXPORT_KEY_FILE", "", "Ed25519 private key (PKCS#8 PEM) that signs exports; reloaded when it changes; empty: no export")
 	fs.BoolVar(&o.ledger, "ledger", "DATASTORAGE_LEDGER", true, "write the tamper-evident ledger; false only to measure what it costs (the rows written so fail `central verify`)")
 	fs.DurationVar(&o.ledgerInterval, "ledger-sequence-interval", "DATASTORAGE_LEDGER_SEQUENCE_INTERVAL", notary.DefaultSequenceInterval, "how often this replica gives committed ledger entries their place in the chain")
@@ -177,6 +182,14 @@ func (o *options) validate() error {
 	}
 	if o.readLimits.Burst > 0 && o.readLimits.Burst < central.MaxPageSize {
 		return fmt.Errorf("--read-burst %d: must be at least a full page, %d rows", o.readLimits.Burst, central.MaxPageSize)
+	}
+	switch {
+	case o.replicas.Static < 0:
+		return fmt.Errorf("--replicas %d: want 0 (count the live replicas through the database) or the number of replicas", o.replicas.Static)
+	case o.replicas.Heartbeat <= 0:
+		return errors.New("--replica-heartbeat must be positive")
+	case o.replicas.TTL <= o.replicas.Heartbeat:
+		return fmt.Errorf("--replica-ttl %s must exceed --replica-heartbeat %s", o.replicas.TTL, o.replicas.Heartbeat)
 	}
 	if err := o.readLimits.Validate(); err != nil {
 		return fmt.Errorf("--read-rate/--read-burst: %w", err)

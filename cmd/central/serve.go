@@ -21,6 +21,7 @@ import (
 	"github.com/kubernaut/datastorage/central/lifecycle"
 	"github.com/kubernaut/datastorage/central/notary"
 	"github.com/kubernaut/datastorage/central/ratelimit"
+	"github.com/kubernaut/datastorage/central/replicas"
 	"github.com/kubernaut/datastorage/export"
 	"github.com/kubernaut/datastorage/internal/tlsconfig"
 	"github.com/kubernaut/datastorage/ledger"
@@ -52,7 +53,7 @@ func serve(ctx context.Context, log zerolog.Logger, o *options) error {
 		Bool("tls", c.tls).
 		Str("authz", c.authz).
 		Float64("rate_limit", o.limits.Rate).Int("rate_burst", o.limits.Burst).
-		Float64("read_rate", o.readLimits.Rate).Bool("export", o.exportKeyFile != "").
+		Float64("read_rate", o.readLimits.Rate).Str("replicas", c.replicaMode()).Bool("export", o.exportKeyFile != "").
 		Str("embedder", c.embedder).Bool("separate_vector_database", o.vectorURL != o.databaseURL).
 		Int("embed_workers", o.embedWorkers).Int("hnsw_ef_search", o.hnsw.WithDefaults().EfSearch).
 		Str("partition_period", string(o.lifecycle.Period)).Int("partitions_ahead", o.lifecycle.Ahead).
@@ -74,11 +75,20 @@ func serve(ctx context.Context, log zerolog.Logger, o *options) error {
 		defer close(notaryDone)
 		c.notary.Run(nctx)
 	}()
+	// This replica's place in the count of replicas that share the rate
+	// limits: it leaves the count (deletes its row) as soon as ctx ends, while
+	// in-flight requests finish.
+	membershipDone := make(chan struct{})
+	go func() {
+		defer close(membershipDone)
+		c.members.Run(ctx)
+	}()
 	err = c.srv.Serve(ctx, apiLn, metricsLn)
 	stopLifecycle()
 	stopNotary()
 	<-lifecycleDone
 	<-notaryDone
+	<-membershipDone
 	log.Info().Msg("central stopped")
 	return err
 }
@@ -91,8 +101,9 @@ type built struct {
 	pipe            *embedpipe.Pipeline
 	lifecycle       *lifecycle.Manager
 	notary          *notary.Notary
-	tls             bool   // the API is served over TLS
-	authz, embedder string // for the start-up log line
+	members         *replicas.Membership // how many replicas share the rate limits
+	tls             bool                 // the API is served over TLS
+	authz, embedder string               // for the start-up log line
 }
 
 // build opens the databases and starts the embedding pipeline, and wires
@@ -153,7 +164,11 @@ func (o *options) build(ctx context.Context, log zerolog.Logger) (_ *built, err 
 	if c.notary, err = o.newNotary(c.db, log, set); err != nil {
 		return nil, err
 	}
+	writes := ratelimit.New(o.limits)
 	reads := &central.ReadConfig{Store: c.db, Limiter: ratelimit.New(o.readLimits)}
+	if c.members, err = o.membership(c.db, log, set, writes, reads.Limiter); err != nil {
+		return nil, err
+	}
 	if o.checkpointKey != "" { // exports carry their ledger proof, ended by a checkpoint
 		reads.Proofs = &central.ProofConfig{Store: c.db, Sign: c.notary.Sign}
 	}
@@ -165,7 +180,7 @@ func (o *options) build(ctx context.Context, log zerolog.Logger) (_ *built, err 
 	c.srv, err = central.New(central.Config{
 		Authenticator:   authn,
 		Authorizer:      authorizer,
-		Limiter:         ratelimit.New(o.limits),
+		Limiter:         writes,
 		Store:           c.db,
 		Logger:          log,
 		Metrics:         set,
@@ -183,6 +198,29 @@ func (o *options) build(ctx context.Context, log zerolog.Logger) (_ *built, err 
 		return nil, err
 	}
 	return c, nil
+}
+
+// membership counts the replicas that share the write and read limits
+// (--replicas, or the database's replica table), each limiter enforcing its
+// share.
+func (o *options) membership(db *storage.DB, log zerolog.Logger, set *metrics.Set, limiters ...*ratelimit.Limiter) (*replicas.Membership, error) {
+	cfg := o.replicas
+	cfg.Store, cfg.Logger, cfg.Metrics = db, log, set
+	cfg.OnChange = func(n int) {
+		now := time.Now()
+		for _, l := range limiters {
+			l.SetShare(now, n)
+		}
+	}
+	return replicas.New(cfg)
+}
+
+// replicaMode is "static N" or "discovered", for the start-up log line.
+func (c *built) replicaMode() string {
+	if c.members.Static() {
+		return fmt.Sprintf("static %d", c.members.Count())
+	}
+	return "discovered"
 }
 
 // newNotary is the ledger's sequencer, and signer of checkpoints with
