@@ -40,6 +40,7 @@ func TestHelp_ListsEveryContractFlagWithItsEnvironmentVariable(t *testing.T) {
 		"database-url": "DATABASE_URL", "auth": "DATASTORAGE_AUTH", "token-file": "DATASTORAGE_TOKEN_FILE",
 		"token-audience": "DATASTORAGE_TOKEN_AUDIENCE", "namespace": "DATASTORAGE_NAMESPACE",
 		"authz-file": "DATASTORAGE_AUTHZ_FILE", "rate-limit": "DATASTORAGE_RATE_LIMIT", "rate-burst": "DATASTORAGE_RATE_BURST",
+		"replicas": "DATASTORAGE_REPLICAS", "replica-heartbeat": "DATASTORAGE_REPLICA_HEARTBEAT", "replica-ttl": "DATASTORAGE_REPLICA_TTL",
 	} {
 		assert.Regexp(t, `(?s)-`+flagName+` .*?\(env `+env+`\)`, stderr.String())
 	}
@@ -294,12 +295,7 @@ func TestMaintain_CreatesThePartitionsAheadAndExits(t *testing.T) {
 	}
 	require.NoError(t, run(context.Background(), args, &out, io.Discard), "idempotent")
 
-	conn, err := pgx.Connect(context.Background(), dsn)
-	require.NoError(t, err)
-	defer conn.Close(context.Background())
-	var replicas int
-	require.NoError(t, conn.QueryRow(context.Background(), `SELECT count(*) FROM central_replicas`).Scan(&replicas))
-	assert.Zero(t, replicas, "maintain is not a serving replica: it does not count")
+	assert.Zero(t, replicaRows(t, dsn), "maintain is not a serving replica: it does not count")
 }
 
 // --embed-workers 0 is a write-only replica: records are stored and their

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,17 +21,6 @@ import (
 	"github.com/kubernaut/datastorage/internal/tstest/pgtest"
 	"github.com/kubernaut/datastorage/wire"
 )
-
-func TestHelp_ListsTheReplicaFlagsWithTheirEnvironmentVariables(t *testing.T) {
-	var stderr bytes.Buffer
-	err := run(context.Background(), []string{"--help"}, io.Discard, &stderr)
-	require.True(t, errors.Is(err, flag.ErrHelp), err)
-	for flagName, env := range map[string]string{
-		"replicas": "DATASTORAGE_REPLICAS", "replica-heartbeat": "DATASTORAGE_REPLICA_HEARTBEAT", "replica-ttl": "DATASTORAGE_REPLICA_TTL",
-	} {
-		assert.Regexp(t, `(?s)-`+flagName+` .*?\(env `+env+`\)`, stderr.String())
-	}
-}
 
 func TestRun_RefusesBadReplicaSettings(t *testing.T) {
 	for args, want := range map[string]string{
@@ -127,16 +114,22 @@ func TestServe_RateLimitHoldsAcrossReplicas(t *testing.T) {
 	for _, p := range ps[:2] {
 		require.NoError(t, p.Stop(syscall.SIGTERM, 30*time.Second), "exit after SIGTERM: %s", p.Logs())
 	}
-	conn, err := pgx.Connect(t.Context(), dsn)
-	require.NoError(t, err)
-	defer conn.Close(context.Background())
-	var rows int
-	require.NoError(t, conn.QueryRow(t.Context(), `SELECT count(*) FROM central_replicas`).Scan(&rows))
-	assert.Zero(t, rows, "no replica left in the table")
+	assert.Zero(t, replicaRows(t, dsn), "no replica left in the table")
 	assert.Contains(t, ps[0].Logs(), "number of central replicas changed")
 }
 
 func sleepUntil(t time.Time) { time.Sleep(time.Until(t)) }
+
+// replicaRows is the number of rows in the database's replica table.
+func replicaRows(t *testing.T, dsn string) int {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), dsn)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	var n int
+	require.NoError(t, conn.QueryRow(t.Context(), `SELECT count(*) FROM central_replicas`).Scan(&n))
+	return n
+}
 
 // waitReplicas polls p's metrics until datastorage_central_replicas is want.
 func waitReplicas(t *testing.T, p *process, want int, within time.Duration, msg string) {
