@@ -106,6 +106,15 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, err error) {
 	if bodyUnread(ctx) {
 		edge.CloseLingering(ctx)
 	}
+	// Over its share of the limit here, the caller may have room on another
+	// replica: a Kubernetes Service balances connections, not requests, so
+	// closing this one lets the retry land anywhere. An agent forwards over
+	// one kept-alive connection and would otherwise get this replica's share
+	// alone.
+	var limited *rateLimitedError
+	if errors.As(err, &limited) && s.cfg.Limiter.Share() > 1 {
+		ctx.SetConnectionClose()
+	}
 
 	status := body.HTTPStatus()
 	level := zerolog.InfoLevel

@@ -65,6 +65,9 @@ type options struct {
 	// proofKey, with exportKey, makes exports carry their ledger proof,
 	// ended by a checkpoint it signs.
 	proofKey ed25519.PrivateKey
+	// share is the write limiter's SetShare: this replica's share of the
+	// limit among that many. Zero: the whole limit.
+	share int
 }
 
 // harness is a real central on a loopback port, writing to a fresh database.
@@ -118,6 +121,8 @@ func newHarness(t *testing.T, opt options) *harness {
 	if limits.Burst == 0 {
 		limits.Burst = 10000
 	}
+	writes := ratelimit.New(limits)
+	writes.SetShare(time.Now(), opt.share)
 	reads := &central.ReadConfig{Store: db, QueryTimeout: opt.queryTime, Limiter: ratelimit.New(ratelimit.Config{
 		Rate: cmp.Or(opt.readRate, 10000), Burst: cmp.Or(opt.readBurst, 10000)})}
 	if opt.exportKey != "" {
@@ -139,7 +144,7 @@ func newHarness(t *testing.T, opt options) *harness {
 		Reads:          reads,
 		Holds:          &central.HoldConfig{Store: db, Limiter: reads.Limiter},
 		Ledger:         &central.LedgerConfig{Store: db, Checkpoints: opt.checkpoints},
-		Limiter:        ratelimit.New(limits),
+		Limiter:        writes,
 		Store:          db,
 		Logger:         zerolog.New(h.logs),
 		Metrics:        metrics.NewSet(),
@@ -177,6 +182,7 @@ type response struct {
 	status int
 	body   string
 	header http.Header
+	closed bool // the server closes the connection after this answer
 }
 
 // post sends body with the writer's token ("" sends none) and extra headers.
@@ -228,7 +234,7 @@ func (h *harness) do(t *testing.T, req *http.Request) response {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
-	return response{status: resp.StatusCode, body: string(b), header: resp.Header}
+	return response{status: resp.StatusCode, body: string(b), header: resp.Header, closed: resp.Close}
 }
 
 // count returns how many rows of table have id.

@@ -212,6 +212,25 @@ func TestWrite_RateLimitIsPerServiceAccountAndCountsRecords(t *testing.T) {
 	assert.Equal(t, 4, h.rows(t, "remediation_audit"))
 }
 
+// With its limit shared among replicas, a replica closes the connection of
+// a caller over its share here, so that the caller's retry may be balanced
+// to a replica with room; alone, it keeps the connection.
+func TestWrite_RateLimitedCallerIsDisconnectedOnlyWhenReplicasShareTheLimit(t *testing.T) {
+	for share, wantClose := range map[int]bool{1: false, 3: true} {
+		h := newHarness(t, options{rate: 0.001, burst: 3, share: share})
+		gw := tokenOf("gateway-sa")
+		var r response
+		for range 4 { // the bucket holds 3, or 1 as one of three
+			if r = h.post(t, "/api/v1/audit/remediation", gw, []byte(`{"remediationRequestID":"rr-1"}`)); r.status == 429 {
+				break
+			}
+			decodeWrite(t, r)
+		}
+		require.Equal(t, 429, r.status, "share %d: %s", share, r.body)
+		assert.Equal(t, wantClose, r.closed, "share %d: Connection: close", share)
+	}
+}
+
 func TestWrite_IdempotencyKeyGivesOneRecord(t *testing.T) {
 	h := newHarness(t, options{})
 	body := []byte(`{"remediationRequestID":"rr-1","alertName":"A"}`)

@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -76,8 +78,7 @@ func TestServe_RateLimitHoldsAcrossReplicas(t *testing.T) {
 		waitReplicas(t, p, 3, 10*time.Second, fmt.Sprintf("replica %d", i))
 	}
 
-	load := startLoad(t, ps)
-	defer load.stop()
+	load := startLoad(t, ps, loadWorkers, &http.Client{Timeout: 10 * time.Second})
 	began := time.Now()
 	// Past the first bursts (each replica starts with a full bucket).
 	sleepUntil(began.Add(2 * time.Second))
@@ -88,6 +89,24 @@ func TestServe_RateLimitHoldsAcrossReplicas(t *testing.T) {
 		three, load.accepted(from, from.Add(measuredWindow)), measuredWindow, load.refused.Load())
 	assert.LessOrEqual(t, three, 1.1, "three replicas together hold the limit")
 	assert.GreaterOrEqual(t, three, 0.7, "and admit about the limit, not much less")
+	load.stop()
+
+	// One connection at a time, as an agent forwards, through a balancer
+	// that picks a replica per connection, as a Service does: a 429 closes
+	// the connection, so the writer's next one may reach a replica with room,
+	// and it gets about the whole limit rather than one replica's share.
+	lb := startBalancer(t, ps)
+	single := startLoad(t, nil, 1, &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxConnsPerHost: 1}})
+	single.setURLs([]string{"http://" + lb.addr() + "/api/v1/audit/batch"})
+	from = time.Now().Add(2 * time.Second)
+	sleepUntil(from.Add(measuredWindow))
+	one := single.ratio(from, from.Add(measuredWindow))
+	single.stop()
+	t.Logf("one connection at a time through a balancer: %.3f of the limit over %d connections", one, lb.connections.Load())
+	assert.LessOrEqual(t, one, 1.1, "one writer is held to the limit")
+	assert.GreaterOrEqual(t, one, 0.6, "and is not held to one replica's share (1/3)")
+	assert.Zero(t, single.failed.Load(), "requests that failed otherwise than by 429: %s", single.firstFailure())
+	load = startLoad(t, ps, loadWorkers, &http.Client{Timeout: 10 * time.Second})
 
 	// kill -9 the third: its row stays until the TTL.
 	load.setTargets(ps[:2])
@@ -171,7 +190,7 @@ type admission struct {
 // does not and passes only on a full bucket, into debt.
 var batchSizes = [...]int{10, 25}
 
-func startLoad(t *testing.T, ps []*process) *load {
+func startLoad(t *testing.T, ps []*process, workers int, client *http.Client) *load {
 	t.Helper()
 	l := &load{done: make(chan struct{})}
 	l.setTargets(ps)
@@ -179,8 +198,7 @@ func startLoad(t *testing.T, ps []*process) *load {
 	for _, n := range batchSizes {
 		bodies[n] = batchBody(n)
 	}
-	client := &http.Client{Timeout: 10 * time.Second}
-	for range loadWorkers {
+	for range workers {
 		l.wg.Go(func() {
 			for {
 				select {
@@ -209,8 +227,10 @@ func (l *load) setTargets(ps []*process) {
 	for i, p := range ps {
 		urls[i] = "http://" + p.api + "/api/v1/audit/batch"
 	}
-	l.targets.Store(&urls)
+	l.setURLs(urls)
 }
+
+func (l *load) setURLs(urls []string) { l.targets.Store(&urls) }
 
 func (l *load) send(client *http.Client, url string, n int, body []byte) {
 	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
@@ -284,3 +304,40 @@ func batchBody(n int) []byte {
 	}
 	return []byte(`{"records":[` + strings.Join(items, ",") + `]}`)
 }
+
+// balancer forwards each TCP connection to a replica picked at random, as
+// kube-proxy does for a Service.
+type balancer struct {
+	ln          net.Listener
+	connections atomic.Int64
+}
+
+func startBalancer(t *testing.T, ps []*process) *balancer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	b := &balancer{ln: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b.connections.Add(1)
+			go func() {
+				defer in.Close()
+				out, err := net.Dial("tcp", ps[rand.IntN(len(ps))].api)
+				if err != nil {
+					return
+				}
+				defer out.Close()
+				go func() { _, _ = io.Copy(out, in); out.Close() }()
+				_, _ = io.Copy(in, out)
+			}()
+		}
+	}()
+	return b
+}
+
+func (b *balancer) addr() string { return b.ln.Addr().String() }
