@@ -99,6 +99,7 @@ var (
 		"examples/central-with-migration",
 		"examples/gateway",
 		"examples/gateway-statefulset",
+		"grafana",
 	}
 	components = map[string]string{ // component → a kustomization including it
 		"central/components/migration":   "examples/central-with-migration",
@@ -659,7 +660,7 @@ func TestPodMonitorScrapesEveryAgentSidecar(t *testing.T) {
 // literals in their non-test Go sources that start with a metric prefix.
 func exportedMetrics(t *testing.T) map[string]bool {
 	t.Helper()
-	literal := regexp.MustCompile("[\"`]((?:agent|datastorage)_[a-z0-9_]+)")
+	literal := regexp.MustCompile("[\"`]((?:agent|datastorage|auth)_[a-z0-9_]+)")
 	names := map[string]bool{}
 	for _, dir := range []string{"../agent", "../central", "../storage", "../cmd"} {
 		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
