@@ -11,10 +11,14 @@
 //	                          against signed checkpoints (verifyledger.go)
 //	central verify-export FILE --public-key KEY
 //	                          check an audit export offline (verify.go)
+//	central export --central-url URL --token-file F [flags]
+//	                          stream a signed export from a running central
+//	central holds list|show|place|release [flags]
+//	                          a running central's legal holds (operator.go)
 //
 // Exit status: 0 done, 1 failed, 2 a command line it cannot run (the flag
-// errors of verify and verify-export; for verify, 1 is also a trail that
-// does not verify).
+// errors of the commands other than serve, migrate and maintain; for verify,
+// 1 is also a trail that does not verify).
 package main
 
 import (
@@ -41,10 +45,19 @@ func main() {
 		os.Exit(exitStatus(verifyExport(os.Args[2:], os.Stdin, os.Stdout, os.Stderr), os.Stderr))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	command := ""
+	if len(os.Args) > 1 {
+		command = os.Args[1]
+	}
 	var err error
-	if len(os.Args) > 1 && os.Args[1] == "verify" {
+	switch command {
+	case "verify":
 		err = verifyLedger(ctx, os.Args[2:], os.Stdout, os.Stderr)
-	} else {
+	case "export":
+		err = exportAudits(ctx, os.Args[2:], os.Stdin, os.Stdout, os.Stderr)
+	case "holds":
+		err = holds(ctx, os.Args[2:], os.Stdin, os.Stdout, os.Stderr)
+	default:
 		err = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	}
 	stop()

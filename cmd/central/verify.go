@@ -30,6 +30,18 @@ unreadable (what is wrong and where on standard error), 2 usage error.
 Flags:
 `
 
+// commandFlags is the flag set of an operator's command: its errors and
+// --help go to stderr, the usage text first.
+func commandFlags(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
 // usageError is a command line the command cannot run: exit status 2.
 type usageError struct{ err error }
 
@@ -38,12 +50,7 @@ func (u usageError) Unwrap() error { return u.err }
 
 // verifyExport is `central verify-export FILE --public-key KEY`.
 func verifyExport(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("central verify-export", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, verifyUsage)
-		fs.PrintDefaults()
-	}
+	fs := commandFlags("central verify-export", verifyUsage, stderr)
 	publicKey := fs.String("public-key", "", "the signing key's public key: PEM, as `openssl pkey -in KEY -pubout` writes it (required)")
 	checkpointKey := fs.String("checkpoint-public-key", "", "the ledger checkpoint key's public key (PEM): also check the export's ledger proof")
 	file, err := parseFileAndFlags(fs, args)

@@ -43,12 +43,7 @@ func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
 
 // verifyLedger is `central verify`.
 func verifyLedger(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("central verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, verifyLedgerUsage)
-		fs.PrintDefaults()
-	}
+	fs := commandFlags("central verify", verifyLedgerUsage, stderr)
 	var checkpointFiles stringList
 	databaseURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "the audit database (env DATABASE_URL)")
 	fs.Var(&checkpointFiles, "checkpoints", "a file of checkpoint lines (what --checkpoint-file collects, or the log's \"checkpoint\" objects); repeatable")
