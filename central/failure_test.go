@@ -63,6 +63,58 @@ func TestFailure_DatabaseGoneIs503ThenRecoversWithoutRestart(t *testing.T) {
 	assert.Equal(t, 2, h.rows(t, "remediation_audit"))
 }
 
+// TestFailure_ReadOnlyStandbyIs503ThenRecoversWithoutRestart: during a
+// failover the node a connection reaches may be a standby, or a primary
+// being demoted, which refuses writes with read_only_sql_transaction
+// (25006). That is the database being unavailable for writes, a 503 with
+// Retry-After that the agents retry, never a 500; once writes are accepted
+// again the same central stores the retried record.
+func TestFailure_ReadOnlyStandbyIs503ThenRecoversWithoutRestart(t *testing.T) {
+	h := newHarness(t, options{})
+	ctx := context.Background()
+	gw := tokenOf("gateway-sa")
+	body := []byte(`{"remediationRequestID":"rr-1"}`)
+	decodeWrite(t, h.post(t, "/api/v1/audit/remediation", gw, body))
+
+	readOnly := func(on bool) {
+		t.Helper()
+		_, err := h.pool.Exec(ctx, fmt.Sprintf(`BEGIN READ WRITE; DO $$ BEGIN
+			EXECUTE format('ALTER DATABASE %%I SET default_transaction_read_only = %v', current_database()); END $$; COMMIT`, on))
+		require.NoError(t, err)
+		if !on {
+			// Not terminated: the central must have dropped by itself
+			// every connection that met the read-only server.
+			return
+		}
+		// Sessions read the setting when they start: end the central's.
+		_, err = h.pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid()`)
+		require.NoError(t, err)
+	}
+	readOnly(true)
+	var r response
+	require.Eventually(t, func() bool {
+		r = h.post(t, "/api/v1/audit/remediation", gw, body)
+		return r.status != 201
+	}, 10*time.Second, 50*time.Millisecond)
+	// A connection the termination left half-dead may answer first with a
+	// lost connection: 503 as well. Then the read-only server's 25006.
+	for range 3 {
+		require.Equal(t, 503, r.status, r.body)
+		assert.JSONEq(t, `{"error":"service_unavailable","message":"PostgreSQL connection failed"}`, r.body)
+		assert.Equal(t, "1", r.header.Get("Retry-After"))
+		r = h.post(t, "/api/v1/audit/remediation", gw, body)
+	}
+	assert.Contains(t, h.logs.String(), "25006", "the cause is logged: a read-only transaction")
+	assert.NotContains(t, h.logs.String(), `"status":500`)
+
+	readOnly(false)
+	require.Eventually(t, func() bool {
+		return h.post(t, "/api/v1/audit/remediation", gw, body).status == 201
+	}, 10*time.Second, 100*time.Millisecond, "the read-only connections were discarded")
+	assert.Equal(t, 2, h.rows(t, "remediation_audit"))
+}
+
 // downAuthenticator stands for a TokenReview API that cannot be reached;
 // the TokenReview client itself is tested against a real clientset in auth.
 type downAuthenticator struct{}

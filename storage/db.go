@@ -21,6 +21,16 @@ type DB struct {
 // Open validates cfg and creates the pool. It does not connect: connections
 // are made on first use, so Open succeeds while the database is still down
 // (use Ping to check it).
+//
+// The URL may name several hosts (postgres://h1:5432,h2:5432/db?
+// target_session_attrs=read-write): each new connection goes to the first
+// that accepts writes. After a failover the connections to the old primary
+// fail once (ErrUnavailable) and are discarded, and so is any connection
+// that meets a read-only server; new ones find the new primary. A cancelled
+// or timed-out statement closes its connection (pgconn's default deadline
+// handler) rather than sending a cancel request, so a commit waiting for a
+// synchronous standby is never turned into a local-only commit that is
+// acknowledged.
 func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("storage: open: %w", err)
@@ -32,6 +42,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	pcfg.MaxConns = cfg.MaxConns
 	pcfg.ConnConfig.ConnectTimeout = cfg.ConnectTimeout
+	pcfg.ConnConfig.OnPgError = closeOnReadOnly(pcfg.ConnConfig.OnPgError)
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("storage: open: %w", err)

@@ -13,10 +13,14 @@ import (
 )
 
 // ErrUnavailable is wrapped by errors from WriteBatch and Ping caused by the
-// database being unreachable: connection failures, a connection reset or
-// closed under us, the server shutting down or starting up (57P01, 57P02,
-// 57P03, class 08), or the caller's deadline passing while waiting for the
-// pool or the server. The HTTP edge answers these with 503; other errors
+// database being unreachable or unable to take writes now: connection
+// failures (no host of a multi-host URL accepting writes included), a
+// connection reset or closed under us, the server shutting down or starting
+// up (57P01, 57P02, 57P03, class 08), a node that is, or just became, a
+// read-only standby (25006, as during a failover), no connection slot left
+// (53300), or the caller's deadline passing while waiting for the pool or
+// the server (a synchronous commit waiting for a standby included). The
+// HTTP edge answers these with 503 and Retry-After; other errors
 // (constraint violations, bad input) do not wrap it.
 var ErrUnavailable = errors.New("storage: database unavailable")
 
@@ -27,6 +31,24 @@ func wrapErr(op string, err error) error {
 		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// codeReadOnly is read_only_sql_transaction: a write sent to a standby, or
+// to a primary demoted under the connection.
+const codeReadOnly = "25006"
+
+// closeOnReadOnly is pgconn's OnPgError for the pool: a connection that met
+// a read-only server is closed, so that the pool's next connection looks
+// for the primary again (target_session_attrs=read-write) instead of
+// reusing a connection to a standby; other errors keep pgconn's default
+// (close on FATAL).
+func closeOnReadOnly(next pgconn.PgErrorHandler) pgconn.PgErrorHandler {
+	return func(c *pgconn.PgConn, err *pgconn.PgError) bool {
+		if err.Code == codeReadOnly {
+			return false
+		}
+		return next == nil || next(c, err)
+	}
 }
 
 // isUnavailable reports whether err means the database could not be reached
@@ -49,7 +71,10 @@ func isUnavailable(err error) bool {
 		switch pgErr.Code {
 		case "57P01", // admin_shutdown (also pg_terminate_backend)
 			"57P02", // crash_shutdown
-			"57P03": // cannot_connect_now (starting up, recovery)
+			"57P03", // cannot_connect_now (starting up, recovery)
+			"57P05", // idle_session_timeout
+			"53300", // too_many_connections
+			codeReadOnly:
 			return true
 		}
 		return strings.HasPrefix(pgErr.Code, "08")
