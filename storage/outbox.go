@@ -141,6 +141,27 @@ func (c *OutboxClaim) Complete(ctx context.Context) error {
 	return nil
 }
 
+// ExtendOutboxClaim renews c's lease: its entries stay leased until lease
+// from now. A worker renews while it works, so that a short lease bounds how
+// long a dead worker's entries wait. Extending a completed or released
+// claim changes nothing.
+func (db *DB) ExtendOutboxClaim(ctx context.Context, c *OutboxClaim, lease time.Duration) error {
+	const op = "storage: extend outbox claim"
+	if lease <= 0 {
+		return fmt.Errorf("%s: lease must be positive, got %s", op, lease)
+	}
+	if len(c.ids) == 0 {
+		return nil
+	}
+	// Only entries still leased: a released entry is not taken back.
+	_, err := db.pool.Exec(ctx, `UPDATE embedding_outbox SET leased_until = now() + $2::interval
+		WHERE id = ANY($1) AND leased_until IS NOT NULL`, c.ids, lease)
+	if err != nil {
+		return wrapErr(op, err)
+	}
+	return nil
+}
+
 // releaseTimeout bounds Release's statement.
 const releaseTimeout = 5 * time.Second
 

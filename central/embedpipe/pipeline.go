@@ -27,14 +27,13 @@ const (
 	DefaultMaxBackoff    = 10 * time.Second
 	DefaultStatsInterval = 5 * time.Second
 	DefaultBatchTimeout  = 60 * time.Second
+	DefaultLease         = 15 * time.Second
 )
-
-// leaseMargin is how much longer a claim's lease lasts than BatchTimeout.
-const leaseMargin = 10 * time.Second
 
 // Audits is the audit database side: *storage.DB.
 type Audits interface {
 	ClaimOutbox(ctx context.Context, n int, lease time.Duration) (*storage.OutboxClaim, error)
+	ExtendOutboxClaim(ctx context.Context, c *storage.OutboxClaim, lease time.Duration) error
 	OutboxStats(ctx context.Context) (storage.OutboxStats, error)
 	EnqueueByID(ctx context.Context, refs []storage.RecordRef) error
 }
@@ -68,10 +67,15 @@ type Config struct {
 	// StatsInterval is how often the backlog depth and age are read for the
 	// metrics. Zero: DefaultStatsInterval.
 	StatsInterval time.Duration
-	// BatchTimeout bounds one claim-embed-write-clear round; the claimed
-	// entries are leased for it plus 10 s, so after a crash they wait that
-	// long before another worker takes them. Zero: DefaultBatchTimeout.
+	// BatchTimeout bounds one claim-embed-write-clear round. Zero:
+	// DefaultBatchTimeout.
 	BatchTimeout time.Duration
+	// Lease is how long claimed entries stay leased after the claim and
+	// after each renewal; the worker renews every third of it while its
+	// round runs. Entries whose worker died (a replica killed, its database
+	// connection lost in a failover) are claimable again at most Lease after
+	// its last renewal. Zero: DefaultLease.
+	Lease time.Duration
 
 	// Logger receives the pipeline's log. Zero: disabled.
 	Logger zerolog.Logger
@@ -94,7 +98,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("embedpipe: Config.Workers must not be negative, got %d", c.Workers)
 	case c.BatchSize < 0:
 		return fmt.Errorf("embedpipe: Config.BatchSize must not be negative, got %d", c.BatchSize)
-	case c.PollInterval < 0, c.MinBackoff < 0, c.MaxBackoff < 0, c.StatsInterval < 0, c.BatchTimeout < 0:
+	case c.PollInterval < 0, c.MinBackoff < 0, c.MaxBackoff < 0, c.StatsInterval < 0, c.BatchTimeout < 0, c.Lease < 0:
 		return errors.New("embedpipe: Config durations must not be negative")
 	case c.MaxBackoff != 0 && c.MinBackoff > c.MaxBackoff:
 		return fmt.Errorf("embedpipe: Config.MinBackoff (%s) exceeds MaxBackoff (%s)", c.MinBackoff, c.MaxBackoff)
@@ -110,6 +114,7 @@ func (c Config) withDefaults() Config {
 	c.MaxBackoff = cmp.Or(c.MaxBackoff, DefaultMaxBackoff)
 	c.StatsInterval = cmp.Or(c.StatsInterval, DefaultStatsInterval)
 	c.BatchTimeout = cmp.Or(c.BatchTimeout, DefaultBatchTimeout)
+	c.Lease = cmp.Or(c.Lease, DefaultLease)
 	if c.Metrics == nil { // not cmp.Or: it would build a set to throw away
 		c.Metrics = metrics.NewSet()
 	}
@@ -266,9 +271,10 @@ func (p *Pipeline) worker(ctx context.Context, id int) {
 func (p *Pipeline) RunOnce(ctx context.Context) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.BatchTimeout)
 	defer cancel()
-	// The lease outlasts this round (bounded by BatchTimeout), so that no
-	// other worker takes the entries while this one may still store them.
-	claim, err := p.cfg.Audits.ClaimOutbox(ctx, p.cfg.BatchSize, p.cfg.BatchTimeout+leaseMargin)
+	// A short lease, renewed while this round runs: no other worker takes
+	// the entries while this one may still store them, and a worker that
+	// dies holds them for at most one lease.
+	claim, err := p.cfg.Audits.ClaimOutbox(ctx, p.cfg.BatchSize, p.cfg.Lease)
 	if err != nil {
 		return 0, fmt.Errorf("embedpipe: claim: %w", err)
 	}
@@ -276,6 +282,8 @@ func (p *Pipeline) RunOnce(ctx context.Context) (int, error) {
 	if len(claim.Entries) == 0 {
 		return 0, nil
 	}
+	stopRenewing := p.renew(ctx, claim)
+	defer stopRenewing()
 
 	identity := p.cfg.Embedder.Identity()
 	links := make([]storage.Link, 0, len(claim.Entries))
@@ -340,6 +348,30 @@ func (p *Pipeline) RunOnce(ctx context.Context) (int, error) {
 	p.m.dedupHits.Add(len(links) - written)
 	p.m.auditsEmbedded.Add(len(links))
 	return len(claim.Entries), nil
+}
+
+// renew extends claim's lease every third of Lease until stop is called.
+// A failed renewal is retried at the next tick; if the lease ends meanwhile,
+// another worker may redo the entries, which stores nothing twice.
+func (p *Pipeline) renew(ctx context.Context, claim *storage.OutboxClaim) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			backoff.Sleep(ctx, p.cfg.Lease/3, nil)
+			if ctx.Err() != nil {
+				return
+			}
+			rctx, rcancel := context.WithTimeout(ctx, p.cfg.Lease/3)
+			err := p.cfg.Audits.ExtendOutboxClaim(rctx, claim, p.cfg.Lease)
+			rcancel()
+			if err != nil && ctx.Err() == nil {
+				p.log.Debug().Err(err).Msg("embedding backlog lease not renewed")
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 func (p *Pipeline) statsLoop(ctx context.Context) {

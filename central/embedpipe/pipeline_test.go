@@ -36,6 +36,7 @@ type env struct {
 	audits              *storage.DB
 	vectors             *storage.VectorDB
 	proxy               *faultproxy.Proxy // between the pipeline and the vector DB, when asked
+	lease               time.Duration     // the pipelines' Config.Lease (zero: the default)
 }
 
 // newEnv migrates fresh databases: one for both sides, or two (the spec's
@@ -84,7 +85,7 @@ func (e *env) start(t testing.TB, emb embed.Embedder, set *metrics.Set, workers 
 		Audits: e.audits, Vectors: e.vectors, Embedder: emb,
 		Workers: workers, BatchSize: 50, PollInterval: 20 * time.Millisecond,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-		StatsInterval: 50 * time.Millisecond, Logger: zerolog.Nop(), Metrics: set,
+		StatsInterval: 50 * time.Millisecond, Logger: zerolog.Nop(), Metrics: set, Lease: e.lease,
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = p.Close(context.Background()) })
@@ -224,6 +225,66 @@ func TestPipeline_BacklogSurvivesARestartBetweenRowCommitAndVectorWrite(t *testi
 	// Second central drains it.
 	e.start(t, nil, metrics.NewSet(), 2)
 	e.requireAllEmbedded(t, recs, 30)
+}
+
+func TestPipeline_EntriesADeadReplicaHeldAreClaimedAgainWithinOneLease(t *testing.T) {
+	assert.LessOrEqual(t, embedpipe.DefaultLease, 15*time.Second, "a dead replica holds entries for seconds, not minutes")
+	e := newEnv(t, false, false)
+	e.lease = 2 * time.Second
+	recs := records(30, 30)
+	e.write(t, recs)
+
+	// A replica claims every entry and dies, or loses its database in a
+	// failover, before it completes or releases them: the lease it wrote
+	// (replicated with the entries) is all that holds them.
+	dead, err := e.audits.ClaimOutbox(context.Background(), 1000, e.lease)
+	require.NoError(t, err)
+	require.Len(t, dead.Entries, 30)
+	claimed := time.Now()
+
+	e.start(t, nil, metrics.NewSet(), 1)
+	require.Eventually(t, func() bool { return e.backlog(t) == 0 }, e.lease+10*time.Second, 20*time.Millisecond)
+	took := time.Since(claimed)
+	assert.GreaterOrEqual(t, took, e.lease-250*time.Millisecond, "not taken while the lease held")
+	t.Logf("claimed again and drained %s after the dead replica's claim (lease %s)", took.Round(time.Millisecond), e.lease)
+	e.requireAllEmbedded(t, recs, 30)
+}
+
+// slowEmbedder is the hash embedder, taking d per call.
+type slowEmbedder struct {
+	embed.Embedder
+	d     time.Duration
+	calls atomic.Int32
+}
+
+func (s *slowEmbedder) Embed(ctx context.Context, texts []string) ([][]float32, error) {
+	s.calls.Add(1)
+	select {
+	case <-time.After(s.d):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return s.Embedder.Embed(ctx, texts)
+}
+
+func TestPipeline_ARoundLongerThanTheLeaseKeepsItsEntriesByRenewing(t *testing.T) {
+	e := newEnv(t, false, false)
+	e.lease = time.Second
+	recs := records(20, 20)
+	e.write(t, recs)
+	slow := &slowEmbedder{Embedder: embed.NewHash(), d: 4 * e.lease}
+	e.start(t, slow, metrics.NewSet(), 1)
+	require.Eventually(t, func() bool { return slow.calls.Load() > 0 }, 5*time.Second, 10*time.Millisecond)
+
+	// Twice the lease into the round, a rival finds nothing to take.
+	time.Sleep(2 * e.lease)
+	rival, err := e.audits.ClaimOutbox(context.Background(), 1000, e.lease)
+	require.NoError(t, err)
+	assert.Zero(t, len(rival.Entries), "the working round's lease was renewed")
+	rival.Release(context.Background())
+
+	e.requireAllEmbedded(t, recs, 20)
+	assert.Equal(t, int32(1), slow.calls.Load(), "one round embedded everything")
 }
 
 func TestPipeline_RepeatedClaimStoresNothingTwice(t *testing.T) {
