@@ -29,6 +29,7 @@ import (
 	"github.com/kubernaut/datastorage/internal/tstest/faultproxy"
 	"github.com/kubernaut/datastorage/internal/tstest/freeport"
 	"github.com/kubernaut/datastorage/internal/tstest/harness"
+	"github.com/kubernaut/datastorage/internal/tstest/patroni"
 	"github.com/kubernaut/datastorage/wire"
 )
 
@@ -45,6 +46,7 @@ const (
 	FaultDiskFull     = "agent disk full (tmpfs)"
 	FaultCorruptEntry = "corrupt buffer entry"
 	FaultResend       = "resend in another partition"
+	FaultFailover     = "PostgreSQL failover (Patroni)"
 	corruptPerRound   = 2     // a truncated and a bad-checksum entry
 	tmpfsSize         = "64m" // the agent keeps 2×memtable+4 MiB free: room to refuse before filling
 	diskFullHeadroom  = 64 << 10
@@ -59,7 +61,7 @@ var ErrLedger = errors.New("chaos: the ledger does not verify")
 
 // FaultKinds is every kind, in table order.
 var FaultKinds = []string{FaultAgentKill, FaultCentralKill, FaultCentralTerm, FaultDatabaseStop, FaultDatabaseCut,
-	FaultDropResponse, FaultResetRequest, FaultStall, FaultDiskFull, FaultCorruptEntry, FaultResend}
+	FaultDropResponse, FaultResetRequest, FaultStall, FaultDiskFull, FaultCorruptEntry, FaultResend, FaultFailover}
 
 // Config configures a chaos run. Zero fields take the full run's
 // defaults (Short gives the in-suite ones).
@@ -74,6 +76,12 @@ type Config struct {
 	// central and PostgreSQL. Empty: a throwaway cluster is started and
 	// stopped for real (pg_ctl -m fast) for the outage.
 	DatabaseURL string
+	// HA runs on a throwaway Patroni cluster (failover.go) instead of a
+	// single PostgreSQL, with the central given its multi-host URL; the
+	// database fault is then the primary's failover, Failovers times (zero:
+	// 1). DatabaseURL must be empty.
+	HA          bool
+	Failovers   int
 	Agents      int     // agent processes (agent 0 buffers on a tmpfs). Zero: 3.
 	Controllers int     // writers. Zero: 12.
 	Rate        float64 // total writes/s (steady load). Zero: 300.
@@ -120,6 +128,7 @@ func (c Config) withDefaults() Config {
 	c.Gap = cmp.Or(c.Gap, 2*time.Second)
 	c.DrainTimeout = cmp.Or(c.DrainTimeout, 3*time.Minute)
 	c.Seed = cmp.Or(c.Seed, 1)
+	c.Failovers = max(cmp.Or(c.Failovers, 1), 0)
 	if c.Progress == nil {
 		c.Progress = io.Discard
 	}
@@ -133,6 +142,8 @@ func (c Config) Validate() error {
 		return errors.New("chaos config: Agents and Controllers must not be negative")
 	case c.Rate < 0 || c.Outage < 0 || c.StallFor < 0 || c.Gap < 0 || c.DrainTimeout < 0:
 		return errors.New("chaos config: Rate and durations must not be negative")
+	case c.HA && c.DatabaseURL != "":
+		return errors.New("chaos config: HA starts its own cluster: DatabaseURL must be empty")
 	case c.Agents == 1 && c.DiskFulls > 0:
 		return errors.New("chaos config: the disk-full fault needs at least 2 agents (agent 0 fills up)")
 	}
@@ -219,22 +230,27 @@ func (p *proc) signal(sig syscall.Signal) { _ = p.run.Stop(sig, 30*time.Second) 
 
 // env is one chaos run's world.
 type env struct {
-	cfg      Config
-	rng      *rand.Rand
-	dsn      string
-	cluster  *loadgen.Cluster // nil: not ours (the outage is a proxy cut)
-	pgProxy  *faultproxy.Proxy
-	central  *proc
-	agents   []*proc
-	agentURL []string
-	agentSA  []string
-	metrics  []string // agents' metrics URLs
-	proxies  []*faultproxy.Proxy
-	tmpfs    string
-	res      *Result
-	run      *loadgen.Run
-	probes   int
-	mu       sync.Mutex
+	cfg            Config
+	rng            *rand.Rand
+	dsn            string
+	cluster        *loadgen.Cluster // nil: not ours (the outage is a proxy cut), or HA
+	ha             *patroni.Cluster // Config.HA: the failover is the database fault
+	pgProxy        *faultproxy.Proxy
+	central        *proc
+	agents         []*proc
+	agentURL       []string
+	agentSA        []string
+	metrics        []string // agents' metrics URLs
+	centralMetrics string
+	proxies        []*faultproxy.Proxy
+	tmpfs          string
+	res            *Result
+	run            *loadgen.Run
+	probes         int
+	mu             sync.Mutex
+	// measureFrom, set by a fault, is when its recovery starts (zero: when
+	// the fault returns).
+	measureFrom time.Time
 
 	// The ledger's checkpoints (ledger.go).
 	checkpointFile string
@@ -277,6 +293,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	admin := cfg.DatabaseURL
+	if cfg.HA {
+		if admin, err = e.startHA(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if admin == "" {
 		fmt.Fprintln(cfg.Progress, "chaos: starting a throwaway PostgreSQL (scripts/pg-cluster.sh)")
 		cl, err := loadgen.StartCluster(ctx, cfg.RepoRoot)
@@ -335,6 +356,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return e.res, err
 	}
 	e.res.Verify = v
+	if e.ha != nil {
+		if err := e.rejoined(ctx); err != nil {
+			return e.res, fmt.Errorf("chaos: after the failovers: %w", err)
+		}
+	}
 	if err := e.checkResent(ctx); err != nil {
 		return e.res, err
 	}
@@ -390,6 +416,9 @@ func (e *env) close() {
 	if e.cluster != nil {
 		e.cluster.Close()
 	}
+	if e.ha != nil {
+		e.ha.Close()
+	}
 }
 
 // deploy starts the central (behind a proxy to PostgreSQL when the cluster
@@ -405,7 +434,7 @@ func (e *env) deploy(ctx context.Context, work string, bins harness.Binaries) er
 		return err
 	}
 	centralDSN := e.dsn
-	if e.cluster == nil {
+	if e.cfg.DatabaseURL != "" {
 		if centralDSN, err = e.proxyDatabase(); err != nil {
 			return err
 		}
@@ -425,6 +454,7 @@ func (e *env) deploy(ctx context.Context, work string, bins harness.Binaries) er
 			"--checkpoint-key-file", checkpointKey, "--checkpoint-file", e.checkpointFile, "--checkpoint-interval", "1s"},
 		Ready: "http://" + api + "/readyz"}}
 	e.centralURL = "http://" + api
+	e.centralMetrics = "http://" + metricsAddr + "/metrics"
 	if err := e.central.start(ctx); err != nil {
 		return err
 	}
@@ -497,9 +527,12 @@ func (e *env) inject(ctx context.Context) error {
 	add(cfg.AgentKills, FaultAgentKill, e.killAgent)
 	add(cfg.CentralKills, FaultCentralKill, func(ctx context.Context) (int, error) { return -1, e.restartCentral(ctx, syscall.SIGKILL) })
 	add(cfg.CentralTerms, FaultCentralTerm, func(ctx context.Context) (int, error) { return -1, e.restartCentral(ctx, syscall.SIGTERM) })
-	if e.cluster != nil {
+	switch {
+	case e.ha != nil:
+		add(cfg.Failovers, FaultFailover, e.failover)
+	case e.cluster != nil:
 		add(1, FaultDatabaseStop, e.stopDatabase)
-	} else {
+	default:
 		add(1, FaultDatabaseCut, e.cutDatabase)
 	}
 	add(cfg.ProxyFaults, FaultDropResponse, func(ctx context.Context) (int, error) { return e.proxyFault(ctx, faultproxy.DropResponse) })
@@ -521,6 +554,9 @@ func (e *env) inject(ctx context.Context) error {
 			return fmt.Errorf("chaos: %s: %w", f.kind, err)
 		}
 		healed := time.Now()
+		if !e.measureFrom.IsZero() {
+			healed, e.measureFrom = e.measureFrom, time.Time{}
+		}
 		if agent < 0 {
 			agent = e.rng.IntN(len(e.agents))
 		}
@@ -564,15 +600,28 @@ func (e *env) probe(ctx context.Context, j int, within time.Duration) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	conn, err := pgx.Connect(ctx, e.dsn)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
+	// The database may still be away (a failover): connect again until
+	// the deadline.
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.WithoutCancel(ctx))
+		}
+	}()
 	for {
-		var n int
-		if err := conn.QueryRow(ctx, `SELECT count(*) FROM workflow_audit WHERE id = $1`, id).Scan(&n); err == nil && n > 0 {
-			return nil
+		if conn == nil {
+			conn, _ = pgx.Connect(ctx, e.dsn)
+		}
+		if conn != nil {
+			var n int
+			err := conn.QueryRow(ctx, `SELECT count(*) FROM workflow_audit WHERE id = $1`, id).Scan(&n)
+			if err == nil && n > 0 {
+				return nil
+			}
+			if err != nil {
+				conn.Close(context.WithoutCancel(ctx))
+				conn = nil
+			}
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("probe %s not in PostgreSQL after %s", id, within)
@@ -765,19 +814,25 @@ func indexOf(s []string, v string) int {
 
 // metric reads one sample of agent j's /metrics (0 when absent).
 func (e *env) metric(j int, name string) float64 {
-	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get(e.metrics[j])
+	return scrape(e.metrics[j], func(sample string) bool { return sample == name })
+}
+
+// scrape sums the samples of url's /metrics whose name and labels match.
+func scrape(url string, match func(sample string) bool) float64 {
+	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get(url)
 	if err != nil {
 		return 0
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	sum := 0.0
 	for _, l := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(l, name+" "); ok {
-			v, _ := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-			return v
+		if i := strings.LastIndexByte(l, ' '); i > 0 && match(l[:i]) {
+			v, _ := strconv.ParseFloat(strings.TrimSpace(l[i+1:]), 64)
+			sum += v
 		}
 	}
-	return 0
+	return sum
 }
 
 // waitDrained waits until every agent's buffer is empty.

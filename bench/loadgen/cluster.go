@@ -148,7 +148,7 @@ func createDatabase(ctx context.Context, admin, label, template string) (dsn str
 			_ = c.Close(ctx)
 		}
 	}
-	dc, err := pgx.Connect(ctx, dsn)
+	dc, err := connectNew(ctx, dsn)
 	if err != nil {
 		drop()
 		return "", nil, err
@@ -159,6 +159,26 @@ func createDatabase(ctx context.Context, admin, label, template string) (dsn str
 		return "", nil, fmt.Errorf("create extension vector (is pgvector installed?): %w", err)
 	}
 	return dsn, drop, nil
+}
+
+// connectNew connects to a database just created. With a multi-host URL
+// the first host may be a standby that has not replayed the CREATE DATABASE
+// yet (a synchronous commit waits for the standby's flush, not its replay),
+// and pgx tries no further host after "database does not exist" (3D000):
+// try again for a few seconds.
+func connectNew(ctx context.Context, dsn string) (*pgx.Conn, error) {
+	for wait := 50 * time.Millisecond; ; wait *= 2 {
+		conn, err := pgx.Connect(ctx, dsn)
+		var pgErr *pgconn.PgError
+		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "3D000" || wait > 5*time.Second {
+			return conn, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
 }
 
 func redact(dsn string) string {

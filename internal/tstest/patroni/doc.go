@@ -13,5 +13,5 @@
 // is root, etcd and Patroni run as the postgres user.
 //
 // It is test infrastructure: nothing that ships imports it, and it imports no
-// package of this module but internal/tstest/freeport.
+// package of this module but internal/tstest/freeport and harness.
 package patroni

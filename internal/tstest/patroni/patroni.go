@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/kubernaut/datastorage/internal/tstest/freeport"
+	"github.com/kubernaut/datastorage/internal/tstest/harness"
 )
 
 // Defaults for Config's zero values: a leader key that expires 10 s after
@@ -99,7 +100,7 @@ type Cluster struct {
 func Provision(ctx context.Context, root string) error {
 	if root == "" {
 		var err error
-		if root, err = moduleRoot(); err != nil {
+		if root, err = harness.ModuleRoot(); err != nil {
 			return err
 		}
 	}
@@ -543,22 +544,4 @@ func tail(path string) string {
 	b, _ := os.ReadFile(path)
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-15):], "\n")
-}
-
-// moduleRoot walks up from the working directory to go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("patroni: no go.mod above the working directory (set Config.Root)")
-		}
-		dir = parent
-	}
 }
