@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# make test: provision PostgreSQL 15 + pgvector when missing, start a throwaway
-# cluster in a temporary directory on a free port, run vet and the race-enabled
-# test suite against it, and remove the cluster afterwards.
-# With TEST_DATABASE_URL already set, that cluster is used instead.
+# make test: provision PostgreSQL 15 + pgvector, Patroni and etcd when missing,
+# start a throwaway cluster in a temporary directory on a free port, run vet
+# and the race-enabled test suite against it, and remove the cluster afterwards.
+# With TEST_DATABASE_URL already set, that cluster is used instead. The
+# failover test (storage/failover_test.go) starts its own Patroni cluster
+# (internal/tstest/patroni), so Patroni and etcd are provisioned either way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+bash scripts/provision-ha.sh
 if [ -z "${TEST_DATABASE_URL:-}" ]; then
-  bash scripts/provision-postgres.sh
   port=${TEST_PG_PORT:-}
   if [ -z "$port" ]; then
     for p in $(seq 55500 55600); do
