@@ -50,6 +50,8 @@ fuzz:
 
 # Fault injection (see README "Reliability"): a throwaway PostgreSQL, the central and agents as processes under
 # load; kills, a database outage, lost acknowledgements, a full disk, a corrupted buffer; exactly-once verified.
+# Then the failover phase (README "HA PostgreSQL"): a throwaway Patroni cluster (scripts/provision-ha.sh installs
+# Debian's patroni and etcd-server), its primary killed -9 under load. One phase: go run ./chaos/cmd/chaos --phases failover
 .PHONY: chaos
 chaos:
 	go run ./chaos/cmd/chaos
