@@ -1,8 +1,8 @@
 // Package tstest holds, in its subpackages, the module's test
 // infrastructure: throwaway databases (pgtest), the child-process harness
 // (harness), certificates (testcerts), the hostile request table (hostile),
-// a fault-injecting TCP proxy (faultproxy), free ports (freeport) and a
-// shared buffer (syncbuf). Tests use them, and so do the bench and chaos
+// a fault-injecting TCP proxy (faultproxy), free ports (freeport), a
+// shared buffer (syncbuf) and a throwaway Patroni cluster (patroni). Tests use them, and so do the bench and chaos
 // programs, which are not shipped.
 //
 // No package that ships imports anything under internal/tstest outside its
