@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what a throwaway high-availability PostgreSQL needs (scripts/
-# ha-cluster.sh): PostgreSQL 15 with pgvector (scripts/provision-postgres.sh),
+# Installs what a throwaway high-availability PostgreSQL needs
+# (internal/tstest/patroni): PostgreSQL 15 with pgvector (scripts/provision-postgres.sh),
 # and Debian's patroni and etcd-server. Idempotent: it does nothing when all
 # are installed. The packages' own services (a system-wide etcd, a patroni
 # reading /etc/patroni) are neither left running nor enabled: the clusters
