@@ -84,6 +84,17 @@ func TestRun_TinyConfigurationMeasuresAndVerifiesEveryScenario(t *testing.T) {
 	assert.Contains(t, table.String(), "direct persisted with ledger vs without")
 	assert.Contains(t, table.String(), "sidecar p99 latency with ledger vs without")
 	assert.Contains(t, string(page), "Ledger cost")
+	// The summary is an HTML table, and the CPU each process spent per
+	// record is measured and shown.
+	assert.Contains(t, string(page), "<h2>Summary</h2><table>")
+	assert.Contains(t, string(page), "<h2>CPU per record</h2>")
+	side := scenario(t, res, bench.ScenarioSidecar)
+	for _, g := range []string{"bench", "agents", "central", "postgres", "server"} {
+		assert.Positive(t, side.CPUPerRecordUs[g], g)
+	}
+	assert.InDelta(t, side.CPUPerRecordUs["agents"]+side.CPUPerRecordUs["central"]+side.CPUPerRecordUs["postgres"],
+		side.CPUPerRecordUs["server"], 1e-6)
+	assert.Contains(t, table.String(), "server µs")
 }
 
 func scenario(t *testing.T, res *bench.Results, name string) *bench.ScenarioResult {

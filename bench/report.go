@@ -124,13 +124,11 @@ func msStr(p *Percentiles, f func(*Percentiles) float64) string {
 	return fmt.Sprintf("%.1f", f(p))
 }
 
-// WriteTable prints the summary table (Markdown, so the README can take it).
-func (res *Results) WriteTable(w io.Writer) {
-	fmt.Fprintf(w, "Machine: %d CPUs (%s), %d GB RAM, %s, %s, %s\n\n", res.Machine.CPUs, res.Machine.CPUModel,
-		res.Machine.MemoryGB, res.Machine.OS, res.Machine.GoVersion, res.Machine.Postgres)
-	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "| scenario\t accepted/s\t persisted/s\t embedded/s\t p50 ms\t p95 ms\t p99 ms\t max ms\t lag p50 ms\t lag p99 ms\t vec lag p50 ms\t vec lag p99 ms\t vs COPY\t vs naive\t lost\t dup\t")
-	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t")
+// summaryTable is the summary's header and one row per scenario: what
+// WriteTable prints as Markdown and WriteHTML as an HTML table.
+func (res *Results) summaryTable() (t table) {
+	t.header = []string{"scenario", "accepted/s", "persisted/s", "embedded/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
+		"lag p50 ms", "lag p99 ms", "vec lag p50 ms", "vec lag p99 ms", "vs COPY", "vs naive", "lost", "dup"}
 	for _, s := range res.Scenarios {
 		ratio := func(k string) string {
 			if v, ok := s.Ratios[k]; ok {
@@ -154,27 +152,138 @@ func (res *Results) WriteTable(w io.Writer) {
 			}
 			return v
 		}
-		fmt.Fprintf(tw, "| %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t\n", s.Name, acc,
-			rateStr(s.PersistedPerSec), rateStr(s.EmbeddedPerSec),
-			msStr(s.Latency, func(p *Percentiles) float64 { return p.P50 }), msStr(s.Latency, func(p *Percentiles) float64 { return p.P95 }),
-			msStr(s.Latency, func(p *Percentiles) float64 { return p.P99 }), msStr(s.Latency, func(p *Percentiles) float64 { return p.Max }),
-			msStr(s.Lag, func(p *Percentiles) float64 { return p.P50 }), msStr(s.Lag, func(p *Percentiles) float64 { return p.P99 }),
-			vecLag(func(p *Percentiles) float64 { return p.P50 }), vecLag(func(p *Percentiles) float64 { return p.P99 }),
-			ratio("persisted_vs_copy"), ratio("persisted_vs_naive"), lost, dup)
+		p50 := func(p *Percentiles) float64 { return p.P50 }
+		p95 := func(p *Percentiles) float64 { return p.P95 }
+		p99 := func(p *Percentiles) float64 { return p.P99 }
+		pMax := func(p *Percentiles) float64 { return p.Max }
+		t.rows = append(t.rows, []string{s.Name, acc, rateStr(s.PersistedPerSec), rateStr(s.EmbeddedPerSec),
+			msStr(s.Latency, p50), msStr(s.Latency, p95), msStr(s.Latency, p99), msStr(s.Latency, pMax),
+			msStr(s.Lag, p50), msStr(s.Lag, p99), vecLag(p50), vecLag(p99),
+			ratio("persisted_vs_copy"), ratio("persisted_vs_naive"), lost, dup})
 	}
-	_ = tw.Flush()
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "CPU (% of one core over load+drain) and peak RSS:")
+	return t
+}
+
+// cpuGroups are the columns of the CPU-per-record table: the processes of a
+// scenario, the agents summed.
+var cpuGroups = []string{"bench", "agents", "central", "postgres"}
+
+// cpuGroup is the column of process name.
+func cpuGroup(name string) string {
+	if strings.HasPrefix(name, "agent") {
+		return "agents"
+	}
+	return name
+}
+
+// computeCPUPerRecord sets each scenario's CPU per record: µs of CPU each
+// group of processes spent per record (persisted, or accepted where nothing
+// is persisted), and "server", the sum over agents, central and postgres:
+// what the system costs, the load generator apart.
+func computeCPUPerRecord(res *Results) {
 	for _, s := range res.Scenarios {
+		records := s.Accepted
+		if s.Persisted != nil {
+			records = *s.Persisted
+		}
+		if records <= 0 || len(s.Procs) == 0 {
+			continue
+		}
+		s.CPUPerRecordUs = map[string]float64{}
+		for _, p := range s.Procs {
+			us := p.CPUSeconds * 1e6 / float64(records)
+			s.CPUPerRecordUs[cpuGroup(p.Name)] += us
+			if cpuGroup(p.Name) != "bench" {
+				s.CPUPerRecordUs["server"] += us
+			}
+		}
+	}
+}
+
+// cpuTable is the CPU-per-record table: µs per record by group of
+// processes, their sum without the load generator, and each process's CPU
+// (% of one core) and peak RSS.
+func (res *Results) cpuTable() (t table) {
+	t.header = []string{"scenario", "records"}
+	for _, g := range cpuGroups {
+		t.header = append(t.header, g+" µs")
+	}
+	t.header = append(t.header, "server µs", "CPU % and peak RSS per process")
+	for _, s := range res.Scenarios {
+		if s.CPUPerRecordUs == nil {
+			continue
+		}
+		records := s.Accepted
+		if s.Persisted != nil {
+			records = *s.Persisted
+		}
+		row := []string{s.Name, fmt.Sprint(records)}
+		for _, g := range append(slices.Clone(cpuGroups), "server") {
+			if v, ok := s.CPUPerRecordUs[g]; ok {
+				row = append(row, fmt.Sprintf("%.1f", v))
+			} else {
+				row = append(row, "-")
+			}
+		}
 		var parts []string
 		for _, p := range s.Procs {
 			parts = append(parts, fmt.Sprintf("%s %.0f%% %.0fMB", p.Name, p.CPUPercent, p.PeakRSSMB))
 		}
-		errs := ""
-		if len(s.Errors) > 0 {
-			errs = fmt.Sprintf("  errors %v", s.Errors)
+		t.rows = append(t.rows, append(row, strings.Join(parts, ", ")))
+	}
+	return t
+}
+
+// targetTable is the targets' table.
+func (res *Results) targetTable() (t table) {
+	t.header = []string{"target", "want", "got", "", "detail"}
+	for _, tg := range res.Targets {
+		met := "MET"
+		if !tg.Met {
+			met = "NOT MET"
 		}
-		fmt.Fprintf(w, "  %-16s %s%s\n", s.Name, strings.Join(parts, ", "), errs)
+		t.rows = append(t.rows, []string{tg.Name, tg.Want, fmt.Sprintf("%.2f", tg.Got), met, tg.Detail})
+	}
+	return t
+}
+
+// table is a header and rows of cells, printed as Markdown (writeMarkdown)
+// or HTML (htmlTable).
+type table struct {
+	header []string
+	rows   [][]string
+}
+
+// writeMarkdown prints t as a Markdown table.
+func writeMarkdown(w io.Writer, t table) {
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
+	line := func(cells []string) { fmt.Fprintln(tw, "| "+strings.Join(cells, "\t ")+"\t") }
+	line(t.header)
+	sep := make([]string, len(t.header))
+	for i := range sep {
+		sep[i] = "---"
+	}
+	line(sep)
+	for _, r := range t.rows {
+		line(r)
+	}
+	_ = tw.Flush()
+}
+
+// WriteTable prints the summary (Markdown tables, so the README can take
+// them).
+func (res *Results) WriteTable(w io.Writer) {
+	fmt.Fprintln(w, res.machineLine())
+	fmt.Fprintln(w)
+	writeMarkdown(w, res.summaryTable())
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "CPU per record (µs of CPU per persisted record; server = agents + central + postgres, the load generator apart):")
+	fmt.Fprintln(w)
+	writeMarkdown(w, res.cpuTable())
+	for _, s := range res.Scenarios {
+		if len(s.Errors) > 0 {
+			fmt.Fprintf(w, "  %s errors %v\n", s.Name, s.Errors)
+		}
 	}
 	for _, s := range res.Scenarios {
 		if s.Reads != nil {
@@ -184,15 +293,15 @@ func (res *Results) WriteTable(w io.Writer) {
 	res.writeLedgerCost(w)
 	if len(res.Targets) > 0 {
 		fmt.Fprintln(w, "\nTargets:")
-		for _, t := range res.Targets {
-			met := "MET"
-			if !t.Met {
-				met = "NOT MET"
-			}
-			fmt.Fprintf(w, "  %-42s want %-8s got %-8.2f %-7s (%s)\n", t.Name, t.Want, t.Got, met, t.Detail)
-		}
+		fmt.Fprintln(w)
+		writeMarkdown(w, res.targetTable())
 	}
 	fmt.Fprintf(w, "\nWall time %.0fs.\n", res.WallTime)
+}
+
+func (res *Results) machineLine() string {
+	return fmt.Sprintf("Machine: %d CPUs (%s), %d GB RAM, %s, %s, %s", res.Machine.CPUs, res.Machine.CPUModel,
+		res.Machine.MemoryGB, res.Machine.OS, res.Machine.GoVersion, res.Machine.Postgres)
 }
 
 // writeReads prints what s's reader did: reads, failures, latency by read

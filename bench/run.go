@@ -62,12 +62,16 @@ type ScenarioResult struct {
 	// Samples still waiting when the scenario ended (VectorLagWaiting) count
 	// with the time they had waited, so with any waiting the percentiles are
 	// lower bounds.
-	VectorLag        *Percentiles       `json:"accept_to_vector_lag,omitempty"`
-	VectorLagWaiting int                `json:"accept_to_vector_lag_waiting,omitempty"`
-	Errors           map[string]int     `json:"errors,omitempty"`
-	Procs            []ProcStat         `json:"processes,omitempty"`
-	Verify           *Verification      `json:"verification,omitempty"`
-	Ratios           map[string]float64 `json:"ratios,omitempty"`
+	VectorLag        *Percentiles   `json:"accept_to_vector_lag,omitempty"`
+	VectorLagWaiting int            `json:"accept_to_vector_lag_waiting,omitempty"`
+	Errors           map[string]int `json:"errors,omitempty"`
+	Procs            []ProcStat     `json:"processes,omitempty"`
+	// CPUPerRecordUs is µs of CPU per record by group of processes (bench,
+	// agents, central, postgres) and "server", the sum without bench
+	// (computeCPUPerRecord).
+	CPUPerRecordUs map[string]float64 `json:"cpu_us_per_record,omitempty"`
+	Verify         *Verification      `json:"verification,omitempty"`
+	Ratios         map[string]float64 `json:"ratios,omitempty"`
 
 	// Reads is what the reader did during the load (sidecar-reads only).
 	Reads *ReadStats `json:"reads,omitempty"`
@@ -175,6 +179,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		}
 	}
 	computeRatios(res)
+	computeCPUPerRecord(res)
 	res.Targets = checkTargets(res)
 	res.WallTime = time.Since(began).Seconds()
 	if failed {
