@@ -44,7 +44,7 @@ import (
 
 // The central's subcommands; its flags and the agent's are read from the
 // programs' own --help (helpFlags), so a renamed flag fails this test.
-var centralSubcommands = []string{"serve", "migrate"}
+var centralSubcommands = []string{"serve", "migrate", "maintain"}
 
 var helpFlagsCache sync.Map // package path → []string
 
@@ -126,22 +126,33 @@ func render(t *testing.T, dir string) rendered {
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
 	m, err := k.Run(filesys.MakeFsOnDisk(), dir)
 	require.NoError(t, err, "kustomize build %s", dir)
-	decoder := serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
 	out := rendered{dir: dir}
 	for _, r := range m.Resources() {
 		b, err := r.AsYAML()
 		require.NoError(t, err)
-		if slices.Contains(untypedGroups, r.GetGvk().Group) {
-			u := &unstructured.Unstructured{}
-			require.NoError(t, yaml.UnmarshalStrict(b, &u.Object), "%s: %s", dir, r.CurId())
-			out.untyped = append(out.untyped, u)
-			continue
-		}
-		obj, _, err := decoder.Decode(b, nil, nil)
-		require.NoError(t, err, "%s: strict decode of %s", dir, r.CurId())
-		out.typed = append(out.typed, obj)
+		out.add(t, r.CurId().String(), b)
 	}
 	return out
+}
+
+var strictDecoder = serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
+
+// add decodes one object's YAML strictly: with client-go's scheme, or as
+// unstructured YAML for the custom resources' groups.
+func (r *rendered) add(t *testing.T, what string, b []byte) {
+	t.Helper()
+	var head struct{ APIVersion string }
+	require.NoError(t, yaml.Unmarshal(b, &head), "%s: %s", r.dir, what)
+	group, _, _ := strings.Cut(head.APIVersion, "/")
+	if slices.Contains(untypedGroups, group) {
+		u := &unstructured.Unstructured{}
+		require.NoError(t, yaml.UnmarshalStrict(b, &u.Object), "%s: %s", r.dir, what)
+		r.untyped = append(r.untyped, u)
+		return
+	}
+	obj, _, err := strictDecoder.Decode(b, nil, nil)
+	require.NoError(t, err, "%s: strict decode of %s", r.dir, what)
+	r.typed = append(r.typed, obj)
 }
 
 func renderAll(t *testing.T) map[string]rendered {
@@ -186,6 +197,8 @@ func workloads(r rendered) []workload {
 			out = append(out, workload{r.dir + " StatefulSet/" + v.Name, v.Spec.Template.Spec})
 		case *batchv1.Job:
 			out = append(out, workload{r.dir + " Job/" + v.Name, v.Spec.Template.Spec})
+		case *batchv1.CronJob:
+			out = append(out, workload{r.dir + " CronJob/" + v.Name, v.Spec.JobTemplate.Spec.Template.Spec})
 		}
 	}
 	return out
@@ -326,54 +339,62 @@ func TestEveryKustomizationIsListedAndRendered(t *testing.T) {
 
 func TestContainersAreHardenedPinnedAndBounded(t *testing.T) {
 	for _, r := range renderAll(t) {
-		for _, w := range workloads(r) {
-			pod := w.spec.SecurityContext
-			for _, c := range allContainers(w.spec) {
-				where := w.name + " container " + c.Name
-				t.Run(where, func(t *testing.T) {
-					assert.True(t, imageName(c.Image) != c.Image, "untagged image %s", c.Image)
-					assert.NotContains(t, c.Image, ":latest", "latest tag")
-					if imageName(c.Image) == centralImage || imageName(c.Image) == agentImage {
-						assert.Equal(t, imageName(c.Image)+":"+images.Version, c.Image, "the tag make images builds")
-					}
+		checkContainersHardenedPinnedAndBounded(t, r)
+	}
+}
 
-					req, lim := c.Resources.Requests, c.Resources.Limits
-					assert.False(t, req.Cpu().IsZero(), "cpu request")
-					assert.False(t, req.Memory().IsZero(), "memory request")
-					assert.False(t, lim.Memory().IsZero(), "memory limit")
-					if !lim.Memory().IsZero() {
-						assert.GreaterOrEqual(t, lim.Memory().Cmp(*req.Memory()), 0, "memory limit below request")
-					}
+// checkContainersHardenedPinnedAndBounded: every container of r's workloads
+// runs a pinned image as the images' user, with a hardened security context
+// and resources.
+func checkContainersHardenedPinnedAndBounded(t *testing.T, r rendered) {
+	t.Helper()
+	for _, w := range workloads(r) {
+		pod := w.spec.SecurityContext
+		for _, c := range allContainers(w.spec) {
+			where := w.name + " container " + c.Name
+			t.Run(where, func(t *testing.T) {
+				assert.True(t, imageName(c.Image) != c.Image, "untagged image %s", c.Image)
+				assert.NotContains(t, c.Image, ":latest", "latest tag")
+				if imageName(c.Image) == centralImage || imageName(c.Image) == agentImage {
+					assert.Equal(t, imageName(c.Image)+":"+images.Version, c.Image, "the tag make images builds")
+				}
 
-					sc := c.SecurityContext
-					require.NotNil(t, sc, "container securityContext")
-					nonRoot := sc.RunAsNonRoot
-					if nonRoot == nil && pod != nil {
-						nonRoot = pod.RunAsNonRoot
+				req, lim := c.Resources.Requests, c.Resources.Limits
+				assert.False(t, req.Cpu().IsZero(), "cpu request")
+				assert.False(t, req.Memory().IsZero(), "memory request")
+				assert.False(t, lim.Memory().IsZero(), "memory limit")
+				if !lim.Memory().IsZero() {
+					assert.GreaterOrEqual(t, lim.Memory().Cmp(*req.Memory()), 0, "memory limit below request")
+				}
+
+				sc := c.SecurityContext
+				require.NotNil(t, sc, "container securityContext")
+				nonRoot := sc.RunAsNonRoot
+				if nonRoot == nil && pod != nil {
+					nonRoot = pod.RunAsNonRoot
+				}
+				assert.True(t, nonRoot != nil && *nonRoot, "runAsNonRoot")
+				ids := []*int64{sc.RunAsUser, sc.RunAsGroup}
+				if pod != nil {
+					ids = append(ids, pod.RunAsUser, pod.RunAsGroup)
+				}
+				for _, id := range ids {
+					if id != nil {
+						assert.EqualValues(t, images.UID, *id, "the user the images run as")
 					}
-					assert.True(t, nonRoot != nil && *nonRoot, "runAsNonRoot")
-					ids := []*int64{sc.RunAsUser, sc.RunAsGroup}
-					if pod != nil {
-						ids = append(ids, pod.RunAsUser, pod.RunAsGroup)
-					}
-					for _, id := range ids {
-						if id != nil {
-							assert.EqualValues(t, images.UID, *id, "the user the images run as")
-						}
-					}
-					assert.True(t, sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation, "allowPrivilegeEscalation false")
-					assert.True(t, sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem, "readOnlyRootFilesystem")
-					assert.True(t, sc.Capabilities != nil && slices.Contains(sc.Capabilities.Drop, "ALL"), "drop ALL capabilities")
-					if sc.Capabilities != nil {
-						assert.Empty(t, sc.Capabilities.Add, "added capabilities")
-					}
-					seccomp := sc.SeccompProfile
-					if seccomp == nil && pod != nil {
-						seccomp = pod.SeccompProfile
-					}
-					assert.True(t, seccomp != nil && seccomp.Type == corev1.SeccompProfileTypeRuntimeDefault, "seccomp RuntimeDefault")
-				})
-			}
+				}
+				assert.True(t, sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation, "allowPrivilegeEscalation false")
+				assert.True(t, sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem, "readOnlyRootFilesystem")
+				assert.True(t, sc.Capabilities != nil && slices.Contains(sc.Capabilities.Drop, "ALL"), "drop ALL capabilities")
+				if sc.Capabilities != nil {
+					assert.Empty(t, sc.Capabilities.Add, "added capabilities")
+				}
+				seccomp := sc.SeccompProfile
+				if seccomp == nil && pod != nil {
+					seccomp = pod.SeccompProfile
+				}
+				assert.True(t, seccomp != nil && seccomp.Type == corev1.SeccompProfileTypeRuntimeDefault, "seccomp RuntimeDefault")
+			})
 		}
 	}
 }
@@ -381,42 +402,57 @@ func TestContainersAreHardenedPinnedAndBounded(t *testing.T) {
 func TestFlagsAreOnesTheProgramsAccept(t *testing.T) {
 	seen := map[string]int{}
 	for _, r := range renderAll(t) {
-		for _, w := range workloads(r) {
-			for _, c := range allContainers(w.spec) {
-				var known, subs []string
-				switch imageName(c.Image) {
-				case centralImage:
-					known, subs = helpFlags(t, "../cmd/central"), centralSubcommands
-				case agentImage:
-					known = helpFlags(t, "../cmd/agent")
-				default:
-					continue
-				}
-				seen[imageName(c.Image)]++
-				sub, flags := parseArgs(t, c)
-				if sub != "" {
-					assert.Contains(t, subs, sub, "%s %s: subcommand", w.name, c.Name)
-				}
-				for name := range flags {
-					assert.Contains(t, known, name, "%s %s: --%s is not a flag of %s", w.name, c.Name, name, c.Image)
-				}
-				for _, e := range c.Env {
-					if strings.Contains(e.Name, "DATABASE_URL") {
-						require.NotNil(t, e.ValueFrom, "%s: %s must come from a Secret", w.name, e.Name)
-						assert.NotNil(t, e.ValueFrom.SecretKeyRef, "%s: %s must come from a Secret", w.name, e.Name)
-					}
-				}
-				_, inArgs := flags["database-url"]
-				assert.False(t, inArgs, "%s: the database URL (a secret) must not be on the command line", w.name)
-			}
-		}
+		checkFlagsAreOnesTheProgramsAccept(t, r, seen)
 	}
 	assert.Positive(t, seen[centralImage], "no central container checked")
 	assert.Positive(t, seen[agentImage], "no agent container checked")
 }
 
+// checkFlagsAreOnesTheProgramsAccept: the programs' containers in r give
+// subcommands and flags the programs know, and the database URLs only from
+// Secrets; seen counts the containers checked per image.
+func checkFlagsAreOnesTheProgramsAccept(t *testing.T, r rendered, seen map[string]int) {
+	t.Helper()
+	for _, w := range workloads(r) {
+		for _, c := range allContainers(w.spec) {
+			var known, subs []string
+			switch imageName(c.Image) {
+			case centralImage:
+				known, subs = helpFlags(t, "../cmd/central"), centralSubcommands
+			case agentImage:
+				known = helpFlags(t, "../cmd/agent")
+			default:
+				continue
+			}
+			seen[imageName(c.Image)]++
+			sub, flags := parseArgs(t, c)
+			if sub != "" {
+				assert.Contains(t, subs, sub, "%s %s: subcommand", w.name, c.Name)
+			}
+			for name := range flags {
+				assert.Contains(t, known, name, "%s %s: --%s is not a flag of %s", w.name, c.Name, name, c.Image)
+			}
+			for _, e := range c.Env {
+				if strings.Contains(e.Name, "DATABASE_URL") {
+					require.NotNil(t, e.ValueFrom, "%s: %s must come from a Secret", w.name, e.Name)
+					assert.NotNil(t, e.ValueFrom.SecretKeyRef, "%s: %s must come from a Secret", w.name, e.Name)
+				}
+			}
+			_, inArgs := flags["database-url"]
+			assert.False(t, inArgs, "%s: the database URL (a secret) must not be on the command line", w.name)
+		}
+	}
+}
+
 func TestCentralMatchesItsDefaultsAndWiring(t *testing.T) {
-	r := render(t, "central")
+	checkCentralMatchesItsDefaultsAndWiring(t, render(t, "central"))
+}
+
+// checkCentralMatchesItsDefaultsAndWiring: r is the central with its
+// default settings (2 replicas, the allow-list, TLS when configured, the
+// database from a Secret, RBAC, Service, PDB, HPA).
+func checkCentralMatchesItsDefaultsAndWiring(t *testing.T, r rendered) {
+	t.Helper()
 	d := only[*appsv1.Deployment](t, r)
 	require.NotNil(t, d.Spec.Replicas)
 	assert.EqualValues(t, 2, *d.Spec.Replicas)
@@ -485,7 +521,7 @@ func TestCentralMatchesItsDefaultsAndWiring(t *testing.T) {
 	assert.ElementsMatch(t, []string{"topology.kubernetes.io/zone", "kubernetes.io/hostname"}, keys)
 
 	// Service account with TokenReview rights.
-	assert.Equal(t, "datastorage-central", spec.ServiceAccountName)
+	assert.Equal(t, centralService, spec.ServiceAccountName)
 	sa := only[*corev1.ServiceAccount](t, r)
 	assert.Equal(t, spec.ServiceAccountName, sa.Name)
 	crb := only[*rbacv1.ClusterRoleBinding](t, r)
@@ -531,7 +567,14 @@ func TestCentralMatchesItsDefaultsAndWiring(t *testing.T) {
 }
 
 func TestCentralNetworkPolicyAdmitsWritersAndMonitoring(t *testing.T) {
-	r := render(t, "central")
+	checkCentralNetworkPolicy(t, render(t, "central"))
+}
+
+// checkCentralNetworkPolicy: r's NetworkPolicy admits the API from writer
+// namespaces and metrics from monitoring, and only the egress the central
+// needs.
+func checkCentralNetworkPolicy(t *testing.T, r rendered) {
+	t.Helper()
 	d := only[*appsv1.Deployment](t, r)
 	np := only[*networkingv1.NetworkPolicy](t, r)
 	assert.Equal(t, d.Spec.Selector.MatchLabels, np.Spec.PodSelector.MatchLabels)
@@ -587,6 +630,15 @@ func untypedKind(t *testing.T, r rendered, kind string) *unstructured.Unstructur
 func TestServiceMonitorScrapesTheMetricsPort(t *testing.T) {
 	r := render(t, "central/overlays/monitoring")
 	require.Len(t, r.untyped, 3, "ServiceMonitor, PodMonitor, PrometheusRule")
+	checkServiceMonitor(t, r)
+	// The base's objects are all there.
+	assert.Len(t, r.typed, len(render(t, "central").typed))
+}
+
+// checkServiceMonitor: r's ServiceMonitor selects the central's Service and
+// scrapes its metrics port.
+func checkServiceMonitor(t *testing.T, r rendered) {
+	t.Helper()
 	sm := untypedKind(t, r, "ServiceMonitor")
 	assert.Equal(t, centralNamespace, sm.GetNamespace())
 	svc := only[*corev1.Service](t, r)
@@ -610,12 +662,17 @@ func TestServiceMonitorScrapesTheMetricsPort(t *testing.T) {
 		}
 	}
 	assert.EqualValues(t, centralMetricsPort, port)
-	// The base's objects are all there.
-	assert.Len(t, r.typed, len(render(t, "central").typed))
 }
 
 func TestPodMonitorScrapesEveryAgentSidecar(t *testing.T) {
-	pm := untypedKind(t, render(t, "central/overlays/monitoring"), "PodMonitor")
+	checkPodMonitor(t, render(t, "central/overlays/monitoring"))
+}
+
+// checkPodMonitor: r's PodMonitor scrapes the agent's metrics port in every
+// pod the sidecar component patches (examples/gateway*).
+func checkPodMonitor(t *testing.T, r rendered) {
+	t.Helper()
+	pm := untypedKind(t, r, "PodMonitor")
 	anyNamespace, _, err := unstructured.NestedBool(pm.Object, "spec", "namespaceSelector", "any")
 	require.NoError(t, err)
 	assert.True(t, anyNamespace, "writers run in their own namespaces")
@@ -680,7 +737,14 @@ func exportedMetrics(t *testing.T) map[string]bool {
 }
 
 func TestAlertRulesAreCompleteAndNameOnlyExportedMetrics(t *testing.T) {
-	rule := untypedKind(t, render(t, "central/overlays/monitoring"), "PrometheusRule")
+	checkAlertRules(t, render(t, "central/overlays/monitoring"))
+}
+
+// checkAlertRules: every rule of r's PrometheusRule is an alert on metrics
+// the programs export, with a severity, a summary and a description.
+func checkAlertRules(t *testing.T, r rendered) {
+	t.Helper()
+	rule := untypedKind(t, r, "PrometheusRule")
 	groups, _, err := unstructured.NestedSlice(rule.Object, "spec", "groups")
 	require.NoError(t, err)
 	require.NotEmpty(t, groups)
@@ -716,19 +780,30 @@ func TestAlertRulesAreCompleteAndNameOnlyExportedMetrics(t *testing.T) {
 
 func TestMigrationJobRunsMigrate(t *testing.T) {
 	r := render(t, "examples/central-with-migration")
-	job := only[*batchv1.Job](t, r)
+	checkMigrationJob(t, only[*batchv1.Job](t, r))
+	assert.Len(t, all[*appsv1.Deployment](r), 1, "the base comes along")
+}
+
+func checkMigrationJob(t *testing.T, job *batchv1.Job) {
+	t.Helper()
 	c := findContainer(t, job.Spec.Template.Spec, centralImage)
 	sub, _ := parseArgs(t, c)
 	assert.Equal(t, "migrate", sub)
 	assert.Equal(t, centralNamespace, job.Namespace)
-	assert.Len(t, all[*appsv1.Deployment](r), 1, "the base comes along")
 }
 
 // The maintenance CronJob runs `central maintain` with the central's
 // partition and retention settings, and the central then leaves partition
 // DDL to it.
 func TestMaintenanceCronJobRunsMaintainWithTheCentralsSettings(t *testing.T) {
-	r := render(t, "examples/central-with-migration")
+	checkMaintenanceCronJob(t, render(t, "examples/central-with-migration"), render(t, "central"))
+}
+
+// checkMaintenanceCronJob: r's CronJob runs `central maintain` with the
+// settings of r's central, which leaves partitions to it; plain's central
+// (without the CronJob) maintains partitions itself.
+func checkMaintenanceCronJob(t *testing.T, r, plain rendered) {
+	t.Helper()
 	cron := only[*batchv1.CronJob](t, r)
 	assert.Equal(t, centralNamespace, cron.Namespace)
 	assert.Equal(t, batchv1.ForbidConcurrent, cron.Spec.ConcurrencyPolicy)
@@ -741,19 +816,25 @@ func TestMaintenanceCronJobRunsMaintainWithTheCentralsSettings(t *testing.T) {
 	for _, f := range []string{"partition-period", "partitions-ahead", "retention"} {
 		assert.Equal(t, serving[f], flags[f], "--%s: the CronJob and the central agree", f)
 	}
-	_, plain := parseArgs(t, findContainer(t, only[*appsv1.Deployment](t, render(t, "central")).Spec.Template.Spec, centralImage))
-	assert.NotContains(t, plain, "partition-maintenance", "the default set-up maintains partitions in the central")
+	_, plainFlags := parseArgs(t, findContainer(t, only[*appsv1.Deployment](t, plain).Spec.Template.Spec, centralImage))
+	assert.NotContains(t, plainFlags, "partition-maintenance", "the default set-up maintains partitions in the central")
 }
 
 func TestSidecarAgentMatchesCentralAndDefaults(t *testing.T) {
-	central := findContainer(t, only[*appsv1.Deployment](t, render(t, "central")).Spec.Template.Spec, centralImage)
+	checkSidecarAgent(t, render(t, "central"), render(t, "examples/gateway"))
+}
+
+// checkSidecarAgent: r is a gateway-like controller (service account
+// gateway-sa) with the agent sidecar, set up to reach centralR's central.
+func checkSidecarAgent(t *testing.T, centralR, r rendered) {
+	t.Helper()
+	central := findContainer(t, only[*appsv1.Deployment](t, centralR).Spec.Template.Spec, centralImage)
 	_, centralFlagValues := parseArgs(t, central)
 	audience := defaultAudience
 	if v, ok := centralFlagValues["token-audience"]; ok {
 		audience = v
 	}
 
-	r := render(t, "examples/gateway")
 	d := only[*appsv1.Deployment](t, r)
 	spec := d.Spec.Template.Spec
 	assert.Equal(t, "gateway-sa", spec.ServiceAccountName)
