@@ -100,6 +100,7 @@ var (
 		"examples/gateway",
 		"examples/gateway-statefulset",
 		"grafana",
+		"helm/datastorage/rules", // the alerting rules, one copy for the chart and overlays/monitoring
 	}
 	components = map[string]string{ // component → a kustomization including it
 		"central/components/migration":   "examples/central-with-migration",
