@@ -666,12 +666,12 @@ func checkServiceMonitor(t *testing.T, r rendered) {
 }
 
 func TestPodMonitorScrapesEveryAgentSidecar(t *testing.T) {
-	checkPodMonitor(t, render(t, "central/overlays/monitoring"))
+	checkPodMonitor(t, render(t, "central/overlays/monitoring"), render(t, "examples/gateway"), render(t, "examples/gateway-statefulset"))
 }
 
 // checkPodMonitor: r's PodMonitor scrapes the agent's metrics port in every
-// pod the sidecar component patches (examples/gateway*).
-func checkPodMonitor(t *testing.T, r rendered) {
+// pod of writers, the renderings of controllers with the agent sidecar.
+func checkPodMonitor(t *testing.T, r rendered, writers ...rendered) {
 	t.Helper()
 	pm := untypedKind(t, r, "PodMonitor")
 	anyNamespace, _, err := unstructured.NestedBool(pm.Object, "spec", "namespaceSelector", "any")
@@ -687,8 +687,9 @@ func checkPodMonitor(t *testing.T, r rendered) {
 	ep := endpoints[0].(map[string]any)
 	assert.Equal(t, "/metrics", ep["path"])
 
-	for _, dir := range []string{"examples/gateway", "examples/gateway-statefulset"} {
-		r := render(t, dir)
+	require.NotEmpty(t, writers)
+	for _, r := range writers {
+		dir := r.dir
 		var templates []corev1.PodTemplateSpec
 		for _, d := range all[*appsv1.Deployment](r) {
 			templates = append(templates, d.Spec.Template)

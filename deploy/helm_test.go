@@ -202,7 +202,7 @@ func TestChart_MonitoringScrapesAndAlertsAsTheOverlayDoes(t *testing.T) {
 	r := renderChart(t, "monitoring", chartOptions["monitoring"])
 	require.Len(t, r.untyped, 3, "ServiceMonitor, PodMonitor, PrometheusRule")
 	checkServiceMonitor(t, r.rendered)
-	checkPodMonitor(t, r.rendered)
+	checkPodMonitor(t, r.rendered, render(t, "examples/gateway"), render(t, "examples/gateway-statefulset"))
 	checkAlertRules(t, r.rendered)
 
 	// One source for the rules: the chart's spec is the overlay's.
@@ -357,7 +357,7 @@ func TestChart_AgentSidecarTemplatesEqualTheSidecarComponent(t *testing.T) {
 	checkSidecarAgent(t, central.rendered, r.rendered)
 	checkContainersHardenedPinnedAndBounded(t, r.rendered)
 	checkFlagsAreOnesTheProgramsAccept(t, r.rendered, map[string]int{})
-	checkPodMonitor(t, renderChart(t, "monitoring", chartOptions["monitoring"]).rendered)
+	checkPodMonitor(t, renderChart(t, "monitoring", chartOptions["monitoring"]).rendered, r.rendered)
 
 	kust := only[*appsv1.Deployment](t, render(t, "examples/gateway"))
 	helm := only[*appsv1.Deployment](t, r.rendered)
