@@ -23,7 +23,6 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 
@@ -381,17 +380,25 @@ func gatewayChart(t *testing.T) *chart.Chart {
 	return gw
 }
 
-// The chart's files that are not templates are data it needs; the rules'
-// kustomization is for kustomize only.
-func TestChart_RulesKustomizationIsNotInTheChart(t *testing.T) {
-	for _, f := range loadChart(t, chartDir).Files {
-		assert.NotEqual(t, "rules/kustomization.yaml", f.Name)
-	}
-	var rule unstructured.Unstructured
-	b, err := os.ReadFile(filepath.Join(chartDir, chartRulesFile))
+// `helm package` keeps the rules (the chart reads them) and leaves out their
+// kustomization (.helmignore), and the packaged chart renders as the directory does.
+func TestChart_PackageHoldsTheRulesButNotTheirKustomization(t *testing.T) {
+	archive, err := chartutil.Save(loadChart(t, chartDir), t.TempDir())
 	require.NoError(t, err)
-	require.NoError(t, yaml.UnmarshalStrict(b, &rule.Object))
-	assert.Equal(t, "PrometheusRule", rule.GetKind())
+	packaged := loadChart(t, archive)
+	var names []string
+	for _, f := range packaged.Files {
+		names = append(names, f.Name)
+	}
+	assert.Contains(t, names, chartRulesFile)
+	assert.NotContains(t, names, "rules/kustomization.yaml")
+
+	values := chartOptions["everything"]
+	fromDir := renderChart(t, "everything", values)
+	fromArchive, err := renderChartErr(t, packaged, "everything, packaged", chartValues(t, values))
+	require.NoError(t, err)
+	assert.ElementsMatch(t, fromDir.typed, fromArchive.typed)
+	assert.ElementsMatch(t, fromDir.untyped, fromArchive.untyped)
 }
 
 func TestChart_FullnameOverrideRenamesEveryObjectConsistently(t *testing.T) {
