@@ -419,3 +419,41 @@ func TestChart_FullnameOverrideRenamesEveryObjectConsistently(t *testing.T) {
 	assert.Equal(t, d.Name, only[*autoscalingv2.HorizontalPodAutoscaler](t, r.rendered).Spec.ScaleTargetRef.Name)
 	assert.Equal(t, "audit-central", only[*corev1.Service](t, r.rendered).Name)
 }
+
+func TestChart_CentralValuesReachTheirFlags(t *testing.T) {
+	r := renderChart(t, "flags", `
+central:
+  tokenAudience: audit
+  writerNamespace: writers
+  rateLimit: 50.5
+  rateBurst: 2000000
+  databaseMaxConns: 12
+  shutdownTimeout: 15s
+  partitionPeriod: week
+  partitionsAhead: 8
+  retention: remediation=90
+  logLevel: debug
+  logFormat: console
+  extraArgs: [--read-rate=2000]
+  podDisruptionBudget: {minAvailable: 50%}
+`)
+	_, flags := parseArgs(t, findContainer(t, only[*appsv1.Deployment](t, r.rendered).Spec.Template.Spec, centralImage))
+	for flag, want := range map[string]string{
+		"token-audience":     "audit",
+		"namespace":          "writers",
+		"rate-limit":         "50.5",
+		"rate-burst":         "2000000", // not 2e+06: YAML numbers reach templates as floats
+		"database-max-conns": "12",
+		"shutdown-timeout":   "15s",
+		"partition-period":   "week",
+		"partitions-ahead":   "8",
+		"retention":          "remediation=90",
+		"log-level":          "debug",
+		"log-format":         "console",
+		"read-rate":          "2000",
+	} {
+		assert.Equal(t, want, flags[flag], "--%s", flag)
+	}
+	checkFlagsAreOnesTheProgramsAccept(t, r.rendered, map[string]int{})
+	assert.Equal(t, "50%", only[*policyv1.PodDisruptionBudget](t, r.rendered).Spec.MinAvailable.String())
+}

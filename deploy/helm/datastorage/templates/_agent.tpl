@@ -8,7 +8,7 @@ with the controller's overrides):
     labels:
       {{- include "datastorage.agentSidecar.podLabels" .Values.datastorage.agent | nindent 8 }}
   spec:
-    terminationGracePeriodSeconds: {{ .Values.datastorage.agent.terminationGracePeriodSeconds }}
+    terminationGracePeriodSeconds: {{ int64 .Values.datastorage.agent.terminationGracePeriodSeconds }}
     initContainers:
     {{- include "datastorage.agentSidecar" .Values.datastorage.agent | nindent 4 }}
     volumes:
@@ -38,7 +38,7 @@ kubernaut.io/datastorage-agent: enabled
   # Well under the buffer volume's sizeLimit: the store needs room for compaction, and a volume over
   # its sizeLimit gets the whole pod evicted.
   - --max-buffer-bytes={{ int64 .maxBufferBytes }}
-  - --batch-max-records={{ .batchMaxRecords }}
+  - --batch-max-records={{ int64 .batchMaxRecords }}
   - --linger={{ .linger }}
   # Less than terminationGracePeriodSeconds, which the controller's own shutdown also uses.
   - --shutdown-grace={{ .shutdownGrace }}

@@ -78,7 +78,7 @@ seccompProfile:
 {{/* The partition and retention flags the central and the maintenance CronJob share. */}}
 {{- define "datastorage.lifecycleArgs" -}}
 - --partition-period={{ .Values.central.partitionPeriod }}
-- --partitions-ahead={{ .Values.central.partitionsAhead }}
+- --partitions-ahead={{ int64 .Values.central.partitionsAhead }}
 {{- with .Values.central.retention }}
 - --retention={{ . }}
 {{- end }}
