@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
-// dashboard is what the test reads of deploy/grafana/datastorage.json.
+// dashboard is what the test reads of the dashboard, deploy/helm/datastorage/dashboards/datastorage.json.
 type dashboard struct {
 	UID           string `json:"uid"`
 	Title         string `json:"title"`
@@ -45,7 +45,7 @@ type dashboardPanel struct {
 
 func readDashboard(t *testing.T) ([]byte, dashboard) {
 	t.Helper()
-	b, err := os.ReadFile("grafana/datastorage.json")
+	b, err := os.ReadFile("helm/datastorage/dashboards/datastorage.json")
 	require.NoError(t, err)
 	var d dashboard
 	require.NoError(t, json.Unmarshal(b, &d))

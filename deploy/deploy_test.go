@@ -100,7 +100,8 @@ var (
 		"examples/gateway",
 		"examples/gateway-statefulset",
 		"grafana",
-		"helm/datastorage/rules", // the alerting rules, one copy for the chart and overlays/monitoring
+		"helm/datastorage/rules",      // the alerting rules, one copy for the chart and overlays/monitoring
+		"helm/datastorage/dashboards", // the Grafana dashboard, one copy for the chart and grafana
 	}
 	components = map[string]string{ // component → a kustomization including it
 		"central/components/migration":   "examples/central-with-migration",

@@ -228,6 +228,11 @@ func TestChart_DashboardConfigMapShipsTheDashboardForGrafanasSidecar(t *testing.
 	assert.Equal(t, "1", found.Labels["grafana_dashboard"])
 	assert.Equal(t, "monitoring", found.Namespace)
 	assert.JSONEq(t, string(want), found.Data[chartDashboardKey])
+
+	// deploy/grafana ships the same file under the same name.
+	kust := only[*corev1.ConfigMap](t, render(t, "grafana"))
+	assert.Equal(t, kust.Name, found.Name)
+	assert.Equal(t, strings.TrimSpace(kust.Data[chartDashboardKey]), strings.TrimSpace(found.Data[chartDashboardKey]))
 }
 
 func TestChart_SchemaRefusesBadValues(t *testing.T) {
@@ -380,9 +385,10 @@ func gatewayChart(t *testing.T) *chart.Chart {
 	return gw
 }
 
-// `helm package` keeps the rules (the chart reads them) and leaves out their
-// kustomization (.helmignore), and the packaged chart renders as the directory does.
-func TestChart_PackageHoldsTheRulesButNotTheirKustomization(t *testing.T) {
+// `helm package` keeps the rules and the dashboard (the chart reads them) and
+// leaves out their kustomizations (.helmignore), and the packaged chart renders
+// as the directory does.
+func TestChart_PackageHoldsTheRulesAndDashboardButNotTheirKustomizations(t *testing.T) {
 	archive, err := chartutil.Save(loadChart(t, chartDir), t.TempDir())
 	require.NoError(t, err)
 	packaged := loadChart(t, archive)
@@ -391,7 +397,9 @@ func TestChart_PackageHoldsTheRulesButNotTheirKustomization(t *testing.T) {
 		names = append(names, f.Name)
 	}
 	assert.Contains(t, names, chartRulesFile)
+	assert.Contains(t, names, "dashboards/"+chartDashboardKey)
 	assert.NotContains(t, names, "rules/kustomization.yaml")
+	assert.NotContains(t, names, "dashboards/kustomization.yaml")
 
 	values := chartOptions["everything"]
 	fromDir := renderChart(t, "everything", values)
