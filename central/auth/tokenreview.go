@@ -19,6 +19,8 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubernaut/datastorage/internal/lru"
 )
 
 // Defaults for the zero fields of TokenReviewConfig.
@@ -132,14 +134,25 @@ func (c TokenReviewConfig) Validate() error {
 	return nil
 }
 
+// cacheKey is HMAC-SHA256(per-process key, token, audience): never the token.
+type cacheKey [32]byte
+
+// cacheEntry is one TokenReview outcome: an identity, or an error wrapping
+// ErrUnauthenticated, until it expires.
+type cacheEntry struct {
+	id      Identity
+	err     error
+	expires time.Time
+}
+
 // TokenReview authenticates bearer tokens with the Kubernetes TokenReview API
 // and caches the answers. It is safe for concurrent use and owns no
 // goroutines, so it needs no Close.
 type TokenReview struct {
 	cfg       TokenReviewConfig
 	hmacKey   []byte
-	positive  *resultCache // identities
-	negative  *resultCache // failed authentications, apart so they never evict an identity
+	positive  *lru.Expiring[cacheKey, cacheEntry] // identities
+	negative  *lru.Expiring[cacheKey, cacheEntry] // failed authentications, apart so they never evict an identity
 	budgets   *peerBudgets
 	flight    singleflight.Group
 	prescreen map[string]*metrics.Counter // by reason
@@ -163,8 +176,8 @@ func NewTokenReview(cfg TokenReviewConfig) (*TokenReview, error) {
 	t := &TokenReview{
 		cfg:           cfg,
 		hmacKey:       key,
-		positive:      newResultCache(cfg.CacheSize),
-		negative:      newResultCache(cfg.NegativeCacheSize),
+		positive:      lru.NewExpiring[cacheKey, cacheEntry](cfg.CacheSize),
+		negative:      lru.NewExpiring[cacheKey, cacheEntry](cfg.NegativeCacheSize),
 		budgets:       newPeerBudgets(cfg.PeerFailureRate, cfg.PeerFailureBurst, cfg.MaxPeers),
 		hits:          cfg.Metrics.GetOrCreateCounter("auth_cache_hits_total"),
 		misses:        cfg.Metrics.GetOrCreateCounter("auth_cache_misses_total"),
@@ -179,8 +192,8 @@ func NewTokenReview(cfg TokenReviewConfig) (*TokenReview, error) {
 		t.prescreen[reason] = cfg.Metrics.GetOrCreateCounter(`auth_prescreen_rejections_total{reason="` + reason + `"}`)
 	}
 	positive, negative, budgets := t.positive, t.negative, t.budgets
-	cfg.Metrics.GetOrCreateGauge("auth_cache_entries", func() float64 { return float64(positive.len()) })
-	cfg.Metrics.GetOrCreateGauge("auth_negative_cache_entries", func() float64 { return float64(negative.len()) })
+	cfg.Metrics.GetOrCreateGauge("auth_cache_entries", func() float64 { return float64(positive.Len()) })
+	cfg.Metrics.GetOrCreateGauge("auth_negative_cache_entries", func() float64 { return float64(negative.Len()) })
 	cfg.Metrics.GetOrCreateGauge("auth_peer_budgets", func() float64 { return float64(budgets.len()) })
 	return t, nil
 }
@@ -243,10 +256,10 @@ func (t *TokenReview) Authenticate(ctx context.Context, token string, peer netip
 // cached is the unexpired answer for key, positive or negative.
 func (t *TokenReview) cached(key cacheKey) (cacheEntry, bool) {
 	now := t.cfg.Now()
-	if e, ok := t.positive.get(key, now); ok {
+	if e, ok := t.positive.Get(key, now); ok {
 		return e, true
 	}
-	return t.negative.get(key, now)
+	return t.negative.Get(key, now)
 }
 
 // reviewCharged reviews token on peer's budget and caches the answer: an
@@ -262,7 +275,6 @@ func (t *TokenReview) reviewCharged(token string, key cacheKey, claims jwtClaims
 	if err != nil {
 		return cacheEntry{}, err
 	}
-	e.key = key
 	now := t.cfg.Now()
 	cache := t.negative
 	if e.err == nil {
@@ -270,7 +282,7 @@ func (t *TokenReview) reviewCharged(token string, key cacheKey, claims jwtClaims
 		t.budgets.refund(peer, now)
 	}
 	if e.expires.After(now) {
-		cache.put(e)
+		cache.Add(key, e, e.expires)
 	}
 	return e, nil
 }

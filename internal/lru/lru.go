@@ -1,11 +1,13 @@
 // Package lru is a map bounded in size that forgets its least recently used
-// entry first. It is the one LRU of the module: the central's token caches,
-// its per-peer authentication budgets and its per-caller rate limits use it.
+// entry first. It is the one LRU of the module: the central's token and
+// authorization caches, its per-peer authentication budgets and its
+// per-caller rate limits use it.
 //
 // A Cache is not safe for concurrent use: each user holds its own lock, which
-// guards more than the map (a bucket's arithmetic, an entry's expiry). It
-// knows nothing of time; expiry is its users' business. It imports only the
-// standard library.
+// guards more than the map (a bucket's arithmetic). It knows nothing of time.
+// Expiring is a Cache of answers that each expire, with its lock: the caches
+// of TokenReview outcomes and SubjectAccessReview decisions, whose lock
+// guards the map alone. It imports only the standard library.
 package lru
 
 import (
