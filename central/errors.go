@@ -53,6 +53,20 @@ func forbidden(id auth.Identity, action authz.Action) error {
 	return &forbiddenError{caller: id.Key(), action: action}
 }
 
+// authorize is nil when id may perform act, a *forbiddenError when it may
+// not, and an error wrapping authz.ErrUnavailable when the authorizer could
+// not decide (503: never allowed).
+func (s *Server) authorize(ctx context.Context, id auth.Identity, act authz.Action) error {
+	ok, err := authz.Check(ctx, s.cfg.Authorizer, id, act)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return forbidden(id, act)
+	}
+	return nil
+}
+
 // rateLimitedError is a caller over its records-per-second budget, or over
 // a rows-per-second budget (reads and legal holds): then rowsPerSecond is
 // that budget's rate.
@@ -177,6 +191,8 @@ func (s *Server) classify(err error) (body *wire.ErrorBody, retryAfter time.Dura
 		return wire.AuthenticationFailed(), 0
 	case errors.Is(err, auth.ErrUnavailable):
 		return wire.ServiceUnavailable("Token review is unavailable"), time.Second
+	case errors.Is(err, authz.ErrUnavailable):
+		return wire.ServiceUnavailable("Authorization is unavailable"), time.Second
 	case errors.As(err, &forbidden):
 		return forbidden.body(), 0
 	case errors.As(err, &tooMany):

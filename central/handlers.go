@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -160,8 +161,8 @@ func (s *Server) writeOne(ctx *fasthttp.RequestCtx, kind wire.Kind) error {
 	if err != nil {
 		return err
 	}
-	if !s.cfg.Authorizer.Allowed(id, authz.ActionForKind(kind)) {
-		return forbidden(id, authz.ActionForKind(kind))
+	if err := s.authorize(ctx, id, authz.ActionForKind(kind)); err != nil {
+		return err
 	}
 	key, err := idempotencyKey(ctx)
 	if err != nil {
@@ -229,7 +230,11 @@ func (s *Server) writeBatch(ctx *fasthttp.RequestCtx) error {
 	if err != nil {
 		return err
 	}
-	if !s.cfg.Authorizer.MayWrite(id) {
+	kinds, err := authz.MayWrite(ctx, s.cfg.Authorizer, id)
+	if err != nil {
+		return err
+	}
+	if len(kinds) == 0 {
 		return forbidden(id, "")
 	}
 	body, err := s.readBody(ctx, wire.MaxBatchBytes)
@@ -245,7 +250,7 @@ func (s *Server) writeBatch(ctx *fasthttp.RequestCtx) error {
 	valid := make([]wire.Record, 0, len(batch.Records))
 	index := make([]int, 0, len(batch.Records)) // valid[i] answers Results[index[i]]
 	for i, item := range batch.Records {
-		rec, body := s.checkItem(id, item, i, now)
+		rec, body := s.checkItem(id, kinds, item, i, now)
 		if body != nil {
 			resp.Results[i] = wire.ItemResult{ID: item.ID, Status: wire.StatusRejected, Error: body}
 			resp.Rejected++
@@ -279,9 +284,10 @@ func (s *Server) writeBatch(ctx *fasthttp.RequestCtx) error {
 
 // checkItem authorizes and validates the i-th batch item and fills in what
 // the sender may leave out (ID, receivedAt). A refused item comes back as
-// its error body: authorization first (the kind), then validation.
-func (s *Server) checkItem(id auth.Identity, item wire.BatchItem, i int, now time.Time) (wire.Record, *wire.ErrorBody) {
-	if kind, err := wire.ParseKind(string(item.Kind)); err == nil && !s.cfg.Authorizer.Allowed(id, authz.ActionForKind(kind)) {
+// its error body: authorization first (the kind, against the kinds the
+// caller may write), then validation.
+func (s *Server) checkItem(id auth.Identity, kinds []wire.Kind, item wire.BatchItem, i int, now time.Time) (wire.Record, *wire.ErrorBody) {
+	if kind, err := wire.ParseKind(string(item.Kind)); err == nil && !slices.Contains(kinds, kind) {
 		b := wire.Forbidden(id.Key() + " may not write " + string(kind) + " audits")
 		b.Field = "records[" + strconv.Itoa(i) + "].kind"
 		return wire.Record{}, b
@@ -352,7 +358,10 @@ func (s *Server) access(ctx *fasthttp.RequestCtx) error {
 	if err != nil {
 		return err
 	}
-	granted := s.cfg.Authorizer.Granted(id)
+	granted, err := authz.Granted(ctx, s.cfg.Authorizer, id)
+	if err != nil {
+		return err
+	}
 	resp := wire.AccessResponse{Identity: id.Key(), Actions: make([]string, len(granted))}
 	for i, a := range granted {
 		resp.Actions[i] = string(a)

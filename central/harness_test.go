@@ -55,7 +55,7 @@ type options struct {
 	committed func()        // Config.Committed
 	readRate  float64       // the read budget; zero: 10000 rows/s, burst 10000
 	readBurst int
-	authz     *authz.Authorizer                    // nil: authz.Default(ns)
+	authz     authz.Authorizer                     // nil: authz.Default(ns)
 	exportKey string                               // Ed25519 key file that signs exports; "": none
 	queryTime time.Duration                        // ReadConfig.QueryTimeout
 	horizon   func(wire.Kind, time.Time) time.Time // Config.Horizon

@@ -133,8 +133,8 @@ func (s *Server) holder(ctx *fasthttp.RequestCtx) (auth.Identity, error) {
 	if err != nil {
 		return auth.Identity{}, err
 	}
-	if !s.cfg.Authorizer.Allowed(id, authz.HoldAudit) {
-		return auth.Identity{}, forbidden(id, authz.HoldAudit)
+	if err := s.authorize(ctx, id, authz.HoldAudit); err != nil {
+		return auth.Identity{}, err
 	}
 	return id, nil
 }

@@ -24,7 +24,7 @@ import (
 const pathHolds = "/api/v1/legal-holds"
 
 // holderAuthz is the default allow-list and holderSA with hold:audit.
-func holderAuthz(t testing.TB) *authz.Authorizer {
+func holderAuthz(t testing.TB) *authz.AllowList {
 	t.Helper()
 	a, err := authz.Parse([]byte(`serviceAccounts:
 - {name: gateway-sa, namespace: ` + ns + `, actions: [write:remediation]}

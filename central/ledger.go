@@ -62,8 +62,8 @@ func (s *Server) verifyLedger(ctx *fasthttp.RequestCtx) error {
 	if err != nil {
 		return err
 	}
-	if !s.cfg.Authorizer.Allowed(id, authz.VerifyLedger) {
-		return forbidden(id, authz.VerifyLedger)
+	if err := s.authorize(ctx, id, authz.VerifyLedger); err != nil {
+		return err
 	}
 	params, err := queryParams(ctx.QueryArgs(), []string{"from", "through"})
 	if err != nil {

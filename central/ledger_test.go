@@ -23,7 +23,7 @@ const pathVerify = "/api/v1/ledger/verify"
 
 // auditorAuthz is the default writers, and holderSA allowed to verify the
 // ledger.
-func auditorAuthz(t testing.TB) *authz.Authorizer {
+func auditorAuthz(t testing.TB) *authz.AllowList {
 	t.Helper()
 	a, err := authz.Parse([]byte(`serviceAccounts:
 - {name: gateway-sa, namespace: ` + ns + `, actions: [write:remediation]}

@@ -160,8 +160,8 @@ func (s *Server) reader(ctx *fasthttp.RequestCtx, act authz.Action) (auth.Identi
 	if err != nil {
 		return auth.Identity{}, err
 	}
-	if !s.cfg.Authorizer.Allowed(id, act) {
-		return auth.Identity{}, forbidden(id, act)
+	if err := s.authorize(ctx, id, act); err != nil {
+		return auth.Identity{}, err
 	}
 	return id, nil
 }

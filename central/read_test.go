@@ -348,7 +348,7 @@ func writeKeyPair(t *testing.T, dir string) keyPair {
 	return kp
 }
 
-func exporter(t *testing.T) *authz.Authorizer {
+func exporter(t *testing.T) *authz.AllowList {
 	t.Helper()
 	a, err := authz.Parse([]byte(`serviceAccounts:
 - {name: aianalysis-controller-sa, namespace: ` + ns + `, actions: [write:remediation, read:audit, export:audit]}

@@ -132,8 +132,8 @@ func (s *Server) similar(ctx *fasthttp.RequestCtx) error {
 	if err != nil {
 		return err
 	}
-	if !s.cfg.Authorizer.Allowed(id, authz.ReadSimilar) {
-		return forbidden(id, authz.ReadSimilar)
+	if err := s.authorize(ctx, id, authz.ReadSimilar); err != nil {
+		return err
 	}
 	body, err := s.readBody(ctx, maxSearchBody)
 	if err != nil {

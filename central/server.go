@@ -44,7 +44,7 @@ type Store interface {
 // required; every other field documents its zero value.
 type Config struct {
 	Authenticator auth.Authenticator
-	Authorizer    *authz.Authorizer
+	Authorizer    authz.Authorizer
 	Limiter       *ratelimit.Limiter
 	Store         Store
 	// Search enables POST /api/v1/incidents/similar (search.go); nil: 404.

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -61,9 +62,78 @@ const (
 	WorkflowExecutionSA  = "workflowexecution-controller-sa"
 )
 
-// Authorizer is an allow-list of service accounts and their actions. It is
+// Authorizer decides whether an identity may perform an action. The central
+// consumes it; AllowList and SAR implement it.
+type Authorizer interface {
+	// Authorize reports whether id may perform act. An error means the
+	// question could not be answered (it wraps ErrUnavailable): the caller
+	// must refuse, and may retry; it never means "allowed".
+	Authorize(ctx context.Context, id auth.Identity, act Action) (bool, error)
+	// String is a one-line summary for the start-up log.
+	String() string
+}
+
+var (
+	_ Authorizer = (*AllowList)(nil)
+	_ Authorizer = (*SAR)(nil)
+)
+
+// ErrUnavailable means an authorizer could not decide: the
+// SubjectAccessReview API was unreachable, timed out, answered 5xx or
+// refused the central's own request. The HTTP edge answers 503 with
+// Retry-After; the request is never allowed, and the answer never cached.
+var ErrUnavailable = errors.New("authz: authorization unavailable")
+
+// Check asks a whether id may perform act. Any error comes back wrapping
+// ErrUnavailable, with false: an authorizer that cannot decide never allows.
+func Check(ctx context.Context, a Authorizer, id auth.Identity, act Action) (bool, error) {
+	ok, err := a.Authorize(ctx, id, act)
+	switch {
+	case err == nil:
+		return ok, nil
+	case errors.Is(err, ErrUnavailable):
+		return false, err
+	default:
+		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+}
+
+// Granted lists the actions id may perform, in the order of Actions (nil
+// for none), or the first error (see Check).
+func Granted(ctx context.Context, a Authorizer, id auth.Identity) ([]Action, error) {
+	var acts []Action
+	for _, act := range Actions {
+		ok, err := Check(ctx, a, id, act)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			acts = append(acts, act)
+		}
+	}
+	return acts, nil
+}
+
+// MayWrite lists the audit kinds id may write (nil for none), or the first
+// error (see Check): a caller that may write none is refused before its
+// request body is read.
+func MayWrite(ctx context.Context, a Authorizer, id auth.Identity) ([]wire.Kind, error) {
+	var kinds []wire.Kind
+	for _, k := range []wire.Kind{wire.KindRemediation, wire.KindWorkflow} {
+		ok, err := Check(ctx, a, id, ActionForKind(k))
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			kinds = append(kinds, k)
+		}
+	}
+	return kinds, nil
+}
+
+// AllowList is an allow-list of service accounts and their actions. It is
 // immutable and safe for concurrent use.
-type Authorizer struct {
+type AllowList struct {
 	allowed map[string]map[Action]bool // "namespace/name" → actions
 	source  string                     // "default" or the file it came from
 }
@@ -74,8 +144,8 @@ type Authorizer struct {
 // may ReadSimilar and ReadAudit. Nobody may ExportAudit, HoldAudit or VerifyLedger until
 // an allow-list file grants it. An empty namespace gives an allow-list that matches no
 // identity (cmd requires --namespace).
-func Default(namespace string) *Authorizer {
-	a := &Authorizer{allowed: make(map[string]map[Action]bool), source: "default"}
+func Default(namespace string) *AllowList {
+	a := &AllowList{allowed: make(map[string]map[Action]bool), source: "default"}
 	if namespace == "" {
 		return a
 	}
@@ -113,7 +183,7 @@ type FileEntry struct {
 }
 
 // LoadFile reads an allow-list file that replaces the default; see Parse.
-func LoadFile(path string) (*Authorizer, error) {
+func LoadFile(path string) (*AllowList, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("authz: %w", err)
@@ -129,7 +199,7 @@ func LoadFile(path string) (*Authorizer, error) {
 // Parse reads an allow-list in the File schema, strictly: an unknown or
 // duplicated field, an unknown action, an invalid or repeated service account,
 // an entry without actions, or an empty list is an error.
-func Parse(data []byte) (*Authorizer, error) {
+func Parse(data []byte) (*AllowList, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, errors.New("allow-list is empty: list at least one service account, or drop the file to use the default")
 	}
@@ -143,7 +213,7 @@ func Parse(data []byte) (*Authorizer, error) {
 	if len(f.ServiceAccounts) == 0 {
 		return nil, errors.New("allow-list has no serviceAccounts: list at least one, or drop the file to use the default")
 	}
-	a := &Authorizer{allowed: make(map[string]map[Action]bool, len(f.ServiceAccounts)), source: "inline"}
+	a := &AllowList{allowed: make(map[string]map[Action]bool, len(f.ServiceAccounts)), source: "inline"}
 	for i, e := range f.ServiceAccounts {
 		where := fmt.Sprintf("serviceAccounts[%d]", i)
 		if msgs := validation.IsDNS1123Subdomain(e.Name); len(msgs) > 0 {
@@ -173,34 +243,21 @@ func Parse(data []byte) (*Authorizer, error) {
 
 // Allowed reports whether id may perform act. Identities that are not
 // service accounts are never allowed.
-func (a *Authorizer) Allowed(id auth.Identity, act Action) bool {
+func (a *AllowList) Allowed(id auth.Identity, act Action) bool {
 	if !id.IsServiceAccount() {
 		return false
 	}
 	return a.allowed[id.Namespace+"/"+id.ServiceAccount][act]
 }
 
-// Granted lists the actions id may perform, in the order of Actions (nil
-// for none).
-func (a *Authorizer) Granted(id auth.Identity) []Action {
-	var acts []Action
-	for _, act := range Actions {
-		if a.Allowed(id, act) {
-			acts = append(acts, act)
-		}
-	}
-	return acts
-}
-
-// MayWrite reports whether id may write audits of some kind: a caller that
-// may write none is refused before its request body is read.
-func (a *Authorizer) MayWrite(id auth.Identity) bool {
-	return a.Allowed(id, WriteRemediation) || a.Allowed(id, WriteWorkflow)
+// Authorize is Allowed; an allow-list always decides.
+func (a *AllowList) Authorize(_ context.Context, id auth.Identity, act Action) (bool, error) {
+	return a.Allowed(id, act), nil
 }
 
 // String is a one-line summary for the start-up log, e.g.
 // "authz (default): ns/gateway-sa=[write:remediation] ...".
-func (a *Authorizer) String() string {
+func (a *AllowList) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "authz (%s): %d service accounts", a.source, len(a.allowed))
 	for _, k := range slices.Sorted(maps.Keys(a.allowed)) {

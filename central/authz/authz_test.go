@@ -1,6 +1,7 @@
 package authz_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -159,5 +160,7 @@ func TestHoldAudit_NobodyByDefaultAndGrantedByAFile(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, a.Allowed(sa("legal", "compliance-sa"), authz.HoldAudit))
 	assert.False(t, a.Allowed(sa("legal", "compliance-sa"), authz.ReadAudit), "holding is not reading")
-	assert.Equal(t, []authz.Action{authz.HoldAudit}, a.Granted(sa("legal", "compliance-sa")))
+	granted, err := authz.Granted(context.Background(), a, sa("legal", "compliance-sa"))
+	require.NoError(t, err)
+	assert.Equal(t, []authz.Action{authz.HoldAudit}, granted)
 }

@@ -1,6 +1,7 @@
 // Package tstest holds, in its subpackages, the module's test
 // infrastructure: throwaway databases (pgtest), the child-process harness
 // (harness), certificates (testcerts), the hostile request table (hostile),
+// a fake Kubernetes API server for TokenReview and SubjectAccessReview (fakekube),
 // a fault-injecting TCP proxy (faultproxy), free ports (freeport), a
 // shared buffer (syncbuf) and a throwaway Patroni cluster (patroni). Tests use them, and so do the bench and chaos
 // programs, which are not shipped.
