@@ -71,7 +71,9 @@ func TestSAR_UnreachableIs503WithRetryAfterAndNothingStored(t *testing.T) {
 		"write": func() response {
 			return h.post(t, "/api/v1/audit/remediation", tokenOf("gateway-sa"), []byte(`{"remediationRequestID":"rr-down"}`))
 		},
-		"batch":  func() response { return h.post(t, "/api/v1/audit/batch", tokenOf("gateway-sa"), batchBody(t, 2, wire.KindRemediation)) },
+		"batch": func() response {
+			return h.post(t, "/api/v1/audit/batch", tokenOf("gateway-sa"), batchBody(t, 2, wire.KindRemediation))
+		},
 		"read":   func() response { return h.get(t, "/api/v1/audit/remediation", tokenOf("aianalysis-controller-sa")) },
 		"access": func() response { return h.get(t, "/api/v1/access", tokenOf("gateway-sa")) },
 	} {
