@@ -8,6 +8,7 @@ import (
 
 	"github.com/kubernaut/datastorage/central"
 	"github.com/kubernaut/datastorage/central/auth"
+	"github.com/kubernaut/datastorage/central/authz"
 	"github.com/kubernaut/datastorage/central/embedpipe"
 	"github.com/kubernaut/datastorage/central/lifecycle"
 	"github.com/kubernaut/datastorage/central/notary"
@@ -30,7 +31,8 @@ type options struct {
 
 	authMode, tokenFile, audience, kubeconfig string
 	authFailures                              auth.TokenReviewConfig // the failed-review budget and negative cache
-	namespace, authzFile                      string
+	namespace, authzMode, authzFile           string
+	sar                                       authz.SARConfig // --authz sar's cache; Client, Namespace and Metrics are set by build
 	limits                                    ratelimit.Config
 	readLimits                                ratelimit.Config // the read API's budget, in rows
 	replicas                                  replicas.Config  // how many replicas share the limits; Store, OnChange, Logger and Metrics are set by build
@@ -75,8 +77,11 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.authFailures.PeerFailureBurst, "auth-failure-burst", "DATASTORAGE_AUTH_FAILURE_BURST", auth.DefaultPeerFailureBurst, "failed token reviews a client address may cause at once")
 	fs.IntVar(&o.authFailures.MaxPeers, "auth-failure-peers", "DATASTORAGE_AUTH_FAILURE_PEERS", auth.DefaultMaxPeers, "client addresses whose failed-review budgets are tracked (least recently seen forgotten)")
 	fs.IntVar(&o.authFailures.NegativeCacheSize, "auth-negative-cache-size", "DATASTORAGE_AUTH_NEGATIVE_CACHE_SIZE", auth.DefaultNegativeCacheSize, "failed authentications cached, apart from the identities")
-	fs.StringVar(&o.namespace, "namespace", "DATASTORAGE_NAMESPACE", "kubernaut-system", "namespace of the default writer service accounts")
-	fs.StringVar(&o.authzFile, "authz-file", "DATASTORAGE_AUTHZ_FILE", "", "allow-list YAML replacing the default service accounts")
+	fs.StringVar(&o.namespace, "namespace", "DATASTORAGE_NAMESPACE", "kubernaut-system", "namespace of the default writer service accounts; with --authz sar, the namespace whose RoleBindings grant the actions")
+	fs.StringVar(&o.authzMode, "authz", "DATASTORAGE_AUTHZ", "allowlist", "how callers are authorized: allowlist (the default service accounts, or --authz-file) or sar (Kubernetes RBAC through SubjectAccessReview; needs --auth tokenreview)")
+	fs.StringVar(&o.authzFile, "authz-file", "DATASTORAGE_AUTHZ_FILE", "", "allow-list YAML replacing the default service accounts, with --authz allowlist")
+	fs.DurationVar(&o.sar.AllowedTTL, "authz-allowed-ttl", "DATASTORAGE_AUTHZ_ALLOWED_TTL", authz.DefaultAllowedTTL, "with --authz sar, how long an allowed decision is reused (a revoked RoleBinding takes effect within it)")
+	fs.DurationVar(&o.sar.DeniedTTL, "authz-denied-ttl", "DATASTORAGE_AUTHZ_DENIED_TTL", authz.DefaultDeniedTTL, "with --authz sar, how long a denied decision is reused (a new RoleBinding takes effect within it)")
 	fs.Float64Var(&o.limits.Rate, "rate-limit", "DATASTORAGE_RATE_LIMIT", 100, "records per second per service account")
 	fs.IntVar(&o.limits.Burst, "rate-burst", "DATASTORAGE_RATE_BURST", 1000, "records a service account may send at once; larger batches get 413")
 	fs.Float64Var(&o.readLimits.Rate, "read-rate", "DATASTORAGE_READ_RATE", central.DefaultReadRate, "rows per second a service account may read (queries, records, timelines, exports), apart from its writes")
@@ -140,6 +145,9 @@ func (o *options) validate() error {
 	default:
 		return fmt.Errorf("--auth %q: want tokenreview or static", o.authMode)
 	}
+	if err := o.validateAuthz(); err != nil {
+		return err
+	}
 	switch {
 	case o.tlsCert == "" && o.tlsKey == "" && o.clientCA != "":
 		return errors.New("--client-ca-file needs --tls-cert-file and --tls-key-file")
@@ -195,4 +203,29 @@ func (o *options) validate() error {
 		return fmt.Errorf("--read-rate/--read-burst: %w", err)
 	}
 	return o.limits.Validate()
+}
+
+// validateAuthz checks --authz and the flags that go with it. SAR needs
+// TokenReview: a static token file's identities are the central's own
+// assertion, not users the API server authenticated, and RBAC would grant
+// them whatever their made-up groups hold.
+func (o *options) validateAuthz() error {
+	switch o.authzMode {
+	case "allowlist":
+		return nil
+	case "sar":
+	default:
+		return fmt.Errorf("--authz %q: want allowlist or sar", o.authzMode)
+	}
+	switch {
+	case o.authzFile != "":
+		return errors.New("--authz-file is an allow-list: it goes with --authz allowlist, not sar (RBAC grants the actions)")
+	case o.authMode != "tokenreview":
+		return errors.New("--authz sar needs --auth tokenreview: static tokens are not Kubernetes identities")
+	case o.namespace == "":
+		return errors.New("--authz sar needs --namespace, where the RoleBindings live")
+	case o.sar.AllowedTTL <= 0 || o.sar.DeniedTTL <= 0:
+		return errors.New("--authz-allowed-ttl and --authz-denied-ttl must be positive")
+	}
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/rs/zerolog"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubernaut/datastorage/central"
 	"github.com/kubernaut/datastorage/central/auth"
@@ -110,15 +111,19 @@ type built struct {
 // the server; on error it closes what it opened.
 func (o *options) build(ctx context.Context, log zerolog.Logger) (_ *built, err error) {
 	set := metrics.NewSet()
-	authn, err := o.authenticator(set, log)
+	var kube kubernetes.Interface // TokenReview's and SubjectAccessReview's
+	if o.authMode == "tokenreview" {
+		if kube, err = auth.NewClientset(o.kubeconfig); err != nil {
+			return nil, err
+		}
+	}
+	authn, err := o.authenticator(kube, set, log)
 	if err != nil {
 		return nil, err
 	}
-	authorizer := authz.Default(o.namespace)
-	if o.authzFile != "" {
-		if authorizer, err = authz.LoadFile(o.authzFile); err != nil {
-			return nil, err
-		}
+	authorizer, err := o.authorizer(kube, set)
+	if err != nil {
+		return nil, err
 	}
 	tlsConfig, err := o.serverTLS(ctx, log)
 	if err != nil {
@@ -289,21 +294,33 @@ func (c *built) close(ctx context.Context, log zerolog.Logger) {
 }
 
 // authenticator is the --auth mode's authenticator: static reads
-// --token-file again when it changes; tokenreview gets its client from
+// --token-file again when it changes; tokenreview uses kube, the client of
 // --kubeconfig (or the in-cluster configuration).
-func (o *options) authenticator(set *metrics.Set, log zerolog.Logger) (auth.Authenticator, error) {
+func (o *options) authenticator(kube kubernetes.Interface, set *metrics.Set, log zerolog.Logger) (auth.Authenticator, error) {
 	if o.authMode == "static" {
 		return auth.LoadTokenFile(o.tokenFile, func(err error) {
 			log.Error().Err(err).Str("file", o.tokenFile).Msg("token file reload failed; keeping the previous tokens")
 		})
 	}
-	client, err := auth.NewClientset(o.kubeconfig)
-	if err != nil {
-		return nil, err
-	}
 	cfg := o.authFailures
-	cfg.Client, cfg.Audience, cfg.Metrics = client, o.audience, set
+	cfg.Client, cfg.Audience, cfg.Metrics = kube, o.audience, set
 	return auth.NewTokenReview(cfg)
+}
+
+// authorizer is the --authz mode's authorizer: the allow-list of
+// --authz-file or the default one in --namespace; or SubjectAccessReviews
+// in --namespace through kube, the client TokenReview uses (validate made
+// sure there is one).
+func (o *options) authorizer(kube kubernetes.Interface, set *metrics.Set) (authz.Authorizer, error) {
+	switch {
+	case o.authzMode == "sar":
+		cfg := o.sar
+		cfg.Client, cfg.Namespace, cfg.Metrics = kube, o.namespace, set
+		return authz.NewSAR(cfg)
+	case o.authzFile != "":
+		return authz.LoadFile(o.authzFile)
+	}
+	return authz.Default(o.namespace), nil
 }
 
 // serverTLS is nil (plain HTTP) without a certificate, else a config that

@@ -8,6 +8,9 @@
 package fakekube
 
 import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -17,6 +20,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -66,6 +70,31 @@ func (s *Server) AddUser(token, username, uid string, groups ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.users[token] = authenticationv1.UserInfo{Username: username, UID: uid, Groups: groups}
+}
+
+// ServiceAccountToken returns a new projected-token-shaped JWT (the central
+// rejects anything else before a review) for audience, valid for an hour,
+// that TokenReview authenticates as service account namespace/name with the
+// groups the API server gives service accounts. It is not signed: only this
+// server reviews it.
+func (s *Server) ServiceAccountToken(audience, namespace, name string) string {
+	username := "system:serviceaccount:" + namespace + ":" + name
+	seg := func(v any) string {
+		b, err := json.Marshal(v)
+		if err != nil {
+			s.t.Fatalf("fakekube: token: %v", err)
+		}
+		return base64.RawURLEncoding.EncodeToString(b)
+	}
+	var jti [8]byte
+	_, _ = rand.Read(jti[:])
+	now := time.Now()
+	token := seg(map[string]string{"alg": "RS256", "kid": "fakekube"}) + "." + seg(map[string]any{
+		"aud": []string{audience}, "sub": username, "iat": now.Unix(), "nbf": now.Unix(),
+		"exp": now.Add(time.Hour).Unix(), "jti": hex.EncodeToString(jti[:]),
+	}) + "." + base64.RawURLEncoding.EncodeToString([]byte("not-a-signature"))
+	s.AddUser(token, username, "uid-"+name, "system:serviceaccounts", "system:serviceaccounts:"+namespace, "system:authenticated")
+	return token
 }
 
 // Grant allows subject (a username or a group) what attrs name; an empty
