@@ -97,6 +97,7 @@ var (
 		"database/cloudnative-pg",
 		"examples/central-with-cloudnative-pg",
 		"examples/central-with-migration",
+		"examples/central-with-sar",
 		"examples/gateway",
 		"examples/gateway-statefulset",
 		"grafana",
@@ -106,6 +107,7 @@ var (
 	components = map[string]string{ // component → a kustomization including it
 		"central/components/migration":   "examples/central-with-migration",
 		"central/components/maintenance": "examples/central-with-migration",
+		"central/components/authz-sar":   "examples/central-with-sar",
 		"sidecar":                        "examples/gateway",
 		"sidecar/persistent-buffer":      "examples/gateway-statefulset",
 	}

@@ -2,7 +2,9 @@ package authz_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -299,3 +301,13 @@ func (brokenAuthorizer) Authorize(context.Context, auth.Identity, authz.Action) 
 	return true, context.DeadlineExceeded
 }
 func (brokenAuthorizer) String() string { return "broken" }
+
+// The README's table is authz.Rules, row by row.
+func TestRules_AreTheREADMEsTable(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	for _, r := range authz.Rules {
+		row := fmt.Sprintf("| `%s` | `%s` | `%s` | `%s` |", r.Action, r.Verb, r.RBACResource(), r.ClusterRole)
+		assert.Contains(t, string(readme), row)
+	}
+}
