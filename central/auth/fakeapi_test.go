@@ -24,6 +24,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/kubernaut/datastorage/central/auth"
+	"github.com/kubernaut/datastorage/internal/tstest/testclock"
 )
 
 const (
@@ -218,29 +219,11 @@ func (f *fakeAPI) writeKubeconfig() string {
 	return path
 }
 
-// clock is an injectable time source.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2025, 10, 6, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+func newClock() *testclock.Clock { return testclock.New(time.Date(2025, 10, 6, 12, 0, 0, 0, time.UTC)) }
 
 // newReviewer builds a TokenReview against f with a fresh metrics set and an
 // injected clock; mutate adjusts the config.
-func newReviewer(t *testing.T, f *fakeAPI, mutate func(*auth.TokenReviewConfig)) (*auth.TokenReview, *metrics.Set, *clock) {
+func newReviewer(t *testing.T, f *fakeAPI, mutate func(*auth.TokenReviewConfig)) (*auth.TokenReview, *metrics.Set, *testclock.Clock) {
 	t.Helper()
 	set, clk := metrics.NewSet(), newClock()
 	rc := f.restConfig()

@@ -17,31 +17,14 @@ import (
 	"github.com/kubernaut/datastorage/central/auth"
 	"github.com/kubernaut/datastorage/central/authz"
 	"github.com/kubernaut/datastorage/internal/tstest/fakekube"
+	"github.com/kubernaut/datastorage/internal/tstest/testclock"
 )
 
 const sarNamespace = "kubernaut-system"
 
-// clock is an injectable time source.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func newSAR(t *testing.T, api *fakekube.Server) (*authz.SAR, *metrics.Set, *clock) {
+func newSAR(t *testing.T, api *fakekube.Server) (*authz.SAR, *metrics.Set, *testclock.Clock) {
 	t.Helper()
-	set, clk := metrics.NewSet(), &clock{now: time.Date(2026, 12, 2, 6, 0, 0, 0, time.UTC)}
+	set, clk := metrics.NewSet(), testclock.New(time.Date(2026, 12, 2, 6, 0, 0, 0, time.UTC))
 	s, err := authz.NewSAR(authz.SARConfig{Client: api.Clientset(), Namespace: sarNamespace, Metrics: set, Now: clk.Now, Timeout: 2 * time.Second})
 	require.NoError(t, err)
 	return s, set, clk

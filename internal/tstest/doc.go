@@ -3,7 +3,8 @@
 // (harness), certificates (testcerts), the hostile request table (hostile),
 // a fake Kubernetes API server for TokenReview and SubjectAccessReview (fakekube),
 // a fault-injecting TCP proxy (faultproxy), free ports (freeport), a
-// shared buffer (syncbuf) and a throwaway Patroni cluster (patroni). Tests use them, and so do the bench and chaos
+// clock moved by hand (testclock), a shared buffer (syncbuf) and a throwaway
+// Patroni cluster (patroni). Tests use them, and so do the bench and chaos
 // programs, which are not shipped.
 //
 // No package that ships imports anything under internal/tstest outside its
