@@ -1,7 +1,9 @@
 // Package tlsconfig builds the *tls.Config of the central's listener and of
-// the agent's client from PEM files, and reloads the server's certificate,
-// key and client CA when the files change (cert-manager renewals, Kubernetes
-// Secret volume updates) without a restart.
+// the agent's client from PEM files, and reloads them when they change
+// (cert-manager renewals, Kubernetes Secret volume updates) without a
+// restart: the server's certificate, key and client CA, the client's CA
+// bundle and client certificate, all through one mechanism (watch, in
+// reload.go).
 //
 // It owns nothing but TLS set-up: it imports only the standard library and
 // must not import any package of this module (agent, central, storage, wire),

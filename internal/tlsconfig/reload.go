@@ -3,118 +3,131 @@ package tlsconfig
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
-// reloader holds the server's current snapshot and re-reads the files.
-type reloader struct {
-	ctx       context.Context
-	cfg       ServerConfig
-	current   atomic.Pointer[tls.Config]
+// The one reloading mechanism of this package: a watch holds a value built
+// from the contents of some files (the server's snapshot, a client's CA pool,
+// a client's certificate) and builds it again when a handshake asks and the
+// contents have changed. Files are compared by content, not name or inotify
+// events: a Kubernetes Secret volume replaces its files by swapping the
+// ..data symlink, which os.ReadFile follows.
+
+// watchedFile is one file a watch reads; what names it in errors ("key").
+// An empty path is not read: its contents are nil.
+type watchedFile struct{ what, path string }
+
+// watchConfig configures newWatch. Every field is required but ctx and
+// onReload.
+type watchConfig[T any] struct {
+	files []watchedFile
+	// build parses the contents, in the order of files, into the value.
+	build func(contents [][]byte) (T, error)
+	// interval is the least time between two looks at the files.
+	interval time.Duration
+	now      func() time.Time
+	// ctx ends the reloading; the last value stays in use. Nil: never.
+	ctx context.Context
+	// errPrefix starts each error onError receives.
+	errPrefix string
+	onError   func(error)
+	// onReload receives each value built after the first. Nil: ignored.
+	onReload func(T)
+}
+
+// watch is a value kept up to date with its files. A failed read or build
+// keeps the last good value: a read error is reported once per distinct
+// error, a build error once per distinct contents.
+type watch[T any] struct {
+	cfg       watchConfig[T]
+	current   atomic.Pointer[T]
 	nextCheck atomic.Int64 // unix nanoseconds of the earliest next look
 
-	mu      sync.Mutex // held by the one handshake that reloads
-	last    files      // contents of the last attempt, good or bad
+	mu      sync.Mutex // held by the one caller that reloads
+	last    [][]byte   // contents of the last attempt, good or bad
 	lastErr string     // read error of the last attempt, to report it once
 }
 
-// files are the raw contents of the server's PEM files.
-type files struct{ cert, key, ca []byte }
-
-func (f files) equal(o files) bool {
-	return bytes.Equal(f.cert, o.cert) && bytes.Equal(f.key, o.key) && bytes.Equal(f.ca, o.ca)
+// newWatch reads and builds the first value, which must succeed.
+func newWatch[T any](cfg watchConfig[T]) (*watch[T], error) {
+	if cfg.ctx == nil {
+		cfg.ctx = context.Background()
+	}
+	if cfg.onReload == nil {
+		cfg.onReload = func(T) {}
+	}
+	w := &watch[T]{cfg: cfg}
+	contents, err := w.read()
+	if err != nil {
+		return nil, err
+	}
+	v, err := cfg.build(contents)
+	if err != nil {
+		return nil, err
+	}
+	w.last = contents
+	w.current.Store(&v)
+	w.nextCheck.Store(cfg.now().Add(cfg.interval).UnixNano())
+	return w, nil
 }
 
-func (r *reloader) configForClient(*tls.ClientHelloInfo) (*tls.Config, error) {
-	r.maybeReload()
-	return r.current.Load(), nil
+// get returns the current value, after a look at the files if it is due.
+func (w *watch[T]) get() T {
+	w.maybeReload()
+	return *w.current.Load()
 }
 
 // maybeReload looks at the files if the interval has passed; one concurrent
-// handshake does it while the others go on with the current snapshot.
-func (r *reloader) maybeReload() {
-	if r.ctx.Err() != nil {
+// caller does it while the others go on with the current value.
+func (w *watch[T]) maybeReload() {
+	if w.cfg.ctx.Err() != nil {
 		return
 	}
-	now := r.cfg.Now()
-	next := r.nextCheck.Load()
-	if now.UnixNano() < next {
+	now := w.cfg.now()
+	next := w.nextCheck.Load()
+	if now.UnixNano() < next || !w.nextCheck.CompareAndSwap(next, now.Add(w.cfg.interval).UnixNano()) || !w.mu.TryLock() {
 		return
 	}
-	if !r.nextCheck.CompareAndSwap(next, now.Add(r.cfg.CheckInterval).UnixNano()) {
-		return
-	}
-	if !r.mu.TryLock() {
-		return
-	}
-	defer r.mu.Unlock()
+	defer w.mu.Unlock()
 
-	f, err := r.read()
+	contents, err := w.read()
 	if err != nil {
-		if msg := err.Error(); msg != r.lastErr {
-			r.lastErr = msg
-			r.cfg.OnError(fmt.Errorf("tls reload: %w", err))
+		if msg := err.Error(); msg != w.lastErr {
+			w.lastErr = msg
+			w.cfg.onError(fmt.Errorf("%s: %w", w.cfg.errPrefix, err))
 		}
 		return
 	}
-	r.lastErr = ""
-	if f.equal(r.last) {
+	w.lastErr = ""
+	if slices.EqualFunc(contents, w.last, bytes.Equal) {
 		return
 	}
-	r.last = f
-	snap, leaf, err := r.build(f)
+	w.last = contents
+	v, err := w.cfg.build(contents)
 	if err != nil {
-		r.cfg.OnError(fmt.Errorf("tls reload (keeping the previous certificate): %w", err))
+		w.cfg.onError(fmt.Errorf("%s: %w", w.cfg.errPrefix, err))
 		return
 	}
-	r.current.Store(snap)
-	r.cfg.OnReload(leaf)
+	w.current.Store(&v)
+	w.cfg.onReload(v)
 }
 
-func (r *reloader) read() (files, error) {
-	var f files
-	var err error
-	if f.cert, err = os.ReadFile(r.cfg.CertFile); err != nil {
-		return files{}, fmt.Errorf("read certificate: %w", err)
-	}
-	if f.key, err = os.ReadFile(r.cfg.KeyFile); err != nil {
-		return files{}, fmt.Errorf("read key: %w", err)
-	}
-	if r.cfg.ClientCAFile != "" {
-		if f.ca, err = os.ReadFile(r.cfg.ClientCAFile); err != nil {
-			return files{}, fmt.Errorf("read client CA: %w", err)
+func (w *watch[T]) read() ([][]byte, error) {
+	contents := make([][]byte, len(w.cfg.files))
+	for i, f := range w.cfg.files {
+		if f.path == "" {
+			continue
 		}
-	}
-	return f, nil
-}
-
-// build parses f into an immutable per-handshake config.
-func (r *reloader) build(f files) (*tls.Config, *x509.Certificate, error) {
-	cert, err := tls.X509KeyPair(f.cert, f.key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("load key pair %s, %s: %w", r.cfg.CertFile, r.cfg.KeyFile, err)
-	}
-	leaf := cert.Leaf
-	if leaf == nil {
-		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
-			return nil, nil, fmt.Errorf("parse certificate %s: %w", r.cfg.CertFile, err)
-		}
-		cert.Leaf = leaf
-	}
-	snap := baseConfig()
-	snap.Certificates = []tls.Certificate{cert}
-	if r.cfg.ClientCAFile != "" {
-		pool, err := certPool(r.cfg.ClientCAFile, f.ca)
+		b, err := os.ReadFile(f.path)
 		if err != nil {
-			return nil, nil, err
+			return nil, fmt.Errorf("read %s: %w", f.what, err)
 		}
-		snap.ClientAuth = tls.RequireAndVerifyClientCert
-		snap.ClientCAs = pool
+		contents[i] = b
 	}
-	return snap, leaf, nil
+	return contents, nil
 }

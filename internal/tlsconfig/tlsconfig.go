@@ -107,29 +107,61 @@ func NewServer(ctx context.Context, cfg ServerConfig) (*tls.Config, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	r := &reloader{ctx: ctx, cfg: cfg}
-	f, err := r.read()
+	w, err := newWatch(watchConfig[*tls.Config]{
+		files:    []watchedFile{{"certificate", cfg.CertFile}, {"key", cfg.KeyFile}, {"client CA", cfg.ClientCAFile}},
+		build:    func(c [][]byte) (*tls.Config, error) { return serverSnapshot(cfg, c[0], c[1], c[2]) },
+		interval: cfg.CheckInterval, now: cfg.Now, ctx: ctx,
+		errPrefix: "tls reload (keeping the previous certificate)", onError: cfg.OnError,
+		onReload: func(snap *tls.Config) { cfg.OnReload(snap.Certificates[0].Leaf) },
+	})
 	if err != nil {
 		return nil, fmt.Errorf("tls server: %w", err)
 	}
-	snap, _, err := r.build(f)
-	if err != nil {
-		return nil, fmt.Errorf("tls server: %w", err)
-	}
-	r.last = f
-	r.current.Store(snap)
-	r.nextCheck.Store(cfg.Now().Add(cfg.CheckInterval).UnixNano())
-
+	first := w.get()
 	outer := baseConfig()
-	outer.ClientAuth = snap.ClientAuth
-	outer.ClientCAs = snap.ClientCAs
-	outer.GetConfigForClient = r.configForClient
+	outer.ClientAuth = first.ClientAuth
+	outer.ClientCAs = first.ClientCAs
+	outer.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { return w.get(), nil }
 	// Used only if a caller replaces GetConfigForClient.
 	outer.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-		r.maybeReload()
-		return &r.current.Load().Certificates[0], nil
+		return &w.get().Certificates[0], nil
 	}
 	return outer, nil
+}
+
+// serverSnapshot parses the server's files into the immutable config of
+// each handshake.
+func serverSnapshot(cfg ServerConfig, certPEM, keyPEM, caPEM []byte) (*tls.Config, error) {
+	cert, err := keyPair(cfg.CertFile, cfg.KeyFile, certPEM, keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	snap := baseConfig()
+	snap.Certificates = []tls.Certificate{cert}
+	if cfg.ClientCAFile != "" {
+		pool, err := certPool(cfg.ClientCAFile, caPEM)
+		if err != nil {
+			return nil, err
+		}
+		snap.ClientAuth = tls.RequireAndVerifyClientCert
+		snap.ClientCAs = pool
+	}
+	return snap, nil
+}
+
+// keyPair parses a certificate (chain) and its key, refusing a key that does
+// not match the certificate, with the leaf parsed.
+func keyPair(certFile, keyFile string, certPEM, keyPEM []byte) (tls.Certificate, error) {
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("load key pair %s, %s: %w", certFile, keyFile, err)
+	}
+	if cert.Leaf == nil {
+		if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return tls.Certificate{}, fmt.Errorf("parse certificate %s: %w", certFile, err)
+		}
+	}
+	return cert, nil
 }
 
 // Client returns a *tls.Config (TLS 1.2 minimum, modern cipher suites)
