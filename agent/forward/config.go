@@ -2,6 +2,7 @@ package forward
 
 import (
 	"cmp"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -54,6 +55,12 @@ type Config struct {
 	// is read by New, and again when it changes (a rotated CA needs no
 	// restart); used only when Client is nil. Zero: system roots.
 	CAFile string
+	// ClientCertFile and ClientKeyFile are the PEM client certificate (chain)
+	// and key presented to an https CentralURL that asks for one (a central
+	// with --client-ca-file). They are read by New, and again when they
+	// change (cert-manager renewals need no restart); used only when Client
+	// is nil. Both or neither. Zero: no client certificate.
+	ClientCertFile, ClientKeyFile string
 	// RequestTimeout bounds one POST. Zero: DefaultRequestTimeout.
 	RequestTimeout time.Duration
 	// MinBackoff, MaxBackoff bound the exponential backoff. Zero:
@@ -94,19 +101,23 @@ func (c Config) withDefaults() Config {
 }
 
 // newClient is the default client: its own transport, trusting CAFile (or
-// the system roots) for https.
+// the system roots) for https and presenting the client certificate if
+// configured; the files are re-read when rotated, so agents need no restart.
 func (c Config) newClient() (*http.Client, error) {
-	tlsConfig, err := tlsconfig.Client("", "", "") // the system roots
-	if c.CAFile != "" {
-		// A private CA: re-read when rotated, so agents need no restart.
-		u, _ := url.Parse(c.CentralURL) // valid: Validate ran
+	u, _ := url.Parse(c.CentralURL) // valid: Validate ran
+	var tlsConfig *tls.Config       // plain http (Insecure): none
+	if u.Scheme == "https" {
 		log := c.Logger
-		tlsConfig, err = tlsconfig.ReloadingClient(c.CAFile, u.Hostname(), 0, func(err error) {
-			log.Warn().Err(err).Str("ca_file", c.CAFile).Msg("central CA file")
+		var err error
+		tlsConfig, err = tlsconfig.NewClient(tlsconfig.ClientConfig{
+			ServerName: u.Hostname(), CAFile: c.CAFile, CertFile: c.ClientCertFile, KeyFile: c.ClientKeyFile,
+			OnError: func(err error) {
+				log.Warn().Err(err).Str("ca_file", c.CAFile).Str("client_cert_file", c.ClientCertFile).Msg("central TLS files")
+			},
 		})
-	}
-	if err != nil {
-		return nil, err
+		if err != nil {
+			return nil, err
+		}
 	}
 	return &http.Client{Transport: &http.Transport{
 		TLSClientConfig:     tlsConfig,
@@ -129,6 +140,12 @@ func (c Config) Validate() error {
 	}
 	if u.Scheme == "http" && !c.Insecure {
 		return fmt.Errorf("forward config: CentralURL %q: %w", c.CentralURL, ErrPlainHTTP)
+	}
+	if (c.ClientCertFile == "") != (c.ClientKeyFile == "") {
+		return errors.New("forward config: ClientCertFile and ClientKeyFile go together")
+	}
+	if c.ClientCertFile != "" && u.Scheme != "https" {
+		return fmt.Errorf("forward config: a client certificate needs an https CentralURL, not %q", c.CentralURL)
 	}
 	switch {
 	case c.BatchMaxRecords < 1 || c.BatchMaxRecords > wire.MaxBatchRecords:

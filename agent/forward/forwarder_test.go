@@ -241,6 +241,9 @@ func TestConfig_ValidateNamesTheField(t *testing.T) {
 		{forward.Config{CentralURL: "ftp://x"}, "CentralURL"},
 		{forward.Config{CentralURL: "http://x", Insecure: true, BatchMaxRecords: wire.MaxBatchRecords + 1}, "BatchMaxRecords"},
 		{forward.Config{CentralURL: "http://x"}, "CentralURL"},
+		{forward.Config{CentralURL: "https://x", ClientCertFile: "tls.crt"}, "ClientKeyFile"},
+		{forward.Config{CentralURL: "https://x", ClientKeyFile: "tls.key"}, "ClientCertFile"},
+		{forward.Config{CentralURL: "http://x", Insecure: true, ClientCertFile: "tls.crt", ClientKeyFile: "tls.key"}, "https"},
 	} {
 		err := c.cfg.Validate()
 		require.Error(t, err)

@@ -47,7 +47,8 @@ type Main struct {
 
 type options struct {
 	listen, metricsListen, centralURL, tokenFile, dataDir string
-	centralCAFile, logLevel, logFormat                    string
+	centralCAFile, clientCertFile, clientKeyFile          string
+	logLevel, logFormat                                   string
 	insecure, allowRemoteWrites                           bool
 	maxBufferBytes                                        int64
 	batchMaxRecords, batchMaxBytes                        int
@@ -64,6 +65,8 @@ func (m *Main) parse(args []string) (options, error) {
 	fs.StringVar(&o.metricsListen, "metrics-listen", "AGENT_METRICS_LISTEN", agent.DefaultMetricsListen, `address of /metrics, /healthz, /readyz ("-": off)`)
 	fs.StringVar(&o.centralURL, "central-url", "AGENT_CENTRAL_URL", "", "base URL of the central data storage service, https unless --insecure (required)")
 	fs.StringVar(&o.centralCAFile, "central-ca-file", "AGENT_CENTRAL_CA_FILE", "", "PEM bundle of the CAs trusted for an https central, re-read when it changes (empty: system roots)")
+	fs.StringVar(&o.clientCertFile, "client-cert-file", "AGENT_CLIENT_CERT_FILE", "", "PEM client certificate presented to an https central that requires one (--client-ca-file there), re-read when it changes; with --client-key-file (empty: none)")
+	fs.StringVar(&o.clientKeyFile, "client-key-file", "AGENT_CLIENT_KEY_FILE", "", "PEM private key of --client-cert-file, re-read with it")
 	fs.BoolVar(&o.insecure, "insecure", "AGENT_INSECURE", false, "allow a plain http:// --central-url (the bearer token then crosses the network unencrypted)")
 	fs.StringVar(&o.tokenFile, "token-file", "AGENT_TOKEN_FILE", "", "projected service-account token, re-read when rotated (empty: no Authorization)")
 	fs.StringVar(&o.dataDir, "data-dir", "AGENT_DATA_DIR", "", "directory of the durable buffer (required)")
@@ -103,6 +106,14 @@ func (m *Main) parse(args []string) (options, error) {
 		return o, fmt.Errorf("--central-url %s is plain http: the bearer token would cross the network unencrypted; "+
 			"use an https URL (with --central-ca-file if its CA is private) or pass --insecure (%s=true)",
 			o.centralURL, fs.Env("insecure"))
+	}
+	switch {
+	case o.clientCertFile != "" && o.clientKeyFile == "":
+		return o, flagErr("client-key-file", "is required with --client-cert-file")
+	case o.clientKeyFile != "" && o.clientCertFile == "":
+		return o, flagErr("client-cert-file", "is required with --client-key-file")
+	case o.clientCertFile != "" && u.Scheme != "https":
+		return o, flagErr("client-cert-file", fmt.Sprintf("needs an https --central-url, not %s", o.centralURL))
 	}
 	return o, nil
 }
@@ -145,6 +156,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	// The forwarder comes first: the server asks its Access on every write.
 	fwd, err := forward.New(forward.Config{
 		CentralURL: o.centralURL, Insecure: o.insecure, CAFile: o.centralCAFile, TokenFile: o.tokenFile,
+		ClientCertFile: o.clientCertFile, ClientKeyFile: o.clientKeyFile,
 		BatchMaxRecords: o.batchMaxRecords, BatchMaxBytes: o.batchMaxBytes, Linger: o.linger,
 		AccessRefresh: accessRefresh, Logger: log, Metrics: set,
 	}, q)

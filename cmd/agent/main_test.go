@@ -35,7 +35,8 @@ func TestHelp_ListsEveryFlagWithItsEnvironmentVariable(t *testing.T) {
 		"batch-max-records": "AGENT_BATCH_MAX_RECORDS", "batch-max-bytes": "AGENT_BATCH_MAX_BYTES",
 		"linger": "AGENT_LINGER", "shutdown-grace": "AGENT_SHUTDOWN_GRACE", "log-level": "AGENT_LOG_LEVEL",
 		"log-format": "AGENT_LOG_FORMAT", "allow-remote-writes": "AGENT_ALLOW_REMOTE_WRITES",
-		"access-refresh": "AGENT_ACCESS_REFRESH",
+		"access-refresh": "AGENT_ACCESS_REFRESH", "client-cert-file": "AGENT_CLIENT_CERT_FILE",
+		"client-key-file": "AGENT_CLIENT_KEY_FILE",
 	} {
 		// The flag's own line, then its usage line (a bool flag has no type).
 		assert.Regexp(t, `(?m)^\s+-`+name+`( \w+)?\n\s+.*\(env `+env+`\)`, stderr.String())
@@ -65,6 +66,15 @@ func TestRun_RefusesBadConfigurationNamingTheFlagAndVariable(t *testing.T) {
 		{"plain http from env", map[string]string{"AGENT_CENTRAL_URL": "http://central:8080", "AGENT_DATA_DIR": dir}, nil, "plain http"},
 		{"bad CA file", nil, []string{"--central-url", "https://c", "--data-dir", dir, "--listen", freeport.Addr(t),
 			"--metrics-listen", "-", "--central-ca-file", filepath.Join(dir, "missing.pem")}, "CA file"},
+		{"client cert without key", nil, []string{"--central-url", "https://c", "--data-dir", dir, "--client-cert-file", "tls.crt"},
+			"--client-key-file (or AGENT_CLIENT_KEY_FILE) is required with --client-cert-file"},
+		{"client key without cert from env", map[string]string{"AGENT_CLIENT_KEY_FILE": "tls.key"},
+			[]string{"--central-url", "https://c", "--data-dir", dir}, "--client-cert-file (or AGENT_CLIENT_CERT_FILE) is required"},
+		{"client cert over plain http", nil, []string{"--central-url", "http://c", "--insecure", "--data-dir", dir,
+			"--client-cert-file", "tls.crt", "--client-key-file", "tls.key"}, "needs an https --central-url"},
+		{"unreadable client cert", nil, []string{"--central-url", "https://c", "--data-dir", dir, "--listen", freeport.Addr(t),
+			"--metrics-listen", "-", "--client-cert-file", filepath.Join(dir, "missing.crt"), "--client-key-file", filepath.Join(dir, "missing.key")},
+			"read client certificate"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			for k, v := range c.env {
