@@ -15,33 +15,34 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kubernaut/datastorage/internal/tlsconfig"
+	"github.com/kubernaut/datastorage/internal/tstest/secretvol"
 	"github.com/kubernaut/datastorage/internal/tstest/testcerts"
 )
 
 func TestReloadingClient_TrustsARotatedCAWithoutRestart(t *testing.T) {
 	oldCA := testcerts.NewCA(t, "old-ca")
 	first := oldCA.Server(t)
-	secret := newSecretDir(t, map[string][]byte{"tls.crt": first.CertPEM, "tls.key": first.KeyPEM, "ca.crt": oldCA.CertPEM})
-	srv, err := tlsconfig.NewServer(t.Context(), tlsconfig.ServerConfig{CertFile: secret.path("tls.crt"),
-		KeyFile: secret.path("tls.key"), CheckInterval: time.Millisecond})
+	secret := secretvol.New(t, map[string][]byte{"tls.crt": first.CertPEM, "tls.key": first.KeyPEM, "ca.crt": oldCA.CertPEM})
+	srv, err := tlsconfig.NewServer(t.Context(), tlsconfig.ServerConfig{CertFile: secret.Path("tls.crt"),
+		KeyFile: secret.Path("tls.key"), CheckInterval: time.Millisecond})
 	require.NoError(t, err)
 	url := serveNetHTTP(t, srv)
 	var errs errorSink
-	client, err := tlsconfig.ReloadingClient(secret.path("ca.crt"), "127.0.0.1", 10*time.Millisecond, errs.add)
+	client, err := tlsconfig.ReloadingClient(secret.Path("ca.crt"), "127.0.0.1", 10*time.Millisecond, errs.add)
 	require.NoError(t, err)
 	assert.Equal(t, first.Serial, mustGet(t, url, client))
 
 	// The CA is replaced, and the server's certificate with one it issued.
 	newCA := testcerts.NewCA(t, "new-ca")
 	next := newCA.Server(t)
-	secret.update(map[string][]byte{"tls.crt": next.CertPEM, "tls.key": next.KeyPEM, "ca.crt": newCA.CertPEM})
+	secret.Update(map[string][]byte{"tls.crt": next.CertPEM, "tls.key": next.KeyPEM, "ca.crt": newCA.CertPEM})
 	require.Eventually(t, func() bool {
 		serial, err := get(t, url, client)
 		return err == nil && serial.Cmp(next.Serial) == 0
 	}, 5*time.Second, 20*time.Millisecond, "the rotated CA is trusted without a new client")
 
 	// A broken replacement keeps the bundle in use and is reported once.
-	secret.update(map[string][]byte{"tls.crt": next.CertPEM, "tls.key": next.KeyPEM, "ca.crt": []byte("not PEM")})
+	secret.Update(map[string][]byte{"tls.crt": next.CertPEM, "tls.key": next.KeyPEM, "ca.crt": []byte("not PEM")})
 	for range 3 {
 		time.Sleep(15 * time.Millisecond)
 		assert.Equal(t, next.Serial, mustGet(t, url, client))
@@ -52,15 +53,15 @@ func TestReloadingClient_TrustsARotatedCAWithoutRestart(t *testing.T) {
 
 func TestReloadingClient_VerifiesTheChainAndTheServerName(t *testing.T) {
 	f := newFixture(t)
-	srv, err := tlsconfig.Server(t.Context(), f.secret.path("tls.crt"), f.secret.path("tls.key"), "", nil)
+	srv, err := tlsconfig.Server(t.Context(), f.secret.Path("tls.crt"), f.secret.Path("tls.key"), "", nil)
 	require.NoError(t, err)
 	url := serveNetHTTP(t, srv)
 
-	byName, err := tlsconfig.ReloadingClient(f.secret.path("ca.crt"), "localhost", 0, nil)
+	byName, err := tlsconfig.ReloadingClient(f.secret.Path("ca.crt"), "localhost", 0, nil)
 	require.NoError(t, err)
 	assert.Equal(t, f.first.Serial, mustGet(t, url, byName), "a DNS name in the certificate")
 
-	wrongName, err := tlsconfig.ReloadingClient(f.secret.path("ca.crt"), "central.example", 0, nil)
+	wrongName, err := tlsconfig.ReloadingClient(f.secret.Path("ca.crt"), "central.example", 0, nil)
 	require.NoError(t, err)
 	_, err = get(t, url, wrongName)
 	var hostname x509.HostnameError
@@ -73,7 +74,7 @@ func TestReloadingClient_VerifiesTheChainAndTheServerName(t *testing.T) {
 	var unknown x509.UnknownAuthorityError
 	assert.ErrorAs(t, err, &unknown, "another CA does not vouch for the server")
 
-	_, err = tlsconfig.ReloadingClient(f.secret.path("ca.crt"), "", 0, nil)
+	_, err = tlsconfig.ReloadingClient(f.secret.Path("ca.crt"), "", 0, nil)
 	assert.Error(t, err, "no server name")
 	_, err = tlsconfig.ReloadingClient(writeFile(t, t.TempDir(), "bad.crt", []byte("not PEM")), "localhost", 0, nil)
 	assert.True(t, errors.Is(err, tlsconfig.ErrNoCertificates), "CA file without certificates: %v", err)
@@ -84,7 +85,7 @@ func TestReloadingClient_VerifiesTheChainAndTheServerName(t *testing.T) {
 // whose certificate and key live in a Secret-like directory.
 type clientCertFixture struct {
 	clientCA *testcerts.CA
-	secret   *secretDir
+	secret   *secretvol.Dir
 	first    testcerts.Leaf
 	clock    *clock
 	errs     *errorSink
@@ -97,12 +98,12 @@ func newClientCertFixture(t *testing.T) *clientCertFixture {
 	t.Helper()
 	f := newFixture(t)
 	clientCA := testcerts.NewCA(t, "client-ca")
-	srv, err := tlsconfig.Server(t.Context(), f.secret.path("tls.crt"), f.secret.path("tls.key"),
+	srv, err := tlsconfig.Server(t.Context(), f.secret.Path("tls.crt"), f.secret.Path("tls.key"),
 		writeFile(t, t.TempDir(), "client-ca.crt", clientCA.CertPEM), nil)
 	require.NoError(t, err)
 	first := clientCA.Client(t, "datastorage-agent")
 	c := &clientCertFixture{clientCA: clientCA, first: first, clock: newClock(), errs: &errorSink{},
-		secret: newSecretDir(t, map[string][]byte{"tls.crt": first.CertPEM, "tls.key": first.KeyPEM})}
+		secret: secretvol.New(t, map[string][]byte{"tls.crt": first.CertPEM, "tls.key": first.KeyPEM})}
 	snapshot := srv.GetConfigForClient
 	srv.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 		snap, err := snapshot(hello)
@@ -117,8 +118,8 @@ func newClientCertFixture(t *testing.T) *clientCertFixture {
 		return snap, nil
 	}
 	c.url = serveNetHTTP(t, srv)
-	c.client, err = tlsconfig.NewClient(tlsconfig.ClientConfig{ServerName: "localhost", CAFile: f.secret.path("ca.crt"),
-		CertFile: c.secret.path("tls.crt"), KeyFile: c.secret.path("tls.key"), OnError: c.errs.add, Now: c.clock.Now})
+	c.client, err = tlsconfig.NewClient(tlsconfig.ClientConfig{ServerName: "localhost", CAFile: f.secret.Path("ca.crt"),
+		CertFile: c.secret.Path("tls.crt"), KeyFile: c.secret.Path("tls.key"), OnError: c.errs.add, Now: c.clock.Now})
 	require.NoError(t, err)
 	return c
 }
@@ -141,7 +142,7 @@ func TestNewClient_PresentsARotatedClientCertificateWithoutRestart(t *testing.T)
 	assert.Equal(t, c.first.Serial, c.presented(t, false))
 
 	next := c.clientCA.Client(t, "datastorage-agent")
-	c.secret.update(map[string][]byte{"tls.crt": next.CertPEM, "tls.key": next.KeyPEM})
+	c.secret.Update(map[string][]byte{"tls.crt": next.CertPEM, "tls.key": next.KeyPEM})
 	assert.Equal(t, c.first.Serial, c.presented(t, false), "not before the check interval")
 	assert.Equal(t, next.Serial, c.presented(t, true), "the rotated pair after it")
 	assert.Empty(t, c.errs.all())
@@ -152,7 +153,7 @@ func TestNewClient_BadClientCertificateKeepsTheLastGoodPairAndReportsOnce(t *tes
 	next := c.clientCA.Client(t, "datastorage-agent")
 
 	// A half-written certificate.
-	c.secret.update(map[string][]byte{"tls.crt": next.CertPEM[:len(next.CertPEM)/2], "tls.key": next.KeyPEM})
+	c.secret.Update(map[string][]byte{"tls.crt": next.CertPEM[:len(next.CertPEM)/2], "tls.key": next.KeyPEM})
 	for range 3 {
 		assert.Equal(t, c.first.Serial, c.presented(t, true))
 	}
@@ -160,7 +161,7 @@ func TestNewClient_BadClientCertificateKeepsTheLastGoodPairAndReportsOnce(t *tes
 	assert.ErrorContains(t, c.errs.all()[0], "keeping the previous one")
 
 	// A missing key.
-	require.NoError(t, removeFile(c.secret.path("tls.key")))
+	require.NoError(t, removeFile(c.secret.Path("tls.key")))
 	for range 2 {
 		assert.Equal(t, c.first.Serial, c.presented(t, true))
 	}
@@ -168,8 +169,8 @@ func TestNewClient_BadClientCertificateKeepsTheLastGoodPairAndReportsOnce(t *tes
 	assert.ErrorContains(t, c.errs.all()[1], "read client key")
 
 	// Whole again: the new pair is presented.
-	require.NoError(t, os.Symlink(filepath.Join("..data", "tls.key"), c.secret.path("tls.key")))
-	c.secret.update(map[string][]byte{"tls.crt": next.CertPEM, "tls.key": next.KeyPEM})
+	require.NoError(t, os.Symlink(filepath.Join("..data", "tls.key"), c.secret.Path("tls.key")))
+	c.secret.Update(map[string][]byte{"tls.crt": next.CertPEM, "tls.key": next.KeyPEM})
 	assert.Equal(t, next.Serial, c.presented(t, true))
 	assert.Len(t, c.errs.all(), 2)
 }
@@ -180,7 +181,7 @@ func TestNewClient_RefusesAClientCertificateWithAnotherKey(t *testing.T) {
 
 	// The certificate of one pair with the key of another (a read between
 	// two writes) is never presented: the server would refuse the handshake.
-	c.secret.update(map[string][]byte{"tls.crt": next.CertPEM, "tls.key": other.KeyPEM})
+	c.secret.Update(map[string][]byte{"tls.crt": next.CertPEM, "tls.key": other.KeyPEM})
 	assert.Equal(t, c.first.Serial, c.presented(t, true))
 	require.Len(t, c.errs.all(), 1)
 	assert.ErrorContains(t, c.errs.all()[0], "private key does not match public key")
@@ -188,6 +189,6 @@ func TestNewClient_RefusesAClientCertificateWithAnotherKey(t *testing.T) {
 	_, err := tlsconfig.NewClient(tlsconfig.ClientConfig{ServerName: "localhost",
 		CertFile: writeFile(t, t.TempDir(), "a.crt", next.CertPEM), KeyFile: writeFile(t, t.TempDir(), "a.key", other.KeyPEM)})
 	assert.ErrorContains(t, err, "private key does not match public key", "at start as well")
-	_, err = tlsconfig.NewClient(tlsconfig.ClientConfig{ServerName: "localhost", CertFile: c.secret.path("tls.crt")})
+	_, err = tlsconfig.NewClient(tlsconfig.ClientConfig{ServerName: "localhost", CertFile: c.secret.Path("tls.crt")})
 	assert.ErrorContains(t, err, "both a certificate and a key file")
 }

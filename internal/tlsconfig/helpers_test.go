@@ -17,41 +17,6 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// secretDir mimics a Kubernetes Secret volume: the files are symlinks to
-// ..data/<name>, and ..data is a symlink to a timestamped directory that an
-// update replaces by renaming a new symlink over ..data.
-type secretDir struct {
-	t   *testing.T
-	dir string
-	gen int
-}
-
-func newSecretDir(t *testing.T, content map[string][]byte) *secretDir {
-	t.Helper()
-	s := &secretDir{t: t, dir: t.TempDir()}
-	s.update(content)
-	for name := range content {
-		require.NoError(t, os.Symlink(filepath.Join("..data", name), filepath.Join(s.dir, name)))
-	}
-	return s
-}
-
-func (s *secretDir) path(name string) string { return filepath.Join(s.dir, name) }
-
-// update writes content into a new timestamped directory and swaps ..data.
-func (s *secretDir) update(content map[string][]byte) {
-	s.t.Helper()
-	s.gen++
-	ts := fmt.Sprintf("..2025_01_01_00_00_%02d.%d", s.gen, s.gen)
-	require.NoError(s.t, os.Mkdir(filepath.Join(s.dir, ts), 0o755))
-	for name, b := range content {
-		require.NoError(s.t, os.WriteFile(filepath.Join(s.dir, ts, name), b, 0o600))
-	}
-	tmp := filepath.Join(s.dir, "..data_tmp")
-	require.NoError(s.t, os.Symlink(ts, tmp))
-	require.NoError(s.t, os.Rename(tmp, filepath.Join(s.dir, "..data")))
-}
-
 // clock is a manual clock for ServerConfig.Now.
 type clock struct{ ns atomic.Int64 }
 

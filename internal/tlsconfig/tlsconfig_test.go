@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/kubernaut/datastorage/internal/tlsconfig"
+	"github.com/kubernaut/datastorage/internal/tstest/secretvol"
 
 	"github.com/kubernaut/datastorage/internal/tstest/testcerts"
 )
@@ -33,7 +34,7 @@ func TestMain(m *testing.M) {
 // client config trusting the CA.
 type fixture struct {
 	ca     *testcerts.CA
-	secret *secretDir
+	secret *secretvol.Dir
 	first  testcerts.Leaf
 	client *tls.Config
 }
@@ -42,8 +43,8 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	authority := testcerts.NewCA(t, "test-ca")
 	first := authority.Server(t)
-	secret := newSecretDir(t, map[string][]byte{"tls.crt": first.CertPEM, "tls.key": first.KeyPEM, "ca.crt": authority.CertPEM})
-	client, err := tlsconfig.Client(secret.path("ca.crt"), "", "")
+	secret := secretvol.New(t, map[string][]byte{"tls.crt": first.CertPEM, "tls.key": first.KeyPEM, "ca.crt": authority.CertPEM})
+	client, err := tlsconfig.Client(secret.Path("ca.crt"), "", "")
 	require.NoError(t, err)
 	return &fixture{ca: authority, secret: secret, first: first, client: client}
 }
@@ -51,7 +52,7 @@ func newFixture(t *testing.T) *fixture {
 func (f *fixture) rotate(t *testing.T) testcerts.Leaf {
 	t.Helper()
 	next := f.ca.Server(t)
-	f.secret.update(map[string][]byte{"tls.crt": next.CertPEM, "tls.key": next.KeyPEM, "ca.crt": f.ca.CertPEM})
+	f.secret.Update(map[string][]byte{"tls.crt": next.CertPEM, "tls.key": next.KeyPEM, "ca.crt": f.ca.CertPEM})
 	return next
 }
 
@@ -59,7 +60,7 @@ func TestServer_AnswersClientTrustingItsCA(t *testing.T) {
 	for _, s := range servers {
 		t.Run(s.name, func(t *testing.T) {
 			f := newFixture(t)
-			cfg, err := tlsconfig.Server(t.Context(), f.secret.path("tls.crt"), f.secret.path("tls.key"), "", nil)
+			cfg, err := tlsconfig.Server(t.Context(), f.secret.Path("tls.crt"), f.secret.Path("tls.key"), "", nil)
 			require.NoError(t, err)
 			assert.Equal(t, uint16(tls.VersionTLS12), cfg.MinVersion)
 
@@ -76,8 +77,8 @@ func TestServer_PresentsReplacedCertificateWithoutRestart(t *testing.T) {
 			clk := newClock()
 			var reloaded []*x509.Certificate
 			cfg, err := tlsconfig.NewServer(t.Context(), tlsconfig.ServerConfig{
-				CertFile: f.secret.path("tls.crt"),
-				KeyFile:  f.secret.path("tls.key"),
+				CertFile: f.secret.Path("tls.crt"),
+				KeyFile:  f.secret.Path("tls.key"),
 				OnReload: func(c *x509.Certificate) { reloaded = append(reloaded, c) },
 				OnError:  func(err error) { t.Errorf("unexpected reload error: %v", err) },
 				Now:      clk.Now,
@@ -123,8 +124,8 @@ func TestServer_DoesNotRereadFilesBeforeCheckInterval(t *testing.T) {
 	f := newFixture(t)
 	clk := newClock()
 	cfg, err := tlsconfig.NewServer(t.Context(), tlsconfig.ServerConfig{
-		CertFile:      f.secret.path("tls.crt"),
-		KeyFile:       f.secret.path("tls.key"),
+		CertFile:      f.secret.Path("tls.crt"),
+		KeyFile:       f.secret.Path("tls.key"),
 		CheckInterval: time.Minute,
 		Now:           clk.Now,
 	})
@@ -145,8 +146,8 @@ func TestServer_CorruptReplacementKeepsOldCertificateAndReportsOnce(t *testing.T
 			clk := newClock()
 			sink := &errorSink{}
 			cfg, err := tlsconfig.NewServer(t.Context(), tlsconfig.ServerConfig{
-				CertFile: f.secret.path("tls.crt"),
-				KeyFile:  f.secret.path("tls.key"),
+				CertFile: f.secret.Path("tls.crt"),
+				KeyFile:  f.secret.Path("tls.key"),
 				OnError:  sink.add,
 				Now:      clk.Now,
 			})
@@ -155,7 +156,7 @@ func TestServer_CorruptReplacementKeepsOldCertificateAndReportsOnce(t *testing.T
 
 			// A half-written certificate: the first half of a new PEM block.
 			next := f.ca.Server(t)
-			f.secret.update(map[string][]byte{"tls.crt": next.CertPEM[:len(next.CertPEM)/2], "tls.key": next.KeyPEM})
+			f.secret.Update(map[string][]byte{"tls.crt": next.CertPEM[:len(next.CertPEM)/2], "tls.key": next.KeyPEM})
 			for range 3 {
 				clk.AdvancePast(tlsconfig.DefaultCheckInterval)
 				assert.Equal(t, f.first.Serial, mustGet(t, url, f.client), "old certificate still served")
@@ -166,13 +167,13 @@ func TestServer_CorruptReplacementKeepsOldCertificateAndReportsOnce(t *testing.T
 
 			// A key that does not match the certificate is refused as well.
 			other := f.ca.Server(t)
-			f.secret.update(map[string][]byte{"tls.crt": next.CertPEM, "tls.key": other.KeyPEM})
+			f.secret.Update(map[string][]byte{"tls.crt": next.CertPEM, "tls.key": other.KeyPEM})
 			clk.AdvancePast(tlsconfig.DefaultCheckInterval)
 			assert.Equal(t, f.first.Serial, mustGet(t, url, f.client))
 			assert.Len(t, sink.all(), 2)
 
 			// Once the files are whole again, the new certificate is served.
-			f.secret.update(map[string][]byte{"tls.crt": next.CertPEM, "tls.key": next.KeyPEM})
+			f.secret.Update(map[string][]byte{"tls.crt": next.CertPEM, "tls.key": next.KeyPEM})
 			clk.AdvancePast(tlsconfig.DefaultCheckInterval)
 			assert.Equal(t, next.Serial, mustGet(t, url, f.client))
 			assert.Len(t, sink.all(), 2)
@@ -205,7 +206,7 @@ func TestServer_StopsReloadingWhenContextEnds(t *testing.T) {
 	f := newFixture(t)
 	clk := newClock()
 	ctx, cancel := context.WithCancel(t.Context())
-	cfg, err := tlsconfig.NewServer(ctx, tlsconfig.ServerConfig{CertFile: f.secret.path("tls.crt"), KeyFile: f.secret.path("tls.key"), Now: clk.Now})
+	cfg, err := tlsconfig.NewServer(ctx, tlsconfig.ServerConfig{CertFile: f.secret.Path("tls.crt"), KeyFile: f.secret.Path("tls.key"), Now: clk.Now})
 	require.NoError(t, err)
 	url := serveNetHTTP(t, cfg)
 
@@ -219,7 +220,7 @@ func TestClient_WithoutTheCAIsRefused(t *testing.T) {
 	for _, s := range servers {
 		t.Run(s.name, func(t *testing.T) {
 			f := newFixture(t)
-			cfg, err := tlsconfig.Server(t.Context(), f.secret.path("tls.crt"), f.secret.path("tls.key"), "", nil)
+			cfg, err := tlsconfig.Server(t.Context(), f.secret.Path("tls.crt"), f.secret.Path("tls.key"), "", nil)
 			require.NoError(t, err)
 			url := s.serve(t, cfg)
 
@@ -245,7 +246,7 @@ func TestServer_WithClientCARequiresAVerifiedClientCertificate(t *testing.T) {
 			clientCA := testcerts.NewCA(t, "client-ca")
 			dir := t.TempDir()
 			clientCAFile := writeFile(t, dir, "client-ca.crt", clientCA.CertPEM)
-			cfg, err := tlsconfig.Server(t.Context(), f.secret.path("tls.crt"), f.secret.path("tls.key"), clientCAFile, nil)
+			cfg, err := tlsconfig.Server(t.Context(), f.secret.Path("tls.crt"), f.secret.Path("tls.key"), clientCAFile, nil)
 			require.NoError(t, err)
 			assert.Equal(t, tls.RequireAndVerifyClientCert, cfg.ClientAuth)
 			url := s.serve(t, cfg)
@@ -254,13 +255,13 @@ func TestServer_WithClientCARequiresAVerifiedClientCertificate(t *testing.T) {
 			assert.Error(t, err, "no client certificate")
 
 			good := clientCA.Client(t, "datastorage-agent")
-			withCert, err := tlsconfig.Client(f.secret.path("ca.crt"),
+			withCert, err := tlsconfig.Client(f.secret.Path("ca.crt"),
 				writeFile(t, dir, "good.crt", good.CertPEM), writeFile(t, dir, "good.key", good.KeyPEM))
 			require.NoError(t, err)
 			assert.Equal(t, f.first.Serial, mustGet(t, url, withCert))
 
 			rogue := testcerts.NewCA(t, "rogue-ca").Client(t, "datastorage-agent")
-			withRogue, err := tlsconfig.Client(f.secret.path("ca.crt"),
+			withRogue, err := tlsconfig.Client(f.secret.Path("ca.crt"),
 				writeFile(t, dir, "rogue.crt", rogue.CertPEM), writeFile(t, dir, "rogue.key", rogue.KeyPEM))
 			require.NoError(t, err)
 			_, err = get(t, url, withRogue)
@@ -272,12 +273,12 @@ func TestServer_WithClientCARequiresAVerifiedClientCertificate(t *testing.T) {
 func TestServer_ReloadsClientCA(t *testing.T) {
 	f := newFixture(t)
 	oldCA, newCAuth := testcerts.NewCA(t, "client-ca-1"), testcerts.NewCA(t, "client-ca-2")
-	clientSecret := newSecretDir(t, map[string][]byte{"ca.crt": oldCA.CertPEM})
+	clientSecret := secretvol.New(t, map[string][]byte{"ca.crt": oldCA.CertPEM})
 	clk := newClock()
 	cfg, err := tlsconfig.NewServer(t.Context(), tlsconfig.ServerConfig{
-		CertFile:     f.secret.path("tls.crt"),
-		KeyFile:      f.secret.path("tls.key"),
-		ClientCAFile: clientSecret.path("ca.crt"),
+		CertFile:     f.secret.Path("tls.crt"),
+		KeyFile:      f.secret.Path("tls.key"),
+		ClientCAFile: clientSecret.Path("ca.crt"),
 		Now:          clk.Now,
 	})
 	require.NoError(t, err)
@@ -286,7 +287,7 @@ func TestServer_ReloadsClientCA(t *testing.T) {
 	dir := t.TempDir()
 	clientFor := func(name string, c testcerts.Leaf) *tls.Config {
 		t.Helper()
-		cc, err := tlsconfig.Client(f.secret.path("ca.crt"),
+		cc, err := tlsconfig.Client(f.secret.Path("ca.crt"),
 			writeFile(t, dir, name+".crt", c.CertPEM), writeFile(t, dir, name+".key", c.KeyPEM))
 		require.NoError(t, err)
 		return cc
@@ -296,7 +297,7 @@ func TestServer_ReloadsClientCA(t *testing.T) {
 	_, err = get(t, url, newClient)
 	require.Error(t, err)
 
-	clientSecret.update(map[string][]byte{"ca.crt": newCAuth.CertPEM})
+	clientSecret.Update(map[string][]byte{"ca.crt": newCAuth.CertPEM})
 	clk.AdvancePast(tlsconfig.DefaultCheckInterval)
 	mustGet(t, url, newClient)
 	_, err = get(t, url, oldClient)
@@ -305,7 +306,7 @@ func TestServer_ReloadsClientCA(t *testing.T) {
 
 func TestServer_WorksWithFastHTTPClient(t *testing.T) {
 	f := newFixture(t)
-	cfg, err := tlsconfig.Server(t.Context(), f.secret.path("tls.crt"), f.secret.path("tls.key"), "", nil)
+	cfg, err := tlsconfig.Server(t.Context(), f.secret.Path("tls.crt"), f.secret.Path("tls.key"), "", nil)
 	require.NoError(t, err)
 	url := serveFastHTTP(t, cfg)
 
@@ -321,7 +322,7 @@ func TestServer_RefusesBadInitialFiles(t *testing.T) {
 	f := newFixture(t)
 	dir := t.TempDir()
 	garbage := writeFile(t, dir, "garbage.CertPEM", []byte("not PEM"))
-	cert, key := f.secret.path("tls.crt"), f.secret.path("tls.key")
+	cert, key := f.secret.Path("tls.crt"), f.secret.Path("tls.key")
 
 	tests := []struct {
 		name              string
@@ -368,7 +369,7 @@ func TestClient_RefusesBadFiles(t *testing.T) {
 	_, err = tlsconfig.Client("", certFile, garbage)
 	assert.Error(t, err, "corrupt key")
 
-	cfg, err := tlsconfig.Client(f.secret.path("ca.crt"), certFile, keyFile)
+	cfg, err := tlsconfig.Client(f.secret.Path("ca.crt"), certFile, keyFile)
 	require.NoError(t, err)
 	assert.Len(t, cfg.Certificates, 1)
 	assert.NotNil(t, cfg.RootCAs)

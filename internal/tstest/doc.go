@@ -1,6 +1,7 @@
 // Package tstest holds, in its subpackages, the module's test
 // infrastructure: throwaway databases (pgtest), the child-process harness
-// (harness), certificates (testcerts), the hostile request table (hostile),
+// (harness), certificates (testcerts), Secret volumes that rotate like the
+// kubelet's (secretvol), the hostile request table (hostile),
 // a fake Kubernetes API server for TokenReview and SubjectAccessReview (fakekube),
 // a fault-injecting TCP proxy (faultproxy), free ports (freeport), a
 // clock moved by hand (testclock), a shared buffer (syncbuf) and a throwaway
