@@ -6,6 +6,8 @@ package main_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -30,6 +32,7 @@ import (
 	"github.com/kubernaut/datastorage/internal/tstest/freeport"
 	"github.com/kubernaut/datastorage/internal/tstest/harness"
 	"github.com/kubernaut/datastorage/internal/tstest/pgtest"
+	"github.com/kubernaut/datastorage/internal/tstest/testcerts"
 	"github.com/kubernaut/datastorage/wire"
 )
 
@@ -68,6 +71,10 @@ func writeAtomically(t *testing.T, path, content string) {
 type centralProc struct {
 	dsn, api, metrics, tokens, authz string
 	p                                *harness.Process
+	// tlsArgs serve the API over TLS (https URL); probe then polls /readyz
+	// with a client that trusts the central and has a client certificate.
+	tlsArgs []string
+	probe   *http.Client
 }
 
 // bothKinds lets gateway-sa write both kinds: the default allow-list lets it
@@ -83,24 +90,57 @@ func startCentral(t *testing.T, dsn, tokens string) *centralProc {
 // startCentralWith runs the central with an allow-list of its own.
 func startCentralWith(t *testing.T, dsn, tokens, authz string) *centralProc {
 	t.Helper()
+	c := newCentralProc(t, dsn, tokens, authz)
+	c.start(t)
+	return c
+}
+
+// startMTLSCentral runs the central over TLS with a certificate issued by
+// serverCA for 127.0.0.1, requiring client certificates issued by clientCA
+// (--client-ca-file), with static tokens as startCentral.
+func startMTLSCentral(t *testing.T, dsn, tokens string, serverCA, clientCA *testcerts.CA) *centralProc {
+	t.Helper()
+	c := newCentralProc(t, dsn, tokens, bothKinds)
+	dir := t.TempDir()
+	certFile, keyFile := serverCA.Server(t).WriteFiles(t, dir, "tls")
+	clientCAFile := filepath.Join(dir, "client-ca.crt")
+	require.NoError(t, os.WriteFile(clientCAFile, clientCA.CertPEM, 0o600))
+	c.tlsArgs = []string{"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--client-ca-file", clientCAFile}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(serverCA.CertPEM)
+	probe := clientCA.Client(t, "readiness-probe")
+	probeCert, err := tls.X509KeyPair(probe.CertPEM, probe.KeyPEM)
+	require.NoError(t, err)
+	c.probe = &http.Client{Timeout: time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{probeCert}}, DisableKeepAlives: true}}
+	c.start(t)
+	return c
+}
+
+func newCentralProc(t *testing.T, dsn, tokens, authz string) *centralProc {
+	t.Helper()
 	dir := t.TempDir()
 	c := &centralProc{dsn: dsn, api: freeport.Addr(t), metrics: freeport.Addr(t),
 		tokens: filepath.Join(dir, "tokens.csv"), authz: filepath.Join(dir, "authz.yaml")}
 	require.NoError(t, os.WriteFile(c.tokens, []byte(tokens), 0o600))
 	require.NoError(t, os.WriteFile(c.authz, []byte(authz), 0o600))
-	c.start(t)
 	return c
 }
 
-func (c *centralProc) url() string { return "http://" + c.api }
+func (c *centralProc) url() string {
+	if c.tlsArgs != nil {
+		return "https://" + c.api
+	}
+	return "http://" + c.api
+}
 
 func (c *centralProc) start(t *testing.T) {
 	t.Helper()
 	c.p = harness.StartTB(t, harness.Command{Name: "central", Path: harness.BuildOnce(t).Central,
-		Args: []string{"serve", "--listen", c.api, "--metrics-listen", c.metrics,
+		Args: append([]string{"serve", "--listen", c.api, "--metrics-listen", c.metrics,
 			"--auth", "static", "--token-file", c.tokens, "--authz-file", c.authz,
-			"--rate-limit", "1000000", "--rate-burst", "1000", "--log-level", "warn", "--shutdown-timeout", "2s"},
-		Env: []string{"DATABASE_URL=" + c.dsn}, Ready: c.url() + "/readyz", ReadyWithin: 30 * time.Second})
+			"--rate-limit", "1000000", "--rate-burst", "1000", "--log-level", "warn", "--shutdown-timeout", "2s"}, c.tlsArgs...),
+		Env: []string{"DATABASE_URL=" + c.dsn}, Ready: c.url() + "/readyz", ReadyClient: c.probe, ReadyWithin: 30 * time.Second})
 }
 
 // stop signals the central and waits for it to exit, whatever its status.

@@ -65,12 +65,20 @@ func (c *CA) Server(t testing.TB) Leaf {
 	})
 }
 
-// Client issues a client certificate for name.
+// Client issues a client certificate for name, valid for a day.
 func (c *CA) Client(t testing.TB, name string) Leaf {
+	t.Helper()
+	return c.ClientValidFor(t, name, 24*time.Hour)
+}
+
+// ClientValidFor issues a client certificate for name that expires d from
+// now: a rotation test can tell an old certificate from its successor.
+func (c *CA) ClientValidFor(t testing.TB, name string, d time.Duration) Leaf {
 	t.Helper()
 	return c.issue(t, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: name},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		NotAfter:    time.Now().Add(d),
 	})
 }
 
@@ -79,7 +87,9 @@ func (c *CA) issue(t testing.TB, tmpl *x509.Certificate) Leaf {
 	key := newKey(t)
 	tmpl.SerialNumber = serial(t)
 	tmpl.NotBefore = time.Now().Add(-time.Hour)
-	tmpl.NotAfter = time.Now().Add(24 * time.Hour)
+	if tmpl.NotAfter.IsZero() {
+		tmpl.NotAfter = time.Now().Add(24 * time.Hour)
+	}
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.Cert, &key.PublicKey, c.key)
 	if err != nil {
