@@ -56,19 +56,27 @@ type cnpgCluster struct {
 
 func cnpgClusterOf(t *testing.T, r rendered) cnpgCluster {
 	t.Helper()
-	var found []cnpgCluster
+	return onlyUntyped[cnpgCluster](t, r, "postgresql.cnpg.io/v1", "Cluster")
+}
+
+// onlyUntyped decodes the one object of apiVersion and kind in r strictly
+// into T, a copy of the fields its operator defines: a misspelt or
+// misplaced field fails the test.
+func onlyUntyped[T any](t *testing.T, r rendered, apiVersion, kind string) T {
+	t.Helper()
+	var found []T
 	for _, u := range r.untyped {
-		if u.GetKind() != "Cluster" {
+		if u.GetKind() != kind {
 			continue
 		}
+		assert.Equal(t, apiVersion, u.GetAPIVersion(), "%s: %s/%s", r.dir, kind, u.GetName())
 		b, err := yaml.Marshal(u.Object)
 		require.NoError(t, err)
-		var c cnpgCluster
-		require.NoError(t, yaml.UnmarshalStrict(b, &c), "%s: Cluster/%s has a field CloudNativePG does not define", r.dir, u.GetName())
-		found = append(found, c)
+		var v T
+		require.NoError(t, yaml.UnmarshalStrict(b, &v), "%s: %s/%s has a field its operator does not define", r.dir, kind, u.GetName())
+		found = append(found, v)
 	}
-	require.Len(t, found, 1, "%s: want exactly one CloudNativePG Cluster", r.dir)
-	assert.Equal(t, "postgresql.cnpg.io/v1", found[0].APIVersion)
+	require.Len(t, found, 1, "%s: want exactly one %s %s", r.dir, apiVersion, kind)
 	return found[0]
 }
 

@@ -97,19 +97,23 @@ var (
 		"database/cloudnative-pg",
 		"examples/central-with-cloudnative-pg",
 		"examples/central-with-migration",
+		"examples/central-with-client-certificates",
 		"examples/central-with-sar",
 		"examples/gateway",
+		"examples/gateway-mtls",
 		"examples/gateway-statefulset",
 		"grafana",
 		"helm/datastorage/rules",      // the alerting rules, one copy for the chart and overlays/monitoring
 		"helm/datastorage/dashboards", // the Grafana dashboard, one copy for the chart and grafana
 	}
 	components = map[string]string{ // component → a kustomization including it
-		"central/components/migration":   "examples/central-with-migration",
-		"central/components/maintenance": "examples/central-with-migration",
-		"central/components/authz-sar":   "examples/central-with-sar",
-		"sidecar":                        "examples/gateway",
-		"sidecar/persistent-buffer":      "examples/gateway-statefulset",
+		"central/components/migration":           "examples/central-with-migration",
+		"central/components/maintenance":         "examples/central-with-migration",
+		"central/components/authz-sar":           "examples/central-with-sar",
+		"central/components/client-certificates": "examples/central-with-client-certificates",
+		"sidecar":                                "examples/gateway",
+		"sidecar/persistent-buffer":              "examples/gateway-statefulset",
+		"sidecar/client-certificate":             "examples/gateway-mtls",
 	}
 )
 
@@ -121,9 +125,9 @@ type rendered struct {
 }
 
 // untypedGroups are the API groups of the custom resources the manifests use
-// (the Prometheus Operator's, CloudNativePG's): decoded strictly as YAML here,
-// and checked against their own fields by the tests about them.
-var untypedGroups = []string{"monitoring.coreos.com", "postgresql.cnpg.io"}
+// (the Prometheus Operator's, CloudNativePG's, cert-manager's): decoded strictly
+// as YAML here, and checked against their own fields by the tests about them.
+var untypedGroups = []string{"monitoring.coreos.com", "postgresql.cnpg.io", "cert-manager.io"}
 
 func render(t *testing.T, dir string) rendered {
 	t.Helper()
@@ -251,6 +255,32 @@ func parseArgs(t *testing.T, c corev1.Container) (sub string, flags map[string]s
 		flags[name] = value
 	}
 	return sub, flags
+}
+
+// Environment-variable prefixes of the programs' flags (internal/cli): a flag
+// --client-cert-file of the agent is also AGENT_CLIENT_CERT_FILE.
+const (
+	agentEnvPrefix   = "AGENT_"
+	centralEnvPrefix = "DATASTORAGE_"
+)
+
+// settings are a container's flags, given as --name=value or through the
+// environment variable prefix+NAME with a literal value, as the programs read
+// them. A setting given both ways fails the test.
+func settings(t *testing.T, c corev1.Container, prefix string) map[string]string {
+	t.Helper()
+	_, flags := parseArgs(t, c)
+	for _, e := range c.Env {
+		rest, ok := strings.CutPrefix(e.Name, prefix)
+		if !ok || e.ValueFrom != nil {
+			continue
+		}
+		name := strings.ReplaceAll(strings.ToLower(rest), "_", "-")
+		_, dup := flags[name]
+		require.False(t, dup, "container %s: --%s given as a flag and as %s", c.Name, name, e.Name)
+		flags[name] = e.Value
+	}
+	return flags
 }
 
 func portNumber(t *testing.T, c corev1.Container, p intstr.IntOrString) int32 {
@@ -420,16 +450,18 @@ func checkFlagsAreOnesTheProgramsAccept(t *testing.T, r rendered, seen map[strin
 	for _, w := range workloads(r) {
 		for _, c := range allContainers(w.spec) {
 			var known, subs []string
+			var prefix string
 			switch imageName(c.Image) {
 			case centralImage:
-				known, subs = helpFlags(t, "../cmd/central"), centralSubcommands
+				known, subs, prefix = helpFlags(t, "../cmd/central"), centralSubcommands, centralEnvPrefix
 			case agentImage:
-				known = helpFlags(t, "../cmd/agent")
+				known, prefix = helpFlags(t, "../cmd/agent"), agentEnvPrefix
 			default:
 				continue
 			}
 			seen[imageName(c.Image)]++
-			sub, flags := parseArgs(t, c)
+			sub, _ := parseArgs(t, c)
+			flags := settings(t, c, prefix) // the environment variables are flags too
 			if sub != "" {
 				assert.Contains(t, subs, sub, "%s %s: subcommand", w.name, c.Name)
 			}
