@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,19 +48,27 @@ func TestFailure_DatabaseGoneIs503ThenRecoversWithoutRestart(t *testing.T) {
 	require.Equal(t, 503, r.status, r.body)
 	assert.JSONEq(t, `{"error":"service_unavailable","message":"PostgreSQL connection failed"}`, r.body)
 	assert.Equal(t, "1", r.header.Get("Retry-After"))
-	resp, err := http.Get(h.url + "/readyz")
-	require.NoError(t, err)
-	resp.Body.Close()
-	assert.Equal(t, 503, resp.StatusCode, "not ready while the database is gone")
+	// The metrics port answers the probes as the API port does (a central
+	// requiring client certificates is probed there).
+	probe := func(base, path string) int {
+		resp, err := http.Get(base + path)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	metricsPort := strings.TrimSuffix(h.metricsURL, "/metrics")
+	for _, base := range []string{h.url, metricsPort} {
+		assert.Equal(t, 503, probe(base, "/readyz"), "%s: not ready while the database is gone", base)
+		assert.Equal(t, 200, probe(base, "/healthz"), "%s: alive", base)
+	}
 
 	h.proxy.SetDown(false)
 	require.Eventually(t, func() bool {
 		return h.post(t, "/api/v1/audit/remediation", gw, body).status == 201
 	}, 10*time.Second, 100*time.Millisecond)
-	resp, err = http.Get(h.url + "/readyz")
-	require.NoError(t, err)
-	resp.Body.Close()
-	assert.Equal(t, 200, resp.StatusCode)
+	for _, base := range []string{h.url, metricsPort} {
+		assert.Equal(t, 200, probe(base, "/readyz"), base)
+	}
 	assert.Equal(t, 2, h.rows(t, "remediation_audit"))
 }
 

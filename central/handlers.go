@@ -61,8 +61,7 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 			s.get(ctx, func() error { return s.openAPI(ctx) })
 		case "/healthz":
 			endpoint = "healthz"
-			ctx.SetStatusCode(fasthttp.StatusOK)
-			ctx.SetBodyString("ok\n")
+			healthy(ctx)
 		case "/readyz":
 			endpoint = "readyz"
 			s.ready(ctx)
@@ -390,6 +389,12 @@ func (s *Server) committed() {
 	if s.cfg.Committed != nil {
 		s.cfg.Committed()
 	}
+}
+
+// healthy answers a liveness probe: the process serves.
+func healthy(ctx *fasthttp.RequestCtx) {
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetBodyString("ok\n")
 }
 
 func (s *Server) ready(ctx *fasthttp.RequestCtx) {

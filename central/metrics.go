@@ -54,11 +54,20 @@ func (m *serverMetrics) rateLimited(serviceAccount string) {
 	m.set.GetOrCreateCounter(fmt.Sprintf(`datastorage_ratelimit_rejections_total{service_account=%q}`, serviceAccount)).Inc()
 }
 
+// metricsHandler serves the metrics port: /metrics, and /healthz and /readyz
+// as on the API port, for probes that cannot pass the API port's TLS (a
+// central with --client-ca-file refuses the kubelet, which presents no
+// client certificate).
 func (s *Server) metricsHandler(ctx *fasthttp.RequestCtx) {
-	if string(ctx.Path()) != "/metrics" {
+	switch string(ctx.Path()) {
+	case "/metrics":
+		ctx.SetContentType("text/plain; version=0.0.4")
+		s.cfg.Metrics.WritePrometheus(ctx)
+	case "/healthz":
+		healthy(ctx)
+	case "/readyz":
+		s.ready(ctx)
+	default:
 		edge.WriteError(ctx, wire.NotFound(), 0)
-		return
 	}
-	ctx.SetContentType("text/plain; version=0.0.4")
-	s.cfg.Metrics.WritePrometheus(ctx)
 }

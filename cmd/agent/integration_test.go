@@ -6,8 +6,6 @@ package main_test
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -71,10 +69,9 @@ func writeAtomically(t *testing.T, path, content string) {
 type centralProc struct {
 	dsn, api, metrics, tokens, authz string
 	p                                *harness.Process
-	// tlsArgs serve the API over TLS (https URL); probe then polls /readyz
-	// with a client that trusts the central and has a client certificate.
+	// tlsArgs serve the API over TLS (https URL); readiness is then asked
+	// on the metrics port, as the kubelet does (it has no client certificate).
 	tlsArgs []string
-	probe   *http.Client
 }
 
 // bothKinds lets gateway-sa write both kinds: the default allow-list lets it
@@ -106,13 +103,6 @@ func startMTLSCentral(t *testing.T, dsn, tokens string, serverCA, clientCA *test
 	clientCAFile := filepath.Join(dir, "client-ca.crt")
 	require.NoError(t, os.WriteFile(clientCAFile, clientCA.CertPEM, 0o600))
 	c.tlsArgs = []string{"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--client-ca-file", clientCAFile}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(serverCA.CertPEM)
-	probe := clientCA.Client(t, "readiness-probe")
-	probeCert, err := tls.X509KeyPair(probe.CertPEM, probe.KeyPEM)
-	require.NoError(t, err)
-	c.probe = &http.Client{Timeout: time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{probeCert}}, DisableKeepAlives: true}}
 	c.start(t)
 	return c
 }
@@ -134,13 +124,20 @@ func (c *centralProc) url() string {
 	return "http://" + c.api
 }
 
+func (c *centralProc) readyURL() string {
+	if c.tlsArgs != nil {
+		return "http://" + c.metrics + "/readyz"
+	}
+	return c.url() + "/readyz"
+}
+
 func (c *centralProc) start(t *testing.T) {
 	t.Helper()
 	c.p = harness.StartTB(t, harness.Command{Name: "central", Path: harness.BuildOnce(t).Central,
 		Args: append([]string{"serve", "--listen", c.api, "--metrics-listen", c.metrics,
 			"--auth", "static", "--token-file", c.tokens, "--authz-file", c.authz,
 			"--rate-limit", "1000000", "--rate-burst", "1000", "--log-level", "warn", "--shutdown-timeout", "2s"}, c.tlsArgs...),
-		Env: []string{"DATABASE_URL=" + c.dsn}, Ready: c.url() + "/readyz", ReadyClient: c.probe, ReadyWithin: 30 * time.Second})
+		Env: []string{"DATABASE_URL=" + c.dsn}, Ready: c.readyURL(), ReadyWithin: 30 * time.Second})
 }
 
 // stop signals the central and waits for it to exit, whatever its status.
