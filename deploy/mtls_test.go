@@ -99,6 +99,15 @@ func TestClientCertificatesComponent_CentralRequiresThemFromAMountedCA(t *testin
 	assert.Equal(t, "ca.crt", rel)
 	assert.True(t, mountOf(t, c, v.Name).ReadOnly)
 
+	// The kubelet has no client certificate: the probes use the metrics port.
+	for name, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
+		require.NotNil(t, p, "%s probe", name)
+		require.NotNil(t, p.HTTPGet, "%s probe", name)
+		assert.EqualValues(t, centralMetricsPort, portNumber(t, c, p.HTTPGet.Port), "%s probe port", name)
+		assert.Contains(t, []corev1.URIScheme{"", corev1.URISchemeHTTP}, p.HTTPGet.Scheme, "%s probe: the metrics port is plain HTTP", name)
+		assert.Equal(t, map[string]string{"readiness": "/readyz", "liveness": "/healthz"}[name], p.HTTPGet.Path)
+	}
+
 	// Without the component the central asks for no client certificate.
 	plain := settings(t, findContainer(t, only[*appsv1.Deployment](t, render(t, "central")).Spec.Template.Spec, centralImage), centralEnvPrefix)
 	assert.NotContains(t, plain, "client-ca-file")
