@@ -15,8 +15,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/valyala/fasthttp"
-
-	"github.com/kubernaut/datastorage/internal/tlsconfig"
 )
 
 // clock is a manual clock for ServerConfig.Now.
@@ -145,10 +143,3 @@ func writeFile(t *testing.T, dir, name string, b []byte) string {
 }
 
 func removeFile(p string) error { return os.Remove(p) }
-
-// newTestClient is a client of the test servers (127.0.0.1) trusting caFile
-// (the system roots when ""), presenting certFile/keyFile when set.
-func newTestClient(t *testing.T, caFile, certFile, keyFile string) (*tls.Config, error) {
-	t.Helper()
-	return tlsconfig.NewClient(tlsconfig.ClientConfig{ServerName: "127.0.0.1", CAFile: caFile, CertFile: certFile, KeyFile: keyFile})
-}

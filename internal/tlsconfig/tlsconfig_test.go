@@ -44,7 +44,7 @@ func newFixture(t *testing.T) *fixture {
 	authority := testcerts.NewCA(t, "test-ca")
 	first := authority.Server(t)
 	secret := secretvol.New(t, map[string][]byte{"tls.crt": first.CertPEM, "tls.key": first.KeyPEM, "ca.crt": authority.CertPEM})
-	client, err := newTestClient(t, secret.Path("ca.crt"), "", "")
+	client, err := tlsconfig.Client(secret.Path("ca.crt"), "", "")
 	require.NoError(t, err)
 	return &fixture{ca: authority, secret: secret, first: first, client: client}
 }
@@ -106,7 +106,7 @@ func TestServer_ReloadsRegularFilesReplacedInPlace(t *testing.T) {
 	dir := t.TempDir()
 	certFile := writeFile(t, dir, "tls.crt", first.CertPEM)
 	keyFile := writeFile(t, dir, "tls.key", first.KeyPEM)
-	client, err := newTestClient(t, writeFile(t, dir, "ca.crt", authority.CertPEM), "", "")
+	client, err := tlsconfig.Client(writeFile(t, dir, "ca.crt", authority.CertPEM), "", "")
 	require.NoError(t, err)
 	clk := newClock()
 	cfg, err := tlsconfig.NewServer(t.Context(), tlsconfig.ServerConfig{CertFile: certFile, KeyFile: keyFile, Now: clk.Now})
@@ -187,7 +187,7 @@ func TestServer_MissingFileDuringReloadKeepsOldCertificate(t *testing.T) {
 	dir := t.TempDir()
 	certFile := writeFile(t, dir, "tls.crt", first.CertPEM)
 	keyFile := writeFile(t, dir, "tls.key", first.KeyPEM)
-	client, err := newTestClient(t, writeFile(t, dir, "ca.crt", authority.CertPEM), "", "")
+	client, err := tlsconfig.Client(writeFile(t, dir, "ca.crt", authority.CertPEM), "", "")
 	require.NoError(t, err)
 	clk := newClock()
 	sink := &errorSink{}
@@ -224,14 +224,14 @@ func TestClient_WithoutTheCAIsRefused(t *testing.T) {
 			require.NoError(t, err)
 			url := s.serve(t, cfg)
 
-			systemRoots, err := newTestClient(t, "", "", "")
+			systemRoots, err := tlsconfig.Client("", "", "")
 			require.NoError(t, err)
 			_, err = get(t, url, systemRoots)
 			var unknown x509.UnknownAuthorityError
 			assert.ErrorAs(t, err, &unknown, "system roots do not trust the test CA")
 
 			otherCA := testcerts.NewCA(t, "other-ca")
-			wrongCA, err := newTestClient(t, writeFile(t, t.TempDir(), "ca.crt", otherCA.CertPEM), "", "")
+			wrongCA, err := tlsconfig.Client(writeFile(t, t.TempDir(), "ca.crt", otherCA.CertPEM), "", "")
 			require.NoError(t, err)
 			_, err = get(t, url, wrongCA)
 			assert.ErrorAs(t, err, &unknown, "another CA does not vouch for the server")
@@ -255,13 +255,13 @@ func TestServer_WithClientCARequiresAVerifiedClientCertificate(t *testing.T) {
 			assert.Error(t, err, "no client certificate")
 
 			good := clientCA.Client(t, "datastorage-agent")
-			withCert, err := newTestClient(t, f.secret.Path("ca.crt"),
+			withCert, err := tlsconfig.Client(f.secret.Path("ca.crt"),
 				writeFile(t, dir, "good.crt", good.CertPEM), writeFile(t, dir, "good.key", good.KeyPEM))
 			require.NoError(t, err)
 			assert.Equal(t, f.first.Serial, mustGet(t, url, withCert))
 
 			rogue := testcerts.NewCA(t, "rogue-ca").Client(t, "datastorage-agent")
-			withRogue, err := newTestClient(t, f.secret.Path("ca.crt"),
+			withRogue, err := tlsconfig.Client(f.secret.Path("ca.crt"),
 				writeFile(t, dir, "rogue.crt", rogue.CertPEM), writeFile(t, dir, "rogue.key", rogue.KeyPEM))
 			require.NoError(t, err)
 			_, err = get(t, url, withRogue)
@@ -287,7 +287,7 @@ func TestServer_ReloadsClientCA(t *testing.T) {
 	dir := t.TempDir()
 	clientFor := func(name string, c testcerts.Leaf) *tls.Config {
 		t.Helper()
-		cc, err := newTestClient(t, f.secret.Path("ca.crt"),
+		cc, err := tlsconfig.Client(f.secret.Path("ca.crt"),
 			writeFile(t, dir, name+".crt", c.CertPEM), writeFile(t, dir, name+".key", c.KeyPEM))
 		require.NoError(t, err)
 		return cc
@@ -351,28 +351,27 @@ func TestServer_RefusesBadInitialFiles(t *testing.T) {
 	assert.ErrorContains(t, err, "CheckInterval")
 }
 
-func TestNewClient_RefusesBadFiles(t *testing.T) {
+func TestClient_RefusesBadFiles(t *testing.T) {
 	f := newFixture(t)
 	dir := t.TempDir()
 	garbage := writeFile(t, dir, "garbage.CertPEM", []byte("not PEM"))
 	c := f.ca.Client(t, "datastorage-agent")
 	certFile, keyFile := writeFile(t, dir, "c.crt", c.CertPEM), writeFile(t, dir, "c.key", c.KeyPEM)
-	client := func(caFile, certFile, keyFile string) error {
-		_, err := tlsconfig.NewClient(tlsconfig.ClientConfig{ServerName: "localhost", CAFile: caFile, CertFile: certFile, KeyFile: keyFile})
-		return err
-	}
 
-	assert.True(t, errors.Is(client(garbage, "", ""), tlsconfig.ErrNoCertificates), "CA file without certificates")
-	assert.Error(t, client(dir+"/nope.crt", "", ""), "missing CA file")
-	assert.Error(t, client("", certFile, ""), "certificate without key")
-	assert.Error(t, client("", "", keyFile), "key without certificate")
-	assert.Error(t, client("", certFile, garbage), "corrupt key")
-	_, err := tlsconfig.NewClient(tlsconfig.ClientConfig{CAFile: f.secret.Path("ca.crt")})
-	assert.ErrorContains(t, err, "server name")
+	_, err := tlsconfig.Client(garbage, "", "")
+	assert.True(t, errors.Is(err, tlsconfig.ErrNoCertificates), "CA file without certificates: %v", err)
+	_, err = tlsconfig.Client(dir+"/nope.crt", "", "")
+	assert.Error(t, err, "missing CA file")
+	_, err = tlsconfig.Client("", certFile, "")
+	assert.Error(t, err, "certificate without key")
+	_, err = tlsconfig.Client("", "", keyFile)
+	assert.Error(t, err, "key without certificate")
+	_, err = tlsconfig.Client("", certFile, garbage)
+	assert.Error(t, err, "corrupt key")
 
-	cfg, err := tlsconfig.NewClient(tlsconfig.ClientConfig{ServerName: "localhost", CAFile: f.secret.Path("ca.crt"), CertFile: certFile, KeyFile: keyFile})
+	cfg, err := tlsconfig.Client(f.secret.Path("ca.crt"), certFile, keyFile)
 	require.NoError(t, err)
-	assert.NotNil(t, cfg.GetClientCertificate)
-	assert.NotNil(t, cfg.VerifyConnection)
+	assert.Len(t, cfg.Certificates, 1)
+	assert.NotNil(t, cfg.RootCAs)
 	assert.Equal(t, uint16(tls.VersionTLS12), cfg.MinVersion)
 }
