@@ -186,6 +186,22 @@ func TestServe_TLSWithClientCertificatesAndRotation(t *testing.T) {
 	_, _, err = writeAudit(http.DefaultClient, "http://"+p.api)
 	require.Error(t, err, "plain HTTP is not served on the TLS port")
 
+	// The operator's commands present a client certificate too: with it they
+	// reach the API (which refuses gateway-sa legal holds), without it the
+	// handshake fails.
+	operatorCert, operatorKey := clientLeaf.WriteFiles(t, dir, "operator")
+	serverCAFile := filepath.Join(dir, "server-ca.crt")
+	require.NoError(t, os.WriteFile(serverCAFile, serverCA.CertPEM, 0o600))
+	tokenFile := filepath.Join(dir, "token")
+	require.NoError(t, os.WriteFile(tokenFile, []byte("t-gw"), 0o600))
+	holdsList := []string{"holds", "list", "--central-url", url, "--token-file", tokenFile, "--ca-file", serverCAFile}
+	status, _, stderr := runCentral(t, nil, append(holdsList, "--client-cert-file", operatorCert, "--client-key-file", operatorKey)...)
+	assert.Equal(t, 1, status)
+	assert.Contains(t, stderr, "403", "through TLS to the API's own refusal")
+	status, _, stderr = runCentral(t, nil, holdsList...)
+	assert.Equal(t, 1, status)
+	assert.NotContains(t, stderr, "403", "refused in the handshake")
+
 	rotated := serverCA.Server(t)
 	rotated.WriteFiles(t, dir, "tls")
 	require.Eventually(t, func() bool {

@@ -43,6 +43,7 @@ const holdsUsage = `Usage: central holds list [--active | --released] [--json]
        central holds place (--remediation ID | --workflow ID) --reason TEXT
        central holds release ID --reason TEXT
 each with --central-url URL --token-file FILE [--ca-file FILE] [--server-name NAME]
+[--client-cert-file FILE --client-key-file FILE]
 
 Legal holds of a running central (/api/v1/legal-holds; the token's service
 account needs hold:audit): a hold keeps every audit of one remediation or
@@ -54,6 +55,7 @@ Flags:
 // apiFlags are what every command that talks to the central's API takes.
 type apiFlags struct {
 	url, tokenFile, caFile, serverName string
+	clientCert, clientKey              string
 	timeout                            time.Duration
 }
 
@@ -62,6 +64,8 @@ func (a *apiFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.tokenFile, "token-file", "", "file holding the bearer token, e.g. from `kubectl create token SA --audience datastorage`; - reads standard input (required)")
 	fs.StringVar(&a.caFile, "ca-file", "", "PEM bundle of the CAs that signed the central's certificate (empty: the system's)")
 	fs.StringVar(&a.serverName, "server-name", "", "the name the central's certificate must carry, when the URL names another (a port-forward to localhost)")
+	fs.StringVar(&a.clientCert, "client-cert-file", "", "client certificate (PEM) for a central that requires one (--client-ca-file); with --client-key-file")
+	fs.StringVar(&a.clientKey, "client-key-file", "", "the client certificate's private key (PEM)")
 	fs.DurationVar(&a.timeout, "timeout", 30*time.Second, "bound on each request (an export's stream excepted)")
 }
 
@@ -81,7 +85,7 @@ func (a *apiFlags) client(stdin io.Reader) (*client.Client, error) {
 		cfg.TokenFile = a.tokenFile
 	}
 	if strings.HasPrefix(a.url, "https://") {
-		tlsCfg, err := tlsconfig.Client(a.caFile, "", "")
+		tlsCfg, err := tlsconfig.Client(a.caFile, a.clientCert, a.clientKey)
 		if err != nil {
 			return nil, err
 		}
