@@ -504,15 +504,24 @@ func checkCentralMatchesItsDefaultsAndWiring(t *testing.T, r rendered) {
 			assert.Equal(t, want, listenPort(t, v), "--%s", flag)
 		}
 	}
+	// Probes go to the API port, or, when the central requires client
+	// certificates (which the kubelet lacks), to the plain metrics port.
+	probePort := int32(centralAPIPort)
+	_, clientCerts := settings(t, c, centralEnvPrefix)["client-ca-file"]
+	if clientCerts {
+		probePort = centralMetricsPort
+		assert.Equal(t, corev1.URISchemeHTTP, c.ReadinessProbe.HTTPGet.Scheme, "the metrics port is plain HTTP")
+		assert.Equal(t, corev1.URISchemeHTTP, c.LivenessProbe.HTTPGet.Scheme, "the metrics port is plain HTTP")
+	}
 	require.NotNil(t, c.ReadinessProbe)
 	require.NotNil(t, c.ReadinessProbe.HTTPGet)
 	assert.Equal(t, "/readyz", c.ReadinessProbe.HTTPGet.Path)
-	assert.EqualValues(t, centralAPIPort, portNumber(t, c, c.ReadinessProbe.HTTPGet.Port))
+	assert.EqualValues(t, probePort, portNumber(t, c, c.ReadinessProbe.HTTPGet.Port))
 	require.NotNil(t, c.LivenessProbe)
 	require.NotNil(t, c.LivenessProbe.HTTPGet)
 	assert.Equal(t, "/healthz", c.LivenessProbe.HTTPGet.Path)
-	assert.EqualValues(t, centralAPIPort, portNumber(t, c, c.LivenessProbe.HTTPGet.Port))
-	if _, tls := flags["tls-cert-file"]; tls {
+	assert.EqualValues(t, probePort, portNumber(t, c, c.LivenessProbe.HTTPGet.Port))
+	if _, tls := flags["tls-cert-file"]; tls && !clientCerts {
 		assert.Equal(t, corev1.URISchemeHTTPS, c.ReadinessProbe.HTTPGet.Scheme, "the API port serves TLS")
 		assert.Equal(t, corev1.URISchemeHTTPS, c.LivenessProbe.HTTPGet.Scheme, "the API port serves TLS")
 		for _, f := range []string{"tls-cert-file", "tls-key-file"} {

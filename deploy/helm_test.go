@@ -117,12 +117,13 @@ func renderChart(t *testing.T, what, values string) helmRelease {
 // chartOptions are the chart's options, each rendered and checked with the
 // rules of the kustomize manifests.
 var chartOptions = map[string]string{
-	"defaults":    "",
-	"tls off":     "central: {tls: {enabled: false}}",
-	"migration":   "migration: {enabled: true}",
-	"maintenance": "maintenance: {enabled: true}\ncentral: {retention: 'remediation=365,workflow=400'}",
-	"monitoring":  "monitoring: {serviceMonitor: {enabled: true}, podMonitor: {enabled: true}, prometheusRule: {enabled: true}}",
-	"dashboard":   "dashboard: {enabled: true}",
+	"defaults":            "",
+	"tls off":             "central: {tls: {enabled: false}}",
+	"migration":           "migration: {enabled: true}",
+	"maintenance":         "maintenance: {enabled: true}\ncentral: {retention: 'remediation=365,workflow=400'}",
+	"monitoring":          "monitoring: {serviceMonitor: {enabled: true}, podMonitor: {enabled: true}, prometheusRule: {enabled: true}}",
+	"dashboard":           "dashboard: {enabled: true}",
+	"client certificates": "central: {clientCAConfigMap: datastorage-client-ca}",
 	"everything": `
 migration: {enabled: true}
 maintenance: {enabled: true}
@@ -265,6 +266,7 @@ func TestChart_AgreesWithKustomize(t *testing.T) {
 			&corev1.ConfigMap{}, &policyv1.PodDisruptionBudget{}, &autoscalingv2.HorizontalPodAutoscaler{}, &networkingv1.NetworkPolicy{}}},
 		{"central/overlays/monitoring", "monitoring", []runtime.Object{&appsv1.Deployment{}, &corev1.Service{}}},
 		{"examples/central-with-migration", "maintenance", []runtime.Object{&appsv1.Deployment{}, &batchv1.CronJob{}}},
+		{"examples/central-with-client-certificates", "client certificates", []runtime.Object{&appsv1.Deployment{}}},
 	} {
 		t.Run(tc.kustomization, func(t *testing.T) {
 			kust := render(t, tc.kustomization)
@@ -368,6 +370,13 @@ func TestChart_AgentSidecarTemplatesEqualTheSidecarComponent(t *testing.T) {
 	assert.Equal(t, findContainer(t, kust.Spec.Template.Spec, agentImage), findContainer(t, helm.Spec.Template.Spec, agentImage), "the agent container, field for field")
 	assert.Equal(t, kust.Spec.Template, helm.Spec.Template, "the whole pod template")
 	assert.Equal(t, kust.Labels, helm.Labels)
+
+	// With a client certificate, as the sidecar's client-certificate component adds it.
+	r, err = renderChartErr(t, gatewayChart(t), "agent with a client certificate",
+		chartValues(t, "datastorage: {agent: {clientCertificateSecret: datastorage-agent-client-tls}}"))
+	require.NoError(t, err)
+	mtls := only[*appsv1.Deployment](t, render(t, "examples/gateway-mtls"))
+	assert.Equal(t, mtls.Spec.Template, only[*appsv1.Deployment](t, r.rendered).Spec.Template, "the pod template of examples/gateway-mtls")
 
 	// A controller's override reaches the container.
 	r, err = renderChartErr(t, gatewayChart(t), "agent override", chartValues(t, "datastorage: {agent: {centralURL: 'https://audit.example:8443'}}"))

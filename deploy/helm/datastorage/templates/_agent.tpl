@@ -44,6 +44,12 @@ kubernaut.io/datastorage-agent: enabled
   - --shutdown-grace={{ .shutdownGrace }}
   - --log-level={{ .logLevel }}
   env:
+  {{- if .clientCertificateSecret }}
+  - name: AGENT_CLIENT_CERT_FILE
+    value: /etc/datastorage/client-tls/tls.crt
+  - name: AGENT_CLIENT_KEY_FILE
+    value: /etc/datastorage/client-tls/tls.key
+  {{- end }}
   # A soft heap target under the memory limit: Go collects harder before the kernel kills.
   - name: GOMEMLIMIT
     value: {{ .goMemLimit }}
@@ -88,6 +94,11 @@ kubernaut.io/datastorage-agent: enabled
     seccompProfile:
       type: RuntimeDefault
   volumeMounts:
+  {{- if .clientCertificateSecret }}
+  - name: datastorage-agent-client-tls
+    mountPath: /etc/datastorage/client-tls
+    readOnly: true
+  {{- end }}
   - name: datastorage-token
     mountPath: /var/run/secrets/datastorage
     readOnly: true
@@ -100,6 +111,11 @@ kubernaut.io/datastorage-agent: enabled
 
 {{/* The sidecar's volumes: volumes items. */}}
 {{- define "datastorage.agentSidecar.volumes" -}}
+{{- if .clientCertificateSecret }}
+- name: datastorage-agent-client-tls
+  secret:
+    secretName: {{ .clientCertificateSecret }}
+{{ end -}}
 - name: datastorage-token
   projected:
     sources:
