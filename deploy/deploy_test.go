@@ -105,6 +105,7 @@ var (
 		"grafana",
 		"helm/datastorage/rules",      // the alerting rules, one copy for the chart and overlays/monitoring
 		"helm/datastorage/dashboards", // the Grafana dashboard, one copy for the chart and grafana
+		"helm/datastorage/rbac",       // the ClusterRoles of --authz=sar, one copy for the chart and authz-sar
 	}
 	components = map[string]string{ // component → a kustomization including it
 		"central/components/migration":           "examples/central-with-migration",
@@ -531,19 +532,24 @@ func checkCentralMatchesItsDefaultsAndWiring(t *testing.T, r rendered) {
 		}
 	}
 
-	// The allow-list is mounted from ConfigMap datastorage-authz and parses.
-	v, key := volumeFor(t, spec, c, flags["authz-file"])
-	require.NotNil(t, v.ConfigMap, "--authz-file must come from a ConfigMap volume")
-	assert.Equal(t, "datastorage-authz", v.ConfigMap.Name)
-	var cm *corev1.ConfigMap
-	for _, m := range all[*corev1.ConfigMap](r) {
-		if m.Name == v.ConfigMap.Name {
-			cm = m
+	// The allow-list is mounted from ConfigMap datastorage-authz and parses;
+	// with --authz=sar there is none (RBAC decides: authz_sar_test.go).
+	if flags["authz"] == "sar" {
+		assert.NotContains(t, flags, "authz-file")
+	} else {
+		v, key := volumeFor(t, spec, c, flags["authz-file"])
+		require.NotNil(t, v.ConfigMap, "--authz-file must come from a ConfigMap volume")
+		assert.Equal(t, "datastorage-authz", v.ConfigMap.Name)
+		var cm *corev1.ConfigMap
+		for _, m := range all[*corev1.ConfigMap](r) {
+			if m.Name == v.ConfigMap.Name {
+				cm = m
+			}
 		}
+		require.NotNil(t, cm, "ConfigMap %s is not in the base", v.ConfigMap.Name)
+		_, err := authz.Parse([]byte(cm.Data[key]))
+		assert.NoError(t, err, "allow-list %s", key)
 	}
-	require.NotNil(t, cm, "ConfigMap %s is not in the base", v.ConfigMap.Name)
-	_, err := authz.Parse([]byte(cm.Data[key]))
-	assert.NoError(t, err, "allow-list %s", key)
 
 	env := map[string]corev1.EnvVar{}
 	for _, e := range c.Env {

@@ -124,6 +124,7 @@ var chartOptions = map[string]string{
 	"monitoring":          "monitoring: {serviceMonitor: {enabled: true}, podMonitor: {enabled: true}, prometheusRule: {enabled: true}}",
 	"dashboard":           "dashboard: {enabled: true}",
 	"client certificates": "central: {clientCAConfigMap: datastorage-client-ca}",
+	"sar":                 "central: {authzMode: sar}",
 	"everything": `
 migration: {enabled: true}
 maintenance: {enabled: true}
@@ -291,6 +292,32 @@ func TestChart_AgreesWithKustomize(t *testing.T) {
 	hJob := only[*batchv1.Job](t, renderChart(t, "migration", chartOptions["migration"]).rendered)
 	kJob.Spec.Template.Spec.ServiceAccountName = ""
 	assert.Equal(t, normalized(t, kJob.Spec.Template), normalized(t, hJob.Spec.Template))
+}
+
+// With central.authzMode sar the chart renders what the kustomize component
+// authz-sar does: the central on --authz=sar without the allow-list, the
+// ClusterRoles, and RoleBindings that grant the allow-list's service
+// accounts their actions.
+func TestChart_SARModeAgreesWithTheKustomizeComponent(t *testing.T) {
+	kust, helm := render(t, "examples/central-with-sar"), renderChart(t, "sar", chartOptions["sar"]).rendered
+	assert.Equal(t, sameKind(t, kust, &appsv1.Deployment{}), sameKind(t, helm, &appsv1.Deployment{}))
+	assert.Empty(t, all[*corev1.ConfigMap](helm), "no allow-list")
+	byName := func(r rendered, like runtime.Object) map[string]map[string]any {
+		out := map[string]map[string]any{}
+		for _, o := range r.typed {
+			if reflect.TypeOf(o) == reflect.TypeOf(like) {
+				n := normalized(t, o)
+				delete(n["metadata"].(map[string]any), "labels") // the component's lack the base's part-of
+				out[n["metadata"].(map[string]any)["name"].(string)] = n
+			}
+		}
+		return out
+	}
+	for _, kind := range []runtime.Object{&rbacv1.ClusterRole{}, &rbacv1.RoleBinding{}} {
+		k, h := byName(kust, kind), byName(helm, kind)
+		assert.NotEmpty(t, k, "%T", kind)
+		assert.Equal(t, k, h, "%T", kind)
+	}
 }
 
 // sameKind is r's one object of like's type, normalized.
