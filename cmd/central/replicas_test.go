@@ -78,7 +78,7 @@ func TestServe_RateLimitHoldsAcrossReplicas(t *testing.T) {
 		waitReplicas(t, p, 3, 10*time.Second, fmt.Sprintf("replica %d", i))
 	}
 
-	load := startLoad(t, ps, loadWorkers, &http.Client{Timeout: 10 * time.Second})
+	load := startLoad(t, batchURLs(ps), loadWorkers, &http.Client{Timeout: 10 * time.Second})
 	began := time.Now()
 	// Past the first bursts (each replica starts with a full bucket).
 	sleepUntil(began.Add(2 * time.Second))
@@ -96,8 +96,8 @@ func TestServe_RateLimitHoldsAcrossReplicas(t *testing.T) {
 	// the connection, so the writer's next one may reach a replica with room,
 	// and it gets about the whole limit rather than one replica's share.
 	lb := startBalancer(t, ps)
-	single := startLoad(t, nil, 1, &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxConnsPerHost: 1}})
-	single.setURLs([]string{"http://" + lb.addr() + "/api/v1/audit/batch"})
+	single := startLoad(t, []string{"http://" + lb.addr() + "/api/v1/audit/batch"}, 1,
+		&http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxConnsPerHost: 1}})
 	from = time.Now().Add(2 * time.Second)
 	sleepUntil(from.Add(measuredWindow))
 	one := single.ratio(from, from.Add(measuredWindow))
@@ -106,7 +106,7 @@ func TestServe_RateLimitHoldsAcrossReplicas(t *testing.T) {
 	assert.LessOrEqual(t, one, 1.1, "one writer is held to the limit")
 	assert.GreaterOrEqual(t, one, 0.6, "and is not held to one replica's share (1/3)")
 	assert.Zero(t, single.failed.Load(), "requests that failed otherwise than by 429: %s", single.firstFailure())
-	load = startLoad(t, ps, loadWorkers, &http.Client{Timeout: 10 * time.Second})
+	load = startLoad(t, batchURLs(ps), loadWorkers, &http.Client{Timeout: 10 * time.Second})
 
 	// kill -9 the third: its row stays until the TTL.
 	load.setTargets(ps[:2])
@@ -190,10 +190,12 @@ type admission struct {
 // does not and passes only on a full bucket, into debt.
 var batchSizes = [...]int{10, 25}
 
-func startLoad(t *testing.T, ps []*process, workers int, client *http.Client) *load {
+// startLoad sends to urls, round robin, from workers workers through
+// client.
+func startLoad(t *testing.T, urls []string, workers int, client *http.Client) *load {
 	t.Helper()
 	l := &load{done: make(chan struct{})}
-	l.setTargets(ps)
+	l.setURLs(urls)
 	bodies := map[int][]byte{}
 	for _, n := range batchSizes {
 		bodies[n] = batchBody(n)
@@ -222,12 +224,15 @@ func startLoad(t *testing.T, ps []*process, workers int, client *http.Client) *l
 	return l
 }
 
-func (l *load) setTargets(ps []*process) {
+func (l *load) setTargets(ps []*process) { l.setURLs(batchURLs(ps)) }
+
+// batchURLs are the batch endpoints of ps.
+func batchURLs(ps []*process) []string {
 	urls := make([]string, len(ps))
 	for i, p := range ps {
 		urls[i] = "http://" + p.api + "/api/v1/audit/batch"
 	}
-	l.setURLs(urls)
+	return urls
 }
 
 func (l *load) setURLs(urls []string) { l.targets.Store(&urls) }
