@@ -106,16 +106,17 @@ func (s *Server) MetricsAddr() string {
 	return s.metricLn.Addr().String()
 }
 
-// Close stops accepting, lets requests in flight finish until ctx ends, and
+// Close stops accepting, lets requests in flight finish until ctx ends
+// (connections open after that close with the process: edge.Shutdown), and
 // waits for the serving goroutines. It is idempotent.
 func (s *Server) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		var errs []error
 		if s.apiLn != nil {
-			errs = append(errs, s.api.ShutdownWithContext(ctx))
+			errs = append(errs, edge.Shutdown(ctx, s.api, s.log))
 		}
 		if s.metricLn != nil {
-			errs = append(errs, s.metricsSrv.ShutdownWithContext(ctx))
+			errs = append(errs, edge.Shutdown(ctx, s.metricsSrv, s.log))
 		}
 		s.wg.Wait()
 		if err := errors.Join(errs...); err != nil {

@@ -201,10 +201,11 @@ func (s *Server) Serve(ctx context.Context, api, metricsLn net.Listener) error {
 	metricsSrv := s.newHTTPServer("metrics", s.metricsHandler)
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serveUntil(gctx, apiSrv, api, s.cfg.ShutdownTimeout) })
-	g.Go(func() error { return serveUntil(gctx, metricsSrv, metricsLn, s.cfg.ShutdownTimeout) })
+	g.Go(func() error { return s.serveUntil(gctx, apiSrv, api) })
+	g.Go(func() error { return s.serveUntil(gctx, metricsSrv, metricsLn) })
 	err := g.Wait()
-	// No handler runs any more: the last coalesced writes finish here.
+	// The last coalesced writes finish here; a handler that outlived the
+	// shutdown grace is answered errShuttingDown.
 	s.writes.close()
 	s.body.close()
 	return err
@@ -231,7 +232,7 @@ func (s *Server) newHTTPServer(name string, h fasthttp.RequestHandler) *fasthttp
 	}
 }
 
-func serveUntil(ctx context.Context, srv *fasthttp.Server, ln net.Listener, grace time.Duration) error {
+func (s *Server) serveUntil(ctx context.Context, srv *fasthttp.Server, ln net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -239,9 +240,9 @@ func serveUntil(ctx context.Context, srv *fasthttp.Server, ln net.Listener, grac
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
-	if err := srv.ShutdownWithContext(sctx); err != nil {
+	if err := edge.Shutdown(sctx, srv, s.log.With().Str("listener", ln.Addr().String()).Logger()); err != nil {
 		return fmt.Errorf("shutdown %s: %w", ln.Addr(), err)
 	}
 	return nil
