@@ -113,48 +113,61 @@ func (c *coalescer) run() {
 	}
 }
 
-// flush writes a batch, one transaction per service account (rows record
-// who wrote them), and answers every request.
+// flush writes a batch in one transaction, grouped by service account
+// (rows record who wrote them, and each writer's rows get their own ledger
+// entry), and answers every request.
 func (c *coalescer) flush(batch []*pendingWrite) {
-	bySA := make(map[string][]*pendingWrite, 1)
+	var (
+		groups  []storage.Group
+		members [][]*pendingWrite // members[g]: the requests of groups[g], in order
+		index   = make(map[string]int, 1)
+	)
 	for _, p := range batch {
-		bySA[p.serviceAccount] = append(bySA[p.serviceAccount], p)
-	}
-	for sa, group := range bySA {
-		statuses, err := c.writeGroup(sa, group)
-		// A failure that is not the database being away may be one record's
-		// fault (a constraint the validation missed): write each alone so
-		// that the others still succeed.
-		if err != nil && len(group) > 1 && !errors.Is(err, storage.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
-			for _, p := range group {
-				st, err := c.writeGroup(sa, []*pendingWrite{p})
-				p.answer <- result(st, err, 0)
-			}
-			continue
+		g, ok := index[p.serviceAccount]
+		if !ok {
+			g = len(groups)
+			index[p.serviceAccount] = g
+			groups = append(groups, storage.Group{ServiceAccount: p.serviceAccount})
+			members = append(members, nil)
 		}
+		groups[g].Records = append(groups[g].Records, p.record)
+		members[g] = append(members[g], p)
+	}
+	statuses, err := c.writeGroups(groups)
+	// A failure that is not the database being away may be one record's
+	// fault (a constraint the validation missed): write each alone so that
+	// the others still succeed.
+	if err != nil && len(batch) > 1 && !errors.Is(err, storage.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
+		for _, p := range batch {
+			st, err := c.writeGroups([]storage.Group{{ServiceAccount: p.serviceAccount, Records: []wire.Record{p.record}}})
+			p.answer <- result(st, err, 0, 0)
+		}
+		return
+	}
+	for g, group := range members {
 		for i, p := range group {
-			p.answer <- result(statuses, err, i)
+			p.answer <- result(statuses, err, g, i)
 		}
 	}
 }
 
-func (c *coalescer) writeGroup(sa string, group []*pendingWrite) ([]wire.ItemStatus, error) {
-	recs := make([]wire.Record, len(group))
-	for i, p := range group {
-		recs[i] = p.record
-	}
+func (c *coalescer) writeGroups(groups []storage.Group) ([][]wire.ItemStatus, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	statuses, err := c.store.WriteBatch(ctx, sa, recs)
+	statuses, err := c.store.WriteGroups(ctx, groups)
 	if err != nil {
-		return nil, fmt.Errorf("write %d records: %w", len(recs), err)
+		n := 0
+		for _, g := range groups {
+			n += len(g.Records)
+		}
+		return nil, fmt.Errorf("write %d records: %w", n, err)
 	}
 	return statuses, nil
 }
 
-func result(statuses []wire.ItemStatus, err error, i int) writeResult {
+func result(statuses [][]wire.ItemStatus, err error, g, i int) writeResult {
 	if err != nil {
 		return writeResult{err: err}
 	}
-	return writeResult{status: statuses[i]}
+	return writeResult{status: statuses[g][i]}
 }

@@ -2,10 +2,12 @@ package central
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -14,14 +16,52 @@ import (
 	"github.com/kubernaut/datastorage/wire"
 )
 
-func coalescerOnDatabase(t *testing.T) *coalescer {
+func coalescerOnDatabase(t *testing.T) (*coalescer, string) {
 	t.Helper()
 	dsn := pgtest.NewDatabase(t)
 	require.NoError(t, storage.Migrate(context.Background(), dsn))
 	db, err := storage.Open(context.Background(), storage.Config{DatabaseURL: dsn})
 	require.NoError(t, err)
 	t.Cleanup(db.Close)
-	return newCoalescer(db, 5*time.Second, 2, 100, metrics.NewSet())
+	return newCoalescer(db, 5*time.Second, 2, 100, metrics.NewSet()), dsn
+}
+
+func pending(sa string, rec wire.Record) *pendingWrite {
+	return &pendingWrite{serviceAccount: sa, record: rec, answer: make(chan writeResult, 1)}
+}
+
+// Writes of several service accounts that arrive together commit together:
+// one transaction (and WAL flush) for the batch, each row its writer's.
+func TestCoalescer_SeveralWritersShareOneTransaction(t *testing.T) {
+	c, dsn := coalescerOnDatabase(t)
+	defer c.close()
+	var batch []*pendingWrite
+	var ids []string
+	for i := range 8 {
+		id := wire.NewID()
+		ids = append(ids, id)
+		batch = append(batch, pending(fmt.Sprintf("ns/writer-%d", i%4), remediation(id, 0.5)))
+	}
+	batch = append(batch, pending("ns/writer-1", batch[1].record)) // a retry in the same batch
+	c.flush(batch)
+	for i, p := range batch {
+		r := <-p.answer
+		require.NoError(t, r.err)
+		want := wire.StatusPersisted
+		if i == len(batch)-1 {
+			want = wire.StatusDuplicate
+		}
+		assert.Equal(t, want, r.status, "request %d", i)
+	}
+
+	conn, err := pgx.Connect(context.Background(), dsn)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	var writers, transactions int
+	require.NoError(t, conn.QueryRow(context.Background(), `SELECT count(DISTINCT service_account), count(DISTINCT xmin::text)
+		FROM remediation_audit WHERE id = ANY($1)`, ids).Scan(&writers, &transactions))
+	assert.Equal(t, 4, writers)
+	assert.Equal(t, 1, transactions)
 }
 
 func remediation(id string, confidence float64) wire.Record {
@@ -30,15 +70,14 @@ func remediation(id string, confidence float64) wire.Record {
 }
 
 func TestCoalescer_OneFailingRecordDoesNotFailItsBatch(t *testing.T) {
-	c := coalescerOnDatabase(t)
+	c, _ := coalescerOnDatabase(t)
 	defer c.close()
-	good1, bad, good2 := wire.NewID(), wire.NewID(), wire.NewID()
 	batch := []*pendingWrite{
-		{serviceAccount: "ns/a", record: remediation(good1, 0.5), answer: make(chan writeResult, 1)},
+		pending("ns/a", remediation(wire.NewID(), 0.5)),
 		// Past validation but refused by the table's CHECK: the batch's
 		// transaction fails, and each record is then written alone.
-		{serviceAccount: "ns/a", record: remediation(bad, 7), answer: make(chan writeResult, 1)},
-		{serviceAccount: "ns/a", record: remediation(good2, 0.5), answer: make(chan writeResult, 1)},
+		pending("ns/a", remediation(wire.NewID(), 7)),
+		pending("ns/b", remediation(wire.NewID(), 0.5)),
 	}
 	c.flush(batch)
 	r1, r2, r3 := <-batch[0].answer, <-batch[1].answer, <-batch[2].answer
@@ -50,7 +89,7 @@ func TestCoalescer_OneFailingRecordDoesNotFailItsBatch(t *testing.T) {
 }
 
 func TestCoalescer_WriteAfterCloseIsRefusedNotLost(t *testing.T) {
-	c := coalescerOnDatabase(t)
+	c, _ := coalescerOnDatabase(t)
 	st, err := c.write("ns/a", remediation(wire.NewID(), 0.5))
 	require.NoError(t, err)
 	assert.Equal(t, wire.StatusPersisted, st)

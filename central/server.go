@@ -18,6 +18,7 @@ import (
 	"github.com/kubernaut/datastorage/central/authz"
 	"github.com/kubernaut/datastorage/central/ratelimit"
 	"github.com/kubernaut/datastorage/internal/edge"
+	"github.com/kubernaut/datastorage/storage"
 	"github.com/kubernaut/datastorage/wire"
 )
 
@@ -37,6 +38,8 @@ const (
 // Store persists validated records; *storage.DB implements it.
 type Store interface {
 	WriteBatch(ctx context.Context, serviceAccount string, records []wire.Record) ([]wire.ItemStatus, error)
+	// WriteGroups: the coalescer's one transaction for several writers.
+	WriteGroups(ctx context.Context, groups []storage.Group) ([][]wire.ItemStatus, error)
 	Ping(ctx context.Context) error
 }
 

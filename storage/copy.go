@@ -43,19 +43,19 @@ var (
 // errAlreadyStored is a COPY refused because an ID of the batch exists.
 var errAlreadyStored = errors.New("an ID of the batch is already stored")
 
-// copyRows COPYs both kinds in one transaction, with the batch's ledger
-// entry unless noLedger. began reports whether the server acknowledged BEGIN
-// (if not, nothing of the batch ran).
-func copyRows(ctx context.Context, conn *pgx.Conn, sa string, rem *remediationRows, wf *workflowRows, noLedger bool) (began bool, err error) {
+// copyRows COPYs both kinds of one writer's rows in one transaction, with
+// their ledger entry unless noLedger. began reports whether the server
+// acknowledged BEGIN (if not, nothing of the batch ran).
+func copyRows(ctx context.Context, conn *pgx.Conn, g *groupRows, noLedger bool) (began bool, err error) {
+	sa, rem, wf := g.sa, &g.rem, &g.wf
 	// BEGIN and the ledger batch number in one round trip.
-	var batch int64
 	b := &pgx.Batch{}
 	b.BeginTx(pgx.TxOptions{})
 	b.QueuedQueries[0].Exec(func(pgconn.CommandTag) error {
 		began = true
 		return nil
 	})
-	b.Queue(nextBatch).QueryRow(func(row pgx.Row) error { return row.Scan(&batch) })
+	b.Queue(nextBatch).QueryRow(func(row pgx.Row) error { return row.Scan(&g.batch) })
 	br := conn.SendBatch(ctx, b)
 	tx := br.Tx()
 	defer func() {
@@ -75,12 +75,12 @@ func copyRows(ctx context.Context, conn *pgx.Conn, sa string, rem *remediationRo
 		return true, copyErr(err)
 	}
 	if rem.len() > 0 {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"remediation_audit"}, remediationCopyColumns, &remediationSource{rows: rem, sa: sa, batch: batch, i: -1}); err != nil {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"remediation_audit"}, remediationCopyColumns, &remediationSource{rows: rem, sa: sa, batch: g.batch, i: -1}); err != nil {
 			return true, copyErr(err)
 		}
 	}
 	if wf.len() > 0 {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"workflow_audit"}, workflowCopyColumns, &workflowSource{rows: wf, sa: sa, batch: batch, i: -1}); err != nil {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"workflow_audit"}, workflowCopyColumns, &workflowSource{rows: wf, sa: sa, batch: g.batch, i: -1}); err != nil {
 			return true, copyErr(err)
 		}
 	}
@@ -91,7 +91,7 @@ func copyRows(ctx context.Context, conn *pgx.Conn, sa string, rem *remediationRo
 	b = &pgx.Batch{}
 	b.Queue(insertOutbox, rem.id, wf.id, sa)
 	if !noLedger {
-		queueEntry(b, newEntry(sa, rem, wf, nil, nil))
+		queueEntry(b, g.batch, newEntry(sa, rem, wf, nil, nil))
 	}
 	b.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {

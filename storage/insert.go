@@ -126,54 +126,60 @@ var errEntryIncomplete = errors.New("not every row was stored: the entry goes th
 // rollbackTimeout bounds the ROLLBACK after a failed batch.
 const rollbackTimeout = 5 * time.Second
 
-// insertRows writes the rows in one transaction: BEGIN, the ledger batch
-// number, one insert per kind present and COMMIT, pipelined in one round
-// trip. The ledger entry goes in the insert (foldedEntry) when fold is set,
-// which requires a batch of one kind; errEntryIncomplete then says the
-// batch must be sent again without fold. Without fold, the entry of the
-// rows the inserts stored follows them with COMMIT, a second round trip
-// (none when noLedger). It returns the IDs each insert stored, and whether
-// the server acknowledged BEGIN (if not, nothing of the batch ran).
+// insertRows writes the groups' rows in one transaction: BEGIN, then for
+// each group its ledger batch number and one insert per kind present, then
+// COMMIT, pipelined in one round trip. A group's ledger entry goes in its
+// insert (foldedEntry) when fold is set and the group is of one kind;
+// errEntryIncomplete then says the transaction must be sent again without
+// fold. The entries not folded, of the rows the inserts stored, follow
+// with COMMIT in a second round trip (none when noLedger). It records the
+// IDs each insert stored in its group, and reports whether the server
+// acknowledged BEGIN (if not, nothing of the batch ran).
 //
 // Each insert enqueues the embedding backlog of the rows it stored (see
 // insertRemediation).
-func insertRows(ctx context.Context, conn *pgx.Conn, sa string, rem *remediationRows, wf *workflowRows, fold, noLedger bool) (remIDs, wfIDs map[string]struct{}, began bool, err error) {
-	var (
-		digest, entryRows []byte // nil: no folded entry
-		writtenAt         time.Time
-	)
-	if fold {
-		e := newEntry(sa, rem, wf, nil, nil)
-		digest, entryRows, writtenAt = e.Digest[:], e.EncodeRows(), e.WrittenAt
-	}
+func insertRows(ctx context.Context, conn *pgx.Conn, gs []*groupRows, fold, noLedger bool) (began bool, err error) {
 	b := &pgx.Batch{}
 	b.BeginTx(pgx.TxOptions{})
 	b.QueuedQueries[0].Exec(func(pgconn.CommandTag) error {
 		began = true
 		return nil
 	})
-	b.Queue(nextBatch)
-	if rem.len() > 0 {
-		b.Queue(insertRemediation,
-			rem.id, rem.remediationRequestID, rem.alertName, rem.namespace, rem.cluster,
-			rem.priority, rem.actionType, rem.status, rem.confidence, rem.reasoning,
-			rem.targetResource, rem.durationMs, rem.errorMessage, rem.createdAt,
-			rem.executedAt, rem.receivedAt, sa, digest, writtenAt, entryRows,
-		).Query(func(rows pgx.Rows) (err error) {
-			remIDs, err = collectIDs(rows, rem.len())
-			return err
-		})
+	separate := false // some entry follows in a second round trip
+	for _, g := range gs {
+		g.remStored, g.wfStored = nil, nil
+		var (
+			digest, entryRows []byte // nil: no folded entry
+			writtenAt         time.Time
+		)
+		if fold && g.oneKind() {
+			e := newEntry(g.sa, &g.rem, &g.wf, nil, nil)
+			digest, entryRows, writtenAt = e.Digest[:], e.EncodeRows(), e.WrittenAt
+		} else if !noLedger {
+			separate = true
+		}
+		b.Queue(nextBatch).QueryRow(func(row pgx.Row) error { return row.Scan(&g.batch) })
+		if rem := &g.rem; rem.len() > 0 {
+			b.Queue(insertRemediation,
+				rem.id, rem.remediationRequestID, rem.alertName, rem.namespace, rem.cluster,
+				rem.priority, rem.actionType, rem.status, rem.confidence, rem.reasoning,
+				rem.targetResource, rem.durationMs, rem.errorMessage, rem.createdAt,
+				rem.executedAt, rem.receivedAt, g.sa, digest, writtenAt, entryRows,
+			).Query(func(rows pgx.Rows) (err error) {
+				g.remStored, err = collectIDs(rows, rem.len())
+				return err
+			})
+		}
+		if wf := &g.wf; wf.len() > 0 {
+			b.Queue(insertWorkflow,
+				wf.id, wf.workflowID, wf.stepName, wf.stepStatus, wf.durationMs,
+				wf.errorMessage, wf.executedAt, wf.receivedAt, g.sa, digest, writtenAt, entryRows,
+			).Query(func(rows pgx.Rows) (err error) {
+				g.wfStored, err = collectIDs(rows, wf.len())
+				return err
+			})
+		}
 	}
-	if wf.len() > 0 {
-		b.Queue(insertWorkflow,
-			wf.id, wf.workflowID, wf.stepName, wf.stepStatus, wf.durationMs,
-			wf.errorMessage, wf.executedAt, wf.receivedAt, sa, digest, writtenAt, entryRows,
-		).Query(func(rows pgx.Rows) (err error) {
-			wfIDs, err = collectIDs(rows, wf.len())
-			return err
-		})
-	}
-	separate := !fold && !noLedger // the entry follows in a second round trip
 	if !separate {
 		b.Queue("COMMIT")
 	}
@@ -182,8 +188,10 @@ func insertRows(ctx context.Context, conn *pgx.Conn, sa string, rem *remediation
 	err = br.Close()
 	if err == nil && separate {
 		b = &pgx.Batch{}
-		if len(remIDs)+len(wfIDs) > 0 {
-			queueEntry(b, newEntry(sa, rem, wf, remIDs, wfIDs))
+		for _, g := range gs {
+			if !(fold && g.oneKind()) && len(g.remStored)+len(g.wfStored) > 0 {
+				queueEntry(b, g.batch, newEntry(g.sa, &g.rem, &g.wf, g.remStored, g.wfStored))
+			}
 		}
 		b.Queue("COMMIT")
 		err = conn.SendBatch(ctx, b).Close()
@@ -199,9 +207,9 @@ func insertRows(ctx context.Context, conn *pgx.Conn, sa string, rem *remediation
 		if fold && errors.As(err, &pgErr) && pgErr.Code == "23502" && pgErr.TableName == "audit_ledger" {
 			err = fmt.Errorf("%w: %w", errEntryIncomplete, err)
 		}
-		return nil, nil, began, fmt.Errorf("insert: %w", err)
+		return began, fmt.Errorf("insert: %w", err)
 	}
-	return remIDs, wfIDs, true, nil
+	return true, nil
 }
 
 // collectIDs reads the RETURNING id rows of an insert.

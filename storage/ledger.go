@@ -14,29 +14,31 @@ import (
 	"github.com/kubernaut/datastorage/wire"
 )
 
-// The ledger (migration 0009, package ledger, SCHEMA.md "Ledger"): every
-// transaction that stores audit rows takes a batch number first
-// (nextBatch), stores it with its rows, and stores one pending entry before
-// it commits; SequenceLedger chains the committed entries; VerifyLedger
-// checks the chain and the rows.
+// The ledger (migration 0009, package ledger, SCHEMA.md "Ledger"): a
+// transaction takes a batch number (nextBatch) for each writer whose rows
+// it stores, stores it with those rows, and stores one pending entry per
+// batch before it commits; SequenceLedger chains the committed entries;
+// VerifyLedger checks the chain and the rows.
 
-// nextBatch starts a writing transaction's batch: the rows it stores carry
-// it as their ledger_batch (COPY sends it; the inserts and the entry read it
-// back with currval, the session's last nextval).
+// nextBatch starts a writer's batch in a transaction: the rows it stores
+// carry it as their ledger_batch (COPY sends it; the inserts and a folded
+// entry read it back with currval, the session's last nextval, in the
+// statement that follows it).
 const nextBatch = `SELECT nextval('audit_ledger_batch')`
 
-// insertEntry stores an entry in the writing transaction: its batch is the
-// one nextBatch took.
+// insertEntry stores an entry in the writing transaction, with the batch
+// nextBatch took for its rows (a transaction may hold several writers'
+// rows, each with its batch: WriteGroups).
 const insertEntry = `INSERT INTO audit_ledger (batch, digest, service_account, written_at, rows,
     prune_kind, prune_from, prune_to, prune_head_seq, prune_head_hash)
-VALUES (currval('audit_ledger_batch'), $1, $2, $3, $4, $5, $6, $7, $8, $9)`
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
 
 // RetentionWriter is the writer named by the anchor entries retention
 // writes.
 const RetentionWriter = "datastorage:retention"
 
-// queueEntry queues the insert of e, pending.
-func queueEntry(b *pgx.Batch, e *ledger.Entry) {
+// queueEntry queues the insert of e, pending, as batch's entry.
+func queueEntry(b *pgx.Batch, batch int64, e *ledger.Entry) {
 	var pruneKind, pruneFrom, pruneTo, pruneSeq, pruneHash any
 	if p := e.Prune; p != nil {
 		pruneKind, pruneTo, pruneSeq, pruneHash = p.Kind, p.To, p.HeadSeq, p.HeadHash[:]
@@ -44,14 +46,13 @@ func queueEntry(b *pgx.Batch, e *ledger.Entry) {
 			pruneFrom = p.From
 		}
 	}
-	b.Queue(insertEntry, e.Digest[:], e.Writer, e.WrittenAt, e.EncodeRows(),
+	b.Queue(insertEntry, batch, e.Digest[:], e.Writer, e.WrittenAt, e.EncodeRows(),
 		pruneKind, pruneFrom, pruneTo, pruneSeq, pruneHash)
 }
 
 // newEntry is the entry of a transaction that stored the rows of rem and wf
 // that stored admits (nil: all of them). Their leaves were computed
-// beforehand (computeLeaves), outside the transaction. Its batch is the
-// transaction's, which insertEntry reads with currval.
+// beforehand (computeLeaves), outside the transaction.
 func newEntry(sa string, rem *remediationRows, wf *workflowRows, remStored, wfStored map[string]struct{}) *ledger.Entry {
 	e := &ledger.Entry{Writer: sa, WrittenAt: time.Now().Truncate(time.Microsecond)}
 	for i, id := range rem.id {
@@ -250,14 +251,15 @@ func anchorDrop(ctx context.Context, tx pgx.Tx, p Partition) error {
 	if err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, nextBatch); err != nil {
+	var batch int64
+	if err := tx.QueryRow(ctx, nextBatch).Scan(&batch); err != nil {
 		return err
 	}
 	e := &ledger.Entry{Writer: RetentionWriter, WrittenAt: time.Now().Truncate(time.Microsecond),
 		Prune: &ledger.Prune{Kind: string(p.Kind), From: p.From, To: p.To, HeadSeq: head.Seq, HeadHash: head.Hash}}
 	e.Digest = e.ComputeDigest()
 	b := &pgx.Batch{}
-	queueEntry(b, e)
+	queueEntry(b, batch, e)
 	return tx.SendBatch(ctx, b).Close()
 }
 

@@ -29,76 +29,62 @@ import (
 // batch is then either wholly committed or not at all, and retrying it is
 // safe (its records come back as duplicates if the commit had landed).
 func (db *DB) WriteBatch(ctx context.Context, serviceAccount string, records []wire.Record) ([]wire.ItemStatus, error) {
-	const op = "storage: write batch"
-	if serviceAccount == "" {
-		return nil, fmt.Errorf("%s: empty service account", op)
+	statuses, err := db.WriteGroups(ctx, []Group{{ServiceAccount: serviceAccount, Records: records}})
+	if err != nil {
+		return nil, err
 	}
-	statuses := make([]wire.ItemStatus, len(records))
-	if len(records) == 0 {
+	return statuses[0], nil
+}
+
+// Group is one writer's records in WriteGroups.
+type Group struct {
+	ServiceAccount string
+	Records        []wire.Record
+}
+
+// WriteGroups stores several writers' records in ONE transaction, each
+// group as WriteBatch stores its batch (statuses, duplicates, errors) and
+// with its own ledger batch and entry: one commit, and so one WAL flush,
+// for the concurrent single-record writes of many writers (the central's
+// coalescer). The result has one status slice per group, same order. A
+// single group of copyMinRows or more takes the COPY path; several groups
+// go by the pipelined inserts, one round trip when each group is of one
+// kind.
+func (db *DB) WriteGroups(ctx context.Context, groups []Group) ([][]wire.ItemStatus, error) {
+	const op = "storage: write batch"
+	statuses := make([][]wire.ItemStatus, len(groups))
+	gs := make([]*groupRows, 0, len(groups))
+	for i, g := range groups {
+		rows, err := prepareGroup(g.ServiceAccount, g.Records, !db.noLedger)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+		statuses[i] = rows.statuses
+		if rows.len() > 0 {
+			gs = append(gs, rows)
+		}
+	}
+	if len(gs) == 0 {
 		return statuses, nil
 	}
-	var (
-		rem remediationRows
-		wf  workflowRows
-	)
-	type key struct {
-		kind wire.Kind
-		id   string
-	}
-	seen := make(map[key]struct{}, len(records))
-	for i := range records {
-		rec := &records[i]
-		if rec.ID == "" {
-			return nil, fmt.Errorf("%s: record %d: empty ID", op, i)
-		}
-		if rec.ReceivedAt.IsZero() {
-			return nil, fmt.Errorf("%s: record %s: zero receivedAt", op, rec.ID)
-		}
-		k := key{rec.Kind, rec.ID}
-		if _, dup := seen[k]; dup {
-			statuses[i] = wire.StatusDuplicate
-			continue
-		}
-		seen[k] = struct{}{}
-		var err error
-		switch rec.Kind {
-		case wire.KindRemediation:
-			err = rem.add(i, rec)
-		case wire.KindWorkflow:
-			err = wf.add(i, rec)
-		default:
-			err = fmt.Errorf("unknown kind %q", rec.Kind)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: record %s: %w", op, rec.ID, err)
-		}
-	}
 
-	if !db.noLedger {
-		computeLeaves(serviceAccount, &rem, &wf)
-	}
-
-	var (
-		allNew                  bool // the COPY fast path stored every row
-		remInserted, wfInserted map[string]struct{}
-	)
+	byCopy := len(gs) == 1 && gs[0].len() >= copyMinRows
 	for attempt := 0; ; attempt++ {
 		conn, err := db.pool.Acquire(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", op, acquireErr(err))
 		}
 		var began bool
-		if rem.len()+wf.len() >= copyMinRows {
-			began, err = copyRows(ctx, conn.Conn(), serviceAccount, &rem, &wf, db.noLedger)
-			allNew = err == nil
+		if byCopy {
+			began, err = copyRows(ctx, conn.Conn(), gs[0], db.noLedger)
+			gs[0].allNew = err == nil
 		}
-		if rem.len()+wf.len() < copyMinRows || errors.Is(err, errAlreadyStored) {
-			// A batch of one kind carries its ledger entry in its insert,
+		if !byCopy || errors.Is(err, errAlreadyStored) {
+			// A group of one kind carries its ledger entry in its insert,
 			// unless that found rows stored already.
-			fold := !db.noLedger && (rem.len() == 0 || wf.len() == 0)
-			remInserted, wfInserted, began, err = insertRows(ctx, conn.Conn(), serviceAccount, &rem, &wf, fold, db.noLedger)
+			began, err = insertRows(ctx, conn.Conn(), gs, !db.noLedger, db.noLedger)
 			if errors.Is(err, errEntryIncomplete) {
-				remInserted, wfInserted, began, err = insertRows(ctx, conn.Conn(), serviceAccount, &rem, &wf, false, db.noLedger)
+				began, err = insertRows(ctx, conn.Conn(), gs, false, db.noLedger)
 			}
 		}
 		conn.Release()
@@ -114,20 +100,90 @@ func (db *DB) WriteBatch(ctx context.Context, serviceAccount string, records []w
 			return nil, wrapErr(op, err)
 		}
 	}
-
-	markStatuses(statuses, rem.index, rem.id, allNew, remInserted)
-	markStatuses(statuses, wf.index, wf.id, allNew, wfInserted)
+	for _, g := range gs {
+		g.markStatuses()
+	}
 	return statuses, nil
 }
 
-func markStatuses(statuses []wire.ItemStatus, index []int, ids []string, allNew bool, inserted map[string]struct{}) {
-	for j, i := range index {
-		if _, ok := inserted[ids[j]]; ok || allNew {
-			statuses[i] = wire.StatusPersisted
-		} else {
-			statuses[i] = wire.StatusDuplicate
+// groupRows is one writer's records of a transaction, ready for the
+// database, with what the transaction found.
+type groupRows struct {
+	sa       string
+	rem      remediationRows
+	wf       workflowRows
+	statuses []wire.ItemStatus // one per input record; duplicates inside the group set already
+
+	batch               int64               // the group's ledger batch (nextBatch)
+	allNew              bool                // the COPY path stored every row
+	remStored, wfStored map[string]struct{} // the IDs the inserts stored
+}
+
+func (g *groupRows) len() int { return g.rem.len() + g.wf.len() }
+
+// oneKind reports whether the group's rows are of one kind, so that its
+// ledger entry can go in its insert (foldedEntry).
+func (g *groupRows) oneKind() bool { return g.rem.len() == 0 || g.wf.len() == 0 }
+
+// prepareGroup maps a writer's records to rows, marks the copies of an ID
+// inside the group duplicate, and computes the rows' ledger leaves when
+// withLeaves.
+func prepareGroup(sa string, records []wire.Record, withLeaves bool) (*groupRows, error) {
+	if sa == "" {
+		return nil, errors.New("empty service account")
+	}
+	g := &groupRows{sa: sa, statuses: make([]wire.ItemStatus, len(records))}
+	type key struct {
+		kind wire.Kind
+		id   string
+	}
+	seen := make(map[key]struct{}, len(records))
+	for i := range records {
+		rec := &records[i]
+		if rec.ID == "" {
+			return nil, fmt.Errorf("record %d: empty ID", i)
+		}
+		if rec.ReceivedAt.IsZero() {
+			return nil, fmt.Errorf("record %s: zero receivedAt", rec.ID)
+		}
+		k := key{rec.Kind, rec.ID}
+		if _, dup := seen[k]; dup {
+			g.statuses[i] = wire.StatusDuplicate
+			continue
+		}
+		seen[k] = struct{}{}
+		var err error
+		switch rec.Kind {
+		case wire.KindRemediation:
+			err = g.rem.add(i, rec)
+		case wire.KindWorkflow:
+			err = g.wf.add(i, rec)
+		default:
+			err = fmt.Errorf("unknown kind %q", rec.Kind)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("record %s: %w", rec.ID, err)
 		}
 	}
+	if withLeaves {
+		computeLeaves(sa, &g.rem, &g.wf)
+	}
+	return g, nil
+}
+
+// markStatuses sets the status of every row the group sent.
+func (g *groupRows) markStatuses() {
+	mark := func(index []int, ids []string, stored map[string]struct{}) {
+		for j, i := range index {
+			if _, ok := stored[ids[j]]; ok || g.allNew {
+				g.statuses[i] = wire.StatusPersisted
+			} else {
+				g.statuses[i] = wire.StatusDuplicate
+			}
+		}
+	}
+	mark(g.rem.index, g.rem.id, g.remStored)
+	mark(g.wf.index, g.wf.id, g.wfStored)
 }
 
 // failedBeforeBegin reports whether err, returned in place of the result of
