@@ -200,11 +200,11 @@ func computeCPUPerRecord(res *Results) {
 	}
 }
 
-// cpuTable is the CPU-per-record table: µs per record by group of
-// processes, their sum without the load generator, and each process's CPU
-// (% of one core) and peak RSS.
+// cpuTable is the CPU-per-record table: the rows each writing transaction
+// stored, µs per record by group of processes, their sum without the load
+// generator, and each process's CPU (% of one core) and peak RSS.
 func (res *Results) cpuTable() (t table) {
-	t.header = []string{"scenario", "records"}
+	t.header = []string{"scenario", "records", "rows/commit"}
 	for _, g := range cpuGroups {
 		t.header = append(t.header, g+" µs")
 	}
@@ -217,7 +217,10 @@ func (res *Results) cpuTable() (t table) {
 		if s.Persisted != nil {
 			records = *s.Persisted
 		}
-		row := []string{s.Name, fmt.Sprint(records)}
+		row := []string{s.Name, fmt.Sprint(records), "-"}
+		if s.RowsPerCommit != nil {
+			row[2] = fmt.Sprintf("%.1f", *s.RowsPerCommit)
+		}
 		for _, g := range append(slices.Clone(cpuGroups), "server") {
 			if v, ok := s.CPUPerRecordUs[g]; ok {
 				row = append(row, fmt.Sprintf("%.1f", v))

@@ -54,6 +54,9 @@ type ScenarioResult struct {
 	Embedded        *int64   `json:"embedded,omitempty"`
 	EmbeddedPerSec  *float64 `json:"embedded_per_s,omitempty"`
 	DrainSeconds    float64  `json:"drain_seconds,omitempty"`
+	// RowsPerCommit is the audit rows stored per transaction that stored
+	// them (rowsPerCommit): how well writes share commits.
+	RowsPerCommit *float64 `json:"rows_per_commit,omitempty"`
 
 	Latency *Percentiles `json:"accept_latency,omitempty"`
 	Lag     *Percentiles `json:"accept_to_row_lag,omitempty"`

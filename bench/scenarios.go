@@ -346,6 +346,11 @@ func (e *env) load(ctx context.Context, name, desc string, t target, children []
 			return nil, err
 		}
 		r.Verify = v
+		rpc, err := rowsPerCommit(ctx, t.dsn)
+		if err != nil {
+			return nil, err
+		}
+		r.RowsPerCommit = f64(rpc)
 		stored := int64(v.Acked - v.Lost)
 		r.Persisted = i64(stored)
 		r.PersistedPerSec = f64(float64(stored) / drainEnd.Sub(run.Began).Seconds())

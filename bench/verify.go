@@ -185,3 +185,23 @@ func arrived(ctx context.Context, conn *pgx.Conn, query string, waiting map[stri
 	}
 	return out
 }
+
+// rowsPerCommit is the audit rows of dsn over the transactions that stored
+// them, told apart by xmin (the inserting transaction's ID; nothing is
+// frozen in a run this short).
+func rowsPerCommit(ctx context.Context, dsn string) (float64, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.Background())
+	var rows, commits int64
+	if err := conn.QueryRow(ctx, `SELECT count(*), count(DISTINCT x) FROM (
+		SELECT xmin::text AS x FROM remediation_audit UNION ALL SELECT xmin::text FROM workflow_audit) AS t`).Scan(&rows, &commits); err != nil {
+		return 0, fmt.Errorf("rows per commit: %w", err)
+	}
+	if commits == 0 {
+		return 0, nil
+	}
+	return float64(rows) / float64(commits), nil
+}
