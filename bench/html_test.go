@@ -47,9 +47,10 @@ func TestLineChart_TicksWithUnitsAndAColourPerSeries(t *testing.T) {
 
 // CPU per record is each group's CPU over the records the scenario
 // persisted; server sums the system's processes, the load generator apart.
+// The table gives rows per commit where the scenario measured it.
 func TestComputeCPUPerRecord(t *testing.T) {
-	persisted := int64(100_000)
-	res := &Results{Scenarios: []*ScenarioResult{{Name: ScenarioSidecar, Accepted: 100_000, Persisted: &persisted, Procs: []ProcStat{
+	persisted, rowsPerCommit := int64(100_000), 148.9
+	res := &Results{Scenarios: []*ScenarioResult{{Name: ScenarioSidecar, Accepted: 100_000, Persisted: &persisted, RowsPerCommit: &rowsPerCommit, Procs: []ProcStat{
 		{Name: "bench", CPUSeconds: 1}, {Name: "postgres", CPUSeconds: 2}, {Name: "central", CPUSeconds: 1},
 		{Name: "agent-0", CPUSeconds: 0.5}, {Name: "agent-1", CPUSeconds: 0.5},
 	}}, {Name: ScenarioBareHTTP, Accepted: 50_000, Procs: []ProcStat{{Name: "bench", CPUSeconds: 1}}}}}
@@ -60,6 +61,7 @@ func TestComputeCPUPerRecord(t *testing.T) {
 		"nothing persisted: per accepted record")
 	tbl := res.cpuTable()
 	require.Len(t, tbl.rows, 2)
-	assert.Equal(t, []string{"sidecar", "100000", "10.0", "10.0", "10.0", "20.0", "40.0"}, tbl.rows[0][:7])
-	assert.Equal(t, "-", tbl.rows[1][3], "no agents in bare-http")
+	assert.Equal(t, []string{"sidecar", "100000", "148.9", "10.0", "10.0", "10.0", "20.0", "40.0"}, tbl.rows[0][:8])
+	assert.Equal(t, "-", tbl.rows[1][2], "bare-http stores nothing: no commits")
+	assert.Equal(t, "-", tbl.rows[1][4], "no agents in bare-http")
 }
