@@ -135,12 +135,18 @@ func (c *coalescer) flush(batch []*pendingWrite) {
 	}
 	statuses, err := c.writeGroups(groups)
 	// A failure that is not the database being away may be one record's
-	// fault (a constraint the validation missed): write each alone so that
-	// the others still succeed.
+	// fault (a constraint the validation missed). Each writer's requests go
+	// again on their own, so that one writer's record costs the others
+	// nothing, and a writer's that fail again, one record at a time.
 	if err != nil && len(batch) > 1 && !errors.Is(err, storage.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
+		if len(members) > 1 {
+			for _, m := range members {
+				c.flush(m)
+			}
+			return
+		}
 		for _, p := range batch {
-			st, err := c.writeGroups([]storage.Group{{ServiceAccount: p.serviceAccount, Records: []wire.Record{p.record}}})
-			p.answer <- result(st, err, 0, 0)
+			c.flush([]*pendingWrite{p})
 		}
 		return
 	}

@@ -69,23 +69,37 @@ func remediation(id string, confidence float64) wire.Record {
 		Remediation: &wire.RemediationAudit{RemediationRequestID: "rr-1", Confidence: &confidence}}
 }
 
+// A record past validation but refused by the table (here a CHECK) fails
+// its batch's transaction; then each writer's requests go again on their
+// own, so the other writer's still share one transaction, and within the
+// failing writer's each record goes alone.
 func TestCoalescer_OneFailingRecordDoesNotFailItsBatch(t *testing.T) {
-	c, _ := coalescerOnDatabase(t)
+	c, dsn := coalescerOnDatabase(t)
 	defer c.close()
 	batch := []*pendingWrite{
 		pending("ns/a", remediation(wire.NewID(), 0.5)),
-		// Past validation but refused by the table's CHECK: the batch's
-		// transaction fails, and each record is then written alone.
 		pending("ns/a", remediation(wire.NewID(), 7)),
+		pending("ns/b", remediation(wire.NewID(), 0.5)),
 		pending("ns/b", remediation(wire.NewID(), 0.5)),
 	}
 	c.flush(batch)
-	r1, r2, r3 := <-batch[0].answer, <-batch[1].answer, <-batch[2].answer
-	require.NoError(t, r1.err)
-	assert.Equal(t, wire.StatusPersisted, r1.status)
-	assert.Error(t, r2.err)
-	require.NoError(t, r3.err)
-	assert.Equal(t, wire.StatusPersisted, r3.status)
+	for i, p := range batch {
+		r := <-p.answer
+		if i == 1 {
+			assert.Error(t, r.err)
+			continue
+		}
+		require.NoError(t, r.err, "request %d", i)
+		assert.Equal(t, wire.StatusPersisted, r.status, "request %d", i)
+	}
+
+	conn, err := pgx.Connect(context.Background(), dsn)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	var transactions int
+	require.NoError(t, conn.QueryRow(context.Background(), `SELECT count(DISTINCT xmin::text) FROM remediation_audit WHERE id = ANY($1)`,
+		[]string{batch[2].record.ID, batch[3].record.ID}).Scan(&transactions))
+	assert.Equal(t, 1, transactions, "the other writer's batch was not split")
 }
 
 func TestCoalescer_WriteAfterCloseIsRefusedNotLost(t *testing.T) {
