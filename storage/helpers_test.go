@@ -114,6 +114,15 @@ func testRef(kind wire.Kind, id string) storage.RecordRef {
 	return storage.RecordRef{Kind: kind, ServiceAccount: testSA, ID: id}
 }
 
+// indexedVectors is openVectors with the HNSW index made sure of.
+func indexedVectors(t testing.TB, dsn string) *storage.VectorDB {
+	t.Helper()
+	v := openVectors(t, dsn)
+	_, err := v.EnsureIndex(testContext(t))
+	require.NoError(t, err)
+	return v
+}
+
 // openVectors opens the vector side on dsn with the default HNSW settings.
 func openVectors(t testing.TB, dsn string) *storage.VectorDB {
 	t.Helper()

@@ -149,9 +149,7 @@ func TestVectorDB_WriteIsIdempotentAndSearchRanksBySimilarity(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
 	dsn, _ := migratedDB(t)
-	v := openVectors(t, dsn)
-	_, err := v.EnsureIndex(ctx)
-	require.NoError(t, err)
+	v := indexedVectors(t, dsn)
 
 	unit := func(i int) pgvector.Vector {
 		f := make([]float32, storage.Dimensions)
@@ -195,9 +193,7 @@ func TestVectorDB_VectorWritersTakeTurns(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
 	dsn, _ := migratedDB(t)
-	v := openVectors(t, dsn)
-	_, err := v.EnsureIndex(ctx)
-	require.NoError(t, err)
+	v := indexedVectors(t, dsn)
 	f := make([]float32, storage.Dimensions)
 	f[0] = 1
 	vec := []storage.Vector{{ContentHash: []byte("turns"), Embedding: pgvector.NewVector(f)}}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -19,7 +20,7 @@ import (
 	"github.com/kubernaut/datastorage/wire"
 )
 
-// Dimensions is the size of every stored embedding (vector(768)).
+// Dimensions is the size of every stored embedding (halfvec(768)).
 const Dimensions = 768
 
 // HNSW defaults: pgvector's own (m 16, ef_construction 64, ef_search 40)
@@ -109,12 +110,12 @@ func (v *VectorDB) HNSW() HNSWConfig { return v.hnsw }
 
 const hnswIndex = "idx_embeddings_embedding_hnsw"
 
-// EnsureIndex creates the HNSW index (cosine distance) with the configured m
-// and ef_construction unless it exists, under an advisory lock so that
-// replicas starting together build it once. It returns the parameters of
-// the index as stored, which differ from the configuration when the index
-// was built earlier with others (REINDEX after changing the options applies
-// the new ones).
+// EnsureIndex creates the HNSW index (cosine distance over the halfvec
+// column) with the configured m and ef_construction unless it exists, under
+// an advisory lock so that replicas starting together build it once. It
+// returns the parameters of the index as stored, which differ from the
+// configuration when the index was built earlier with others (REINDEX after
+// changing the options applies the new ones).
 func (v *VectorDB) EnsureIndex(ctx context.Context) (HNSWConfig, error) {
 	const op = "storage: ensure HNSW index"
 	got := v.hnsw
@@ -128,7 +129,7 @@ func (v *VectorDB) EnsureIndex(ctx context.Context) (HNSWConfig, error) {
 			return err
 		}
 		if _, err := tx.Exec(ctx, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON embeddings
-			USING hnsw (embedding vector_cosine_ops) WITH (m = %d, ef_construction = %d)`,
+			USING hnsw (embedding halfvec_cosine_ops) WITH (m = %d, ef_construction = %d)`,
 			hnswIndex, v.hnsw.M, v.hnsw.EfConstruction)); err != nil {
 			return err
 		}
@@ -159,7 +160,7 @@ func (v *VectorDB) EnsureIndex(ctx context.Context) (HNSWConfig, error) {
 }
 
 // Vector is one embedding document's vector, keyed by the document's
-// content hash.
+// content hash. It is stored in half precision (see halfOf).
 type Vector struct {
 	ContentHash []byte
 	Embedding   pgvector.Vector
@@ -218,7 +219,28 @@ func (v *VectorDB) Write(ctx context.Context, vectors []Vector, links []Link) (i
 }
 
 const insertVectors = `INSERT INTO embeddings (content_hash, embedding)
-SELECT * FROM unnest($1::bytea[], $2::vector[]) ON CONFLICT (content_hash) DO NOTHING`
+SELECT * FROM unnest($1::bytea[], $2::halfvec[]) ON CONFLICT (content_hash) DO NOTHING`
+
+// halfOf is v as stored: scaled to unit length, then in half precision.
+// Cosine distance ignores length, and a unit vector's components are all
+// within half precision's range (±65504), whatever scale an embedder
+// returns. A zero vector stays zero.
+func halfOf(v pgvector.Vector) pgvector.HalfVector {
+	f := v.Slice()
+	var sum float64
+	for _, x := range f {
+		sum += float64(x) * float64(x)
+	}
+	if sum == 0 {
+		return pgvector.NewHalfVector(f)
+	}
+	scale := 1 / math.Sqrt(sum)
+	unit := make([]float32, len(f))
+	for i, x := range f {
+		unit[i] = float32(float64(x) * scale)
+	}
+	return pgvector.NewHalfVector(unit)
+}
 
 const insertLinks = `INSERT INTO audit_embeddings (audit_id, kind, service_account, content_hash, cluster, namespace, occurred_at)
 SELECT id, kind, sa, hash, NULLIF(cluster, ''), NULLIF(namespace, ''), occurred_at
@@ -240,7 +262,7 @@ func (v *VectorDB) write(ctx context.Context, vectors []Vector, links []Link, us
 			if useCopy {
 				n, err := tx.CopyFrom(ctx, pgx.Identifier{"embeddings"}, []string{"content_hash", "embedding"},
 					pgx.CopyFromSlice(len(vectors), func(i int) ([]any, error) {
-						return []any{vectors[i].ContentHash, vectors[i].Embedding}, nil
+						return []any{vectors[i].ContentHash, halfOf(vectors[i].Embedding)}, nil
 					}))
 				if err != nil {
 					return fmt.Errorf("copy: %w", err)
@@ -248,9 +270,9 @@ func (v *VectorDB) write(ctx context.Context, vectors []Vector, links []Link, us
 				inserted = int(n)
 			} else {
 				hashes := make([][]byte, len(vectors))
-				vecs := make([]pgvector.Vector, len(vectors))
+				vecs := make([]pgvector.HalfVector, len(vectors))
 				for i := range vectors {
-					hashes[i], vecs[i] = vectors[i].ContentHash, vectors[i].Embedding
+					hashes[i], vecs[i] = vectors[i].ContentHash, halfOf(vectors[i].Embedding)
 				}
 				tag, err := tx.Exec(ctx, insertVectors, hashes, vecs)
 				if err != nil {
@@ -336,23 +358,13 @@ type Match struct {
 // (relaxed_order), so a selective filter still yields limit results when
 // that many exist; the results are re-sorted exactly.
 func (v *VectorDB) Search(ctx context.Context, query pgvector.Vector, f SearchFilter, limit int) ([]Match, error) {
-	return v.search(ctx, query, f, limit, true)
-}
-
-// SearchExact is Search without the index (a full scan): the ground truth
-// that recall is measured against.
-func (v *VectorDB) SearchExact(ctx context.Context, query pgvector.Vector, f SearchFilter, limit int) ([]Match, error) {
-	return v.search(ctx, query, f, limit, false)
-}
-
-func (v *VectorDB) search(ctx context.Context, query pgvector.Vector, f SearchFilter, limit int, useIndex bool) ([]Match, error) {
 	const op = "storage: similarity search"
 	if limit <= 0 {
 		return nil, fmt.Errorf("%s: limit must be positive, got %d", op, limit)
 	}
 	var (
 		where []string
-		args  = []any{query, limit}
+		args  = []any{halfOf(query), limit}
 	)
 	add := func(cond string, val any) {
 		args = append(args, val)
@@ -387,12 +399,8 @@ func (v *VectorDB) search(ctx context.Context, query pgvector.Vector, f SearchFi
 
 	var out []Match
 	err := pgx.BeginTxFunc(ctx, v.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		settings := []string{fmt.Sprintf("SET LOCAL hnsw.ef_search = %d", v.hnsw.EfSearch),
-			"SET LOCAL hnsw.iterative_scan = relaxed_order"}
-		if !useIndex {
-			settings = append(settings, "SET LOCAL enable_indexscan = off", "SET LOCAL enable_bitmapscan = off")
-		}
-		for _, s := range settings {
+		for _, s := range []string{fmt.Sprintf("SET LOCAL hnsw.ef_search = %d", v.hnsw.EfSearch),
+			"SET LOCAL hnsw.iterative_scan = relaxed_order"} {
 			if _, err := tx.Exec(ctx, s); err != nil {
 				return err
 			}

@@ -1,0 +1,148 @@
+package storage_test
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgvector/pgvector-go"
+	pgxvec "github.com/pgvector/pgvector-go/pgx"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kubernaut/datastorage/internal/tstest/pgtest"
+	"github.com/kubernaut/datastorage/storage"
+	"github.com/kubernaut/datastorage/wire"
+)
+
+// randomUnit is a random unit vector of storage.Dimensions.
+func randomUnit(rng *rand.Rand) []float32 {
+	v := make([]float32, storage.Dimensions)
+	var sum float64
+	for i := range v {
+		x := rng.NormFloat64()
+		v[i], sum = float32(x), sum+x*x
+	}
+	for i := range v {
+		v[i] = float32(float64(v[i]) / math.Sqrt(sum))
+	}
+	return v
+}
+
+func vectorText(v []float32) string {
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = fmt.Sprint(x)
+	}
+	return "[" + strings.Join(parts, ",") + "]"
+}
+
+// Migration 0011 stores the vectors in half precision: an installation's
+// vectors, stored in full precision under version 10's index, are all kept
+// (rounded), the old index goes, EnsureIndex builds the halfvec one and
+// search finds them; the down migration gives back full-precision columns
+// with the same values.
+func TestMigrate_HalfPrecisionKeepsEveryVector(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	dsn := pgtest.NewDatabase(t)
+	require.NoError(t, storage.MigrateTo(ctx, dsn, 10))
+	conn := connect(t, dsn)
+	require.NoError(t, pgxvec.RegisterTypes(ctx, conn))
+
+	const n = 40
+	rng := rand.New(rand.NewPCG(1, 2))
+	want := make([][]float32, n)
+	for i := range want {
+		want[i] = randomUnit(rng)
+		_, err := conn.Exec(ctx, `INSERT INTO embeddings (content_hash, embedding) VALUES ($1, $2::text::vector)`,
+			[]byte{byte(i)}, vectorText(want[i]))
+		require.NoError(t, err)
+		_, err = conn.Exec(ctx, `INSERT INTO audit_embeddings (audit_id, kind, service_account, content_hash, occurred_at)
+			VALUES ($1, 'remediation', $2, $3, now())`, fmt.Sprintf("a%d", i), testSA, []byte{byte(i)})
+		require.NoError(t, err)
+	}
+	_, err := conn.Exec(ctx, `CREATE INDEX idx_embeddings_embedding_hnsw ON embeddings USING hnsw (embedding vector_cosine_ops)`)
+	require.NoError(t, err)
+
+	// stored reads every vector back in full precision, by content hash.
+	stored := func(wantType string) [][]float32 {
+		t.Helper()
+		var typ string
+		require.NoError(t, conn.QueryRow(ctx, `SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+			WHERE attrelid = 'embeddings'::regclass AND attname = 'embedding'`).Scan(&typ))
+		require.Equal(t, wantType, typ)
+		rows, err := conn.Query(ctx, `SELECT embedding::vector FROM embeddings ORDER BY content_hash`)
+		require.NoError(t, err)
+		defer rows.Close()
+		var out [][]float32
+		for rows.Next() {
+			var v pgvector.Vector
+			require.NoError(t, rows.Scan(&v))
+			out = append(out, v.Slice())
+		}
+		require.NoError(t, rows.Err())
+		return out
+	}
+
+	require.NoError(t, storage.Migrate(ctx, dsn))
+	half := stored("halfvec(768)")
+	require.Len(t, half, n)
+	for i := range want {
+		for j := range want[i] {
+			// Half precision keeps 11 significant bits: a relative error of at
+			// most 2^-11 (and 2^-25 absolute near zero).
+			require.InDelta(t, want[i][j], half[i][j], math.Abs(float64(want[i][j]))/2048+1e-7, "vector %d, component %d", i, j)
+		}
+	}
+	var indexes int
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM pg_indexes WHERE tablename = 'embeddings'
+		AND indexname = 'idx_embeddings_embedding_hnsw'`).Scan(&indexes))
+	assert.Zero(t, indexes, "the index on the old type is gone")
+
+	v := indexedVectors(t, dsn)
+	var def string
+	require.NoError(t, conn.QueryRow(ctx, `SELECT indexdef FROM pg_indexes WHERE indexname = 'idx_embeddings_embedding_hnsw'`).Scan(&def))
+	assert.Contains(t, def, "halfvec_cosine_ops")
+	for _, i := range []int{0, 17, n - 1} {
+		got, err := v.Search(ctx, pgvector.NewVector(want[i]), storage.SearchFilter{}, 3)
+		require.NoError(t, err)
+		require.NotEmpty(t, got)
+		assert.Equal(t, fmt.Sprintf("a%d", i), got[0].ID)
+		assert.InDelta(t, 1, got[0].Similarity, 1e-3)
+	}
+
+	down, err := storage.MigrationFiles.ReadFile("migrations/0011_halfvec_embeddings.down.sql")
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, string(down))
+	require.NoError(t, err)
+	assert.Equal(t, half, stored("vector(768)"), "back in full precision, the values unchanged")
+}
+
+// Vectors are stored at unit length: an embedder's scale does not matter
+// to cosine similarity, and components beyond half precision's range
+// (±65504) would otherwise fail the write.
+func TestVectorDB_WriteStoresVectorsOfAnyScale(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	dsn, _ := migratedDB(t)
+	v := indexedVectors(t, dsn)
+
+	rng := rand.New(rand.NewPCG(3, 4))
+	u := randomUnit(rng)
+	big := make([]float32, len(u))
+	for i := range u {
+		big[i] = u[i] * 1e7
+	}
+	_, err := v.Write(ctx, []storage.Vector{{ContentHash: []byte("big"), Embedding: pgvector.NewVector(big)}},
+		[]storage.Link{{RecordRef: testRef(wire.KindRemediation, "big"), ContentHash: []byte("big"), OccurredAt: time.Now()}})
+	require.NoError(t, err)
+	got, err := v.Search(ctx, pgvector.NewVector(u), storage.SearchFilter{}, 1)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.Equal(t, "big", got[0].ID)
+	assert.InDelta(t, 1, got[0].Similarity, 1e-3)
+}
