@@ -336,6 +336,50 @@ func TestServe_EmbedWorkersZeroEmbedsNothing(t *testing.T) {
 	assert.Contains(t, p.Logs(), `"embed_workers":0`)
 }
 
+// The HNSW index is built in the background, because a build over many
+// stored vectors (after migration 0011) outlasts a liveness probe. With the
+// build held up (its advisory lock taken here), the central is ready and
+// stores records, and a SIGTERM stops it at once; started again and let
+// build, it makes the index and embeds the record.
+func TestServe_ServesWhileTheVectorIndexIsBuilt(t *testing.T) {
+	ctx := t.Context()
+	dsn := pgtest.NewDatabase(t)
+	conn, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	const lockKey = `hashtext('datastorage.embeddings.hnsw')` // EnsureIndex's lock
+	_, err = conn.Exec(ctx, `SELECT pg_advisory_lock(`+lockKey+`)`)
+	require.NoError(t, err)
+	indexes := func() (n int) {
+		require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM pg_indexes WHERE indexname = 'idx_embeddings_embedding_hnsw'`).Scan(&n))
+		return n
+	}
+
+	p := startCentralOn(t, dsn)
+	url := "http://" + p.api
+	p.waitReady(t, http.DefaultClient, url)
+	status, body, err := writeAudit(http.DefaultClient, url)
+	require.NoError(t, err)
+	require.Equal(t, 201, status, body)
+	assert.Zero(t, indexes(), "not built yet")
+	start := time.Now()
+	require.NoError(t, p.Stop(syscall.SIGTERM, 30*time.Second), "exit after SIGTERM mid-build: %s", p.Logs())
+	assert.Less(t, time.Since(start), 10*time.Second, "the build waited for is given up at once")
+	assert.NotContains(t, p.Logs(), "HNSW index ready")
+
+	_, err = conn.Exec(ctx, `SELECT pg_advisory_unlock(`+lockKey+`)`)
+	require.NoError(t, err)
+	p = startCentralOn(t, dsn)
+	p.waitReady(t, http.DefaultClient, "http://"+p.api)
+	require.Eventually(t, func() bool {
+		var links int
+		require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM audit_embeddings`).Scan(&links))
+		return indexes() == 1 && links == 1
+	}, 30*time.Second, 100*time.Millisecond, "the index is built and the record embedded: %s", p.Logs())
+	assert.Contains(t, p.Logs(), "HNSW index ready")
+	require.NoError(t, p.Stop(syscall.SIGTERM, 30*time.Second), "exit after SIGTERM: %s", p.Logs())
+}
+
 // TestServe_StaticTokenFileIsReadAgainWhenItChanges: a token added to the
 // file authenticates without a restart, a removed one no longer does.
 func TestServe_StaticTokenFileIsReadAgainWhenItChanges(t *testing.T) {

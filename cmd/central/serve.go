@@ -24,6 +24,7 @@ import (
 	"github.com/kubernaut/datastorage/central/ratelimit"
 	"github.com/kubernaut/datastorage/central/replicas"
 	"github.com/kubernaut/datastorage/export"
+	"github.com/kubernaut/datastorage/internal/backoff"
 	"github.com/kubernaut/datastorage/internal/tlsconfig"
 	"github.com/kubernaut/datastorage/ledger"
 	"github.com/kubernaut/datastorage/storage"
@@ -99,6 +100,7 @@ type built struct {
 	srv             *central.Server
 	db              *storage.DB
 	vdb             *storage.VectorDB
+	stopIndex       func() // stops the HNSW index build (vectors)
 	pipe            *embedpipe.Pipeline
 	lifecycle       *lifecycle.Manager
 	notary          *notary.Notary
@@ -143,7 +145,7 @@ func (o *options) build(ctx context.Context, log zerolog.Logger) (_ *built, err 
 		return nil, err
 	}
 	registerPoolMetrics(set, c.db)
-	if c.vdb, err = o.vectors(ctx, log); err != nil {
+	if c.vdb, c.stopIndex, err = o.vectors(ctx, log); err != nil {
 		return nil, err
 	}
 	// --embed-workers 0: a write-only replica; the backlog waits for the
@@ -285,6 +287,9 @@ func (c *built) close(ctx context.Context, log zerolog.Logger) {
 			log.Warn().Err(err).Msg("embedding pipeline did not stop in time")
 		}
 	}
+	if c.stopIndex != nil {
+		c.stopIndex()
+	}
 	if c.vdb != nil {
 		c.vdb.Close()
 	}
@@ -338,23 +343,46 @@ func (o *options) serverTLS(ctx context.Context, log zerolog.Logger) (*tls.Confi
 	return cfg, nil
 }
 
-// vectors opens the vector database and makes sure its HNSW index exists,
-// warning when the index was built with other parameters than configured.
-func (o *options) vectors(ctx context.Context, log zerolog.Logger) (*storage.VectorDB, error) {
+// vectors opens the vector database and makes sure of its HNSW index in the
+// background, warning when the index was built with other parameters than
+// configured. In the background because building the index over stored
+// vectors (after migration 0011 changed their type, or a dropped index)
+// takes minutes at a million vectors, longer than the liveness probe waits,
+// and serving needs no index: search scans meanwhile, and vector writes
+// wait for the build. stopIndex cancels a build still running (the next
+// start builds it) and waits for it.
+func (o *options) vectors(ctx context.Context, log zerolog.Logger) (_ *storage.VectorDB, stopIndex func(), _ error) {
 	vdb, err := storage.OpenVectors(ctx, storage.Config{DatabaseURL: o.vectorURL, MaxConns: int32(o.maxConns)}, o.hnsw)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	got, err := vdb.EnsureIndex(ctx)
-	if err != nil {
-		vdb.Close()
-		return nil, err
-	}
-	if want := o.hnsw.WithDefaults(); got.M != want.M || got.EfConstruction != want.EfConstruction {
-		log.Warn().Int("index_m", got.M).Int("index_ef_construction", got.EfConstruction).
-			Msg("the HNSW index was built with other parameters than --hnsw-m/--hnsw-ef-construction; REINDEX to apply them")
-	}
-	return vdb, nil
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		start := time.Now()
+		bo := backoff.New(time.Second, 30*time.Second)
+		for {
+			got, err := vdb.EnsureIndex(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				log.Error().Err(err).Msg("making sure of the HNSW index failed; similarity search scans every vector meanwhile")
+				if !backoff.Sleep(ctx, bo.Next(), nil) {
+					return
+				}
+				continue
+			}
+			log.Info().Dur("took", time.Since(start)).Msg("HNSW index ready")
+			if want := o.hnsw.WithDefaults(); got.M != want.M || got.EfConstruction != want.EfConstruction {
+				log.Warn().Int("index_m", got.M).Int("index_ef_construction", got.EfConstruction).
+					Msg("the HNSW index was built with other parameters than --hnsw-m/--hnsw-ef-construction; REINDEX to apply them")
+			}
+			return
+		}
+	}()
+	return vdb, func() { cancel(); <-done }, nil
 }
 
 func (o *options) newEmbedder(ctx context.Context) (embed.Embedder, error) {
