@@ -65,3 +65,32 @@ func TestComputeCPUPerRecord(t *testing.T) {
 	assert.Equal(t, "-", tbl.rows[1][2], "bare-http stores nothing: no commits")
 	assert.Equal(t, "-", tbl.rows[1][4], "no agents in bare-http")
 }
+
+// Issue 16's targets: direct vs raw COPY, the sidecar's server CPU per
+// record, and the vector lag at half peak, met only without samples still
+// waiting (the p99 is then only a lower bound).
+func TestCheckTargets_CostPerRecordAndVectorLag(t *testing.T) {
+	rate := func(v float64) *float64 { return &v }
+	res := &Results{Scenarios: []*ScenarioResult{
+		{Name: ScenarioCopy, PersistedPerSec: rate(10_000)},
+		{Name: ScenarioDirect, PersistedPerSec: rate(3_100)},
+		{Name: ScenarioSidecar, PersistedPerSec: rate(3_000), CPUPerRecordUs: map[string]float64{"server": 71, "agents": 30, "central": 20, "postgres": 21}},
+		{Name: ScenarioSidecarHalf, PersistedPerSec: rate(1_500), Latency: &Percentiles{P99: 5},
+			VectorLag: &Percentiles{P99: 1_500}, VectorLagWaiting: 1},
+	}}
+	computeRatios(res)
+	met := map[string]bool{}
+	for _, tg := range checkTargets(res) {
+		met[tg.Name] = tg.Met
+	}
+	assert.True(t, met["direct persisted vs raw COPY"], "0.31 >= 0.30")
+	assert.Contains(t, met, "sidecar CPU per record (agents + central + postgres)")
+	assert.False(t, met["sidecar CPU per record (agents + central + postgres)"], "71 µs > 70")
+	assert.Contains(t, met, "sidecar vector lag p99 at half peak")
+	assert.False(t, met["sidecar vector lag p99 at half peak"], "a sample still waiting: not shown met")
+	res.Scenarios[3].VectorLagWaiting = 0
+	for _, tg := range checkTargets(res) {
+		met[tg.Name] = tg.Met
+	}
+	assert.True(t, met["sidecar vector lag p99 at half peak"])
+}

@@ -93,6 +93,24 @@ func checkTargets(res *Results) []Target {
 		out = append(out, Target{Name: "sidecar p99 accept latency at half peak", Want: "<= 10 ms", Got: half.Latency.P99,
 			Met: half.Latency.P99 <= 10, Detail: fmt.Sprintf("paced at %.0f/s, achieved %.0f/s", half.TargetRate, half.AcceptedPerSec)})
 	}
+	// Issue 16's: the cost of a record end to end, and how far embeddings trail.
+	if direct := res.scenario(ScenarioDirect); direct != nil {
+		if r, ok := direct.Ratios["persisted_vs_copy"]; ok {
+			out = append(out, Target{Name: "direct persisted vs raw COPY", Want: ">= 0.30", Got: r, Met: r >= 0.3,
+				Detail: fmt.Sprintf("%.0f/s vs %.0f/s", *direct.PersistedPerSec, *res.scenario(ScenarioCopy).PersistedPerSec)})
+		}
+	}
+	if side != nil {
+		if us, ok := side.CPUPerRecordUs["server"]; ok {
+			out = append(out, Target{Name: "sidecar CPU per record (agents + central + postgres)", Want: "<= 70 µs", Got: us, Met: us <= 70,
+				Detail: fmt.Sprintf("agents %.0f, central %.0f, postgres %.0f µs", side.CPUPerRecordUs["agents"], side.CPUPerRecordUs["central"], side.CPUPerRecordUs["postgres"])})
+		}
+	}
+	if half != nil && half.VectorLag != nil {
+		out = append(out, Target{Name: "sidecar vector lag p99 at half peak", Want: "<= 2000 ms", Got: half.VectorLag.P99,
+			Met:    half.VectorLag.P99 <= 2000 && half.VectorLagWaiting == 0,
+			Detail: fmt.Sprintf("%d samples still waiting at the end (the p99 is then a lower bound)", half.VectorLagWaiting)})
+	}
 	for _, s := range res.Scenarios {
 		twin := res.scenario(noLedgerTwin[s.Name])
 		if twin == nil {
