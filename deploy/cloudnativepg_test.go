@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -120,6 +121,14 @@ func TestCloudNativePGClusterIsSynchronousWithPgvector(t *testing.T) {
 	require.NoError(t, err, "max_connections")
 	assert.GreaterOrEqual(t, maxConns, int(hpa.Spec.MaxReplicas)*pool+2*pool+10,
 		"max_connections %d for %d replicas × %d connections", maxConns, hpa.Spec.MaxReplicas, pool)
+
+	// shared_buffers holds the HNSW index of 250k half-precision vectors
+	// (2 KB each) and stays within a quarter of the memory limit, leaving
+	// the rest to connections, maintenance and the page cache.
+	buffers := resource.MustParse(strings.TrimSuffix(s.PostgreSQL.Parameters["shared_buffers"], "B") + "i")
+	assert.GreaterOrEqual(t, buffers.Value(), int64(250_000*2<<10), "shared_buffers %s", buffers.String())
+	limit := s.Resources.Limits[corev1.ResourceMemory]
+	assert.LessOrEqual(t, buffers.Value(), limit.Value()/4, "shared_buffers %s of a %s limit", buffers.String(), limit.String())
 }
 
 // The example points the central at the operator's Secret, whose URL names
