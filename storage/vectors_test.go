@@ -146,3 +146,37 @@ func TestVectorDB_WriteStoresVectorsOfAnyScale(t *testing.T) {
 	assert.Equal(t, "big", got[0].ID)
 	assert.InDelta(t, 1, got[0].Similarity, 1e-3)
 }
+
+// EnsureIndex builds the index with the configured parameters and reports
+// those of the index as stored: an index built earlier with others, or
+// with none (pgvector's defaults), is kept and reported as it is, which is
+// what the central warns about.
+func TestVectorDB_EnsureIndexReportsTheStoredParameters(t *testing.T) {
+	ctx := testContext(t)
+	dsn, _ := migratedDB(t)
+	got, err := openVectors(t, dsn).EnsureIndex(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, storage.HNSWConfig{M: 16, EfConstruction: 32, EfSearch: storage.DefaultHNSWEfSearch}, got, "the defaults")
+
+	conn := connect(t, dsn)
+	var opts []string
+	require.NoError(t, conn.QueryRow(ctx, `SELECT reloptions FROM pg_class WHERE relname = 'idx_embeddings_embedding_hnsw'`).Scan(&opts))
+	assert.ElementsMatch(t, []string{"m=16", "ef_construction=32"}, opts, "the options are stated, not left to pgvector's defaults")
+
+	other, err := storage.OpenVectors(ctx, storage.Config{DatabaseURL: dsn}, storage.HNSWConfig{M: 8, EfConstruction: 40})
+	require.NoError(t, err)
+	t.Cleanup(other.Close)
+	got, err = other.EnsureIndex(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 16, got.M, "an existing index is kept")
+	assert.Equal(t, 32, got.EfConstruction)
+
+	_, err = conn.Exec(ctx, `DROP INDEX idx_embeddings_embedding_hnsw`)
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, `CREATE INDEX idx_embeddings_embedding_hnsw ON embeddings USING hnsw (embedding halfvec_cosine_ops)`)
+	require.NoError(t, err)
+	got, err = other.EnsureIndex(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 16, got.M, "an index without options has pgvector's defaults")
+	assert.Equal(t, 64, got.EfConstruction)
+}

@@ -183,7 +183,7 @@ func BenchmarkVectorWrites(b *testing.B) {
 }
 
 // BenchmarkSearch loads 100k distinct audit vectors (COPY, no index), builds
-// the HNSW index afterwards (m 16, ef_construction 64), then times similarity
+// the HNSW index afterwards (the defaults: m 16, ef_construction 32), then times similarity
 // queries (a stored audit's document with two reasoning words changed)
 // through VectorDB.Search with the default ef_search, in two sets of 200: the
 // first right after the build (cold-p50/p99-ms: the index not yet in memory),

@@ -377,7 +377,8 @@ func (o *options) vectors(ctx context.Context, log zerolog.Logger) (_ *storage.V
 			log.Info().Dur("took", time.Since(start)).Msg("HNSW index ready")
 			if want := o.hnsw.WithDefaults(); got.M != want.M || got.EfConstruction != want.EfConstruction {
 				log.Warn().Int("index_m", got.M).Int("index_ef_construction", got.EfConstruction).
-					Msg("the HNSW index was built with other parameters than --hnsw-m/--hnsw-ef-construction; REINDEX to apply them")
+					Msg("the HNSW index was built with other parameters than --hnsw-m/--hnsw-ef-construction; " +
+						"ALTER INDEX idx_embeddings_embedding_hnsw SET (m = …, ef_construction = …), then REINDEX INDEX CONCURRENTLY, applies them")
 			}
 			return
 		}
