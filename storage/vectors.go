@@ -401,31 +401,40 @@ func (v *VectorDB) Search(ctx context.Context, query pgvector.Vector, f SearchFi
 	SELECT audit_id, kind, service_account, 1 - distance, occurred_at FROM nearest
 	ORDER BY distance, audit_id, kind, service_account`
 
+	// The settings hold for this transaction only; the transaction, its
+	// settings and the query go in one round trip.
 	var out []Match
-	err := pgx.BeginTxFunc(ctx, v.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		for _, s := range []string{fmt.Sprintf("SET LOCAL hnsw.ef_search = %d", v.hnsw.EfSearch),
-			"SET LOCAL hnsw.iterative_scan = relaxed_order"} {
-			if _, err := tx.Exec(ctx, s); err != nil {
-				return err
-			}
-		}
-		rows, err := tx.Query(ctx, sql, args...)
-		if err != nil {
-			return err
-		}
+	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	b.Queue(fmt.Sprintf("SET LOCAL hnsw.ef_search = %d", v.hnsw.EfSearch))
+	b.Queue("SET LOCAL hnsw.iterative_scan = relaxed_order")
+	b.Queue(sql, args...).Query(func(rows pgx.Rows) error {
 		var (
 			m    Match
 			kind string
 			sim  pgtype.Float8
 		)
-		_, err = pgx.ForEachRow(rows, []any{&m.ID, &kind, &m.ServiceAccount, &sim, &m.OccurredAt}, func() error {
+		_, err := pgx.ForEachRow(rows, []any{&m.ID, &kind, &m.ServiceAccount, &sim, &m.OccurredAt}, func() error {
 			m.Kind, m.Similarity = wire.Kind(kind), sim.Float64
 			out = append(out, m)
 			return nil
 		})
 		return err
 	})
+	b.Queue("COMMIT")
+	conn, err := v.pool.Acquire(ctx)
 	if err != nil {
+		return nil, wrapErr(op, err)
+	}
+	defer conn.Release()
+	br := conn.SendBatch(ctx, b)
+	tx := br.Tx()
+	if err := br.Close(); err != nil {
+		// A failed statement aborted the transaction and the server skipped
+		// COMMIT: end it, so the connection goes back to the pool idle.
+		rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+		_ = tx.Rollback(rbCtx)
+		cancel()
 		return nil, wrapErr(op, err)
 	}
 	return out, nil

@@ -1,6 +1,7 @@
 package storage_test
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -179,4 +180,33 @@ func TestVectorDB_EnsureIndexReportsTheStoredParameters(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 16, got.M, "an index without options has pgvector's defaults")
 	assert.Equal(t, 64, got.EfConstruction)
+}
+
+// A search the server refuses (here a query of the wrong dimension) gives
+// its connection back: with a pool of one, a connection kept by the failed
+// search would leave the next ones waiting until their deadline.
+func TestVectorDB_FailedSearchGivesItsConnectionBack(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	dsn, _ := migratedDB(t)
+	v, err := storage.OpenVectors(ctx, storage.Config{DatabaseURL: dsn, MaxConns: 1}, storage.HNSWConfig{})
+	require.NoError(t, err)
+	t.Cleanup(v.Close)
+	_, err = v.EnsureIndex(ctx)
+	require.NoError(t, err)
+	u := randomUnit(rand.New(rand.NewPCG(5, 6)))
+	_, err = v.Write(ctx, []storage.Vector{{ContentHash: []byte("doc"), Embedding: pgvector.NewVector(u)}},
+		[]storage.Link{{RecordRef: testRef(wire.KindRemediation, "doc"), ContentHash: []byte("doc"), OccurredAt: time.Now()}})
+	require.NoError(t, err)
+
+	_, err = v.Search(ctx, pgvector.NewVector(u[:3]), storage.SearchFilter{}, 1)
+	require.ErrorContains(t, err, "dimensions")
+	for range 3 {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		got, err := v.Search(ctx, pgvector.NewVector(u), storage.SearchFilter{}, 1)
+		cancel()
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		assert.Equal(t, "doc", got[0].ID)
+	}
 }
