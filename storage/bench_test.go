@@ -201,3 +201,32 @@ func millis(nanos *int64) any {
 	}
 	return int32(time.Duration(*nanos).Milliseconds())
 }
+
+// BenchmarkWriteGroupsSmall writes transactions shaped like the central's
+// coalesced single-record writes under load: four writers (three of
+// remediation audits, one of workflow steps) with four records each, on
+// the ON CONFLICT path (groups of fewer than 16 rows).
+//
+// go test -run '^$' -bench WriteGroupsSmall -benchtime 3000x ./storage/
+func BenchmarkWriteGroupsSmall(b *testing.B) {
+	const writers, perWriter = 4, 4
+	db := openBenchDB(b, benchDB(b))
+	ctx := context.Background()
+	start := time.Now()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		// realisticBatch cycles through the four writers' records.
+		recs := realisticBatch(writers*perWriter, start)
+		groups := make([]storage.Group, writers)
+		for j, rec := range recs {
+			w := j % writers
+			groups[w].ServiceAccount = fmt.Sprintf("kubernaut-system/writer-%d", w)
+			groups[w].Records = append(groups[w].Records, rec)
+		}
+		b.StartTimer()
+		_, err := db.WriteGroups(ctx, groups)
+		require.NoError(b, err)
+	}
+	b.ReportMetric(float64(b.N*writers*perWriter)/b.Elapsed().Seconds(), "records/s")
+}

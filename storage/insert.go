@@ -43,8 +43,13 @@ import (
 // rows, and enqueue the embedding backlog (outbox.go) of exactly the rows it
 // inserted, in the same statement and so the same transaction. Two batches
 // claiming the same key serialize on audit_ids' primary key: the second
-// waits for the first to commit, then finds the conflict. (The audit
-// table's own ON CONFLICT is then only a safety net.)
+// waits for the first to commit, then finds the conflict. A claimed key has
+// no row (SCHEMA.md, "Exactly once across partitions"), so the row goes in
+// without an ON CONFLICT of its own, as on the COPY path: one on the
+// partitioned table took about 0.08 ms of a one-row insert's 0.2 (arbiter
+// index set-up in the partition, speculative insertion); a row there
+// without its key (a key deleted by hand) fails the batch, it is not
+// silently taken for a duplicate.
 const insertRemediation = `
 WITH claimed AS (
 INSERT INTO audit_ids (id, service_account, kind, event_time)
@@ -68,7 +73,6 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
     action_type, status, confidence, reasoning, target_resource, duration_ms,
     error_message, created_at, executed_at, received_at)
 WHERE t.id IN (SELECT id FROM claimed)
-ON CONFLICT (id, service_account, created_at) DO NOTHING
 RETURNING id
 ), outbox AS (
 INSERT INTO embedding_outbox (remediation_ids, workflow_ids, service_account)
@@ -96,7 +100,6 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[],
     AS t(id, workflow_id, step_name, step_status, duration_ms, error_message,
     executed_at, received_at)
 WHERE t.id IN (SELECT id FROM claimed)
-ON CONFLICT (id, service_account, executed_at) DO NOTHING
 RETURNING id
 ), outbox AS (
 INSERT INTO embedding_outbox (remediation_ids, workflow_ids, service_account)
