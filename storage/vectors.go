@@ -41,8 +41,9 @@ const pgvectorM, pgvectorEfConstruction = 16, 64
 // M and EfConstruction shape the graph when the index is built: higher is
 // better recall and slower inserts. They apply when EnsureIndex creates the
 // index; changing them later needs ALTER INDEX … SET and a REINDEX
-// (EnsureIndex reports the stored values). EfSearch is the candidate list of each query (hnsw.ef_search):
-// higher is better recall and slower search; it applies per query.
+// (EnsureIndex reports the stored values). EfSearch is the candidate list
+// of each query (hnsw.ef_search): higher is better recall and slower
+// search; it applies per query.
 type HNSWConfig struct {
 	M              int // pgvector allows 2..100. Zero: DefaultHNSWM.
 	EfConstruction int // 4..1000, and ≥ 2·M. Zero: DefaultHNSWEfConstruction.

@@ -183,15 +183,16 @@ func BenchmarkVectorWrites(b *testing.B) {
 }
 
 // BenchmarkSearch loads 100k distinct audit vectors (COPY, no index), builds
-// the HNSW index afterwards (the defaults: m 16, ef_construction 32), then times similarity
-// queries (a stored audit's document with two reasoning words changed)
-// through VectorDB.Search with the default ef_search, in two sets of 200: the
-// first right after the build (cold-p50/p99-ms: the index not yet in memory),
-// the second after it (p50/p99-ms). recall@10 is the share of the indexed
-// top 10 whose full-precision cosine similarity is within the exact 10th,
-// computed in Go from the float32 embeddings (ties count as hits), over both
-// sets. Last, insert-vectors/s: VectorDB.Write of 1024 new vectors in batches
-// of 256 into the 100k graph, as the embedding pipeline writes them.
+// the HNSW index afterwards (the defaults: m 16, ef_construction 32), then
+// times similarity queries (a stored audit's document with two reasoning
+// words changed) through VectorDB.Search with the default ef_search, in two
+// sets of 200: the first right after the build (cold-p50/p99-ms: the index
+// not yet in memory), the second after it (p50/p99-ms). recall@10 is the
+// share of the indexed top 10 whose full-precision cosine similarity is
+// within the exact 10th, computed in Go from the float32 embeddings (ties
+// count as hits), over both sets. Last, insert-vectors/s: VectorDB.Write of
+// 1024 new vectors in batches of 256 into the 100k graph, as the embedding
+// pipeline writes them.
 //
 // It takes minutes (the index build dominates); run it alone:
 // go test -run '^$' -bench Search -benchtime 1x -timeout 30m ./central/embedpipe/
