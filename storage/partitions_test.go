@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -176,6 +177,30 @@ func TestWriteBatch_ARetryInAnotherPartitionIsADuplicate(t *testing.T) {
 		}
 		wg.Wait()
 		assert.ElementsMatch(t, []wire.ItemStatus{wire.StatusPersisted, wire.StatusDuplicate}, results)
+	}
+}
+
+// A stored row whose key is gone from audit_ids (deleted by hand: nothing
+// in the product deletes a key before its row) makes a resend of it fail
+// on either path, rather than pass for a duplicate whose key points nowhere
+// or store the row twice: rows go in without an ON CONFLICT of their own.
+func TestWriteBatch_ARowWithoutItsKeyFailsTheResend(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	dsn, db := migratedDB(t)
+	conn := connect(t, dsn)
+	for _, n := range []int{1, 40} { // the ON CONFLICT path and the COPY path
+		recs := realisticBatch(n, time.Now())
+		_, err := db.WriteBatch(ctx, testSA, recs)
+		require.NoError(t, err)
+		_, err = conn.Exec(ctx, `DELETE FROM audit_ids WHERE id = $1`, recs[0].ID)
+		require.NoError(t, err)
+
+		_, err = db.WriteBatch(ctx, testSA, recs)
+		var pgErr *pgconn.PgError
+		require.ErrorAs(t, err, &pgErr, "batch of %d", n)
+		assert.Equal(t, "23505", pgErr.Code, "a unique violation")
+		assert.Equal(t, n, countStored(t, conn, "remediation_audit", recs)+countStored(t, conn, "workflow_audit", recs))
 	}
 }
 
