@@ -13,16 +13,23 @@ import (
 	"github.com/kubernaut/datastorage/internal/tstest/pgtest"
 )
 
-// planRelations lists the tables and partitions a plan reads or writes.
-func planRelations(t *testing.T, plan []byte) []string {
+// planNode is a node of a JSON plan that reads or writes a relation.
+type planNode struct{ Type, Relation string }
+
+func (n planNode) String() string { return n.Type + " on " + n.Relation }
+
+// planNodes lists the nodes of a JSON plan that read or write a table or
+// partition, depth first.
+func planNodes(t *testing.T, plan []byte) []planNode {
 	t.Helper()
 	var doc []struct{ Plan map[string]any }
 	require.NoError(t, json.Unmarshal(plan, &doc))
-	var rels []string
+	var nodes []planNode
 	var walk func(n map[string]any)
 	walk = func(n map[string]any) {
 		if r, ok := n["Relation Name"].(string); ok {
-			rels = append(rels, r)
+			typ, _ := n["Node Type"].(string)
+			nodes = append(nodes, planNode{Type: typ, Relation: r})
 		}
 		kids, _ := n["Plans"].([]any)
 		for _, c := range kids {
@@ -30,6 +37,16 @@ func planRelations(t *testing.T, plan []byte) []string {
 		}
 	}
 	walk(doc[0].Plan)
+	return nodes
+}
+
+// planRelations lists the tables and partitions a plan reads or writes.
+func planRelations(t *testing.T, plan []byte) []string {
+	t.Helper()
+	var rels []string
+	for _, n := range planNodes(t, plan) {
+		rels = append(rels, n.Relation)
+	}
 	return rels
 }
 
