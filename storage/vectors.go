@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -183,23 +184,29 @@ type Link struct {
 
 // KnownHashes returns which of hashes already have a stored vector.
 func (v *VectorDB) KnownHashes(ctx context.Context, hashes [][]byte) (map[string]bool, error) {
-	known := make(map[string]bool)
 	if len(hashes) == 0 {
-		return known, nil
+		return map[string]bool{}, nil
 	}
-	rows, err := v.pool.Query(ctx, `SELECT content_hash FROM embeddings WHERE content_hash = ANY($1)`, hashes)
+	known, err := collectHashes(v.pool.Query(ctx, knownHashesSQL, hashes))
 	if err != nil {
 		return nil, wrapErr("storage: known hashes", err)
 	}
+	return known, nil
+}
+
+const knownHashesSQL = `SELECT content_hash FROM embeddings WHERE content_hash = ANY($1)`
+
+func collectHashes(rows pgx.Rows, err error) (map[string]bool, error) {
+	if err != nil {
+		return nil, err
+	}
+	known := make(map[string]bool)
 	var h []byte
 	_, err = pgx.ForEachRow(rows, []any{&h}, func() error {
 		known[string(h)] = true
 		return nil
 	})
-	if err != nil {
-		return nil, wrapErr("storage: known hashes", err)
-	}
-	return known, nil
+	return known, err
 }
 
 // Write stores vectors and links in one transaction, idempotently: a vector
@@ -207,9 +214,13 @@ func (v *VectorDB) KnownHashes(ctx context.Context, hashes [][]byte) (map[string
 // already, changes nothing. It returns how many vectors were inserted.
 // Writes that insert vectors run one at a time (an advisory lock).
 //
-// Vectors go in by binary COPY; if another writer stored one of the same
-// hashes meanwhile (unique violation), the transaction is retried with
-// INSERT … ON CONFLICT DO NOTHING. Links go in with one INSERT … unnest.
+// Vectors go in by binary COPY, those stored meanwhile left out: once the
+// lock is held, the hashes are looked up again, so that a vector another
+// worker stored since the caller looked (the same alert text, embedded by
+// both) does not fail the COPY, whose inserts into the graph would all be
+// undone and done again. Should a COPY still meet a stored hash (a writer
+// that does not take the lock), the transaction is retried with INSERT …
+// ON CONFLICT DO NOTHING. Links go in with one INSERT … unnest.
 func (v *VectorDB) Write(ctx context.Context, vectors []Vector, links []Link) (int, error) {
 	const op = "storage: write vectors"
 	n, err := v.write(ctx, vectors, links, true)
@@ -257,27 +268,26 @@ func (v *VectorDB) write(ctx context.Context, vectors []Vector, links []Link, us
 	var inserted int
 	err := pgx.BeginFunc(ctx, v.pool, func(tx pgx.Tx) error {
 		if len(vectors) > 0 {
-			// One vector writer at a time, across workers and replicas:
-			// concurrent inserts into the HNSW graph contend so much that two
-			// at once took 3-5× as long as the same two in turn (pipeline
-			// benchmark: 2.1× → 4.0× the raw vector rate on the 80/20 mix).
-			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('datastorage.embeddings.insert'))`); err != nil {
-				return fmt.Errorf("lock: %w", err)
+			fresh, err := lockVectorWrites(ctx, tx, vectors)
+			if err != nil {
+				return err
 			}
-			if useCopy {
+			switch {
+			case len(fresh) == 0: // all stored meanwhile
+			case useCopy:
 				n, err := tx.CopyFrom(ctx, pgx.Identifier{"embeddings"}, []string{"content_hash", "embedding"},
-					pgx.CopyFromSlice(len(vectors), func(i int) ([]any, error) {
-						return []any{vectors[i].ContentHash, halfOf(vectors[i].Embedding)}, nil
+					pgx.CopyFromSlice(len(fresh), func(i int) ([]any, error) {
+						return []any{fresh[i].ContentHash, halfOf(fresh[i].Embedding)}, nil
 					}))
 				if err != nil {
 					return fmt.Errorf("copy: %w", err)
 				}
 				inserted = int(n)
-			} else {
-				hashes := make([][]byte, len(vectors))
-				vecs := make([]pgvector.HalfVector, len(vectors))
-				for i := range vectors {
-					hashes[i], vecs[i] = vectors[i].ContentHash, halfOf(vectors[i].Embedding)
+			default:
+				hashes := make([][]byte, len(fresh))
+				vecs := make([]pgvector.HalfVector, len(fresh))
+				for i := range fresh {
+					hashes[i], vecs[i] = fresh[i].ContentHash, halfOf(fresh[i].Embedding)
 				}
 				tag, err := tx.Exec(ctx, insertVectors, hashes, vecs)
 				if err != nil {
@@ -301,6 +311,36 @@ func (v *VectorDB) write(ctx context.Context, vectors []Vector, links []Link, us
 		return nil
 	})
 	return inserted, err
+}
+
+// lockVectorWrites takes the lock that lets one vector writer at a time
+// into the graph, across workers and replicas (concurrent inserts into the
+// HNSW graph contend so much that two at once took 3-5× as long as the same
+// two in turn: pipeline benchmark, 2.1× → 4.0× the raw vector rate on the
+// 80/20 mix), and returns the vectors not stored by the writers before it.
+// The look-up rides in the same round trip; it runs after the lock is
+// granted, so it sees what they committed.
+func lockVectorWrites(ctx context.Context, tx pgx.Tx, vectors []Vector) ([]Vector, error) {
+	hashes := make([][]byte, len(vectors))
+	for i := range vectors {
+		hashes[i] = vectors[i].ContentHash
+	}
+	b := &pgx.Batch{}
+	b.Queue(`SELECT pg_advisory_xact_lock(hashtext('datastorage.embeddings.insert'))`)
+	b.Queue(knownHashesSQL, hashes)
+	br := tx.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	stored, err := collectHashes(br.Query())
+	if err != nil {
+		return nil, fmt.Errorf("look up hashes: %w", err)
+	}
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("look up hashes: %w", err)
+	}
+	return slices.DeleteFunc(slices.Clone(vectors), func(v Vector) bool { return stored[string(v.ContentHash)] }), nil
 }
 
 // UnownedLinks returns up to limit links whose writer is not known (made

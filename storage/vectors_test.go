@@ -148,6 +148,46 @@ func TestVectorDB_WriteStoresVectorsOfAnyScale(t *testing.T) {
 	assert.InDelta(t, 1, got[0].Similarity, 1e-3)
 }
 
+// A vector another worker stored since the caller looked up the hashes (two
+// workers embedding the same alert text) is left out of the COPY: nothing is
+// inserted into the graph only to be undone. Before, the COPY failed on it
+// and the transaction went again: every row it had inserted was left dead.
+func TestVectorDB_WriteLeavesOutVectorsStoredMeanwhile(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	dsn, _ := migratedDB(t)
+	v := indexedVectors(t, dsn)
+	conn := connect(t, dsn)
+	_, err := conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS pgstattuple")
+	require.NoError(t, err)
+
+	rng := rand.New(rand.NewPCG(5, 6))
+	vector := func(hash string) storage.Vector {
+		return storage.Vector{ContentHash: []byte(hash), Embedding: pgvector.NewVector(randomUnit(rng))}
+	}
+	n, err := v.Write(ctx, []storage.Vector{vector("storm")}, nil) // the other worker
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+
+	var batch []storage.Vector
+	for i := range 20 {
+		batch = append(batch, vector(fmt.Sprint("new-", i)))
+	}
+	batch = append(batch, vector("storm")) // last: a COPY would insert the others first
+	n, err = v.Write(ctx, batch, []storage.Link{{RecordRef: testRef(wire.KindRemediation, "r1"),
+		ContentHash: []byte("storm"), OccurredAt: time.Now()}})
+	require.NoError(t, err)
+	assert.Equal(t, 20, n)
+
+	var live, dead int64
+	require.NoError(t, conn.QueryRow(ctx, "SELECT tuple_count, dead_tuple_count FROM pgstattuple('embeddings')").Scan(&live, &dead))
+	assert.EqualValues(t, 21, live)
+	assert.Zero(t, dead, "rows inserted and undone")
+	known, err := v.KnownHashes(ctx, [][]byte{[]byte("storm"), []byte("new-19")})
+	require.NoError(t, err)
+	assert.Len(t, known, 2)
+}
+
 // EnsureIndex builds the index with the configured parameters and reports
 // those of the index as stored: an index built earlier with others, or
 // with none (pgvector's defaults), is kept and reported as it is, which is
