@@ -15,8 +15,8 @@ import (
 
 // A batch of the embedding pipeline's records (a few hundred keys) is read
 // back by probing the primary keys. Planned as a join, the look-up of the
-// keys scanned all of audit_ids at this size, 20k rows, with statistics
-// fresh or taken while it was small.
+// keys scanned all of audit_ids at this size (20k rows), whether its
+// statistics were fresh or, as here, taken while it was small.
 func TestRecordLookups_ProbeThePrimaryKeys(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
